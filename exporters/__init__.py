@@ -1,0 +1,1 @@
+"""One module per destination: OTLP, Prometheus, OTel traces/metrics, Parquet, CapFrameX."""

@@ -1,0 +1,156 @@
+"""OpenTelemetry instruments: pipeline histograms, hardware readings, agent self-metrics.
+
+Histogram boundaries are explicit: the SDK's defaults are made for milliseconds, and in
+seconds every stage latency would land in the first bucket.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+
+from otel_benchlab.counters import AgentCounters
+from otel_benchlab.records import SensorInfo, StageSpan, Unpaired
+
+LATENCY_BUCKETS_S = (
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.006,
+    0.008, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15,
+    0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+)
+ENERGY_BUCKETS_J = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
+)
+
+
+def metric_views() -> list[View]:
+    return [
+        View(instrument_name="benchlab.pipeline.latency",
+             aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS_S)),
+        View(instrument_name="benchlab.pipeline.energy",
+             aggregation=ExplicitBucketHistogramAggregation(ENERGY_BUCKETS_J)),
+    ]
+
+
+def pair_attributes(pipeline: str, stage_from: str, stage_to: str) -> dict[str, str]:
+    return {"benchlab.pipeline": pipeline, "benchlab.stage.from": stage_from,
+            "benchlab.stage.to": stage_to}
+
+
+class PipelineMetrics:
+    def __init__(self, meter: Meter) -> None:
+        self.latency = meter.create_histogram(
+            "benchlab.pipeline.latency", unit="s",
+            description="Latency between two stages of one frame")
+        self.energy = meter.create_histogram(
+            "benchlab.pipeline.energy", unit="J",
+            description="Energy spent while one frame went from one stage to the next")
+        self.unpaired = meter.create_counter(
+            "benchlab.pipeline.unpaired", unit="{mark}",
+            description="Stage marks that found no partner, by reason")
+
+    def export(self, spans: Iterable[StageSpan]) -> None:
+        for s in spans:
+            attrs = pair_attributes(s.pipeline, s.stage_from, s.stage_to)
+            self.latency.record(s.latency_ns / 1e9, attrs)
+            for label, fig in s.power.items():
+                if fig.energy_j is not None:
+                    self.energy.record(fig.energy_j, {**attrs, "benchlab.power.source": label})
+
+    def export_unpaired(self, items: Iterable[Unpaired]) -> None:
+        for u in items:
+            self.unpaired.add(1, {**pair_attributes(u.pipeline, u.stage_from, u.stage_to),
+                                  "reason": u.reason})
+
+
+# Instrument kind for the hw.* names the conventions make up-down counters.
+_UPDOWN = {"hw.gpu.memory.usage", "hw.gpu.memory.limit"}
+_ENERGY_OF = {"hw.power": "hw.energy", "hw.host.power": "hw.host.energy"}
+
+
+class SampleMetrics:
+    """Latest reading of every described sensor as an observable instrument; power
+    sensors are also integrated into the matching energy counter (hw.energy,
+    hw.host.energy), as the conventions prefer energy where it can be had."""
+
+    def __init__(self, meter: Meter, sensors: list[SensorInfo]) -> None:
+        self._lock = threading.Lock()
+        self._info = {(s.source, s.name): s for s in sensors}
+        self._latest: dict[tuple[str, str], float] = {}
+        self._integral: dict[tuple[str, str], float] = {}
+        self._last: dict[tuple[str, str], tuple[int, float]] = {}
+        by_metric: dict[str, list[SensorInfo]] = {}
+        for s in sensors:
+            by_metric.setdefault(s.metric, []).append(s)
+        for metric, group in by_metric.items():
+            unit = group[0].unit
+            if group[0].kind == "energy" or metric in ("hw.energy", "hw.host.energy"):
+                meter.create_observable_counter(metric, [self._reader(metric)], unit=unit)
+            elif metric in _UPDOWN:
+                meter.create_observable_up_down_counter(metric, [self._reader(metric)],
+                                                        unit=unit)
+            else:
+                meter.create_observable_gauge(metric, [self._reader(metric)], unit=unit)
+            energy_metric = _ENERGY_OF.get(metric)
+            if energy_metric and energy_metric not in by_metric:
+                meter.create_observable_counter(energy_metric, [self._integrals(metric)],
+                                                unit="J")
+
+    def _reader(self, metric: str):
+        def observe(_: CallbackOptions) -> Iterable[Observation]:
+            with self._lock:
+                return [Observation(v, self._info[k].attributes)
+                        for k, v in self._latest.items() if self._info[k].metric == metric]
+        return observe
+
+    def _integrals(self, power_metric: str):
+        def observe(_: CallbackOptions) -> Iterable[Observation]:
+            with self._lock:
+                return [Observation(v, self._info[k].attributes)
+                        for k, v in self._integral.items()
+                        if self._info[k].metric == power_metric]
+        return observe
+
+    def on_sample(self, ts_ns: int, source: str, values: dict[str, float]) -> None:
+        with self._lock:
+            for name, v in values.items():
+                key = (source, name)
+                info = self._info.get(key)
+                if info is None:
+                    continue
+                self._latest[key] = v
+                if info.metric in _ENERGY_OF:
+                    prev = self._last.get(key)
+                    if prev is not None and ts_ns > prev[0]:
+                        self._integral[key] = self._integral.get(key, 0.0) + (
+                            (ts_ns - prev[0]) * 1e-9 * (v + prev[1]) * 0.5)
+                    else:
+                        self._integral.setdefault(key, 0.0)
+                    self._last[key] = (ts_ns, v)
+
+
+class AgentMetrics:
+    """benchlab.agent.*: the agent's own health, read from AgentCounters."""
+
+    def __init__(self, meter: Meter, counters: AgentCounters, queue_depth) -> None:
+        def counter(name: str):
+            def observe(_: CallbackOptions) -> Iterable[Observation]:
+                return [Observation(v, lbl) for lbl, v in counters.items(name)]
+            return observe
+
+        meter.create_observable_gauge(
+            "benchlab.agent.queue.depth", [lambda _: [Observation(queue_depth())]],
+            unit="{record}", description="Records waiting for the processors")
+        for name, unit, desc in (
+            ("queue.dropped", "{record}", "Records dropped because the queue was full"),
+            ("export.failures", "{export}", "Failed exports, by signal"),
+            ("export.dropped", "{span}", "Spans lost in failed exports"),
+            ("write.errors", "{write}", "Failed file writes, by exporter"),
+            ("read.errors", "{read}", "Source read errors, by source and reason"),
+            ("input.rejected", "{record}", "Malformed input records skipped, by source"),
+        ):
+            meter.create_observable_counter(f"benchlab.agent.{name}", [counter(name)],
+                                            unit=unit, description=desc)

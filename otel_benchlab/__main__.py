@@ -1,0 +1,3 @@
+from otel_benchlab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,321 @@
+"""One typed config object: built-in defaults < TOML file < environment < command line.
+
+Unknown keys and bad values stop start-up with a ConfigError that names the key and where
+it came from (file, variable or flag).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A bad setting; the message names the key, where it came from and what to do."""
+
+
+@dataclass
+class SimulateConfig:
+    fps: float = 60.0
+    stages: list[str] = field(default_factory=lambda: ["ingress", "encoded", "inference_done"])
+    streams: list[str] = field(default_factory=lambda: ["cam0"])
+    pipeline: str = "sim"
+    stage_latency_ms: list[float] = field(default_factory=lambda: [8.0, 12.0])
+    jitter: float = 0.15  # relative standard deviation of each stage latency
+    mark_loss: float = 0.01  # probability that any one mark is lost
+    frame_ids: bool = True
+
+
+@dataclass
+class TracesConfig:
+    sample_ratio: float = 1.0
+    # Frames whose pair latency is over its target are always traced ("A->B" = seconds).
+    latency_targets_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class OtlpConfig:
+    enabled: bool = True
+    endpoint: str = ""  # "" = the standard OTEL_EXPORTER_OTLP_ENDPOINT or its default
+    protocol: str = ""  # "grpc" or "http/protobuf"; "" = OTEL_EXPORTER_OTLP_PROTOCOL or grpc
+    timeout_s: float = 5.0
+    metric_interval_s: float = 60.0
+
+
+@dataclass
+class PrometheusConfig:
+    bind: str = "127.0.0.1:9109"  # "" or "off" disables the endpoint
+
+
+@dataclass
+class ParquetConfig:
+    enabled: bool = True
+    part_rows: int = 200_000
+    part_seconds: float = 60.0
+
+
+@dataclass
+class CapFrameXConfig:
+    enabled: bool = True
+    app: str = "otel-benchlab"
+    watch_dir: str = ""  # also copy finished files here (CapFrameX's capture folder)
+    sample_time_ms: int = 100  # Pmd* power array spacing in the JSON
+
+
+@dataclass
+class Config:
+    simulate: bool = False
+    duration_s: float | None = None
+    session_id: str = ""
+    data_root: str = field(
+        default_factory=lambda: str(
+            Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "otel-benchlab"
+        )
+    )
+    pairs: list[list[str]] = field(
+        default_factory=lambda: [["ingress", "encoded"], ["encoded", "inference_done"]]
+    )
+    pair_window_s: float = 2.0
+    sample_hz: float = 10.0
+    power_sources: list[str] = field(default_factory=list)  # empty = every power source seen
+    power_max_gap_s: float = 0.5
+    retention_days: float = 90.0
+    raw_keep_days: float = 7.0
+    status_interval_s: float = 5.0
+    log_format: str = "text"
+    queue_size: int = 100_000
+    sim: SimulateConfig = field(default_factory=SimulateConfig)
+    traces: TracesConfig = field(default_factory=TracesConfig)
+    otlp: OtlpConfig = field(default_factory=OtlpConfig)
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
+    parquet: ParquetConfig = field(default_factory=ParquetConfig)
+    capframex: CapFrameXConfig = field(default_factory=CapFrameXConfig)
+
+    def pair_tuples(self) -> list[tuple[str, str]]:
+        return [(a, b) for a, b in self.pairs]
+
+
+# Environment variables and the dotted key each one sets.
+ENV_KEYS: dict[str, str] = {
+    "BENCHLAB_DATA_ROOT": "data_root",
+    "BENCHLAB_SAMPLE_HZ": "sample_hz",
+    "BENCHLAB_PROM": "prometheus.bind",
+    "BENCHLAB_RETENTION_DAYS": "retention_days",
+    "BENCHLAB_RAW_KEEP_DAYS": "raw_keep_days",
+    "BENCHLAB_SESSION": "session_id",
+    "CX_APP": "capframex.app",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "otlp.endpoint",
+    "OTEL_EXPORTER_OTLP_PROTOCOL": "otlp.protocol",
+}
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Turn a TOML or string value into ``typ``; raise ConfigError naming ``where``."""
+    origin = get_origin(typ)
+    if origin is list:
+        (item,) = get_args(typ)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, vt = get_args(typ)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return {str(k): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
+    args = [a for a in get_args(typ) if a is not type(None)]
+    if args and type(None) in get_args(typ):  # Optional[X]
+        if value is None or value == "":
+            return None
+        return _coerce(value, args[0], where)
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if typ is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if typ is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError(value)
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{where}: {value!r} is not a valid {getattr(typ, '__name__', typ)}"
+        ) from None
+    raise ConfigError(f"{where}: unsupported setting type {typ}")  # pragma: no cover
+
+
+def _apply(obj: Any, table: dict[str, Any], where: str) -> None:
+    hints = get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in table.items():
+        if key not in names:
+            raise ConfigError(
+                f"{where}: unknown key '{key}' (known: {', '.join(sorted(names))})"
+            )
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: '{key}' must be a table")
+            _apply(current, value, f"{where} [{key}]")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], f"{where}: key '{key}'"))
+
+
+def set_dotted(cfg: Config, dotted: str, value: Any, where: str) -> None:
+    *parents, leaf = dotted.split(".")
+    obj: Any = cfg
+    for p in parents:
+        obj = getattr(obj, p)
+    _apply(obj, {leaf: value}, where)
+
+
+def load_config(
+    path: str | None = None,
+    env: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Build the Config: defaults, then the TOML file, then ``env``, then ``overrides``."""
+    env = dict(os.environ) if env is None else env
+    cfg = Config()
+    path = path or env.get("BENCHLAB_CONFIG") or None
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                table = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        _apply(cfg, table, path)
+    for var, dotted in ENV_KEYS.items():
+        if env.get(var, "") != "":
+            set_dotted(cfg, dotted, env[var], f"environment variable {var}")
+    _apply_otel_env(cfg, env)
+    a, b = env.get("CX_STAGE_A", ""), env.get("CX_STAGE_B", "")
+    if a and b and [a, b] not in cfg.pairs:
+        cfg.pairs.append([a, b])
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            set_dotted(cfg, dotted, value, f"option --{dotted.replace('_', '-')}")
+    validate(cfg)
+    return cfg
+
+
+def _apply_otel_env(cfg: Config, env: dict[str, str]) -> None:
+    """The standard OTEL_* variables that change what the agent itself does."""
+    sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if sampler in ("always_off", "parentbased_always_off"):
+        cfg.traces.sample_ratio = 0.0
+    elif sampler in ("always_on", "parentbased_always_on"):
+        cfg.traces.sample_ratio = 1.0
+    if env.get("OTEL_TRACES_SAMPLER_ARG", "") != "" and sampler not in (
+        "always_off", "parentbased_always_off", "always_on", "parentbased_always_on"
+    ):
+        set_dotted(cfg, "traces.sample_ratio", env["OTEL_TRACES_SAMPLER_ARG"],
+                   "environment variable OTEL_TRACES_SAMPLER_ARG")
+    if env.get("OTEL_METRIC_EXPORT_INTERVAL", "") != "":
+        ms = _coerce(env["OTEL_METRIC_EXPORT_INTERVAL"], float,
+                     "environment variable OTEL_METRIC_EXPORT_INTERVAL")
+        cfg.otlp.metric_interval_s = ms / 1000.0
+    if env.get("OTEL_EXPORTER_OTLP_TIMEOUT", "") != "":
+        ms = _coerce(env["OTEL_EXPORTER_OTLP_TIMEOUT"], float,
+                     "environment variable OTEL_EXPORTER_OTLP_TIMEOUT")
+        cfg.otlp.timeout_s = ms / 1000.0
+    disabled = {
+        env.get("OTEL_TRACES_EXPORTER", "").lower(), env.get("OTEL_METRICS_EXPORTER", "").lower()
+    }
+    if disabled == {"none"}:
+        cfg.otlp.enabled = False
+
+
+def validate(cfg: Config) -> None:
+    def bad(key: str, msg: str) -> ConfigError:
+        return ConfigError(f"setting '{key}': {msg}")
+
+    for i, pair in enumerate(cfg.pairs):
+        if len(pair) != 2 or not all(pair) or pair[0] == pair[1]:
+            raise bad(f"pairs[{i}]", f"{pair!r} must be two different stage names")
+    if not 0.0 <= cfg.traces.sample_ratio <= 1.0:
+        raise bad("traces.sample_ratio", "must be between 0 and 1")
+    for key, val in (
+        ("pair_window_s", cfg.pair_window_s), ("sample_hz", cfg.sample_hz),
+        ("power_max_gap_s", cfg.power_max_gap_s), ("sim.fps", cfg.sim.fps),
+        ("status_interval_s", cfg.status_interval_s),
+        ("otlp.metric_interval_s", cfg.otlp.metric_interval_s),
+        ("parquet.part_seconds", cfg.parquet.part_seconds),
+    ):
+        if val <= 0:
+            raise bad(key, f"must be > 0, got {val}")
+    if cfg.duration_s is not None and cfg.duration_s <= 0:
+        raise bad("duration_s", "must be > 0")
+    if not 0.0 <= cfg.sim.mark_loss < 1.0:
+        raise bad("sim.mark_loss", "must be in [0, 1)")
+    if len(cfg.sim.stages) < 2:
+        raise bad("sim.stages", "needs at least two stages")
+    if len(cfg.sim.stage_latency_ms) != len(cfg.sim.stages) - 1:
+        raise bad("sim.stage_latency_ms", "needs one latency per step between stages "
+                  f"({len(cfg.sim.stages) - 1} for {len(cfg.sim.stages)} stages)")
+    if cfg.log_format not in ("text", "json"):
+        raise bad("log_format", "must be 'text' or 'json'")
+    if cfg.otlp.protocol not in ("", "grpc", "http/protobuf"):
+        raise bad("otlp.protocol", f"{cfg.otlp.protocol!r}: use 'grpc' or 'http/protobuf'")
+    if cfg.parquet.part_rows < 1:
+        raise bad("parquet.part_rows", "must be >= 1")
+    parse_bind(cfg.prometheus.bind)
+    if cfg.session_id:
+        validate_session_id(cfg.session_id)
+
+
+def parse_bind(bind: str) -> tuple[str, int] | None:
+    """'HOST:PORT', ':PORT' or 'PORT' -> (host, port); '', 'off' or '0' -> None."""
+    bind = bind.strip()
+    if bind.lower() in ("", "off", "0", "none", "false"):
+        return None
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        port_n = int(port)
+    except ValueError:
+        raise ConfigError(
+            f"setting 'prometheus.bind': {bind!r} is not HOST:PORT (example 127.0.0.1:9109)"
+        ) from None
+    if not 0 < port_n < 65536:
+        raise ConfigError(f"setting 'prometheus.bind': port {port_n} out of range")
+    return host, port_n
+
+
+def validate_session_id(session_id: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", session_id) or ".." in session_id:
+        raise ConfigError(
+            f"session id {session_id!r}: use letters, digits, '.', '_' and '-' only "
+            "(no path separators, no '..', at most 128 characters)"
+        )
+    return session_id
+
+
+def config_as_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

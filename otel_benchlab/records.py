@@ -1,0 +1,93 @@
+"""The records that cross rooms: receivers make them, processors and exporters read them.
+
+All timestamps are host CLOCK_MONOTONIC nanoseconds (see ``timebase``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class SensorInfo:
+    """Describes one sensor of a source, once, so exporters know how to name its values.
+
+    ``metric`` is the OTel instrument name (``hw.power``, ``hw.temperature`` ...). A sensor
+    with ``power_source`` set is also a power source for the energy processor under that
+    label (``SYS``, ``CPU``, ``GPU`` ...). ``kind`` says how to integrate it: ``power`` in W
+    or ``energy`` as a monotonic counter in J.
+    """
+
+    source: str
+    name: str
+    metric: str
+    unit: str
+    attributes: dict[str, str] = field(default_factory=dict)
+    power_source: str | None = None
+    kind: str = "gauge"  # "gauge", "power" (W, integrated) or "energy" (J counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """Readings of one source taken at one moment: values by sensor name."""
+
+    ts_ns: int
+    source: str
+    values: dict[str, float]
+    rtt_ns: int = 0  # request/response round trip for polled devices; 0 when not polled
+
+
+@dataclass(frozen=True, slots=True)
+class StageMark:
+    """"Frame 42 of stream cam0 reached stage `encoded`" at ts_ns."""
+
+    ts_ns: int
+    pipeline: str
+    stream: str
+    stage: str
+    frame: int | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PowerFigure:
+    """Mean power and energy of one power source over a span; None where not known."""
+
+    mean_w: float | None
+    energy_j: float | None
+
+
+@dataclass(slots=True)
+class StageSpan:
+    """Two marks of one frame paired into an interval, later annotated with power."""
+
+    pipeline: str
+    stream: str
+    frame: int | None
+    stage_from: str
+    stage_to: str
+    start_ns: int
+    end_ns: int
+    trace_id: int = 0
+    span_id: int = 0
+    power: dict[str, PowerFigure] = field(default_factory=dict)
+
+    @property
+    def latency_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+    @property
+    def pair(self) -> str:
+        return f"{self.stage_from}->{self.stage_to}"
+
+
+@dataclass(frozen=True, slots=True)
+class Unpaired:
+    """A mark that found no partner, with why (``timeout``, ``orphan``, ``duplicate``)."""
+
+    pipeline: str
+    stage_from: str
+    stage_to: str
+    reason: str
+    mark: StageMark

@@ -1,0 +1,359 @@
+"""The runtime: wires receivers -> processors -> exporters. Only it knows all three.
+
+Receivers run on their own threads and put records on one bounded queue without ever
+blocking (a full queue is counted as a drop). One consumer thread owns all processor
+state, so pairing needs no locks; exporters that talk to the network (OTLP) do so from
+the SDK's own threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TextIO
+
+import numpy as np
+import pyarrow as pa
+
+from otel_benchlab.config import Config, config_as_dict, parse_bind
+from otel_benchlab.counters import AgentCounters
+from otel_benchlab.exporters.capframex import CapFrameXWriter
+from otel_benchlab.exporters.otel_metrics import AgentMetrics, PipelineMetrics, SampleMetrics
+from otel_benchlab.exporters.otel_traces import FrameTraceExporter
+from otel_benchlab.exporters.otlp import make_otlp_exporters
+from otel_benchlab.exporters.parquet import ParquetPartWriter
+from otel_benchlab.exporters.prometheus import PrometheusEndpoint
+from otel_benchlab.live import LiveStats
+from otel_benchlab.processors.energy import EnergyAnnotator
+from otel_benchlab.processors.frames import FrameAssembler, TraceIds
+from otel_benchlab.processors.pairing import StagePairer
+from otel_benchlab.receivers import Receiver
+from otel_benchlab.records import Sample, SensorInfo, StageMark, StageSpan, Unpaired
+from otel_benchlab.schema import (
+    MARK_SCHEMA,
+    SAMPLE_SCHEMA,
+    aligned_schema,
+    marks_to_table,
+    power_columns,
+    spans_to_table,
+)
+from otel_benchlab.session import Session
+from otel_benchlab.telemetry import make_meter_provider, make_resource
+from otel_benchlab.timebase import TimeBase
+
+log = logging.getLogger("otel_benchlab")
+
+TICK_S = 0.1
+
+
+def choose_power_sources(cfg: Config, sensors: list[SensorInfo]) -> dict[str, str]:
+    """label -> kind ("power" or "energy"), primary first: the configured list, else SYS,
+    CPU, GPU, then any other power source in the order the receivers described them."""
+    seen: dict[str, str] = {}
+    for s in sensors:
+        if s.power_source and s.power_source not in seen:
+            seen[s.power_source] = "energy" if s.kind == "energy" else "power"
+    if cfg.power_sources:
+        missing = [p for p in cfg.power_sources if p not in seen]
+        if missing:
+            log.warning("power sources %s are configured but no receiver provides them "
+                        "(have: %s); their energy columns stay empty", missing,
+                        ", ".join(seen) or "none")
+        return {p: seen.get(p, "power") for p in cfg.power_sources}
+    order = [p for p in ("SYS", "CPU", "GPU") if p in seen] + [
+        p for p in seen if p not in ("SYS", "CPU", "GPU")]
+    return {p: seen[p] for p in order}
+
+
+class Agent:
+    def __init__(self, cfg: Config, receivers: list[Receiver], session: Session,
+                 status_out: TextIO | None = None) -> None:
+        self.cfg = cfg
+        self.receivers = receivers
+        self.session = session
+        self.status_out = status_out
+        self.counters = AgentCounters()
+        self.timebase = TimeBase.measure()
+        self.queue: queue.Queue[Sample | StageMark] = queue.Queue(maxsize=cfg.queue_size)
+        self.sensors = [s for r in receivers for s in r.sensors()]
+        self.power_sources = choose_power_sources(cfg, self.sensors)
+        self.labels = list(self.power_sources)
+        self._power_of = {(s.source, s.name): s.power_source for s in self.sensors
+                          if s.power_source in self.power_sources}
+        window_ns = int(cfg.pair_window_s * 1e9)
+        gap_ns = int(cfg.power_max_gap_s * 1e9)
+        self.pairer = StagePairer(cfg.pair_tuples(), window_ns)
+        self.annotator = EnergyAnnotator(self.power_sources, gap_ns, keep_ns=window_ns + gap_ns)
+        self.ids = TraceIds(session.id)
+        targets = {k: int(v * 1e9) for k, v in cfg.traces.latency_targets_s.items()}
+        self.frames = FrameAssembler(self.ids, cfg.pair_tuples(), window_ns + gap_ns,
+                                     cfg.traces.sample_ratio, targets)
+        self.stats = LiveStats(self.labels[0] if self.labels else None)
+        self.spans_total = 0
+        self.marks_total = 0
+        self.samples_total = 0
+        self.unpaired_by_reason: dict[str, int] = {}
+        self._raw_marks: list[StageMark] = []
+        self._raw_samples: dict[str, list] = {f.name: [] for f in SAMPLE_SCHEMA}
+        self._stop = threading.Event()
+        self._setup_exporters()
+
+    # -- wiring ------------------------------------------------------------------------
+    def _setup_exporters(self) -> None:
+        cfg, c = self.cfg, self.counters
+        resource = make_resource()
+        self.prometheus = None
+        bind = parse_bind(cfg.prometheus.bind)
+        readers = []
+        if bind:
+            self.prometheus = PrometheusEndpoint(*bind)
+            readers.append(self.prometheus.reader)
+        self.otlp_endpoint = None
+        self.traces = None
+        metric_exporter = None
+        if cfg.otlp.enabled:
+            protocol = cfg.otlp.protocol or "grpc"
+            span_exp, metric_exporter, self.otlp_endpoint = make_otlp_exporters(
+                protocol, cfg.otlp.endpoint, cfg.otlp.timeout_s, c)
+            self.otlp_protocol = protocol
+            self.traces = FrameTraceExporter(span_exp, resource, self.timebase)
+        self.meter_provider = make_meter_provider(resource, metric_exporter,
+                                                  cfg.otlp.metric_interval_s, readers)
+        meter = self.meter_provider.get_meter("otel_benchlab")
+        self.pipeline_metrics = PipelineMetrics(meter)
+        self.sample_metrics = SampleMetrics(meter, self.sensors)
+        AgentMetrics(meter, c, self.queue.qsize)
+        self._system_metrics = None
+        try:
+            from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
+
+            self._system_metrics = SystemMetricsInstrumentor(config={
+                "system.cpu.utilization": ["idle", "user", "system", "iowait"],
+                "system.memory.usage": ["used", "free", "cached"],
+                "system.memory.utilization": ["used", "free", "cached"],
+                "system.network.io": ["transmit", "receive"],
+                "system.disk.io": ["read", "write"],
+                "process.cpu.utilization": None,
+                "process.memory.usage": None,
+            })
+            self._system_metrics.instrument(meter_provider=self.meter_provider)
+        except Exception as exc:  # an optional source: say so, run on
+            log.warning("system metrics are off: %s", exc)
+
+        def on_error(what: str, n: int) -> None:
+            c.add("write.errors", 1, exporter=what)
+
+        p = cfg.parquet
+        self.parquet = None
+        if p.enabled:
+            self.parquet = {
+                "aligned": ParquetPartWriter(self.session.aligned, aligned_schema(self.labels),
+                                             p.part_rows, p.part_seconds, on_error),
+                "marks": ParquetPartWriter(self.session.raw_marks, MARK_SCHEMA, p.part_rows,
+                                           p.part_seconds, on_error),
+                "samples": ParquetPartWriter(self.session.raw_samples, SAMPLE_SCHEMA,
+                                             p.part_rows, p.part_seconds, on_error),
+            }
+        self.capframex = None
+        if cfg.capframex.enabled:
+            self.capframex = CapFrameXWriter(self.session.capframex, cfg.capframex.app,
+                                             power_columns(self.labels),
+                                             cfg.capframex.sample_time_ms,
+                                             cfg.capframex.watch_dir or None)
+
+    # -- intake ------------------------------------------------------------------------
+    def emit(self, record: Sample | StageMark) -> bool:
+        """Called by receivers on their threads: never blocks."""
+        try:
+            self.queue.put_nowait(record)
+            return True
+        except queue.Full:
+            self.counters.add("queue.dropped", 1, "the processors cannot keep up; records "
+                              "are dropped (raise queue_size or lower the sample rate)")
+            return False
+
+    def _handle(self, rec: Sample | StageMark, spans: list[StageSpan],
+                unpaired: list[Unpaired]) -> None:
+        if isinstance(rec, StageMark):
+            self.marks_total += 1
+            self._raw_marks.append(rec)
+            self.frames.add_mark(rec)
+            for r in self.pairer.push(rec):
+                (spans if isinstance(r, StageSpan) else unpaired).append(r)
+            return
+        self.samples_total += 1
+        self.sample_metrics.on_sample(rec.ts_ns, rec.source, rec.values)
+        raw = self._raw_samples
+        for name, v in rec.values.items():
+            raw["ts_ns"].append(rec.ts_ns)
+            raw["source"].append(rec.source)
+            raw["sensor"].append(name)
+            raw["value"].append(v)
+            raw["rtt_ns"].append(rec.rtt_ns)
+            label = self._power_of.get((rec.source, name))
+            if label is not None:
+                self.annotator.add_power(label, rec.ts_ns, v)
+                if self.capframex is not None and self.power_sources[label] == "power":
+                    self.capframex.add_power(label, np.array([rec.ts_ns]), np.array([v]))
+
+    def _process(self, spans: list[StageSpan], unpaired: list[Unpaired], now: int,
+                 flush: bool = False) -> None:
+        for s in spans:
+            self.ids.assign(s)
+            self.annotator.add_span(s)
+        if unpaired:
+            for u in unpaired:
+                self.unpaired_by_reason[u.reason] = self.unpaired_by_reason.get(u.reason, 0) + 1
+            self.pipeline_metrics.export_unpaired(unpaired)
+            self.stats.add_unpaired(unpaired)
+        done = self.annotator.release(now, flush=flush)
+        if done:
+            self.spans_total += len(done)
+            self.pipeline_metrics.export(done)
+            self.stats.add(done)
+            table = spans_to_table(done, self.timebase, self.labels)
+            if self.parquet:
+                self.parquet["aligned"].export(table)
+            if self.capframex:
+                self.capframex.export(table)
+        frames = [f for s in done for f in self.frames.add_span(s)]
+        frames += self.frames.expire(now, flush=flush)
+        if frames and self.traces is not None:
+            self.traces.export(frames)
+
+    def _flush_raw(self) -> None:
+        if self.parquet is None:
+            self._raw_marks.clear()
+            for v in self._raw_samples.values():
+                v.clear()
+            return
+        if self._raw_marks:
+            self.parquet["marks"].export(marks_to_table(self._raw_marks, self.timebase))
+            self._raw_marks.clear()
+        raw = self._raw_samples
+        if raw["ts_ns"]:
+            ts = np.asarray(raw["ts_ns"], np.int64)
+            raw["ts_unix_ns"] = ts + self.timebase.offset_ns
+            raw["ts_ns"] = ts
+            self.parquet["samples"].export(pa.table(raw, schema=SAMPLE_SCHEMA))
+            self._raw_samples = {f.name: [] for f in SAMPLE_SCHEMA}
+        for w in self.parquet.values():
+            w.tick()
+
+    # -- running -----------------------------------------------------------------------
+    def banner(self) -> list[str]:
+        lines = [f"otel-benchlab session {self.session.id}",
+                 f"  session directory: {self.session.path}"]
+        lines.append(f"  Prometheus: {self.prometheus.url}" if self.prometheus else
+                     "  Prometheus: off")
+        lines.append(f"  OTLP ({self.otlp_protocol}): {self.otlp_endpoint}"
+                     if self.otlp_endpoint else "  OTLP: off")
+        lines.append("  pairs: " + ", ".join(f"{a}->{b}" for a, b in self.cfg.pair_tuples()))
+        lines.append("  power sources: " + (", ".join(self.labels) or "none"))
+        return lines
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, duration_s: float | None = None,
+            on_started: Callable[[], None] | None = None) -> int:
+        self.session.start(config_as_dict(self.cfg),
+                           [{"name": getattr(r, "name", type(r).__name__)}
+                            for r in self.receivers],
+                           [asdict(s) for s in self.sensors])
+        if self.prometheus:
+            self.prometheus.start()
+        for line in self.banner():
+            print(line, file=self.status_out or sys.stderr, flush=True)
+        for r in self.receivers:
+            r.start(self.emit)
+        if on_started:
+            on_started()
+        t_start = time.monotonic()
+        next_tick = next_status = t_start
+        try:
+            while not self._stop.is_set():
+                now_s = time.monotonic()
+                if duration_s is not None and now_s - t_start >= duration_s:
+                    break
+                spans: list[StageSpan] = []
+                unpaired: list[Unpaired] = []
+                try:
+                    rec = self.queue.get(timeout=max(0.0, next_tick - now_s))
+                    self._handle(rec, spans, unpaired)
+                    while True:  # drain what is there without waiting
+                        self._handle(self.queue.get_nowait(), spans, unpaired)
+                except queue.Empty:
+                    pass
+                now_s = time.monotonic()
+                if now_s >= next_tick:
+                    next_tick = now_s + TICK_S
+                    now_ns = time.monotonic_ns()
+                    for r in self.pairer.expire(now_ns):
+                        (spans if isinstance(r, StageSpan) else unpaired).append(r)
+                    self._process(spans, unpaired, now_ns)
+                    self._flush_raw()
+                elif spans or unpaired:
+                    self._process(spans, unpaired, time.monotonic_ns())
+                if now_s >= next_status + self.cfg.status_interval_s:
+                    self._status(now_s - next_status)
+                    next_status = now_s
+        finally:
+            self._shutdown()
+        return 0
+
+    def _status(self, seconds: float) -> None:
+        if self.status_out is None:
+            return
+        for line in self.stats.lines(seconds):
+            print(line, file=self.status_out, flush=True)
+
+    def _shutdown(self) -> None:
+        for r in self.receivers:
+            r.stop()
+        spans: list[StageSpan] = []
+        unpaired: list[Unpaired] = []
+        while True:
+            try:
+                self._handle(self.queue.get_nowait(), spans, unpaired)
+            except queue.Empty:
+                break
+        for r in self.pairer.flush():
+            (spans if isinstance(r, StageSpan) else unpaired).append(r)
+        self._process(spans, unpaired, time.monotonic_ns(), flush=True)
+        self._flush_raw()
+        for exp in (*(self.parquet or {}).values(), self.capframex):
+            if exp is not None:
+                exp.shutdown()
+        if self.traces is not None:
+            self.traces.force_flush(int(self.cfg.otlp.timeout_s * 1000) + 1000)
+            self.traces.shutdown()
+        try:
+            self.meter_provider.force_flush(int(self.cfg.otlp.timeout_s * 1000) + 1000)
+        finally:
+            self.meter_provider.shutdown()
+            if self._system_metrics is not None:
+                self._system_metrics.uninstrument()
+            if self.prometheus:
+                self.prometheus.shutdown()
+        summary = {
+            "marks": self.marks_total, "samples": self.samples_total,
+            "spans": self.spans_total,
+            "unpaired": dict(self.unpaired_by_reason),
+            "traces": {"sampled": self.frames.sampled,
+                       "kept_over_target": self.frames.kept_over_target,
+                       "unsampled": self.frames.unsampled},
+            "queue_dropped": self.counters.get("queue.dropped"),
+            "export_failures": self.counters.get("export.failures"),
+            "write_errors": self.counters.get("write.errors"),
+            "capframex_files": [str(p) for p in (self.capframex.files_written
+                                                 if self.capframex else [])],
+        }
+        self.session.finish(summary)
+        log.info("session %s closed: %d marks, %d samples, %d spans", self.session.id,
+                 self.marks_total, self.samples_total, self.spans_total)

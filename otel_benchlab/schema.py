@@ -1,0 +1,94 @@
+"""Arrow schemas of what goes on disk, and the columnar form of StageSpans.
+
+The aligned table is the one columnar form of annotated StageSpans: the live runtime builds
+it from spans, replay builds it from arrays, and the Parquet and CapFrameX exporters both
+take it, so one code path writes the files either way.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyarrow as pa
+
+from otel_benchlab.records import StageMark, StageSpan
+from otel_benchlab.timebase import TimeBase
+
+MARK_SCHEMA = pa.schema([
+    ("ts_ns", pa.int64()), ("ts_unix_ns", pa.int64()), ("pipeline", pa.string()),
+    ("stream", pa.string()), ("stage", pa.string()), ("frame", pa.int64()),
+])
+
+SAMPLE_SCHEMA = pa.schema([
+    ("ts_ns", pa.int64()), ("ts_unix_ns", pa.int64()), ("source", pa.string()),
+    ("sensor", pa.string()), ("value", pa.float64()), ("rtt_ns", pa.int64()),
+])
+
+_ALIGNED_HEAD = [
+    ("pipeline", pa.string()), ("stream", pa.string()), ("frame", pa.int64()),
+    ("stage_from", pa.string()), ("stage_to", pa.string()),
+    ("start_ns", pa.int64()), ("end_ns", pa.int64()),
+    ("start_unix_ns", pa.int64()), ("end_unix_ns", pa.int64()),
+    ("latency_ms", pa.float64()),
+    ("power_source", pa.string()), ("power_mean_w", pa.float64()), ("energy_j", pa.float64()),
+]
+
+
+def column_suffix(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+
+
+def aligned_schema(power_sources: list[str]) -> pa.Schema:
+    """The first source fills power_source/power_mean_w/energy_j; each further source adds
+    power_mean_w_<label> and energy_j_<label>."""
+    fields = list(_ALIGNED_HEAD)
+    for label in power_sources[1:]:
+        suffix = column_suffix(label)
+        fields += [(f"power_mean_w_{suffix}", pa.float64()), (f"energy_j_{suffix}", pa.float64())]
+    fields += [("trace_id", pa.string()), ("span_id", pa.string())]
+    return pa.schema(fields)
+
+
+def power_columns(power_sources: list[str]) -> list[tuple[str, str, str]]:
+    """(label, mean column, energy column) for each power source, primary first."""
+    out = []
+    for i, label in enumerate(power_sources):
+        sfx = "" if i == 0 else "_" + column_suffix(label)
+        out.append((label, f"power_mean_w{sfx}", f"energy_j{sfx}"))
+    return out
+
+
+def spans_to_table(spans: list[StageSpan], tb: TimeBase, power_sources: list[str]) -> pa.Table:
+    schema = aligned_schema(power_sources)
+    start = np.fromiter((s.start_ns for s in spans), np.int64, len(spans))
+    end = np.fromiter((s.end_ns for s in spans), np.int64, len(spans))
+    cols: dict[str, object] = {
+        "pipeline": [s.pipeline for s in spans], "stream": [s.stream for s in spans],
+        "frame": [s.frame for s in spans], "stage_from": [s.stage_from for s in spans],
+        "stage_to": [s.stage_to for s in spans], "start_ns": start, "end_ns": end,
+        "start_unix_ns": start + tb.offset_ns, "end_unix_ns": end + tb.offset_ns,
+        "latency_ms": (end - start) / 1e6,
+        "power_source": [power_sources[0] if power_sources else None] * len(spans),
+    }
+    for label, mean_col, energy_col in power_columns(power_sources):
+        figs = [s.power.get(label) for s in spans]
+        cols[mean_col] = [f.mean_w if f else None for f in figs]
+        cols[energy_col] = [f.energy_j if f else None for f in figs]
+    if not power_sources:
+        cols["power_mean_w"] = [None] * len(spans)
+        cols["energy_j"] = [None] * len(spans)
+    cols["trace_id"] = [f"{s.trace_id:032x}" for s in spans]
+    cols["span_id"] = [f"{s.span_id:016x}" for s in spans]
+    return pa.table({f.name: pa.array(cols[f.name], f.type) for f in schema}, schema=schema)
+
+
+def marks_to_table(marks: list[StageMark], tb: TimeBase) -> pa.Table:
+    ts = np.fromiter((m.ts_ns for m in marks), np.int64, len(marks))
+    return pa.table({
+        "ts_ns": ts, "ts_unix_ns": ts + tb.offset_ns,
+        "pipeline": pa.array([m.pipeline for m in marks], pa.string()),
+        "stream": pa.array([m.stream for m in marks], pa.string()),
+        "stage": pa.array([m.stage for m in marks], pa.string()),
+        "frame": pa.array([m.frame for m in marks], pa.int64()),
+    }, schema=MARK_SCHEMA)

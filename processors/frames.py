@@ -1,0 +1,126 @@
+"""Frames for traces: which spans make one frame's trace, and whether it is exported.
+
+A frame (pipeline, stream, frame id) is complete when every configured pair has reported a
+span for it, or when it has been quiet for ``linger_ns``. Its trace runs from its first to
+its last mark. Sampling is by trace id ratio (OpenTelemetry's TraceIdRatioBased rule, so
+the same frame is sampled the same way everywhere), and a frame over a pair's latency
+target is always kept. Sampling concerns traces only; metrics and files see every frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+
+from otel_benchlab.records import StageMark, StageSpan
+
+from .ids import group_hash, span_id, trace_id
+
+
+@dataclass
+class FrameTrace:
+    pipeline: str
+    stream: str
+    frame: int | None
+    trace_id: int
+    root_span_id: int
+    first_ns: int
+    last_ns: int
+    spans: list[StageSpan] = field(default_factory=list)
+    over_target: bool = False
+
+
+class TraceIds:
+    """Assigns deterministic trace/span ids to spans (see ``ids``)."""
+
+    def __init__(self, session: str) -> None:
+        self.session = session
+        self._groups: dict[tuple[str, str], int] = {}
+
+    def trace_for(self, pipeline: str, stream: str, frame_key: int) -> int:
+        g = self._groups.get((pipeline, stream))
+        if g is None:
+            g = self._groups[(pipeline, stream)] = group_hash(self.session, pipeline, stream)
+        return trace_id(g, frame_key)
+
+    def assign(self, span: StageSpan) -> None:
+        key = span.frame if span.frame is not None else span.start_ns
+        span.trace_id = self.trace_for(span.pipeline, span.stream, key)
+        span.span_id = span_id(span.trace_id, span.pair)
+
+
+class FrameAssembler:
+    def __init__(self, ids: TraceIds, pairs: list[tuple[str, str]], linger_ns: int,
+                 sample_ratio: float, latency_targets_ns: dict[str, int]) -> None:
+        self.ids = ids
+        self.n_pairs = len(pairs)
+        self.linger_ns = linger_ns
+        self.targets = latency_targets_ns
+        self._sampler = TraceIdRatioBased(sample_ratio)
+        self._bound = self._sampler.bound
+        self._frames: dict[tuple, FrameTrace] = {}
+        self._touched: dict[tuple, int] = {}
+        self.sampled = 0
+        self.kept_over_target = 0
+        self.unsampled = 0
+
+    def _frame(self, pipeline: str, stream: str, frame: int | None, ts: int) -> FrameTrace:
+        key = (pipeline, stream, frame)
+        ft = self._frames.get(key)
+        if ft is None:
+            tid = self.ids.trace_for(pipeline, stream, frame if frame is not None else ts)
+            ft = self._frames[key] = FrameTrace(pipeline, stream, frame, tid,
+                                                span_id(tid, "frame"), ts, ts)
+        return ft
+
+    def add_mark(self, mark: StageMark) -> None:
+        if mark.frame is None:
+            return  # id-less marks: each span is its own trace (see add_span)
+        ft = self._frame(mark.pipeline, mark.stream, mark.frame, mark.ts_ns)
+        ft.first_ns = min(ft.first_ns, mark.ts_ns)
+        ft.last_ns = max(ft.last_ns, mark.ts_ns)
+        self._touched[(mark.pipeline, mark.stream, mark.frame)] = mark.ts_ns
+
+    def add_span(self, span: StageSpan) -> list[FrameTrace]:
+        if span.frame is None:
+            ft = FrameTrace(span.pipeline, span.stream, None, span.trace_id,
+                            span_id(span.trace_id, "frame"), span.start_ns, span.end_ns,
+                            [span])
+            return self._decide([ft])
+        key = (span.pipeline, span.stream, span.frame)
+        ft = self._frame(span.pipeline, span.stream, span.frame, span.start_ns)
+        ft.spans.append(span)
+        ft.first_ns = min(ft.first_ns, span.start_ns)
+        ft.last_ns = max(ft.last_ns, span.end_ns)
+        self._touched[key] = max(self._touched.get(key, 0), span.end_ns)
+        if len(ft.spans) >= self.n_pairs:
+            del self._frames[key]
+            self._touched.pop(key, None)
+            return self._decide([ft])
+        return []
+
+    def expire(self, now_ns: int, flush: bool = False) -> list[FrameTrace]:
+        done = [k for k, ts in self._touched.items() if flush or now_ns - ts > self.linger_ns]
+        out = []
+        for k in done:
+            del self._touched[k]
+            ft = self._frames.pop(k, None)
+            if ft is not None and ft.spans:
+                out.append(ft)
+        return self._decide(out)
+
+    def _decide(self, frames: list[FrameTrace]) -> list[FrameTrace]:
+        kept = []
+        for ft in frames:
+            over = any(s.latency_ns > self.targets.get(s.pair, 1 << 62) for s in ft.spans)
+            ft.over_target = over
+            if (ft.trace_id & TraceIdRatioBased.TRACE_ID_LIMIT) < self._bound:
+                self.sampled += 1
+                kept.append(ft)
+            elif over:
+                self.kept_over_target += 1
+                kept.append(ft)
+            else:
+                self.unsampled += 1
+        return kept

@@ -1,0 +1,234 @@
+"""Stage pairing: StageMarks -> StageSpans for each configured (stage_from, stage_to) pair.
+
+Marks with a frame id pair by (pipeline, stream, frame): loss or reordering of one mark can
+never affect another frame. Marks without ids pair by order, but not blindly first-in
+first-out (one lost mark would shift every later pair): an end mark takes the pending start
+whose latency is closest to the recent latency, and only if it is within half a frame
+interval of it; otherwise it is an orphan. Id-less marks are held back for the window and
+processed in time order, so delivery order within the window does not matter either.
+
+Unpaired marks are reported with a reason: ``timeout`` (a start whose end never came
+within the window), ``orphan`` (an end with no start), ``duplicate`` (a stage seen twice
+for one frame). A span never has a negative latency or one longer than the window.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from otel_benchlab.records import StageMark, StageSpan, Unpaired
+
+Result = StageSpan | Unpaired
+
+
+@dataclass
+class _OrderedStream:
+    """Order-based pairing state for one (pipeline, stream) and one pair."""
+
+    starts: deque[StageMark] = field(default_factory=deque)
+    ref_latency: float | None = None
+    interval: float | None = None
+    last_start: int | None = None
+    misses: int = 0
+
+
+class PairState:
+    """Pairing state for one configured pair."""
+
+    MISSES_BEFORE_RESYNC = 8
+
+    def __init__(self, stage_from: str, stage_to: str, window_ns: int) -> None:
+        self.stage_from = stage_from
+        self.stage_to = stage_to
+        self.window_ns = window_ns
+        self._starts: dict[tuple, StageMark] = {}
+        self._ends: dict[tuple, StageMark] = {}
+        self._done: dict[tuple, int] = {}
+        self._ordered: dict[tuple[str, str], _OrderedStream] = {}
+
+    # -- helpers ---------------------------------------------------------------------
+    def _unpaired(self, mark: StageMark, reason: str) -> Unpaired:
+        return Unpaired(mark.pipeline, self.stage_from, self.stage_to, reason, mark)
+
+    def _span(self, start: StageMark, end: StageMark) -> StageSpan:
+        return StageSpan(start.pipeline, start.stream, start.frame, self.stage_from,
+                         self.stage_to, start.ts_ns, end.ts_ns)
+
+    def _match(self, start: StageMark, end: StageMark, out: list[Result]) -> bool:
+        lat = end.ts_ns - start.ts_ns
+        if 0 <= lat <= self.window_ns:
+            out.append(self._span(start, end))
+            return True
+        return False
+
+    # -- pairing by frame id -----------------------------------------------------------
+    def push_keyed(self, mark: StageMark, out: list[Result]) -> None:
+        key = (mark.pipeline, mark.stream, mark.frame)
+        is_start = mark.stage == self.stage_from
+        mine, other = (self._starts, self._ends) if is_start else (self._ends, self._starts)
+        if key in self._done or key in mine:
+            out.append(self._unpaired(mark, "duplicate"))
+            return
+        partner = other.pop(key, None)
+        if partner is None:
+            mine[key] = mark
+            return
+        start, end = (mark, partner) if is_start else (partner, mark)
+        if self._match(start, end, out):
+            self._done[key] = end.ts_ns
+        else:
+            # An end before its start, or too late: the end is an orphan; the start may
+            # still meet its real end.
+            out.append(self._unpaired(end, "orphan"))
+            self._starts[key] = start
+
+    # -- pairing by order --------------------------------------------------------------
+    def push_ordered(self, mark: StageMark, out: list[Result]) -> None:
+        st = self._ordered.setdefault((mark.pipeline, mark.stream), _OrderedStream())
+        if mark.stage == self.stage_from:
+            if st.last_start is not None:
+                gap = mark.ts_ns - st.last_start
+                st.interval = gap if st.interval is None else st.interval + 0.1 * (
+                    gap - st.interval)
+            st.last_start = mark.ts_ns
+            st.starts.append(mark)
+            return
+        while st.starts and mark.ts_ns - st.starts[0].ts_ns > self.window_ns:
+            out.append(self._unpaired(st.starts.popleft(), "timeout"))
+        candidates = [i for i, s in enumerate(st.starts) if s.ts_ns <= mark.ts_ns]
+        if not candidates:
+            out.append(self._unpaired(mark, "orphan"))
+            return
+        if st.ref_latency is None or st.misses >= self.MISSES_BEFORE_RESYNC:
+            chosen = candidates[0]  # bootstrap (or resync) first-in first-out
+        else:
+            ref = st.ref_latency
+            chosen = min(candidates, key=lambda i: abs(mark.ts_ns - st.starts[i].ts_ns - ref))
+            dev = abs(mark.ts_ns - st.starts[chosen].ts_ns - ref)
+            if st.interval is not None and dev > st.interval / 2:
+                st.misses += 1
+                out.append(self._unpaired(mark, "orphan"))
+                return
+        for _ in range(chosen):  # older starts lost their end
+            out.append(self._unpaired(st.starts.popleft(), "timeout"))
+        start = st.starts.popleft()
+        lat = mark.ts_ns - start.ts_ns
+        st.ref_latency = lat if st.ref_latency is None or st.misses else (
+            st.ref_latency + 0.2 * (lat - st.ref_latency))
+        st.misses = 0
+        out.append(self._span(start, mark))
+
+    # -- expiry ------------------------------------------------------------------------
+    def expire(self, cutoff_ns: int, out: list[Result]) -> None:
+        for table, reason in ((self._starts, "timeout"), (self._ends, "orphan")):
+            old = [k for k, m in table.items() if m.ts_ns < cutoff_ns]
+            for k in old:
+                out.append(self._unpaired(table.pop(k), reason))
+        for k in [k for k, ts in self._done.items() if ts < cutoff_ns]:
+            del self._done[k]
+        for st in self._ordered.values():
+            while st.starts and st.starts[0].ts_ns < cutoff_ns:
+                out.append(self._unpaired(st.starts.popleft(), "timeout"))
+
+
+class StagePairer:
+    """Pairs marks for every configured pair; ``push`` as marks come, ``expire`` on a timer."""
+
+    def __init__(self, pairs: list[tuple[str, str]], window_ns: int) -> None:
+        self.window_ns = window_ns
+        self.pairs = [PairState(a, b, window_ns) for a, b in pairs]
+        self._by_stage: dict[str, list[PairState]] = {}
+        for p in self.pairs:
+            self._by_stage.setdefault(p.stage_from, []).append(p)
+            self._by_stage.setdefault(p.stage_to, []).append(p)
+        self._held: list[tuple[int, int, StageMark]] = []  # id-less marks, a time-ordered heap
+        self._seq = itertools.count()
+        self._latest = 0
+
+    def push(self, mark: StageMark) -> list[Result]:
+        out: list[Result] = []
+        states = self._by_stage.get(mark.stage)
+        if not states:
+            return out
+        self._latest = max(self._latest, mark.ts_ns)
+        if mark.frame is not None:
+            for p in states:
+                p.push_keyed(mark, out)
+        else:
+            heapq.heappush(self._held, (mark.ts_ns, next(self._seq), mark))
+            self._release(self._latest - self.window_ns, out)
+        return out
+
+    def _release(self, upto_ns: int, out: list[Result]) -> None:
+        while self._held and self._held[0][0] <= upto_ns:
+            mark = heapq.heappop(self._held)[2]
+            for p in self._by_stage[mark.stage]:
+                p.push_ordered(mark, out)
+
+    def expire(self, now_ns: int) -> list[Result]:
+        """Report marks whose partner can no longer come (older than the window)."""
+        out: list[Result] = []
+        self._release(now_ns - self.window_ns, out)
+        for p in self.pairs:
+            p.expire(now_ns - self.window_ns, out)
+        return out
+
+    def flush(self) -> list[Result]:
+        """End of input: pair what can be paired, report the rest."""
+        out: list[Result] = []
+        self._release(1 << 62, out)
+        for p in self.pairs:
+            p.expire(1 << 62, out)
+        return out
+
+
+@dataclass
+class PairedArrays:
+    """Vectorised pairing result for one pair: indices into the input mark arrays."""
+
+    start_idx: np.ndarray
+    end_idx: np.ndarray
+    timeout_idx: np.ndarray
+    orphan_idx: np.ndarray
+    duplicate_idx: np.ndarray
+
+
+def pair_keyed_arrays(key: np.ndarray, stage: np.ndarray, ts: np.ndarray, code_from: int,
+                      code_to: int, window_ns: int) -> PairedArrays:
+    """Pair marks by key (one int64 per (pipeline, stream, frame)) in bulk, for replay.
+
+    Same rules as ``PairState.push_keyed`` over time-ordered input: the first mark of a
+    stage for a key counts, later ones are duplicates; 0 <= latency <= window.
+    """
+
+    def firsts(code: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        idx = np.flatnonzero(stage == code)
+        order = np.lexsort((ts[idx], key[idx]))
+        idx = idx[order]
+        k = key[idx]
+        first = np.ones(len(idx), dtype=bool)
+        first[1:] = k[1:] != k[:-1]
+        return idx[first], k[first], idx[~first]
+
+    a_idx, a_key, a_dup = firsts(code_from)
+    b_idx, b_key, b_dup = firsts(code_to)
+    pos = np.searchsorted(a_key, b_key)
+    pos_c = np.minimum(pos, max(len(a_key) - 1, 0))
+    found = (pos < len(a_key)) & (a_key[pos_c] == b_key) if len(a_key) else np.zeros(
+        len(b_key), dtype=bool)
+    lat = ts[b_idx] - ts[a_idx[pos_c]] if len(a_key) else np.zeros(len(b_key), np.int64)
+    ok = found & (lat >= 0) & (lat <= window_ns)
+    matched_a = np.zeros(len(a_idx), dtype=bool)
+    matched_a[pos_c[ok]] = True
+    return PairedArrays(
+        start_idx=a_idx[pos_c[ok]],
+        end_idx=b_idx[ok],
+        timeout_idx=a_idx[~matched_a],
+        orphan_idx=b_idx[~ok],
+        duplicate_idx=np.concatenate([a_dup, b_dup]),
+    )
