@@ -65,7 +65,8 @@ _HEX = np.array([f"{i:02x}".encode() for i in range(256)], dtype="S2")
 
 def hex_np(*words: np.ndarray) -> np.ndarray:
     """Big-endian hex strings of the concatenated uint64 words, as a numpy bytes array."""
-    raw = np.stack([w.astype(">u8") for w in words], axis=1).view(np.uint8)
+    raw = np.ascontiguousarray(
+        np.stack([w.astype(np.uint64) for w in words], axis=1).astype(">u8")).view(np.uint8)
     width = 16 * len(words)
     return _HEX[raw].view(f"S{width}").ravel()
 
