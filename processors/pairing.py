@@ -3,9 +3,13 @@
 Marks with a frame id pair by (pipeline, stream, frame): loss or reordering of one mark can
 never affect another frame. Marks without ids pair by order, but not blindly first-in
 first-out (one lost mark would shift every later pair): an end mark takes the pending start
-whose latency is closest to the recent latency, and only if it is within half a frame
-interval of it; otherwise it is an orphan. Id-less marks are held back for the window and
-processed in time order, so delivery order within the window does not matter either.
+whose latency is closest to the tracked latency, and only if it is within half a frame
+interval (a low quantile of recent start gaps, which loss does not inflate) of it; otherwise it
+is an orphan. The tracker starts from the nearest preceding start, so id-less pairing
+assumes a stage shorter than one frame interval when the stream starts; pipelined stages
+(several frames in flight) need frame ids to be told apart. Id-less marks are held back
+for the window and processed in time order, so delivery order within the window does not
+matter either.
 
 Unpaired marks are reported with a reason: ``timeout`` (a start whose end never came
 within the window), ``orphan`` (an end with no start), ``duplicate`` (a stage seen twice
@@ -14,6 +18,7 @@ for one frame). A span never has a negative latency or one longer than the windo
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 from collections import deque
@@ -32,9 +37,29 @@ class _OrderedStream:
 
     starts: deque[StageMark] = field(default_factory=deque)
     ref_latency: float | None = None
-    interval: float | None = None
-    last_start: int | None = None
     misses: int = 0
+
+
+class _Interval:
+    """Frame interval of one (pipeline, stream, stage): the lower quartile of the gaps
+    between its recent start marks, recorded as they arrive (ahead of the held-back
+    pairing). A lost mark only ever lengthens a gap, so a low quantile is not fooled by
+    loss the way a mean or median is."""
+
+    def __init__(self, keep: int = 65) -> None:
+        self.times: list[int] = []
+        self.keep = keep
+
+    def add(self, ts_ns: int) -> None:
+        bisect.insort(self.times, ts_ns)
+        if len(self.times) > self.keep:
+            del self.times[0]
+
+    def median(self, upto_ns: int) -> float | None:
+        i = bisect.bisect_right(self.times, upto_ns)
+        t = self.times[max(0, i - 32):i + 32]
+        gaps = sorted(b - a for a, b in zip(t, t[1:]) if b > a)
+        return float(gaps[len(gaps) // 4]) if len(gaps) >= 3 else None
 
 
 class PairState:
@@ -88,14 +113,10 @@ class PairState:
             self._starts[key] = start
 
     # -- pairing by order --------------------------------------------------------------
-    def push_ordered(self, mark: StageMark, out: list[Result]) -> None:
+    def push_ordered(self, mark: StageMark, out: list[Result],
+                     interval: float | None = None) -> None:
         st = self._ordered.setdefault((mark.pipeline, mark.stream), _OrderedStream())
         if mark.stage == self.stage_from:
-            if st.last_start is not None:
-                gap = mark.ts_ns - st.last_start
-                st.interval = gap if st.interval is None else st.interval + 0.1 * (
-                    gap - st.interval)
-            st.last_start = mark.ts_ns
             st.starts.append(mark)
             return
         while st.starts and mark.ts_ns - st.starts[0].ts_ns > self.window_ns:
@@ -105,12 +126,17 @@ class PairState:
             out.append(self._unpaired(mark, "orphan"))
             return
         if st.ref_latency is None or st.misses >= self.MISSES_BEFORE_RESYNC:
-            chosen = candidates[0]  # bootstrap (or resync) first-in first-out
+            # (Re)start from the nearest preceding start, if it is within one frame
+            # interval: further away, it is an earlier frame whose own end was lost.
+            chosen = candidates[-1]
+            if interval is None or mark.ts_ns - st.starts[chosen].ts_ns > interval:
+                out.append(self._unpaired(mark, "orphan"))
+                return
         else:
             ref = st.ref_latency
             chosen = min(candidates, key=lambda i: abs(mark.ts_ns - st.starts[i].ts_ns - ref))
             dev = abs(mark.ts_ns - st.starts[chosen].ts_ns - ref)
-            if st.interval is not None and dev > st.interval / 2:
+            if interval is None or dev > interval / 2:
                 st.misses += 1
                 out.append(self._unpaired(mark, "orphan"))
                 return
@@ -147,6 +173,7 @@ class StagePairer:
             self._by_stage.setdefault(p.stage_from, []).append(p)
             self._by_stage.setdefault(p.stage_to, []).append(p)
         self._held: list[tuple[int, int, StageMark]] = []  # id-less marks, a time-ordered heap
+        self._intervals: dict[tuple[str, str, str], _Interval] = {}
         self._seq = itertools.count()
         self._latest = 0
 
@@ -160,6 +187,8 @@ class StagePairer:
             for p in states:
                 p.push_keyed(mark, out)
         else:
+            self._intervals.setdefault((mark.pipeline, mark.stream, mark.stage),
+                                       _Interval()).add(mark.ts_ns)
             heapq.heappush(self._held, (mark.ts_ns, next(self._seq), mark))
             self._release(self._latest - self.window_ns, out)
         return out
@@ -168,7 +197,8 @@ class StagePairer:
         while self._held and self._held[0][0] <= upto_ns:
             mark = heapq.heappop(self._held)[2]
             for p in self._by_stage[mark.stage]:
-                p.push_ordered(mark, out)
+                iv = self._intervals.get((mark.pipeline, mark.stream, p.stage_from))
+                p.push_ordered(mark, out, iv.median(mark.ts_ns) if iv else None)
 
     def expire(self, now_ns: int) -> list[Result]:
         """Report marks whose partner can no longer come (older than the window)."""
