@@ -74,7 +74,10 @@ class ParquetPartWriter:
             pq.write_table(table, tmp, compression="zstd")
             os.replace(tmp, final)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass  # the directory itself may be what is broken
             self._on_error("parquet", table.num_rows)
             if not self._failing:
                 log.error("cannot write Parquet part %s: %s; free space or fix permissions "

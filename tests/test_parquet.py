@@ -1,0 +1,47 @@
+"""Parquet parts: complete or absent, rotated, and a full disk costs no good data."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from otel_benchlab.exporters.parquet import ParquetPartWriter
+
+SCHEMA = pa.schema([("x", pa.int64())])
+
+
+def test_parts_rotate_on_rows_and_time_and_only_complete_parts_are_visible(tmp_path):
+    now = [0.0]
+    w = ParquetPartWriter(tmp_path, SCHEMA, part_rows=10, part_seconds=5, clock=lambda: now[0])
+    w.export(pa.table({"x": list(range(12))}))
+    assert len(list(tmp_path.glob("part-*.parquet"))) == 1
+    w.export(pa.table({"x": [100]}))
+    w.tick()
+    assert len(list(tmp_path.glob("part-*.parquet"))) == 1
+    now[0] = 6.0
+    w.tick()
+    assert len(list(tmp_path.glob("part-*.parquet"))) == 2
+    assert not list(tmp_path.glob(".*"))
+    assert ds.dataset(tmp_path).to_table()["x"].to_pylist() == list(range(12)) + [100]
+
+
+def test_failed_write_is_counted_keeps_rows_and_retries(tmp_path):
+    errors = []
+    d = tmp_path / "d"
+    w = ParquetPartWriter(d, SCHEMA, part_rows=2, on_error=lambda what, n: errors.append(n))
+    d.rmdir()
+    d.write_text("not a directory")  # every write into it fails, even as root
+    w.export(pa.table({"x": [1, 2]}))
+    assert errors == [2]
+    d.unlink()
+    d.mkdir()
+    w.export(pa.table({"x": [3, 4]}))
+    assert sorted(ds.dataset(d).to_table()["x"].to_pylist()) == [1, 2, 3, 4]
+    assert w.rows_dropped == 0
+
+
+def test_part_numbers_continue_after_existing_parts(tmp_path):
+    ParquetPartWriter(tmp_path, SCHEMA, part_rows=1).export(pa.table({"x": [1]}))
+    ParquetPartWriter(tmp_path, SCHEMA, part_rows=1).export(pa.table({"x": [2]}))
+    assert sorted(p.name for p in tmp_path.glob("part-*")) == ["part-000001.parquet",
+                                                               "part-000002.parquet"]
