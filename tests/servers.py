@@ -1,0 +1,115 @@
+"""Real servers for end-to-end tests: an OTLP/gRPC collector built from the official
+opentelemetry-proto service definitions, and Debian's Prometheus."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from opentelemetry.proto.collector.metrics.v1 import (
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
+)
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OtlpCollector(trace_service_pb2_grpc.TraceServiceServicer,
+                    metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.trace_requests: list = []
+        self.metric_requests: list = []
+        self.port = free_port()
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self.server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self, self.server)
+        self.server.add_insecure_port(f"127.0.0.1:{self.port}")
+
+    def Export(self, request, context):  # noqa: N802 - gRPC method name
+        with self.lock:
+            if isinstance(request, trace_service_pb2.ExportTraceServiceRequest):
+                self.trace_requests.append(request)
+                return trace_service_pb2.ExportTraceServiceResponse()
+            self.metric_requests.append(request)
+            return metrics_service_pb2.ExportMetricsServiceResponse()
+
+    def start(self) -> OtlpCollector:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop(grace=1)
+
+    def spans(self) -> list[tuple[object, object]]:
+        """(resource, span) pairs of everything received."""
+        out = []
+        for req in self.trace_requests:
+            for rs in req.resource_spans:
+                for ss in rs.scope_spans:
+                    out += [(rs.resource, sp) for sp in ss.spans]
+        return out
+
+    def metrics(self) -> dict[str, list]:
+        out: dict[str, list] = {}
+        for req in self.metric_requests:
+            for rm in req.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for m in sm.metrics:
+                        out.setdefault(m.name, []).append(m)
+        return out
+
+
+class Prometheus:
+    def __init__(self, workdir: Path, target: str, interval_s: float = 1.0) -> None:
+        self.binary = shutil.which("prometheus")
+        self.port = free_port()
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "prometheus.yml").write_text(
+            f"global:\n  scrape_interval: {int(interval_s * 1000)}ms\n  evaluation_interval: {int(interval_s * 1000)}ms\n"
+            f"scrape_configs:\n  - job_name: otel-benchlab\n    static_configs:\n"
+            f"      - targets: ['{target}']\n")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Prometheus:
+        self.proc = subprocess.Popen(
+            [self.binary, f"--config.file={self.workdir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={self.workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "prometheus.log", "w"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=1)
+                return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("Prometheus did not become ready: "
+                           + (self.workdir / "prometheus.log").read_text()[-2000:])
+
+    def query(self, promql: str) -> list:
+        url = (f"http://127.0.0.1:{self.port}/api/v1/query?"
+               + urllib.parse.urlencode({"query": promql}))
+        body = json.load(urllib.request.urlopen(url, timeout=5))
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)

@@ -1,0 +1,244 @@
+"""The agent as a process, with --simulate, into a real OTLP/gRPC collector, scraped by a
+real Prometheus; its Parquet and CapFrameX files are checked against the spans it sent."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+
+from otel_benchlab.exporters.otel_metrics import LATENCY_BUCKETS_S
+
+from .capframex_rules import check_csv, check_json
+from .servers import OtlpCollector, Prometheus, free_port
+
+pytestmark = pytest.mark.e2e
+DURATION = 9
+
+
+def agent_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "otel_benchlab", *args]
+
+
+def agent_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BENCHLAB_"))}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    collector = OtlpCollector().start()
+    prom_port = free_port()
+    prometheus = None
+    if shutil.which("prometheus"):
+        prometheus = Prometheus(tmp / "prom", f"127.0.0.1:{prom_port}").start()
+    cfg = tmp / "agent.toml"
+    cfg.write_text('[traces]\nsample_ratio = 0.5\nlatency_targets_s = { "encoded->inference_done" '
+                   '= 0.018 }\n')
+    proc = subprocess.run(
+        agent_cmd("--simulate", "--duration", str(DURATION), "--data-root", str(tmp / "data"),
+                  "--session", "e2e", "--prom-bind", f"127.0.0.1:{prom_port}",
+                  "--config", str(cfg)),
+        env=agent_env(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.port}",
+                      OTEL_METRIC_EXPORT_INTERVAL="1000", OTEL_SERVICE_NAME="bench-e2e"),
+        capture_output=True, text=True, timeout=120)
+    yield {"proc": proc, "collector": collector, "prometheus": prometheus,
+           "session": tmp / "data" / "sessions" / "e2e"}
+    collector.stop()
+    if prometheus:
+        prometheus.stop()
+
+
+def test_agent_exits_cleanly_and_says_where_everything_goes(run):
+    proc = run["proc"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "session directory:" in proc.stdout and "/metrics" in proc.stdout
+    assert "OTLP (grpc): http://127.0.0.1:" in proc.stdout
+    assert "ingress->encoded:" in proc.stdout and "fps" in proc.stdout
+    manifest = json.loads((run["session"] / "session.json").read_text())
+    assert manifest["ended_at"] and manifest["summary"]["spans"] > 500
+
+
+def test_each_sampled_frame_is_one_trace_with_a_root_and_one_child_per_pair(run):
+    spans = run["collector"].spans()
+    assert spans
+    resource = spans[0][0]
+    attrs = {a.key: a.value.string_value for a in resource.attributes}
+    assert attrs["service.name"] == "bench-e2e" and attrs["host.name"]
+    traces: dict[bytes, list] = {}
+    for _, sp in spans:
+        traces.setdefault(sp.trace_id, []).append(sp)
+    complete = 0
+    for members in traces.values():
+        roots = [s for s in members if s.name == "frame"]
+        assert len(roots) == 1 and not roots[0].parent_span_id
+        children = [s for s in members if s.name != "frame"]
+        assert all(c.parent_span_id == roots[0].span_id for c in children)
+        assert all(roots[0].start_time_unix_nano <= c.start_time_unix_nano
+                   and c.end_time_unix_nano <= roots[0].end_time_unix_nano for c in children)
+        if {c.name for c in children} == {"ingress->encoded", "encoded->inference_done"}:
+            complete += 1
+    assert complete > 100
+    child = next(s for _, s in spans if s.name == "ingress->encoded")
+    a = {x.key: x.value for x in child.attributes}
+    assert a["benchlab.pipeline"].string_value == "sim"
+    assert a["benchlab.stage.from"].string_value == "ingress"
+    assert a["benchlab.frame"].int_value >= 0
+    assert a["benchlab.energy.sys"].double_value > 0
+    assert a["benchlab.power.mean.gpu"].double_value > 0
+
+
+def test_sampling_keeps_about_the_ratio_and_every_frame_over_target(run):
+    manifest = json.loads((run["session"] / "session.json").read_text())
+    t = manifest["summary"]["traces"]
+    total = t["sampled"] + t["kept_over_target"] + t["unsampled"]
+    assert 0.35 < t["sampled"] / total < 0.65
+    assert t["kept_over_target"] > 0
+    table = ds.dataset(run["session"] / "aligned").to_table().to_pandas()
+    over = table[(table.stage_to == "inference_done") & (table.latency_ms > 18.0)]
+    sent = {sp.trace_id.hex() for _, sp in run["collector"].spans()}
+    assert len(over) > 0 and set(over.trace_id) <= sent
+
+
+def test_metrics_have_convention_names_units_and_explicit_latency_buckets(run):
+    m = run["collector"].metrics()
+    lat = m["benchlab.pipeline.latency"][-1]
+    assert lat.unit == "s"
+    point = lat.histogram.data_points[0]
+    assert tuple(point.explicit_bounds) == LATENCY_BUCKETS_S
+    assert m["benchlab.pipeline.energy"][-1].unit == "J"
+    assert m["hw.power"][-1].unit == "W" and m["hw.host.power"][-1].unit == "W"
+    assert m["hw.host.energy"][-1].sum.is_monotonic
+    assert m["hw.energy"][-1].unit == "J"
+    assert "benchlab.agent.queue.depth" in m
+    assert any(n.startswith("system.") for n in m)
+    hw_ids = {a.value.string_value for p in m["hw.power"][-1].gauge.data_points
+              for a in p.attributes if a.key == "hw.id"}
+    assert "SIM00BENCHLAB:CPU" in hw_ids
+
+
+def test_prometheus_scrapes_the_agent_and_histogram_quantile_matches_the_data(run):
+    prom = run["prometheus"]
+    if prom is None:
+        pytest.skip("Debian's prometheus is not installed (.ci/run installs it)")
+    result = prom.query('histogram_quantile(0.5, sum by (le) (benchlab_pipeline_latency_seconds_'
+                        'bucket{benchlab_stage_from="ingress",benchlab_stage_to="encoded"}))')
+    assert result, "no latency histogram scraped"
+    q50 = float(result[0]["value"][1])
+    table = ds.dataset(run["session"] / "aligned").to_table().to_pandas()
+    true = np.median(table[table.stage_to == "encoded"].latency_ms) / 1000
+    assert abs(q50 - true) < 0.0025, (q50, true)  # within the 2.5 ms bucket width there
+    assert prom.query("hw_host_power_watts")
+
+
+def test_parquet_rows_match_the_spans_sent_and_duckdb_reads_the_session(run):
+    session = run["session"]
+    sent = {}
+    for _, sp in run["collector"].spans():
+        if sp.name != "frame":
+            a = {x.key: x.value for x in sp.attributes}
+            sent[sp.span_id.hex()] = (sp, a)
+    table = ds.dataset(session / "aligned").to_table().to_pandas()
+    rows = table[table.span_id.isin(sent)]
+    assert len(rows) > 100
+    for r in rows.itertuples():
+        sp, a = sent[r.span_id]
+        assert sp.trace_id.hex() == r.trace_id
+        assert sp.start_time_unix_nano == r.start_unix_ns and sp.end_time_unix_nano == r.end_unix_ns
+        assert abs(a["benchlab.energy.sys"].double_value - r.energy_j) < 1e-9
+        assert r.latency_ms == pytest.approx((r.end_ns - r.start_ns) / 1e6)
+    n = duckdb.sql(f"select count(*) from read_parquet('{session}/aligned/*.parquet')").fetchall()
+    assert n[0][0] == len(table)
+    marks = ds.dataset(session / "raw" / "marks").to_table()
+    assert marks.num_rows > 1000 and set(marks["stage"].to_pylist()) == {
+        "ingress", "encoded", "inference_done"}
+
+
+def test_capframex_files_load_and_hold_the_same_latencies(run):
+    session = run["session"]
+    rows = check_csv(session / "capframex" / "sim_ingress_to_encoded.csv")
+    doc = check_json(session / "capframex" / "sim_ingress_to_encoded.json")
+    table = ds.dataset(session / "aligned").to_table().to_pandas()
+    lat = table[table.stage_to == "encoded"].sort_values("start_ns").latency_ms
+    assert np.allclose([float(r["MsBetweenPresents"]) for r in rows], lat, atol=6e-5, rtol=0)
+    run0 = doc["Runs"][0]
+    assert {"PmdCpuPower", "PmdGpuPower", "PmdSystemPower"} <= set(run0)
+    assert abs(len(run0["PmdSystemPower"]) - DURATION * 10) <= 12
+
+
+def test_replay_of_the_session_gives_the_same_spans_ids_and_energy(run, tmp_path):
+    out = tmp_path / "replay"
+    proc = subprocess.run(agent_cmd("replay", str(run["session"]), "--out", str(out)),
+                          env=agent_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    live = ds.dataset(run["session"] / "aligned").to_table().to_pandas().set_index("span_id")
+    again = ds.dataset(out / "aligned").to_table().to_pandas().set_index("span_id")
+    assert set(live.index) == set(again.index)
+    joined = live.join(again.add_suffix("_replay"))
+    assert (joined.trace_id == joined.trace_id_replay).all()
+    both = joined.energy_j.notna() & joined.energy_j_replay.notna()
+    assert both.mean() > 0.95
+    assert np.allclose(joined.energy_j[both], joined.energy_j_replay[both], rtol=1e-9)
+
+
+def test_an_otlp_endpoint_that_is_down_is_counted_and_sigterm_still_closes_cleanly(tmp_path):
+    dead = free_port()
+    proc = subprocess.Popen(
+        agent_cmd("--simulate", "--data-root", str(tmp_path), "--session", "down",
+                  "--prom-bind", "off"),
+        env=agent_env(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{dead}",
+                      OTEL_METRIC_EXPORT_INTERVAL="500", OTEL_EXPORTER_OTLP_TIMEOUT="500"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    assert err.count("OTLP export to") == 2, err  # once for traces, once for metrics
+    summary = json.loads((tmp_path / "sessions" / "down" / "session.json").read_text())["summary"]
+    assert summary["export_failures"] > 0 and summary["spans"] > 300
+    assert ds.dataset(tmp_path / "sessions" / "down" / "aligned").to_table().num_rows == \
+        summary["spans"]
+
+
+def test_unknown_config_key_stops_start_up_naming_it(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("sample_hzz = 3\n")
+    proc = subprocess.run(agent_cmd("--simulate", "--config", str(bad)), env=agent_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "sample_hzz" in proc.stderr and str(bad) in proc.stderr
+
+
+def test_replay_reads_a_seed_session_and_skips_torn_lines(tmp_path):
+    raw = tmp_path / "seed" / "raw"
+    raw.mkdir(parents=True)
+    lines = []
+    for f in range(100):
+        t = 1_000_000_000 + f * 16_000_000
+        lines.append({"ts_ns": t, "source": "cam0", "kv": {"stage": "A", "frame": f}})
+        lines.append({"ts_ns": t + 5_000_000, "source": "cam0", "kv": {"stage": "B", "frame": f}})
+    text = "\n".join(json.dumps(x) for x in lines)
+    (raw / "pipeline.jsonl").write_text(text[:4000] + "\n{\"ts_ns\": 12, torn\n" + text[4000:]
+                                        + '\n{"ts_ns": 5, "source"')
+    power = [{"ts_ns": 900_000_000 + i * 100_000_000, "source": "benchlab",
+              "kv": {"p_eps1": 40.0, "p_pcie1": 60.0}} for i in range(30)]
+    (raw / "benchlab.jsonl").write_text("\n".join(json.dumps(x) for x in power) + "\n")
+    proc = subprocess.run(agent_cmd("replay", str(tmp_path / "seed"), "--pair", "A", "B"),
+                          env=agent_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped 4 bad records" in proc.stdout  # 2 torn lines + 1 line cut in two
+    t = ds.dataset(tmp_path / "seed" / "replay" / "aligned").to_table().to_pandas()
+    assert len(t) >= 98  # the torn line cut one mark at most
+    assert np.allclose(t.energy_j, 100.0 * 0.005) and (t.power_source == "SYS").all()
+    check_csv(tmp_path / "seed" / "replay" / "capframex" / "seed_A_to_B.csv")
