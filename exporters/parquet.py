@@ -9,6 +9,7 @@ counted, and the agent keeps running.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -74,10 +75,8 @@ class ParquetPartWriter:
             pq.write_table(table, tmp, compression="zstd")
             os.replace(tmp, final)
         except OSError as exc:
-            try:
+            with contextlib.suppress(OSError):  # the directory itself may be what is broken
                 tmp.unlink(missing_ok=True)
-            except OSError:
-                pass  # the directory itself may be what is broken
             self._on_error("parquet", table.num_rows)
             if not self._failing:
                 log.error("cannot write Parquet part %s: %s; free space or fix permissions "

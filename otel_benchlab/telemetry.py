@@ -9,7 +9,6 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 
 from otel_benchlab import __version__
-
 from otel_benchlab.exporters.otel_metrics import metric_views
 
 

@@ -58,7 +58,7 @@ class _Interval:
     def median(self, upto_ns: int) -> float | None:
         i = bisect.bisect_right(self.times, upto_ns)
         t = self.times[max(0, i - 32):i + 32]
-        gaps = sorted(b - a for a, b in zip(t, t[1:]) if b > a)
+        gaps = sorted(b - a for a, b in zip(t, t[1:], strict=False) if b > a)
         return float(gaps[len(gaps) // 4]) if len(gaps) >= 3 else None
 
 

@@ -149,6 +149,16 @@ def _kv_column(t: pa.Table, key: str) -> pa.ChunkedArray | None:
     return pc.struct_field(kv, key)
 
 
+def _text(col: pa.ChunkedArray | None, default: pa.ChunkedArray | str, n: int) -> pa.Array:
+    """``col`` as strings, with ``default`` (a column or one string) where it is null."""
+    base = pa.array([default] * n, pa.string()) if isinstance(default, str) else default
+    return base if col is None else pc.coalesce(pc.cast(col, pa.string()), base)
+
+
+def _kv_floats(t: pa.Table, name: str) -> np.ndarray:
+    return pc.cast(_kv_column(t, name), pa.float64()).to_numpy(zero_copy_only=False)
+
+
 def read_seed_session(path: Path) -> StoredSession:
     rejected: dict[str, int] = {}
     marks = []
@@ -158,12 +168,6 @@ def read_seed_session(path: Path) -> StoredSession:
         if stage is None or "ts_ns" not in t.column_names:
             rejected["pipeline.jsonl: lines without kv.stage"] = n
             continue
-
-        def text(col: pa.ChunkedArray | None, default: pa.ChunkedArray | str) -> pa.Array:
-            base = default if not isinstance(default, str) else pa.array([default] * n)
-            if col is None:
-                return base
-            return pc.coalesce(pc.cast(col, pa.string()), base)
 
         source = pc.cast(t["source"], pa.string()) if "source" in t.column_names else "seed"
         frame = _kv_column(t, "frame")
@@ -176,8 +180,8 @@ def read_seed_session(path: Path) -> StoredSession:
                 pa.int64())
         tbl = pa.table({
             "ts_ns": pc.cast(t["ts_ns"], pa.int64()),
-            "pipeline": text(_kv_column(t, "pipeline"), "seed"),
-            "stream": text(_kv_column(t, "stream"), source),
+            "pipeline": _text(_kv_column(t, "pipeline"), "seed", n),
+            "stream": _text(_kv_column(t, "stream"), source, n),
             "stage": pc.cast(stage, pa.string()), "frame": frame_arr,
         })
         ok = pc.and_(pc.is_valid(tbl["ts_ns"]), pc.is_valid(tbl["stage"]))
@@ -207,18 +211,15 @@ def _seed_power(path: Path, rejected: dict[str, int]) -> dict:
         names = [t["kv"].type.field(i).name for i in range(t["kv"].type.num_fields)]
         ts = pc.cast(t["ts_ns"], pa.int64()).to_numpy(zero_copy_only=False)
 
-        def col(name: str) -> np.ndarray:
-            return pc.cast(_kv_column(t, name), pa.float64()).to_numpy(zero_copy_only=False)
-
         rails = [n for n in names if n.startswith("p_") and n not in ("p_sys", "p_cpu", "p_gpu")]
         series = {}
         if "p_sys" in names:
-            series["SYS"] = col("p_sys")
+            series["SYS"] = _kv_floats(t, "p_sys")
         elif rails:
-            series["SYS"] = np.sum([np.nan_to_num(col(r)) for r in rails], axis=0)
+            series["SYS"] = np.sum([np.nan_to_num(_kv_floats(t, r)) for r in rails], axis=0)
         for label, key in (("CPU", "p_cpu"), ("GPU", "p_gpu")):
             if key in names:
-                series[label] = col(key)
+                series[label] = _kv_floats(t, key)
         for label, v in series.items():
             ok = ~np.isnan(v)
             ts_all.setdefault(label, []).append(ts[ok])

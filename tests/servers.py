@@ -81,17 +81,18 @@ class Prometheus:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "prometheus.yml").write_text(
-            f"global:\n  scrape_interval: {int(interval_s * 1000)}ms\n  evaluation_interval: {int(interval_s * 1000)}ms\n"
+            f"global:\n  scrape_interval: {int(interval_s * 1000)}ms\n"
             f"scrape_configs:\n  - job_name: otel-benchlab\n    static_configs:\n"
             f"      - targets: ['{target}']\n")
         self.proc: subprocess.Popen | None = None
+        self.log = None
 
     def start(self) -> Prometheus:
         self.proc = subprocess.Popen(
             [self.binary, f"--config.file={self.workdir / 'prometheus.yml'}",
              f"--storage.tsdb.path={self.workdir / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "prometheus.log", "w"))
+            stdout=subprocess.DEVNULL, stderr=self._open_log())
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -102,6 +103,10 @@ class Prometheus:
         raise RuntimeError("Prometheus did not become ready: "
                            + (self.workdir / "prometheus.log").read_text()[-2000:])
 
+    def _open_log(self):
+        self.log = open(self.workdir / "prometheus.log", "w")  # noqa: SIM115 - lives with proc
+        return self.log
+
     def query(self, promql: str) -> list:
         url = (f"http://127.0.0.1:{self.port}/api/v1/query?"
                + urllib.parse.urlencode({"query": promql}))
@@ -109,7 +114,14 @@ class Prometheus:
         assert body["status"] == "success", body
         return body["data"]["result"]
 
+    def targets(self) -> list:
+        url = f"http://127.0.0.1:{self.port}/api/v1/targets"
+        return [(t["health"], t["lastError"]) for t in
+                json.load(urllib.request.urlopen(url, timeout=5))["data"]["activeTargets"]]
+
     def stop(self) -> None:
         if self.proc:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+        if self.log:
+            self.log.close()

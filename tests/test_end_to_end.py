@@ -10,13 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
-
 from otel_benchlab.exporters.otel_metrics import LATENCY_BUCKETS_S
 
 from .capframex_rules import check_csv, check_json
@@ -133,14 +131,17 @@ def test_prometheus_scrapes_the_agent_and_histogram_quantile_matches_the_data(ru
     prom = run["prometheus"]
     if prom is None:
         pytest.skip("Debian's prometheus is not installed (.ci/run installs it)")
-    result = prom.query('histogram_quantile(0.5, sum by (le) (benchlab_pipeline_latency_seconds_'
-                        'bucket{benchlab_stage_from="ingress",benchlab_stage_to="encoded"}))')
-    assert result, "no latency histogram scraped"
+    # The agent has exited, so Prometheus has marked its series stale: read the last real
+    # samples with last_over_time.
+    result = prom.query('histogram_quantile(0.5, sum by (le) (last_over_time(benchlab_pipeline_'
+                        'latency_seconds_bucket{benchlab_stage_from="ingress",'
+                        'benchlab_stage_to="encoded"}[5m])))')
+    assert result, ("no latency histogram scraped", prom.query("up"), prom.targets())
     q50 = float(result[0]["value"][1])
     table = ds.dataset(run["session"] / "aligned").to_table().to_pandas()
     true = np.median(table[table.stage_to == "encoded"].latency_ms) / 1000
     assert abs(q50 - true) < 0.0025, (q50, true)  # within the 2.5 ms bucket width there
-    assert prom.query("hw_host_power_watts")
+    assert prom.query("last_over_time(hw_host_power_watts[5m])")
 
 
 def test_parquet_rows_match_the_spans_sent_and_duckdb_reads_the_session(run):
