@@ -15,6 +15,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
+_NO_DICTIONARY = {"trace_id", "span_id"}
 _PART = re.compile(r"part-(\d+)\.parquet$")
 
 
@@ -67,16 +69,39 @@ class ParquetPartWriter:
     def shutdown(self) -> None:
         self.force_flush()
 
+    def _write_part(self, table: pa.Table, number: int) -> Path:
+        final = self.directory / f"part-{number:06d}.parquet"
+        tmp = self.directory / f".{final.name}.tmp"
+        try:
+            # Ids are random: a dictionary for them is work that never pays.
+            dictionary = [f.name for f in self.schema if f.name not in _NO_DICTIONARY]
+            pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary)
+            os.replace(tmp, final)
+        except OSError:
+            with contextlib.suppress(OSError):  # the directory itself may be what is broken
+                tmp.unlink(missing_ok=True)
+            raise
+        return final
+
+    def write_all(self, table: pa.Table, threads: int = 2) -> None:
+        """Write a whole table at once as parts of ``part_rows``, on several threads (for
+        replay, where everything is at hand); Arrow releases the GIL while writing."""
+        self.force_flush()
+        slices = [table.slice(i, self.part_rows) for i in range(0, table.num_rows,
+                                                                 self.part_rows)]
+        numbers = list(range(self._next, self._next + len(slices)))
+        self._next += len(slices)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(self._write_part, slices, numbers))
+        self.parts_written += len(slices)
+        self.rows_written += table.num_rows
+
     def _write(self) -> None:
         table = pa.concat_tables(self._buf)
         final = self.directory / f"part-{self._next:06d}.parquet"
-        tmp = self.directory / f".{final.name}.tmp"
         try:
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, final)
+            self._write_part(table, self._next)
         except OSError as exc:
-            with contextlib.suppress(OSError):  # the directory itself may be what is broken
-                tmp.unlink(missing_ok=True)
             self._on_error("parquet", table.num_rows)
             if not self._failing:
                 log.error("cannot write Parquet part %s: %s; free space or fix permissions "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,8 +75,7 @@ def _hex_strings(*words: np.ndarray) -> pa.Array:
     raw = hex_np(*words)
     width = raw.dtype.itemsize
     offsets = np.arange(len(raw) + 1, dtype=np.int32) * width
-    return pa.StringArray.from_buffers(len(raw), pa.py_buffer(offsets),
-                                       pa.py_buffer(raw.tobytes()))
+    return pa.StringArray.from_buffers(len(raw), pa.py_buffer(offsets), pa.py_buffer(raw))
 
 
 def replay_session(session_dir: str | Path, cfg: Config,
@@ -96,8 +96,7 @@ def replay_session(session_dir: str | Path, cfg: Config,
     writer = ParquetPartWriter(out_dir / "aligned", aligned_schema(labels),
                                part_rows=max(cfg.parquet.part_rows, 1_000_000),
                                part_seconds=1e9)
-    writer.export(table)
-    writer.shutdown()
+    writer.write_all(table)
     result.files += sorted((out_dir / "aligned").glob("part-*.parquet"))
     if cfg.capframex.enabled and table.num_rows:
         cx = CapFrameXWriter(out_dir / "capframex", cfg.capframex.app, power_columns(labels),
@@ -132,88 +131,124 @@ def _labels(stored: StoredSession, cfg: Config) -> list[str]:
         p for p in have if p not in ("SYS", "CPU", "GPU")]
 
 
-def build_aligned(stored: StoredSession, pairs: list[tuple[str, str]], cfg: Config,
-                  result: ReplayResult) -> pa.Table:
+@dataclass
+class _Marks:
+    """Marks as arrays, encoded once for all pairs."""
+
+    ts: np.ndarray
+    pipe: np.ndarray
+    pipe_names: list[str]
+    stream: np.ndarray
+    stream_names: list[str]
+    stage: np.ndarray
+    stage_names: list[str]
+    frame: np.ndarray
+    has_frame: np.ndarray
+    group: np.ndarray
+    group_hashes: np.ndarray
+    offset_ns: int
+
+
+def _encode(stored: StoredSession) -> _Marks:
     marks = stored.marks
-    labels = _labels(stored, cfg)
-    schema = aligned_schema(labels)
-    window_ns = int(cfg.pair_window_s * 1e9)
-    ts = marks["ts_ns"].to_numpy()
     pipe, pipe_names = _codes(marks["pipeline"])
     stream, stream_names = _codes(marks["stream"])
     stage, stage_names = _codes(marks["stage"])
     frame_col = marks["frame"].combine_chunks() if marks.num_rows else pa.array([], pa.int64())
     has_frame = frame_col.is_valid().to_numpy(zero_copy_only=False) if marks.num_rows else \
         np.zeros(0, bool)
-    frame = frame_col.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
     group = pipe * max(len(stream_names), 1) + stream
-    key = (group << FRAME_BITS) | (frame & ((1 << FRAME_BITS) - 1))
-    keyed = np.flatnonzero(has_frame)
-    idless = np.flatnonzero(~has_frame)
+    hashes = np.array([group_hash(stored.session_id, p, s) for p in pipe_names
+                       for s in (stream_names or [""])], dtype=np.uint64)
+    return _Marks(marks["ts_ns"].to_numpy(), pipe, pipe_names, stream, stream_names, stage,
+                  stage_names, frame_col.fill_null(0).to_numpy(zero_copy_only=False)
+                  .astype(np.int64), has_frame, group, hashes, _unix_offset(marks))
 
-    pieces: list[dict[str, np.ndarray]] = []
-    for a, b in pairs:
-        name = f"{a}->{b}"
+
+def build_aligned(stored: StoredSession, pairs: list[tuple[str, str]], cfg: Config,
+                  result: ReplayResult, threads: int = 2) -> pa.Table:
+    """The aligned table of every pair; pairs are computed in parallel (numpy and Arrow
+    release the GIL for the heavy work)."""
+    m = _encode(stored)
+    labels = _labels(stored, cfg)
+    schema = aligned_schema(labels)
+    series = {}
+    for label in labels:
+        entry = stored.power.get(label)
+        if entry is not None:
+            kind, pts, pv = entry
+            series[label] = PowerSeries.from_power(pts, pv) if kind == "power" else \
+                PowerSeries.from_counter(pts, pv)
+    keyed = np.flatnonzero(m.has_frame)
+    all_keyed = len(keyed) == len(m.ts)
+    key = (m.group << FRAME_BITS) | (m.frame & ((1 << FRAME_BITS) - 1))
+    k_key, k_stage, k_ts = (key, m.stage, m.ts) if all_keyed else (
+        key[keyed], m.stage[keyed], m.ts[keyed])
+
+    def one(pair: tuple[str, str]) -> tuple[pa.Table, int, dict[str, int]]:
+        a, b = pair
         counts = {"timeout": 0, "orphan": 0, "duplicate": 0}
         start_i = end_i = np.zeros(0, np.int64)
-        if a in stage_names and b in stage_names:
-            ca, cb = stage_names.index(a), stage_names.index(b)
-            r = pair_keyed_arrays(key[keyed], stage[keyed], ts[keyed], ca, cb, window_ns)
-            start_i, end_i = keyed[r.start_idx], keyed[r.end_idx]
+        if a in m.stage_names and b in m.stage_names:
+            r = pair_keyed_arrays(k_key, k_stage, k_ts, m.stage_names.index(a),
+                                  m.stage_names.index(b), int(cfg.pair_window_s * 1e9))
+            start_i, end_i = (r.start_idx, r.end_idx) if all_keyed else (
+                keyed[r.start_idx], keyed[r.end_idx])
             counts["timeout"] += len(r.timeout_idx)
             counts["orphan"] += len(r.orphan_idx)
             counts["duplicate"] += len(r.duplicate_idx)
-            if len(idless):
-                s2, e2 = _pair_idless(idless, ts, pipe, stream, stage, stage_names,
-                                      (a, b), window_ns, counts)
-                start_i = np.concatenate([start_i, s2])
-                end_i = np.concatenate([end_i, e2])
-        result.spans[name] = len(start_i)
-        result.unpaired[name] = counts
-        pieces.append({"start": start_i, "end": end_i, "pair": np.full(len(start_i),
-                                                                         len(pieces))})
-    start_i = np.concatenate([p["start"] for p in pieces]) if pieces else np.zeros(0, np.int64)
-    end_i = np.concatenate([p["end"] for p in pieces]) if pieces else np.zeros(0, np.int64)
-    pair_i = np.concatenate([p["pair"] for p in pieces]) if pieces else np.zeros(0, np.int64)
-    order = np.lexsort((pair_i, ts[start_i]))
-    start_i, end_i, pair_i = start_i[order], end_i[order], pair_i[order]
-    s_ns, e_ns = ts[start_i], ts[end_i]
-    offset = _unix_offset(marks)
+            if not all_keyed:
+                s2, e2 = _pair_idless(np.flatnonzero(~m.has_frame), m.ts, m.pipe, m.stream,
+                                      m.stage, m.stage_names, pair,
+                                      int(cfg.pair_window_s * 1e9), counts)
+                start_i, end_i = np.concatenate([start_i, s2]), np.concatenate([end_i, e2])
+        return _pair_table(m, pair, start_i, end_i, labels, series, schema,
+                           int(cfg.power_max_gap_s * 1e9)), len(start_i), counts
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        done = list(pool.map(one, pairs))
+    for (a, b), (_, n, counts) in zip(pairs, done, strict=True):
+        result.spans[f"{a}->{b}"] = n
+        result.unpaired[f"{a}->{b}"] = counts
+    return pa.concat_tables([t for t, _, _ in done]) if done else schema.empty_table()
+
+
+def _pair_table(m: _Marks, pair: tuple[str, str], start_i: np.ndarray, end_i: np.ndarray,
+                labels: list[str], series: dict[str, PowerSeries], schema: pa.Schema,
+                gap_ns: int) -> pa.Table:
+    """Rows of one pair, in frame order within each stream."""
+    n = len(start_i)
+    s_ns, e_ns = m.ts[start_i], m.ts[end_i]
+    has = m.has_frame[start_i]
+    frame = m.frame[start_i]
     cols: dict[str, pa.Array] = {
-        "pipeline": _string_column(pipe[start_i], pipe_names),
-        "stream": _string_column(stream[start_i], stream_names),
-        "frame": pa.array(frame[start_i], pa.int64(), mask=~has_frame[start_i]),
-        "stage_from": _string_column(pair_i, [a for a, _ in pairs]),
-        "stage_to": _string_column(pair_i, [b for _, b in pairs]),
+        "pipeline": _string_column(m.pipe[start_i], m.pipe_names),
+        "stream": _string_column(m.stream[start_i], m.stream_names),
+        "frame": pa.array(frame, pa.int64(), mask=~has),
+        "stage_from": pa.array([pair[0]] * n, pa.string()) if n < 2 else
+        _string_column(np.zeros(n, np.int64), [pair[0]]),
+        "stage_to": pa.array([pair[1]] * n, pa.string()) if n < 2 else
+        _string_column(np.zeros(n, np.int64), [pair[1]]),
         "start_ns": pa.array(s_ns), "end_ns": pa.array(e_ns),
-        "start_unix_ns": pa.array(s_ns + offset), "end_unix_ns": pa.array(e_ns + offset),
+        "start_unix_ns": pa.array(s_ns + m.offset_ns), "end_unix_ns": pa.array(e_ns + m.offset_ns),
         "latency_ms": pa.array((e_ns - s_ns) / 1e6),
-        "power_source": pa.array([labels[0] if labels else None] * len(s_ns), pa.string()),
+        "power_source": _string_column(np.zeros(n, np.int64), [labels[0]]) if labels else
+        pa.nulls(n, pa.string()),
     }
-    gap_ns = int(cfg.power_max_gap_s * 1e9)
     for label, mean_col, energy_col in power_columns(labels) or [(None, "power_mean_w",
                                                                   "energy_j")]:
-        entry = stored.power.get(label) if label else None
-        if entry is None:
-            cols[mean_col] = cols[energy_col] = pa.nulls(len(s_ns), pa.float64())
+        s = series.get(label) if label else None
+        if s is None:
+            cols[mean_col] = cols[energy_col] = pa.nulls(n, pa.float64())
             continue
-        kind, pts, pv = entry
-        series = PowerSeries.from_power(pts, pv) if kind == "power" else \
-            PowerSeries.from_counter(pts, pv)
-        energy, mean = energy_between(series, s_ns, e_ns, gap_ns)
+        energy, mean = energy_between(s, s_ns, e_ns, gap_ns)
         cols[mean_col] = pa.array(mean, from_pandas=True)
         cols[energy_col] = pa.array(energy, from_pandas=True)
-    groups_h = np.array([group_hash(stored.session_id, p, s) for p in pipe_names
-                         for s in (stream_names or [""])], dtype=np.uint64)
-    frame_key = np.where(has_frame[start_i], frame[start_i], s_ns)
-    hi, lo = trace_ids_np(groups_h[group[start_i]] if len(groups_h) else
-                          np.zeros(0, np.uint64), frame_key)
-    span_lo = np.zeros(len(lo), np.uint64)
-    for i, (a, b) in enumerate(pairs):
-        sel = pair_i == i
-        span_lo[sel] = span_ids_np(lo[sel], f"{a}->{b}")
+    groups = m.group_hashes[m.group[start_i]] if len(m.group_hashes) else \
+        np.zeros(n, np.uint64)
+    hi, lo = trace_ids_np(groups, np.where(has, frame, s_ns))
     cols["trace_id"] = _hex_strings(hi, lo)
-    cols["span_id"] = _hex_strings(span_lo)
+    cols["span_id"] = _hex_strings(span_ids_np(lo, f"{pair[0]}->{pair[1]}"))
     return pa.table([cols[f.name] for f in schema], schema=schema)
 
 

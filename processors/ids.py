@@ -60,15 +60,17 @@ def span_ids_np(trace_lo: np.ndarray, name: str) -> np.ndarray:
     return _mix_np(trace_lo ^ np.uint64(hash64(name)))
 
 
-_HEX = np.array([f"{i:02x}".encode() for i in range(256)], dtype="S2")
+# The two ASCII hex digits of every byte value, packed so that memory order is high digit
+# first whatever the machine's byte order.
+_HEX_PAIRS = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype=np.uint16)
 
 
 def hex_np(*words: np.ndarray) -> np.ndarray:
     """Big-endian hex strings of the concatenated uint64 words, as a numpy bytes array."""
     raw = np.ascontiguousarray(
         np.stack([w.astype(np.uint64) for w in words], axis=1).astype(">u8")).view(np.uint8)
-    width = 16 * len(words)
-    return _HEX[raw].view(f"S{width}").ravel()
+    digits = _HEX_PAIRS[raw]  # one 16-bit gather per byte: both of its hex digits
+    return digits.view(f"S{digits.shape[1] * 2}").ravel()
 
 
 def trace_hex(t: int) -> str:
