@@ -45,6 +45,8 @@ class TracesConfig:
 @dataclass
 class OtlpConfig:
     enabled: bool = True
+    traces: bool = True  # OTEL_TRACES_EXPORTER=none turns this signal off
+    metrics: bool = True  # OTEL_METRICS_EXPORTER=none turns this signal off
     endpoint: str = ""  # "" = the standard OTEL_EXPORTER_OTLP_ENDPOINT or its default
     protocol: str = ""  # "grpc" or "http/protobuf"; "" = OTEL_EXPORTER_OTLP_PROTOCOL or grpc
     timeout_s: float = 5.0
@@ -243,10 +245,15 @@ def _apply_otel_env(cfg: Config, env: dict[str, str]) -> None:
         ms = _coerce(env["OTEL_EXPORTER_OTLP_TIMEOUT"], float,
                      "environment variable OTEL_EXPORTER_OTLP_TIMEOUT")
         cfg.otlp.timeout_s = ms / 1000.0
-    disabled = {
-        env.get("OTEL_TRACES_EXPORTER", "").lower(), env.get("OTEL_METRICS_EXPORTER", "").lower()
-    }
-    if disabled == {"none"}:
+    for var, key in (("OTEL_TRACES_EXPORTER", "traces"), ("OTEL_METRICS_EXPORTER", "metrics")):
+        value = env.get(var, "").strip().lower()
+        if value == "none":
+            setattr(cfg.otlp, key, False)
+        elif value not in ("", "otlp"):
+            raise ConfigError(f"environment variable {var}: {value!r} is not supported; "
+                              "use 'otlp' or 'none' (Prometheus is configured with "
+                              "prometheus.bind)")
+    if not (cfg.otlp.traces or cfg.otlp.metrics):
         cfg.otlp.enabled = False
 
 

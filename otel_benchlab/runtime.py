@@ -8,6 +8,7 @@ the SDK's own threads.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import sys
@@ -25,9 +26,7 @@ from otel_benchlab.counters import AgentCounters
 from otel_benchlab.exporters.capframex import CapFrameXWriter
 from otel_benchlab.exporters.otel_metrics import AgentMetrics, PipelineMetrics, SampleMetrics
 from otel_benchlab.exporters.otel_traces import FrameTraceExporter
-from otel_benchlab.exporters.otlp import make_otlp_exporters
 from otel_benchlab.exporters.parquet import ParquetPartWriter
-from otel_benchlab.exporters.prometheus import PrometheusEndpoint
 from otel_benchlab.live import LiveStats
 from otel_benchlab.processors.energy import EnergyAnnotator
 from otel_benchlab.processors.frames import FrameAssembler, TraceIds
@@ -48,7 +47,8 @@ from otel_benchlab.timebase import TimeBase
 
 log = logging.getLogger("otel_benchlab")
 
-TICK_S = 0.1
+TICK_S = 0.1  # the queue is drained and marks are paired this often
+BATCH_S = 1.0  # energy, metrics, traces and files work on batches of about a second
 
 
 def choose_power_sources(cfg: Config, sensors: list[SensorInfo]) -> dict[str, str]:
@@ -78,6 +78,10 @@ class Agent:
         self.session = session
         self.status_out = status_out
         self.counters = AgentCounters()
+        # The agent hands Arrow small batches (about a second of rows); Arrow's default
+        # mimalloc pool reserves some 40 MB of arena for them up front, the system
+        # allocator does not. Replay, with its large arrays, keeps the default.
+        pa.set_memory_pool(pa.system_memory_pool())
         self.timebase = TimeBase.measure()
         self.queue: queue.Queue[Sample | StageMark] = queue.Queue(maxsize=cfg.queue_size)
         self.sensors = [s for r in receivers for s in r.sensors()]
@@ -99,6 +103,8 @@ class Agent:
         self.samples_total = 0
         self.unpaired_by_reason: dict[str, int] = {}
         self._raw_marks: list[StageMark] = []
+        self._aligned: list[StageSpan] = []
+        self._cx_power: dict[str, tuple[list[int], list[float]]] = {}
         self._raw_samples: dict[str, list] = {f.name: [] for f in SAMPLE_SCHEMA}
         self._stop = threading.Event()
         self._setup_exporters()
@@ -111,17 +117,25 @@ class Agent:
         bind = parse_bind(cfg.prometheus.bind)
         readers = []
         if bind:
+            # Imported only when used: each exporter's libraries cost memory.
+            from otel_benchlab.exporters.prometheus import PrometheusEndpoint
+
             self.prometheus = PrometheusEndpoint(*bind)
             readers.append(self.prometheus.reader)
         self.otlp_endpoint = None
         self.traces = None
         metric_exporter = None
         if cfg.otlp.enabled:
+            from otel_benchlab.exporters.otlp import make_otlp_exporters
+
             protocol = cfg.otlp.protocol or "grpc"
             span_exp, metric_exporter, self.otlp_endpoint = make_otlp_exporters(
                 protocol, cfg.otlp.endpoint, cfg.otlp.timeout_s, c)
             self.otlp_protocol = protocol
-            self.traces = FrameTraceExporter(span_exp, resource, self.timebase)
+            if cfg.otlp.traces:
+                self.traces = FrameTraceExporter(span_exp, resource, self.timebase)
+            if not cfg.otlp.metrics:
+                metric_exporter = None
         self.meter_provider = make_meter_provider(resource, metric_exporter,
                                                   cfg.otlp.metric_interval_s, readers)
         meter = self.meter_provider.get_meter("otel_benchlab")
@@ -199,7 +213,9 @@ class Agent:
             if label is not None:
                 self.annotator.add_power(label, rec.ts_ns, v)
                 if self.capframex is not None and self.power_sources[label] == "power":
-                    self.capframex.add_power(label, np.array([rec.ts_ns]), np.array([v]))
+                    ts_list, v_list = self._cx_power.setdefault(label, ([], []))
+                    ts_list.append(rec.ts_ns)
+                    v_list.append(v)
 
     def _process(self, spans: list[StageSpan], unpaired: list[Unpaired], now: int,
                  flush: bool = False) -> None:
@@ -216,15 +232,34 @@ class Agent:
             self.spans_total += len(done)
             self.pipeline_metrics.export(done)
             self.stats.add(done)
-            table = spans_to_table(done, self.timebase, self.labels)
-            if self.parquet:
-                self.parquet["aligned"].export(table)
-            if self.capframex:
-                self.capframex.export(table)
+            self._aligned.extend(done)
         frames = [f for s in done for f in self.frames.add_span(s)]
         frames += self.frames.expire(now, flush=flush)
         if frames and self.traces is not None:
             self.traces.export(frames)
+
+    def _drain(self, spans: list[StageSpan], unpaired: list[Unpaired]) -> None:
+        get = self.queue.get_nowait
+        try:
+            while True:
+                self._handle(get(), spans, unpaired)
+        except queue.Empty:
+            pass
+
+    def _flush_files(self) -> None:
+        if self._aligned:
+            table = spans_to_table(self._aligned, self.timebase, self.labels)
+            self._aligned = []
+            if self.parquet:
+                self.parquet["aligned"].export(table)
+            if self.capframex:
+                self.capframex.export(table)
+        if self.capframex is not None:
+            for label, (ts, v) in self._cx_power.items():
+                if ts:
+                    self.capframex.add_power(label, np.array(ts, np.int64), np.array(v))
+            self._cx_power = {}
+        self._flush_raw()
 
     def _flush_raw(self) -> None:
         if self.parquet is None:
@@ -251,8 +286,10 @@ class Agent:
                  f"  session directory: {self.session.path}"]
         lines.append(f"  Prometheus: {self.prometheus.url}" if self.prometheus else
                      "  Prometheus: off")
-        lines.append(f"  OTLP ({self.otlp_protocol}): {self.otlp_endpoint}"
-                     if self.otlp_endpoint else "  OTLP: off")
+        signals = [s for s, on in (("traces", self.cfg.otlp.traces),
+                                   ("metrics", self.cfg.otlp.metrics)) if on]
+        lines.append(f"  OTLP ({self.otlp_protocol}, {' + '.join(signals)}): "
+                     f"{self.otlp_endpoint}" if self.otlp_endpoint else "  OTLP: off")
         lines.append("  pairs: " + ", ".join(f"{a}->{b}" for a, b in self.cfg.pair_tuples()))
         lines.append("  power sources: " + (", ".join(self.labels) or "none"))
         return lines
@@ -270,41 +307,43 @@ class Agent:
             self.prometheus.start()
         for line in self.banner():
             print(line, file=self.status_out or sys.stderr, flush=True)
+        # Everything built so far lives as long as the process: move it out of the
+        # collector's way, so full collections scan only what the agent makes while running.
+        gc.collect()
+        gc.freeze()
         for r in self.receivers:
             r.start(self.emit)
         if on_started:
             on_started()
         t_start = time.monotonic()
-        next_tick = next_status = t_start
+        next_tick = next_status = next_flush = t_start
+        spans: list[StageSpan] = []
+        unpaired: list[Unpaired] = []
         try:
-            while not self._stop.is_set():
+            # Tick-driven: sleep to the next tick, then take everything queued in one batch.
+            # Records carry their own timestamps, so waiting up to a tick costs no accuracy,
+            # and the consumer wakes 10 times a second instead of once per record.
+            while not self._stop.wait(max(0.0, next_tick - time.monotonic())):
                 now_s = time.monotonic()
                 if duration_s is not None and now_s - t_start >= duration_s:
                     break
-                spans: list[StageSpan] = []
-                unpaired: list[Unpaired] = []
-                try:
-                    rec = self.queue.get(timeout=max(0.0, next_tick - now_s))
-                    self._handle(rec, spans, unpaired)
-                    while True:  # drain what is there without waiting
-                        self._handle(self.queue.get_nowait(), spans, unpaired)
-                except queue.Empty:
-                    pass
-                now_s = time.monotonic()
-                if now_s >= next_tick:
-                    next_tick = now_s + TICK_S
+                next_tick = max(next_tick + TICK_S, now_s)
+                self._drain(spans, unpaired)
+                if now_s >= next_flush:
+                    # Batches, not ticks: per-call costs (numpy, Arrow, the OTel SDK) are paid
+                    # once a second; every record keeps its own timestamp, so nothing moves.
+                    next_flush = now_s + BATCH_S
                     now_ns = time.monotonic_ns()
                     for r in self.pairer.expire(now_ns):
                         (spans if isinstance(r, StageSpan) else unpaired).append(r)
                     self._process(spans, unpaired, now_ns)
-                    self._flush_raw()
-                elif spans or unpaired:
-                    self._process(spans, unpaired, time.monotonic_ns())
+                    spans, unpaired = [], []
+                    self._flush_files()
                 if now_s >= next_status + self.cfg.status_interval_s:
                     self._status(now_s - next_status)
                     next_status = now_s
         finally:
-            self._shutdown()
+            self._shutdown(spans, unpaired)
         return 0
 
     def _status(self, seconds: float) -> None:
@@ -313,20 +352,14 @@ class Agent:
         for line in self.stats.lines(seconds):
             print(line, file=self.status_out, flush=True)
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, spans: list[StageSpan], unpaired: list[Unpaired]) -> None:
         for r in self.receivers:
             r.stop()
-        spans: list[StageSpan] = []
-        unpaired: list[Unpaired] = []
-        while True:
-            try:
-                self._handle(self.queue.get_nowait(), spans, unpaired)
-            except queue.Empty:
-                break
+        self._drain(spans, unpaired)
         for r in self.pairer.flush():
             (spans if isinstance(r, StageSpan) else unpaired).append(r)
         self._process(spans, unpaired, time.monotonic_ns(), flush=True)
-        self._flush_raw()
+        self._flush_files()
         for exp in (*(self.parquet or {}).values(), self.capframex):
             if exp is not None:
                 exp.shutdown()

@@ -7,6 +7,7 @@ take it, so one code path writes the files either way.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -35,6 +36,7 @@ _ALIGNED_HEAD = [
 ]
 
 
+@functools.lru_cache(maxsize=1024)
 def column_suffix(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
 

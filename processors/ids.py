@@ -6,6 +6,7 @@ session gives the same ids. Scalar and numpy forms compute the same values.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -13,6 +14,7 @@ import numpy as np
 _M64 = (1 << 64) - 1
 
 
+@functools.lru_cache(maxsize=4096)
 def hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 

@@ -63,7 +63,7 @@ def test_agent_exits_cleanly_and_says_where_everything_goes(run):
     proc = run["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "session directory:" in proc.stdout and "/metrics" in proc.stdout
-    assert "OTLP (grpc): http://127.0.0.1:" in proc.stdout
+    assert "OTLP (grpc, traces + metrics): http://127.0.0.1:" in proc.stdout
     assert "ingress->encoded:" in proc.stdout and "fps" in proc.stdout
     manifest = json.loads((run["session"] / "session.json").read_text())
     assert manifest["ended_at"] and manifest["summary"]["spans"] > 500

@@ -1,0 +1,100 @@
+"""The agent's CPU (% of one core) and peak RSS while simulating 60 fps x 3 stages with
+sensors at 10 Hz, all exporters on: OTLP/gRPC to a local collector (built from
+opentelemetry-proto, as in the tests), Prometheus scraped every second, Parquet, CapFrameX.
+
+Usage: python benchmarks/agent_footprint.py [--seconds 60] [--agent-python PY]
+Targets: <= 3 % of one core, <= 120 MB peak RSS.
+
+Measure the agent as it is deployed: ``--agent-python`` names the interpreter of a plain
+``pip install .`` (no test extras). In the test environment pyarrow finds pandas and loads
+it on its first array, some 40 MB more that a deployed agent does not carry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.servers import OtlpCollector, free_port  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--agent-python", default=sys.executable,
+                    help="interpreter that runs the agent (default: this one)")
+    ap.add_argument("--scrape-s", type=float, default=15.0,
+                    help="Prometheus scrape interval (a common setting is 15 s)")
+    ap.add_argument("--export-ms", default="60000",
+                    help="OTEL_METRIC_EXPORT_INTERVAL (the OpenTelemetry default is 60000)")
+    ap.add_argument("--sample-ratio", default="1.0", help="OTEL_TRACES_SAMPLER_ARG")
+    ap.add_argument("--warmup", type=float, default=10.0, help="seconds not counted for CPU")
+    args = ap.parse_args()
+    collector = OtlpCollector().start()
+    prom = free_port()
+    data = tempfile.mkdtemp(prefix="bench-agent-")
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
+           "OTEL_METRIC_EXPORT_INTERVAL": args.export_ms, "PATH": "/usr/bin:/bin",
+           "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": args.sample_ratio}
+    proc = subprocess.Popen(
+        [args.agent_python, "-m", "otel_benchlab", "--simulate", "--sample-hz", "10",
+         "--duration", str(args.seconds + args.warmup), "--data-root", data,
+         "--prom-bind", f"127.0.0.1:{prom}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=data)  # not the source tree, so the installed package is what runs
+    p = psutil.Process(proc.pid)
+    stop = threading.Event()
+    scrapes = [0]
+
+    def scrape() -> None:
+        while not stop.wait(args.scrape_s):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{prom}/metrics", timeout=2).read()
+                scrapes[0] += 1
+            except OSError:
+                pass
+
+    threading.Thread(target=scrape, daemon=True).start()
+    time.sleep(args.warmup)
+    c0, t0 = p.cpu_times(), time.monotonic()
+    peak = 0
+    while time.monotonic() - t0 < args.seconds and proc.poll() is None:
+        peak = max(peak, p.memory_info().rss)
+        time.sleep(0.5)
+    c1, t1 = p.cpu_times(), time.monotonic()
+    try:
+        hwm = next(int(line.split()[1]) * 1024 for line in
+                   Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                   if line.startswith("VmHWM"))
+    except (OSError, StopIteration):
+        hwm = peak
+    stop.set()
+    _, err = proc.communicate(timeout=120)
+    collector.stop()
+    cpu = 100 * ((c1.user - c0.user) + (c1.system - c0.system)) / (t1 - t0)
+    spans = len(collector.spans())
+    has_pandas = subprocess.run([args.agent_python, "-c", "import pandas"],
+                                capture_output=True).returncode == 0
+    print(f"agent ({args.agent_python}; pandas {'present' if has_pandas else 'absent'}; "
+          f"traces sampled at {args.sample_ratio}; scrape every {args.scrape_s} s; "
+          f"OTLP metrics every {args.export_ms} ms)")
+    print(f"agent over {t1 - t0:.0f} s after {args.warmup:.0f} s warm-up: "
+          f"CPU {cpu:.2f} % of one core (target <= 3), peak RSS {max(peak, hwm) / 2**20:.1f} MB "
+          f"(target <= 120); {spans} spans received by OTLP, {scrapes[0]} Prometheus scrapes, "
+          f"exit {proc.returncode}")
+    if proc.returncode:
+        print(err[-2000:])
+    return 0 if cpu <= 3 and max(peak, hwm) <= 120 * 2**20 and proc.returncode == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
