@@ -20,6 +20,8 @@ LATENCY_BUCKETS_S = (
     0.008, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15,
     0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
 )
+RTT_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015,
+                 0.02, 0.03, 0.05, 0.1, 0.25)
 ENERGY_BUCKETS_J = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
@@ -32,6 +34,8 @@ def metric_views() -> list[View]:
              aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS_S)),
         View(instrument_name="benchlab.pipeline.energy",
              aggregation=ExplicitBucketHistogramAggregation(ENERGY_BUCKETS_J)),
+        View(instrument_name="benchlab.agent.sample.rtt",
+             aggregation=ExplicitBucketHistogramAggregation(RTT_BUCKETS_S)),
     ]
 
 
@@ -92,6 +96,11 @@ class SampleMetrics:
 
     def __init__(self, meter: Meter, sensors: list[SensorInfo]) -> None:
         self._lock = threading.Lock()
+        self._rtt = meter.create_histogram(
+            "benchlab.agent.sample.rtt", unit="s",
+            description="Request/response round trip of polled devices (a sample's time is "
+                        "known to within half of it)")
+        self._rtt_attrs: dict[str, dict[str, str]] = {}
         self._info = {(s.source, s.name): s for s in sensors}
         self._latest: dict[tuple[str, str], float] = {}
         self._integral: dict[tuple[str, str], float] = {}
@@ -128,7 +137,11 @@ class SampleMetrics:
                         if self._info[k].metric == power_metric]
         return observe
 
-    def on_sample(self, ts_ns: int, source: str, values: dict[str, float]) -> None:
+    def on_sample(self, ts_ns: int, source: str, values: dict[str, float],
+                  rtt_ns: int = 0) -> None:
+        if rtt_ns > 0:
+            attrs = self._rtt_attrs.setdefault(source, {"benchlab.source": source})
+            self._rtt.record(rtt_ns / 1e9, attrs)
         with self._lock:
             for name, v in values.items():
                 key = (source, name)
@@ -164,6 +177,11 @@ class AgentMetrics:
             ("export.dropped", "{span}", "Spans lost in failed exports"),
             ("write.errors", "{write}", "Failed file writes, by exporter"),
             ("read.errors", "{read}", "Source read errors, by source and reason"),
+            ("read.overruns", "{read}", "Polls skipped because the poller fell behind"),
+            ("sample.uncertain", "{sample}", "Samples whose round trip made their time "
+             "doubtful"),
+            ("device.disconnects", "{event}", "Devices lost (unplugged, silent, errors)"),
+            ("device.reconnects", "{event}", "Devices found again after a loss"),
             ("input.rejected", "{record}", "Malformed input records skipped, by source"),
         ):
             meter.create_observable_counter(f"benchlab.agent.{name}", [counter(name)],

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 from otel_benchlab import __version__
 from otel_benchlab.config import Config, ConfigError, load_config
+from otel_benchlab.counters import AgentCounters
 
-SUBCOMMANDS = ("run", "replay")
+SUBCOMMANDS = ("run", "replay", "devices")
 
 
 class _JsonFormatter(logging.Formatter):
@@ -53,9 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--prom-bind", metavar="HOST:PORT",
                      help="Prometheus /metrics address ('off' to disable)")
     run.add_argument("--sample-hz", type=float, metavar="HZ", help="sensor sampling rate")
+    run.add_argument("--benchlab-device", metavar="auto|PATH|uid:UID",
+                     help="which BENCHLAB(s) to read (default auto)")
     run.add_argument("--config", metavar="FILE", help="TOML config file")
     run.add_argument("--log-format", choices=["text", "json"])
     run.add_argument("--log-level", default="INFO")
+
+    dv = sub.add_parser("devices", help="list BENCHLAB devices and read one sample of each")
+    dv.add_argument("--benchlab-device", metavar="auto|PATH|uid:UID")
+    dv.add_argument("--simulate", action="store_true", default=None,
+                    help="list an emulated BENCHLAB (on a pseudo-terminal) instead")
+    dv.add_argument("--config", metavar="FILE", help="TOML config file")
+    dv.add_argument("--log-format", choices=["text", "json"])
+    dv.add_argument("--log-level", default="WARNING")
 
     rp = sub.add_parser("replay", help="run the processors again over a stored session")
     rp.add_argument("session_dir", metavar="SESSION_DIR")
@@ -81,8 +92,9 @@ def _config(args: argparse.Namespace) -> Config:
         "log_format": args.log_format,
         "pair_window_s": getattr(args, "window", None),
         "power_max_gap_s": getattr(args, "max_gap", None),
+        "benchlab.device": getattr(args, "benchlab_device", None),
     }
-    if args.pair:
+    if getattr(args, "pair", None):
         overrides["pairs"] = [list(p) for p in args.pair]
     return load_config(args.config, overrides=overrides)
 
@@ -93,25 +105,108 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     setup_logging(cfg.log_format, args.log_level)
-    receivers = []
+    counters = AgentCounters()
+    emulator = None
+    receivers: list = []
     if cfg.simulate:
-        from otel_benchlab.receivers.simulated import SimulatedPipeline, SimulatedPower
+        from otel_benchlab.receivers.simulated import SimulatedGpu, SimulatedPipeline
 
-        receivers = [SimulatedPipeline(cfg.sim), SimulatedPower(cfg.sample_hz)]
-    else:
-        logging.getLogger("otel_benchlab").warning(
-            "no hardware receivers are available in this version yet; run with --simulate "
-            "to see the whole path on simulated sources")
+        emulator = start_emulator(cfg)
+        receivers = [SimulatedPipeline(cfg.sim), benchlab_receiver(cfg, counters, emulator),
+                     SimulatedGpu(cfg.sample_hz)]
+    elif cfg.benchlab.enabled:
+        receivers = [benchlab_receiver(cfg, counters)]
     session = Session(cfg.data_root, cfg.session_id)
     session.create()
-    agent = Agent(cfg, receivers, session, status_out=sys.stdout)
+    agent = Agent(cfg, receivers, session, status_out=sys.stdout, counters=counters)
 
     def on_signal(signum: int, _frame: object) -> None:
         agent.stop()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    return agent.run(cfg.duration_s)
+    try:
+        return agent.run(cfg.duration_s)
+    finally:
+        if emulator is not None:
+            emulator.stop()
+
+
+def start_emulator(cfg: Config):
+    """The simulated power meter: a BENCHLAB emulator on a pseudo-terminal whose power
+    follows the simulated load; the real reader reads it."""
+    from otel_benchlab.receivers.benchlab_emulator import BenchlabEmulator
+    from otel_benchlab.receivers.simulated import load_at
+
+    product = 0x11 if cfg.sim.benchlab_product == "benchlab2" else 0x10
+    return BenchlabEmulator(product, cfg.sim.benchlab_firmware, load=load_at).start()
+
+
+def benchlab_receiver(cfg: Config, counters: AgentCounters, emulator=None):
+    from otel_benchlab.receivers.benchlab import BenchlabReceiver, scan_ports
+
+    spec = f"uid:{emulator.uid.hex().upper()}" if emulator else cfg.benchlab.device
+    return BenchlabReceiver(spec, cfg.sample_hz, counters,
+                            ports=emulator.ports if emulator else scan_ports,
+                            max_rtt_ms=cfg.benchlab.max_rtt_ms,
+                            timeout_s=cfg.benchlab.read_timeout_ms / 1000)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from otel_benchlab.receivers.benchlab import discover, scan_ports
+    from otel_benchlab.receivers.benchlab_layout import READ_SENSORS, decode
+
+    cfg = _config(args)
+    setup_logging(cfg.log_format, args.log_level)
+    emulator = start_emulator(cfg) if cfg.simulate else None
+    try:
+        spec = f"uid:{emulator.uid.hex().upper()}" if emulator else cfg.benchlab.device
+        found, errors = discover(spec, emulator.ports if emulator else scan_ports,
+                                 cfg.benchlab.read_timeout_ms / 1000)
+        for e in errors:
+            print(f"otel-benchlab: {e}", file=sys.stderr)
+        if not found:
+            print("No BENCHLAB found" + (" on the ttyACM ports with USB id 0483:5740"
+                                         if spec == "auto" else f" for {spec}")
+                  + ". Check the USB cable and `ls /dev/ttyACM*`; try --simulate to see an "
+                  "emulated one.", file=sys.stderr)
+            return 1
+        rows = [("PORT", "UID", "NAME", "PRODUCT", "FIRMWARE")]
+        rows += [(i.port, i.uid, i.name, i.product, i.firmware) for _, i in found]
+        print(_table(rows))
+        for port, ident in found:
+            raw, t0, t1 = port.request(bytes([READ_SENSORS]), ident.layout.sensor_size)
+            port.close()
+            print(f"\n{ident.uid} ({ident.port}), one sample, round trip "
+                  f"{(t1 - t0) / 1e6:.2f} ms:")
+            if len(raw) != ident.layout.sensor_size:
+                print(f"  short read: {len(raw)} of {ident.layout.sensor_size} bytes")
+                continue
+            print(_sample_table(decode(raw, ident.layout), ident.layout.rails))
+        return 0
+    finally:
+        if emulator is not None:
+            emulator.stop()
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+def _sample_table(values: dict[str, float], rails: tuple[str, ...]) -> str:
+    rows = [("SENSOR", "VOLT (V)", "CURRENT (A)", "POWER (W)")]
+    for group in ("SYS", "CPU", "GPU", "MB"):
+        rows.append((group, "", "", f"{values[group]:.2f}"))
+    for r in rails:
+        rows.append((r, f"{values[f'{r}_V']:.3f}", f"{values[f'{r}_I']:.3f}",
+                     f"{values[f'{r}_P']:.2f}"))
+    out = [_table(rows), ""]
+    rest = [(k, f"{v:g}") for k, v in values.items()
+            if k not in ("SYS", "CPU", "GPU", "MB") and not k.endswith(("_V", "_I", "_P"))]
+    out.append(_table([("SENSOR", "VALUE")] + rest))
+    return "\n".join(out)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -133,7 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
     try:
-        return cmd_replay(args) if args.command == "replay" else cmd_run(args)
+        if args.command == "replay":
+            return cmd_replay(args)
+        return cmd_devices(args) if args.command == "devices" else cmd_run(args)
     except ConfigError as exc:
         print(f"otel-benchlab: {exc}", file=sys.stderr)
         return 2

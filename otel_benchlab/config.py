@@ -33,6 +33,16 @@ class SimulateConfig:
     jitter: float = 0.15  # relative standard deviation of each stage latency
     mark_loss: float = 0.01  # probability that any one mark is lost
     frame_ids: bool = True
+    benchlab_product: str = "original"  # the emulated meter: "original" or "benchlab2"
+    benchlab_firmware: int = 6
+
+
+@dataclass
+class BenchlabConfig:
+    enabled: bool = True
+    device: str = "auto"  # "auto", a port path, or "uid:UID"
+    max_rtt_ms: float = 20.0  # a sample whose round trip is longer is flagged uncertain
+    read_timeout_ms: float = 250.0
 
 
 @dataclass
@@ -96,6 +106,7 @@ class Config:
     log_format: str = "text"
     queue_size: int = 100_000
     sim: SimulateConfig = field(default_factory=SimulateConfig)
+    benchlab: BenchlabConfig = field(default_factory=BenchlabConfig)
     traces: TracesConfig = field(default_factory=TracesConfig)
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
@@ -114,6 +125,7 @@ ENV_KEYS: dict[str, str] = {
     "BENCHLAB_RETENTION_DAYS": "retention_days",
     "BENCHLAB_RAW_KEEP_DAYS": "raw_keep_days",
     "BENCHLAB_SESSION": "session_id",
+    "BENCHLAB_DEVICE": "benchlab.device",
     "CX_APP": "capframex.app",
     "OTEL_EXPORTER_OTLP_ENDPOINT": "otlp.endpoint",
     "OTEL_EXPORTER_OTLP_PROTOCOL": "otlp.protocol",
@@ -284,6 +296,12 @@ def validate(cfg: Config) -> None:
     if len(cfg.sim.stage_latency_ms) != len(cfg.sim.stages) - 1:
         raise bad("sim.stage_latency_ms", "needs one latency per step between stages "
                   f"({len(cfg.sim.stages) - 1} for {len(cfg.sim.stages)} stages)")
+    dev = cfg.benchlab.device
+    if not (dev == "auto" or dev.startswith("/") or (dev.startswith("uid:") and len(dev) > 4)):
+        raise bad("benchlab.device", f"{dev!r}: use auto, a port path (/dev/ttyACM0) or "
+                  "uid:UID")
+    if cfg.sim.benchlab_product not in ("original", "benchlab2"):
+        raise bad("sim.benchlab_product", "use 'original' or 'benchlab2'")
     if cfg.log_format not in ("text", "json"):
         raise bad("log_format", "must be 'text' or 'json'")
     if cfg.otlp.protocol not in ("", "grpc", "http/protobuf"):

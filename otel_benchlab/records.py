@@ -36,6 +36,7 @@ class Sample:
     source: str
     values: dict[str, float]
     rtt_ns: int = 0  # request/response round trip for polled devices; 0 when not polled
+    uncertain: bool = False  # the round trip was long enough to make ts_ns doubtful
 
 
 @dataclass(frozen=True, slots=True)

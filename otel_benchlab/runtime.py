@@ -72,12 +72,13 @@ def choose_power_sources(cfg: Config, sensors: list[SensorInfo]) -> dict[str, st
 
 class Agent:
     def __init__(self, cfg: Config, receivers: list[Receiver], session: Session,
-                 status_out: TextIO | None = None) -> None:
+                 status_out: TextIO | None = None,
+                 counters: AgentCounters | None = None) -> None:
         self.cfg = cfg
         self.receivers = receivers
         self.session = session
         self.status_out = status_out
-        self.counters = AgentCounters()
+        self.counters = counters or AgentCounters()
         # The agent hands Arrow small batches (about a second of rows); Arrow's default
         # mimalloc pool reserves some 40 MB of arena for them up front, the system
         # allocator does not. Replay, with its large arrays, keeps the default.
@@ -201,7 +202,7 @@ class Agent:
                 (spans if isinstance(r, StageSpan) else unpaired).append(r)
             return
         self.samples_total += 1
-        self.sample_metrics.on_sample(rec.ts_ns, rec.source, rec.values)
+        self.sample_metrics.on_sample(rec.ts_ns, rec.source, rec.values, rec.rtt_ns)
         raw = self._raw_samples
         for name, v in rec.values.items():
             raw["ts_ns"].append(rec.ts_ns)
@@ -209,6 +210,7 @@ class Agent:
             raw["sensor"].append(name)
             raw["value"].append(v)
             raw["rtt_ns"].append(rec.rtt_ns)
+            raw["uncertain"].append(rec.uncertain)
             label = self._power_of.get((rec.source, name))
             if label is not None:
                 self.annotator.add_power(label, rec.ts_ns, v)
@@ -300,8 +302,9 @@ class Agent:
     def run(self, duration_s: float | None = None,
             on_started: Callable[[], None] | None = None) -> int:
         self.session.start(config_as_dict(self.cfg),
-                           [{"name": getattr(r, "name", type(r).__name__)}
-                            for r in self.receivers],
+                           [{"name": getattr(r, "name", type(r).__name__),
+                             **({"devices": r.identities()} if hasattr(r, "identities")
+                                else {})} for r in self.receivers],
                            [asdict(s) for s in self.sensors])
         if self.prometheus:
             self.prometheus.start()

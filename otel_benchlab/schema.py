@@ -24,6 +24,7 @@ MARK_SCHEMA = pa.schema([
 SAMPLE_SCHEMA = pa.schema([
     ("ts_ns", pa.int64()), ("ts_unix_ns", pa.int64()), ("source", pa.string()),
     ("sensor", pa.string()), ("value", pa.float64()), ("rtt_ns", pa.int64()),
+    ("uncertain", pa.bool_()),
 ])
 
 _ALIGNED_HEAD = [

@@ -16,7 +16,6 @@ from otel_benchlab.records import Sample, SensorInfo, StageMark
 
 from . import Emit
 
-SIM_BENCHLAB_UID = "SIM00BENCHLAB"
 SIM_GPU_UUID = "GPU-00000000-sim0-0000-0000-000000000000"
 
 
@@ -102,82 +101,46 @@ class SimulatedPipeline(_Thread):
                 return
 
 
-class SimulatedPower(_Thread):
-    """A BENCHLAB-like meter (CPU, GPU, MB rails and the SYS total) and a GPU with an
-    energy counter, sampled at ``hz`` on absolute deadlines."""
-
-    RAILS = {"EPS1": ("CPU", 0.55), "EPS2": ("CPU", 0.45), "ATX12V": ("MB", 0.6),
-             "ATX5V": ("MB", 0.25), "ATX3V": ("MB", 0.15), "PCIE1": ("GPU", 0.35),
-             "HPWR1": ("GPU", 0.65)}
+class SimulatedGpu(_Thread):
+    """A GPU (power, an energy counter, utilisation, memory) that follows the load, sampled
+    at ``hz`` on absolute deadlines. The simulated power meter is the BENCHLAB emulator,
+    read through the real BENCHLAB receiver."""
 
     def __init__(self, hz: float, seed: int | None = None) -> None:
-        super().__init__("sim-power")
+        super().__init__("sim-gpu")
         self.hz = hz
         self.rng = random.Random(seed)
         self.t0_ns = time.monotonic_ns()
-        self._gpu_energy_j = 0.0
+        self._energy_j = 0.0
         self._last_ns: int | None = None
 
     def sensors(self) -> list[SensorInfo]:
-        uid = SIM_BENCHLAB_UID
-        ident = {"benchlab.device.name": "simulated BENCHLAB"}
-        out = [
-            SensorInfo(uid, "SYS", "hw.host.power", "W", {"hw.id": f"{uid}:SYS",
-                       "hw.name": "SYS", **ident}, power_source="SYS", kind="power"),
-            SensorInfo(uid, "CPU", "hw.power", "W", {"hw.id": f"{uid}:CPU", "hw.type": "cpu",
-                       "hw.name": "CPU", **ident}, power_source="CPU", kind="power"),
-            SensorInfo(uid, "GPU", "hw.power", "W", {"hw.id": f"{uid}:GPU", "hw.type": "gpu",
-                       "hw.name": "GPU", **ident}, power_source="GPU", kind="power"),
-            SensorInfo(uid, "MB", "hw.power", "W", {"hw.id": f"{uid}:MB",
-                       "hw.type": "power_supply", "hw.name": "MB", **ident}),
-            SensorInfo(uid, "Tchip", "hw.temperature", "Cel", {"hw.id": f"{uid}:Tchip",
-                       "hw.type": "temperature", "hw.sensor_location": "chip", **ident}),
-        ]
-        for rail in self.RAILS:
-            out.append(SensorInfo(uid, f"{rail}_P", "hw.power", "W", {
-                "hw.id": f"{uid}:{rail}", "hw.type": "power_supply", "hw.name": rail, **ident}))
-            out.append(SensorInfo(uid, f"{rail}_V", "hw.voltage", "V", {
-                "hw.id": f"{uid}:{rail}", "hw.type": "voltage", "hw.name": rail, **ident}))
         g = {"hw.id": SIM_GPU_UUID, "hw.type": "gpu", "hw.name": "Simulated GPU",
              "hw.vendor": "simulated", "hw.model": "SimGPU"}
-        out += [
+        return [
             SensorInfo("sim-gpu0", "power", "hw.power", "W", g),
             SensorInfo("sim-gpu0", "energy", "hw.energy", "J", g, power_source="gpu0",
                        kind="energy"),
             SensorInfo("sim-gpu0", "utilization", "hw.gpu.utilization", "1", g),
             SensorInfo("sim-gpu0", "memory_used", "hw.gpu.memory.usage", "By", g),
         ]
-        return out
 
-    def readings(self, t_ns: int) -> tuple[dict[str, float], dict[str, float]]:
+    def readings(self, t_ns: int) -> dict[str, float]:
         load = load_at((t_ns - self.t0_ns) / 1e9)
-        noise = self.rng.gauss
-        groups = {"CPU": 30 + 70 * load + noise(0, 1.5), "GPU": 35 + 230 * load + noise(0, 3),
-                  "MB": 22 + 6 * load + noise(0, 0.5)}
-        bench: dict[str, float] = {k: round(v, 3) for k, v in groups.items()}
-        bench["SYS"] = round(sum(groups.values()), 3)
-        bench["Tchip"] = round(38 + 20 * load, 1)
-        for rail, (group, share) in self.RAILS.items():
-            volts = {"ATX5V": 5.02, "ATX3V": 3.31}.get(rail, 12.05) + noise(0, 0.01)
-            bench[f"{rail}_P"] = round(groups[group] * share, 3)
-            bench[f"{rail}_V"] = round(volts, 3)
-        gpu_w = groups["GPU"] * 0.92
+        watts = (35 + 230 * load) * 0.92 + self.rng.gauss(0, 2)
         if self._last_ns is not None:
-            self._gpu_energy_j += gpu_w * (t_ns - self._last_ns) * 1e-9
+            self._energy_j += watts * (t_ns - self._last_ns) * 1e-9
         self._last_ns = t_ns
-        gpu = {"power": round(gpu_w, 3), "energy": self._gpu_energy_j,
-               "utilization": round(min(1.0, load * 1.05), 3),
-               "memory_used": float(int((2 + 6 * load) * 2**30))}
-        return bench, gpu
+        return {"power": round(watts, 3), "energy": self._energy_j,
+                "utilization": round(min(1.0, load * 1.05), 3),
+                "memory_used": float(int((2 + 6 * load) * 2**30))}
 
     def _run(self, emit: Emit) -> None:
         period = int(1e9 / self.hz)
         deadline = time.monotonic_ns()
         while True:
             t = time.monotonic_ns()
-            bench, gpu = self.readings(t)
-            emit(Sample(t, SIM_BENCHLAB_UID, bench))
-            emit(Sample(t, "sim-gpu0", gpu))
+            emit(Sample(t, "sim-gpu0", self.readings(t)))
             deadline += period
             now = time.monotonic_ns()
             if deadline < now:  # fell behind (suspended?): skip, do not burst

@@ -124,7 +124,7 @@ def test_metrics_have_convention_names_units_and_explicit_latency_buckets(run):
     assert any(n.startswith("system.") for n in m)
     hw_ids = {a.value.string_value for p in m["hw.power"][-1].gauge.data_points
               for a in p.attributes if a.key == "hw.id"}
-    assert "SIM00BENCHLAB:CPU" in hw_ids
+    assert "0123456789ABCDEF01234567:CPU" in hw_ids
 
 
 def test_prometheus_scrapes_the_agent_and_histogram_quantile_matches_the_data(run):
@@ -158,7 +158,10 @@ def test_parquet_rows_match_the_spans_sent_and_duckdb_reads_the_session(run):
         sp, a = sent[r.span_id]
         assert sp.trace_id.hex() == r.trace_id
         assert sp.start_time_unix_nano == r.start_unix_ns and sp.end_time_unix_nano == r.end_unix_ns
-        assert abs(a["benchlab.energy.sys"].double_value - r.energy_j) < 1e-9
+        if "benchlab.energy.sys" in a:
+            assert abs(a["benchlab.energy.sys"].double_value - r.energy_j) < 1e-9
+        else:  # energy unknown (no power sample close enough): absent, not zero
+            assert np.isnan(r.energy_j)
         assert r.latency_ms == pytest.approx((r.end_ns - r.start_ns) / 1e6)
     n = duckdb.sql(f"select count(*) from read_parquet('{session}/aligned/*.parquet')").fetchall()
     assert n[0][0] == len(table)

@@ -1,0 +1,352 @@
+"""The BENCHLAB receiver: the USB power meter (ORIGINAL and BENCHLAB 2) as Samples.
+
+pyserial at 115200 8N1, no flow control; each request is one write and a read of exactly
+the reply length with a timeout (no fixed sleeps). Polling runs on absolute deadlines.
+A sample's time is the midpoint of the request write and the end of the reply, and its
+round-trip time is kept with it. Short reads, junk, silence, an unplugged device, an
+unknown firmware: counted, one log line per condition, resynchronised (drain, identify
+again, rediscover by UID on any port), and the agent never exits for them.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import serial
+from serial.tools import list_ports
+
+from otel_benchlab.counters import AgentCounters
+from otel_benchlab.records import Sample, SensorInfo
+
+from . import Emit
+from .benchlab_layout import (
+    READ_NAME,
+    READ_SENSORS,
+    READ_UID,
+    READ_VENDOR_DATA,
+    VENDOR_ID,
+    WELCOME,
+    Layout,
+    UnknownFirmwareError,
+    decode,
+    layout_for,
+    sensor_infos,
+)
+
+log = logging.getLogger(__name__)
+
+USB_VID, USB_PID = 0x0483, 0x5740  # stock ST VCP ids: a hint for scanning, not an identity
+POWER_GROUPS = ("SYS", "CPU", "GPU")
+
+
+class DeviceError(Exception):
+    """A port that is not (or no longer) a working BENCHLAB; ``reason`` is the counter."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Identity:
+    port: str
+    uid: str
+    name: str
+    layout: Layout
+
+    @property
+    def product(self) -> str:
+        return self.layout.product
+
+    @property
+    def firmware(self) -> str:
+        return f"fw{self.layout.fw_version:02d}"
+
+    def attributes(self) -> dict[str, str]:
+        return {"benchlab.device.name": self.name, "hw.model": self.product,
+                "hw.firmware_version": self.firmware, "hw.vendor": "ElmorLabs"}
+
+
+def scan_ports() -> list[str]:
+    """ttyACM ports with the ST VCP ids (candidates only; identify before trusting)."""
+    return sorted(p.device for p in list_ports.comports()
+                  if p.vid == USB_VID and p.pid == USB_PID)
+
+
+def permission_hint(path: str) -> str:
+    try:
+        group = grp.getgrgid(os.stat(path).st_gid).gr_name
+    except (OSError, KeyError):
+        group = "dialout"
+    return (f"permission denied on {path}: add your user to the '{group}' group "
+            f"(sudo usermod -aG {group} $USER, then log in again) or install a udev rule "
+            f"such as SUBSYSTEM==\"tty\", ATTRS{{idVendor}}==\"0483\", "
+            f"ATTRS{{idProduct}}==\"5740\", MODE=\"0660\", GROUP=\"{group}\"")
+
+
+class BenchlabPort:
+    """One open serial port speaking the BENCHLAB protocol."""
+
+    def __init__(self, path: str, timeout_s: float = 0.25) -> None:
+        self.path = path
+        self.timeout_s = timeout_s
+        try:
+            self.ser = serial.Serial(path, 115200, bytesize=8, parity="N", stopbits=1,
+                                     timeout=timeout_s, write_timeout=timeout_s,
+                                     xonxoff=False, rtscts=False, dsrdtr=False)
+        except serial.SerialException as exc:
+            if getattr(exc, "errno", None) == errno.EACCES or "Permission denied" in str(exc):
+                raise DeviceError("permission", permission_hint(path)) from None
+            raise DeviceError("open", f"cannot open {path}: {exc}") from None
+        # Current firmware pushes a 32-byte welcome when RTS is asserted: drain it.
+        self.drain(0.05)
+
+    def drain(self, wait_s: float = 0.02) -> int:
+        """Throw away whatever is waiting (a resync); returns the bytes dropped."""
+        dropped = 0
+        deadline = time.monotonic() + wait_s
+        while True:
+            n = self.ser.in_waiting
+            if n:
+                dropped += len(self.ser.read(n))
+            elif time.monotonic() >= deadline:
+                return dropped
+            else:
+                time.sleep(0.002)
+
+    def request(self, payload: bytes, size: int) -> tuple[bytes, int, int]:
+        """Write a request, read exactly ``size`` bytes (fewer on timeout).
+        Returns (reply, write start ns, read end ns)."""
+        t0 = time.monotonic_ns()
+        self.ser.write(payload)
+        data = self.ser.read(size)
+        return data, t0, time.monotonic_ns()
+
+    def identify(self) -> Identity:
+        welcome, _, _ = self.request(bytes([WELCOME]), 9)
+        if not welcome.startswith(b"BENCHLAB"):
+            raise DeviceError("not_benchlab", f"{self.path} did not answer WELCOME like a "
+                              f"BENCHLAB ({welcome[:16]!r})")
+        self.drain(0.02)  # fw>=5 pads the welcome to 32 bytes
+        vendor, _, _ = self.request(bytes([READ_VENDOR_DATA]), 3)
+        if len(vendor) != 3 or vendor[0] != VENDOR_ID:
+            raise DeviceError("not_benchlab", f"{self.path}: READ_VENDOR_DATA gave {vendor!r}")
+        try:
+            layout = layout_for(vendor[1], vendor[2])
+        except UnknownFirmwareError as exc:
+            raise DeviceError("unknown_firmware", f"{self.path}: {exc}") from None
+        uid, _, _ = self.request(bytes([READ_UID]), 12)
+        if len(uid) != 12:
+            raise DeviceError("short_read", f"{self.path}: READ_UID gave {len(uid)} bytes")
+        name, _, _ = self.request(bytes([READ_NAME]), 32)
+        text = name.split(b"\0", 1)[0].decode("utf-8", "replace") or "BENCHLAB"
+        return Identity(self.path, uid.hex().upper(), text, layout)
+
+    def close(self) -> None:
+        try:
+            self.ser.close()
+        except (OSError, serial.SerialException):
+            pass
+
+
+def open_device(path: str, timeout_s: float = 0.25) -> tuple[BenchlabPort, Identity]:
+    port = BenchlabPort(path, timeout_s)
+    try:
+        return port, port.identify()
+    except (DeviceError, OSError, serial.SerialException):
+        port.close()
+        raise
+
+
+def discover(spec: str, ports: Callable[[], list[str]] = scan_ports,
+             timeout_s: float = 0.25) -> tuple[list[tuple[BenchlabPort, Identity]],
+                                               list[DeviceError]]:
+    """Open and identify the devices ``spec`` selects: ``auto`` (every BENCHLAB found),
+    a port path, or ``uid:UID``. Returns the devices and the errors met on the way."""
+    want_uid = spec[4:].upper() if spec.startswith("uid:") else None
+    paths = [spec] if spec not in ("auto",) and want_uid is None else ports()
+    found, errors = [], []
+    for path in paths:
+        try:
+            port, ident = open_device(path, timeout_s)
+        except DeviceError as exc:
+            errors.append(exc)
+            continue
+        except (OSError, serial.SerialException) as exc:
+            errors.append(DeviceError("io_error", f"{path}: {exc}"))
+            continue
+        if want_uid and ident.uid != want_uid:
+            port.close()
+            continue
+        found.append((port, ident))
+    return found, errors
+
+
+class BenchlabDevice:
+    """Polls one device on its own thread, and survives it going away and coming back."""
+
+    FAILS_BEFORE_REIDENTIFY = 3
+    MAX_BACKOFF_S = 10.0
+
+    def __init__(self, port: BenchlabPort, ident: Identity, hz: float,
+                 counters: AgentCounters, ports: Callable[[], list[str]], fixed_path: bool,
+                 max_rtt_ns: int) -> None:
+        self.port: BenchlabPort | None = port
+        self.ident = ident
+        self.period_ns = int(1e9 / hz)
+        self.counters = counters
+        self.ports = ports
+        self.fixed_path = fixed_path
+        self.max_rtt_ns = max_rtt_ns
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def count(self, reason: str, hint: str) -> None:
+        self.counters.add("read.errors", 1, hint, source=self.ident.uid, reason=reason)
+
+    def start(self, emit: Emit) -> None:
+        self._thread = threading.Thread(target=self._run, args=(emit,), daemon=True,
+                                        name=f"benchlab-{self.ident.uid[-6:]}")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        if self.port:
+            self.port.close()
+
+    def _run(self, emit: Emit) -> None:
+        deadline = time.monotonic_ns()
+        fails = 0
+        while not self._stop.is_set():
+            if self.port is None:
+                self._reconnect()
+                deadline = time.monotonic_ns()
+                fails = 0
+                continue
+            try:
+                fails = 0 if self._poll(emit) else fails + 1
+                if fails >= self.FAILS_BEFORE_REIDENTIFY:
+                    self.port.drain(0.05)
+                    ident = self.port.identify()
+                    if ident.uid != self.ident.uid:
+                        raise DeviceError("replaced", f"{self.port.path} is now {ident.uid}")
+                    fails = 0
+            except (DeviceError, OSError, serial.SerialException) as exc:
+                reason = getattr(exc, "reason", "io_error")
+                self.count(reason, f"BENCHLAB {self.ident.uid} on {self.ident.port} failed "
+                           f"({exc}); closing it, will look for it again")
+                self.counters.add("device.disconnects", 1, source=self.ident.uid)
+                self.port.close()
+                self.port = None
+                continue
+            deadline += self.period_ns
+            now = time.monotonic_ns()
+            if deadline < now:  # fell behind: skip the missed slots, never burst
+                missed = (now - deadline) // self.period_ns + 1
+                self.counters.add("read.overruns", int(missed), source=self.ident.uid)
+                deadline += missed * self.period_ns
+            self._stop.wait((deadline - time.monotonic_ns()) / 1e9)
+
+    def _poll(self, emit: Emit) -> bool:
+        """One sample; False for a lost one (counted)."""
+        port = self.port
+        assert port is not None
+        if port.ser.in_waiting:
+            dropped = port.drain(0.0)
+            self.count("junk", f"{dropped} unexpected bytes from {port.path} before a "
+                       "request; drained")
+        size = self.ident.layout.sensor_size
+        raw, t0, t1 = port.request(bytes([READ_SENSORS]), size)
+        if len(raw) != size:
+            reason = "timeout" if not raw else "short_read"
+            self.count(reason, f"{len(raw)} of {size} bytes from {port.path} within "
+                       f"{port.timeout_s * 1000:.0f} ms; sample dropped, input drained")
+            port.drain(0.02)
+            return False
+        rtt = t1 - t0
+        values = decode(raw, self.ident.layout)
+        uncertain = rtt > self.max_rtt_ns
+        if uncertain:
+            self.counters.add("sample.uncertain", 1, source=self.ident.uid)
+        emit(Sample(t0 + rtt // 2, self.ident.uid, values, rtt_ns=rtt, uncertain=uncertain))
+        self.samples += 1
+        return True
+
+    def _reconnect(self) -> None:
+        backoff = 0.5
+        lost_at = time.monotonic()
+        while not self._stop.is_set():
+            if self._stop.wait(backoff):
+                return
+            spec = self.ident.port if self.fixed_path else f"uid:{self.ident.uid}"
+            found, errors = discover(spec, self.ports)
+            for port, ident in found[1:]:
+                port.close()
+            if found:
+                self.port, ident = found[0]
+                self.ident = ident  # the same UID, maybe on another path
+                self.counters.add("device.reconnects", 1, source=ident.uid)
+                log.warning("BENCHLAB %s is back on %s after %.1f s", ident.uid, ident.port,
+                            time.monotonic() - lost_at)
+                return
+            for e in errors:
+                if e.reason in ("permission", "unknown_firmware"):
+                    self.count(e.reason, str(e))
+            backoff = min(backoff * 2, self.MAX_BACKOFF_S)
+
+
+class BenchlabReceiver:
+    """Every selected BENCHLAB as a source named by its UID."""
+
+    name = "benchlab"
+
+    def __init__(self, spec: str, hz: float, counters: AgentCounters,
+                 ports: Callable[[], list[str]] = scan_ports, max_rtt_ms: float = 20.0,
+                 timeout_s: float = 0.25) -> None:
+        self.spec = spec
+        self.counters = counters
+        found, errors = discover(spec, ports, timeout_s)
+        for e in errors:
+            counters.add("read.errors", 1, str(e), source=spec, reason=e.reason)
+        if not found:
+            where = "on the ttyACM ports with USB id 0483:5740" if spec == "auto" else spec
+            log.warning("no BENCHLAB found %s; the agent runs on without it (plug one in and "
+                        "restart, pick one with --benchlab-device PATH|uid:UID, or try "
+                        "--simulate)", where)
+        fixed = spec not in ("auto",) and not spec.startswith("uid:")
+        self.devices = [BenchlabDevice(p, i, hz, counters, ports, fixed, int(max_rtt_ms * 1e6))
+                        for p, i in found]
+        for d in self.devices:
+            log.info("BENCHLAB %s (%s, %s %s) on %s", d.ident.uid, d.ident.name,
+                     d.ident.product, d.ident.firmware, d.ident.port)
+
+    def sensors(self) -> list[SensorInfo]:
+        out = []
+        several = len(self.devices) > 1
+        for d in self.devices:
+            labels = {g: (f"{g}_{d.ident.uid[-6:]}" if several else g) for g in POWER_GROUPS}
+            out += sensor_infos(d.ident.uid, d.ident.layout, d.ident.attributes(), labels)
+        return out
+
+    def identities(self) -> list[dict[str, str]]:
+        return [{"uid": d.ident.uid, "port": d.ident.port, "name": d.ident.name,
+                 "product": d.ident.product, "firmware": d.ident.firmware}
+                for d in self.devices]
+
+    def start(self, emit: Emit) -> None:
+        for d in self.devices:
+            d.start(emit)
+
+    def stop(self) -> None:
+        for d in self.devices:
+            d.stop()
