@@ -10,6 +10,7 @@ again, rediscover by UID on any port), and the agent never exits for them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import grp
 import logging
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 USB_VID, USB_PID = 0x0483, 0x5740  # stock ST VCP ids: a hint for scanning, not an identity
 POWER_GROUPS = ("SYS", "CPU", "GPU")
+VDD_RANGE = (2.5, 3.8)  # V: the meter's own supply; outside it a reply is garbled
 
 
 class DeviceError(Exception):
@@ -150,10 +152,8 @@ class BenchlabPort:
         return Identity(self.path, uid.hex().upper(), text, layout)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError, serial.SerialException):
             self.ser.close()
-        except (OSError, serial.SerialException):
-            pass
 
 
 def open_device(path: str, timeout_s: float = 0.25) -> tuple[BenchlabPort, Identity]:
@@ -274,7 +274,19 @@ class BenchlabDevice:
             port.drain(0.02)
             return False
         rtt = t1 - t0
+        if port.ser.in_waiting:
+            # More bytes right behind a full reply: it was shifted by stray bytes, and with
+            # no framing or checksum its content cannot be trusted.
+            dropped = port.drain(0.01)
+            self.count("junk", f"reply from {port.path} was followed by {dropped} stray bytes "
+                       "(misaligned); sample dropped, input drained")
+            return False
         values = decode(raw, self.ident.layout)
+        if not VDD_RANGE[0] <= values["Vdd"] <= VDD_RANGE[1]:
+            self.count("implausible", f"reply from {port.path} decodes to Vdd "
+                       f"{values['Vdd']:.3f} V (the board's 3.3 V supply); sample dropped")
+            port.drain(0.02)
+            return False
         uncertain = rtt > self.max_rtt_ns
         if uncertain:
             self.counters.add("sample.uncertain", 1, source=self.ident.uid)
@@ -290,7 +302,7 @@ class BenchlabDevice:
                 return
             spec = self.ident.port if self.fixed_path else f"uid:{self.ident.uid}"
             found, errors = discover(spec, self.ports)
-            for port, ident in found[1:]:
+            for port, _ in found[1:]:
                 port.close()
             if found:
                 self.port, ident = found[0]

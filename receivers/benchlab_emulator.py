@@ -9,6 +9,7 @@ path, same UID), an unknown firmware.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -202,7 +203,7 @@ class BenchlabEmulator:
         probes = (r.probes_c + [None] * n_probes)[:n_probes]
         fans = (r.fans + [(0, 0, 0)] * 9)[:9]
         values = {
-            "Vin": [0x7FFF if v is None else v for v in r.vin_mv],
+            "Vin": [0x7FFF if v is None else v for v in (r.vin_mv + [None] * 13)[:13]],
             "Vdd": 3300, "Vref": 2500,
             "Tchip": round(r.tchip_c if whole else r.tchip_c * 10),
             "Ts": [0x7FFF if p is None else round(p * 10) for p in probes],
@@ -283,7 +284,5 @@ class BenchlabEmulator:
             data = b"\xa5\x5a\x00junk" + data
         if f.delay_s:
             time.sleep(f.delay_s)
-        try:
+        with contextlib.suppress(OSError):
             os.write(master, data)
-        except OSError:
-            pass

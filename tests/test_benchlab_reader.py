@@ -1,0 +1,207 @@
+"""The BENCHLAB reader against the byte-exact emulator over a real pseudo-terminal."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from otel_benchlab.receivers.benchlab import BenchlabReceiver, discover, permission_hint
+from otel_benchlab.receivers.benchlab_emulator import BenchlabEmulator
+
+from otel_benchlab.counters import AgentCounters
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.samples = []
+        self.lock = threading.Lock()
+
+    def __call__(self, rec) -> bool:
+        with self.lock:
+            self.samples.append(rec)
+        return True
+
+    def wait_for(self, n: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.samples) >= n:
+                    return
+            time.sleep(0.02)
+        raise AssertionError(f"only {len(self.samples)} of {n} samples came")
+
+
+@pytest.fixture
+def emulator(request):
+    product, fw = getattr(request, "param", (0x10, 6))
+    emu = BenchlabEmulator(product, fw, load=lambda t: 0.5).start()
+    yield emu
+    emu.stop()
+
+
+def start(emu, hz=50.0, **kw):
+    counters = AgentCounters()
+    rx = BenchlabReceiver(f"uid:{emu.uid.hex().upper()}", hz, counters, ports=emu.ports, **kw)
+    out = Collector()
+    rx.start(out)
+    return rx, counters, out
+
+
+@pytest.mark.parametrize("emulator", [(0x10, 6), (0x10, 2), (0x11, 4), (0x11, 5)],
+                         indirect=True)
+def test_reads_both_products_over_a_pty_with_time_and_round_trip(emulator):
+    rx, counters, out = start(emulator)
+    try:
+        out.wait_for(20)
+    finally:
+        rx.stop()
+    s = out.samples
+    assert {x.source for x in s} == {emulator.uid.hex().upper()}
+    assert all(b.ts_ns > a.ts_ns for a, b in zip(s, s[1:], strict=False))
+    assert all(0 < x.rtt_ns < 50_000_000 for x in s)
+    assert rx.identities()[0]["product"] == ("BENCHLAB 2" if emulator.product_id == 0x11
+                                             else "BENCHLAB ORIGINAL")
+    assert s[-1].values["SYS"] == pytest.approx(30 + 35 + 22 + (70 + 230 + 6) * 0.5, abs=0.01)
+    infos = {i.name: i for i in rx.sensors()}
+    assert infos["SYS"].metric == "hw.host.power" and infos["SYS"].power_source == "SYS"
+    assert infos["CPU"].attributes["hw.id"].endswith(":CPU")
+    assert set(s[-1].values) <= set(infos)
+
+
+def test_polls_on_absolute_deadlines_at_the_configured_rate(emulator):
+    rx, _, out = start(emulator, hz=40.0)
+    try:
+        time.sleep(2.0)
+    finally:
+        rx.stop()
+    ts = [x.ts_ns for x in out.samples]
+    rate = (len(ts) - 1) / ((ts[-1] - ts[0]) / 1e9)
+    assert 38.0 < rate < 42.0
+
+
+def test_short_replies_are_counted_and_reading_goes_on(emulator):
+    rx, counters, out = start(emulator)
+    try:
+        out.wait_for(5)
+        emulator.faults.short_replies = 2
+        n = len(out.samples)
+        out.wait_for(n + 10)
+    finally:
+        rx.stop()
+    uid = emulator.uid.hex().upper()
+    assert counters.get("read.errors", source=uid, reason="short_read") == 2
+    assert all(x.values["Vdd"] == 3.3 for x in out.samples)
+
+
+def test_junk_before_a_reply_drops_that_sample_not_the_stream(emulator):
+    rx, counters, out = start(emulator)
+    try:
+        out.wait_for(5)
+        emulator.faults.junk_replies = 1
+        out.wait_for(len(out.samples) + 10)
+    finally:
+        rx.stop()
+    assert counters.get("read.errors", source=emulator.uid.hex().upper(), reason="junk") >= 1
+    assert all(x.values["Vdd"] == 3.3 for x in out.samples)  # no garbled sample got through
+
+
+def test_silence_is_counted_and_the_device_is_identified_again(emulator):
+    rx, counters, out = start(emulator, timeout_s=0.05)
+    try:
+        out.wait_for(5)
+        emulator.faults.silent_replies = 4
+        out.wait_for(len(out.samples) + 10)
+    finally:
+        rx.stop()
+    assert counters.get("read.errors", source=emulator.uid.hex().upper(), reason="timeout") >= 3
+
+
+def test_slow_replies_flag_samples_as_uncertain(emulator):
+    rx, counters, out = start(emulator, max_rtt_ms=10.0)
+    try:
+        out.wait_for(3)
+        emulator.faults.delay_s = 0.03
+        out.wait_for(len(out.samples) + 5)
+    finally:
+        rx.stop()
+    slow = [x for x in out.samples if x.rtt_ns > 25_000_000]
+    assert slow and all(x.uncertain for x in slow)
+    assert counters.get("sample.uncertain") >= len(slow)
+
+
+def test_unplug_and_replug_on_another_path_is_followed_by_uid(emulator):
+    rx, counters, out = start(emulator)
+    uid = emulator.uid.hex().upper()
+    try:
+        out.wait_for(5)
+        first_path = emulator.path
+        emulator.unplug()
+        deadline = time.monotonic() + 10
+        while counters.get("device.disconnects", source=uid) < 1:  # the reader lets go
+            assert time.monotonic() < deadline, "the reader did not notice the unplug"
+            time.sleep(0.02)
+        holder = os.openpty()  # takes the freed pty number: the device returns elsewhere
+        time.sleep(1.0)
+        emulator.replug()
+        assert emulator.path != first_path
+        n = len(out.samples)
+        out.wait_for(n + 10, timeout=20)
+    finally:
+        rx.stop()
+        for fd in locals().get("holder", ()):
+            os.close(fd)
+    assert counters.get("device.disconnects", source=uid) == 1
+    assert counters.get("device.reconnects", source=uid) == 1
+    gaps = [b.ts_ns - a.ts_ns for a, b in zip(out.samples, out.samples[1:], strict=False)]
+    assert max(gaps) > 0.9e9  # the gap is visible in the data, not papered over
+
+
+def test_unknown_firmware_is_refused_with_a_message_that_says_what_to_do(emulator):
+    emulator.faults.unknown_firmware = True
+    found, errors = discover(f"uid:{emulator.uid.hex().upper()}", emulator.ports)
+    assert not found
+    assert [e.reason for e in errors] == ["unknown_firmware"]
+    assert "benchlab-pycore" in str(errors[0]) or "contract" in str(errors[0])
+
+
+def test_a_port_that_is_not_a_benchlab_is_not_taken_for_one():
+    master, slave = os.openpty()
+    try:
+        found, errors = discover(os.ttyname(slave), timeout_s=0.1)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert not found and errors[0].reason == "not_benchlab"
+
+
+def test_no_device_is_one_clear_log_line_and_no_crash(caplog):
+    rx = BenchlabReceiver("auto", 10, AgentCounters(), ports=lambda: [])
+    assert rx.sensors() == [] and "no BENCHLAB found" in caplog.text
+    rx.start(lambda r: True)
+    rx.stop()
+
+
+def test_permission_hint_names_the_group_and_a_udev_rule(tmp_path):
+    p = tmp_path / "ttyACM0"
+    p.write_text("")
+    hint = permission_hint(str(p))
+    assert "usermod -aG" in hint and 'ATTRS{idVendor}=="0483"' in hint
+
+
+def test_devices_command_lists_and_reads_an_emulated_device():
+    proc = subprocess.run([sys.executable, "-m", "otel_benchlab", "devices", "--simulate"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "0123456789ABCDEF01234567" in proc.stdout and "BENCHLAB ORIGINAL" in proc.stdout
+    assert "EPS1" in proc.stdout and "Tchip" in proc.stdout
+
+
+def test_devices_command_says_clearly_when_none_is_found():
+    proc = subprocess.run([sys.executable, "-m", "otel_benchlab", "devices",
+                           "--benchlab-device", "/dev/does-not-exist"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "No BENCHLAB found" in proc.stderr
