@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sample-hz", type=float, metavar="HZ", help="sensor sampling rate")
     run.add_argument("--benchlab-device", metavar="auto|PATH|uid:UID",
                      help="which BENCHLAB(s) to read (default auto)")
+    run.add_argument("--benchlab-rgb-feedback", action="store_true", default=None,
+                     help="set the BENCHLAB's RGB colour from pipeline latency")
+    run.add_argument("--benchlab-fan-auto", action="store_true", default=None,
+                     help="set the BENCHLAB's fan duty from temperature")
+    run.add_argument("--benchlab-control-dry-run", action="store_true", default=None,
+                     help="log what device control would write instead of writing it")
     run.add_argument("--config", metavar="FILE", help="TOML config file")
     run.add_argument("--log-format", choices=["text", "json"])
     run.add_argument("--log-level", default="INFO")
@@ -93,6 +99,9 @@ def _config(args: argparse.Namespace) -> Config:
         "pair_window_s": getattr(args, "window", None),
         "power_max_gap_s": getattr(args, "max_gap", None),
         "benchlab.device": getattr(args, "benchlab_device", None),
+        "benchlab.control.rgb_feedback": getattr(args, "benchlab_rgb_feedback", None),
+        "benchlab.control.fan_auto": getattr(args, "benchlab_fan_auto", None),
+        "benchlab.control.dry_run": getattr(args, "benchlab_control_dry_run", None),
     }
     if getattr(args, "pair", None):
         overrides["pairs"] = [list(p) for p in args.pair]
@@ -144,12 +153,20 @@ def start_emulator(cfg: Config):
 
 def benchlab_receiver(cfg: Config, counters: AgentCounters, emulator=None):
     from otel_benchlab.receivers.benchlab import BenchlabReceiver, scan_ports
+    from otel_benchlab.receivers.benchlab_control import BenchlabControl, ControlSettings
 
+    c = cfg.benchlab.control
+    control = BenchlabControl(ControlSettings(
+        rgb_feedback=c.rgb_feedback, green_below_ms=c.green_below_ms,
+        red_above_ms=c.red_above_ms, fan_auto=c.fan_auto, threshold_c=c.fan_threshold_c,
+        full_c=c.fan_full_c, min_duty=c.fan_min_duty, max_duty=c.fan_max_duty,
+        dry_run=c.dry_run))
     spec = f"uid:{emulator.uid.hex().upper()}" if emulator else cfg.benchlab.device
     return BenchlabReceiver(spec, cfg.sample_hz, counters,
                             ports=emulator.ports if emulator else scan_ports,
                             max_rtt_ms=cfg.benchlab.max_rtt_ms,
-                            timeout_s=cfg.benchlab.read_timeout_ms / 1000)
+                            timeout_s=cfg.benchlab.read_timeout_ms / 1000,
+                            control=control if control.active else None)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

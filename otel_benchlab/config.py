@@ -38,11 +38,26 @@ class SimulateConfig:
 
 
 @dataclass
+class BenchlabControlConfig:
+    rgb_feedback: bool = False  # RGB colour from pipeline latency
+    rgb_pair: str = ""  # "A->B" whose latency drives it; "" = the first pair
+    green_below_ms: float = 10.0
+    red_above_ms: float = 20.0
+    fan_auto: bool = False  # fan duty from temperature
+    fan_threshold_c: float = 60.0
+    fan_full_c: float = 80.0
+    fan_min_duty: int = 25
+    fan_max_duty: int = 100
+    dry_run: bool = False  # log what would be written instead of writing
+
+
+@dataclass
 class BenchlabConfig:
     enabled: bool = True
     device: str = "auto"  # "auto", a port path, or "uid:UID"
     max_rtt_ms: float = 20.0  # a sample whose round trip is longer is flagged uncertain
     read_timeout_ms: float = 250.0
+    control: BenchlabControlConfig = field(default_factory=BenchlabControlConfig)
 
 
 @dataclass
@@ -300,6 +315,11 @@ def validate(cfg: Config) -> None:
     if not (dev == "auto" or dev.startswith("/") or (dev.startswith("uid:") and len(dev) > 4)):
         raise bad("benchlab.device", f"{dev!r}: use auto, a port path (/dev/ttyACM0) or "
                   "uid:UID")
+    ctl = cfg.benchlab.control
+    if not 0 <= ctl.fan_min_duty <= ctl.fan_max_duty <= 100:
+        raise bad("benchlab.control.fan_min_duty/fan_max_duty", "need 0 <= min <= max <= 100")
+    if ctl.green_below_ms > ctl.red_above_ms:
+        raise bad("benchlab.control.green_below_ms", "must not exceed red_above_ms")
     if cfg.sim.benchlab_product not in ("original", "benchlab2"):
         raise bad("sim.benchlab_product", "use 'original' or 'benchlab2'")
     if cfg.log_format not in ("text", "json"):

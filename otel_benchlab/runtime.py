@@ -108,6 +108,9 @@ class Agent:
         self._cx_power: dict[str, tuple[list[int], list[float]]] = {}
         self._raw_samples: dict[str, list] = {f.name: [] for f in SAMPLE_SCHEMA}
         self._stop = threading.Event()
+        self._latency_observers = [r for r in receivers if hasattr(r, "observe_latency")]
+        first = cfg.pairs[0] if cfg.pairs else ["", ""]
+        self._control_pair = cfg.benchlab.control.rgb_pair or f"{first[0]}->{first[1]}"
         self._setup_exporters()
 
     # -- wiring ------------------------------------------------------------------------
@@ -230,6 +233,12 @@ class Agent:
             self.pipeline_metrics.export_unpaired(unpaired)
             self.stats.add_unpaired(unpaired)
         done = self.annotator.release(now, flush=flush)
+        if done and self._latency_observers:
+            lat = [s.latency_ns for s in done if s.pair == self._control_pair]
+            if lat:
+                ms = float(np.median(lat)) / 1e6
+                for r in self._latency_observers:
+                    r.observe_latency(ms)
         if done:
             self.spans_total += len(done)
             self.pipeline_metrics.export(done)

@@ -27,6 +27,7 @@ from otel_benchlab.counters import AgentCounters
 from otel_benchlab.records import Sample, SensorInfo
 
 from . import Emit
+from .benchlab_control import BenchlabControl
 from .benchlab_layout import (
     READ_NAME,
     READ_SENSORS,
@@ -197,7 +198,8 @@ class BenchlabDevice:
 
     def __init__(self, port: BenchlabPort, ident: Identity, hz: float,
                  counters: AgentCounters, ports: Callable[[], list[str]], fixed_path: bool,
-                 max_rtt_ns: int) -> None:
+                 max_rtt_ns: int, control: BenchlabControl | None = None) -> None:
+        self.control = control
         self.port: BenchlabPort | None = port
         self.ident = ident
         self.period_ns = int(1e9 / hz)
@@ -292,6 +294,8 @@ class BenchlabDevice:
             self.counters.add("sample.uncertain", 1, source=self.ident.uid)
         emit(Sample(t0 + rtt // 2, self.ident.uid, values, rtt_ns=rtt, uncertain=uncertain))
         self.samples += 1
+        if self.control is not None:
+            self.control.apply(self.ident.uid, port, values)
         return True
 
     def _reconnect(self) -> None:
@@ -324,8 +328,9 @@ class BenchlabReceiver:
 
     def __init__(self, spec: str, hz: float, counters: AgentCounters,
                  ports: Callable[[], list[str]] = scan_ports, max_rtt_ms: float = 20.0,
-                 timeout_s: float = 0.25) -> None:
+                 timeout_s: float = 0.25, control: BenchlabControl | None = None) -> None:
         self.spec = spec
+        self.control = control
         self.counters = counters
         found, errors = discover(spec, ports, timeout_s)
         for e in errors:
@@ -336,8 +341,8 @@ class BenchlabReceiver:
                         "restart, pick one with --benchlab-device PATH|uid:UID, or try "
                         "--simulate)", where)
         fixed = spec not in ("auto",) and not spec.startswith("uid:")
-        self.devices = [BenchlabDevice(p, i, hz, counters, ports, fixed, int(max_rtt_ms * 1e6))
-                        for p, i in found]
+        self.devices = [BenchlabDevice(p, i, hz, counters, ports, fixed, int(max_rtt_ms * 1e6),
+                                       control) for p, i in found]
         for d in self.devices:
             log.info("BENCHLAB %s (%s, %s %s) on %s", d.ident.uid, d.ident.name,
                      d.ident.product, d.ident.firmware, d.ident.port)
@@ -354,6 +359,11 @@ class BenchlabReceiver:
         return [{"uid": d.ident.uid, "port": d.ident.port, "name": d.ident.name,
                  "product": d.ident.product, "firmware": d.ident.firmware}
                 for d in self.devices]
+
+    def observe_latency(self, ms: float) -> None:
+        """Pipeline latency, for RGB feedback (the runtime calls this each batch)."""
+        if self.control is not None:
+            self.control.observe_latency(ms)
 
     def start(self, emit: Emit) -> None:
         for d in self.devices:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .benchlab_layout import (
+    READ_FAN_PROFILE,
     READ_NAME,
     READ_RGB,
     READ_SENSORS,
@@ -138,6 +139,7 @@ class BenchlabEmulator:
         self.c = self.encoder.c
         self.faults = Faults()
         self.writes: list[bytes] = []  # WRITE_* requests received, for checks
+        self.fan_profiles: dict[tuple[int, int], bytes] = {}
         self.requests = 0
         self._status = STATUS_OK
         self._lock = threading.Lock()
@@ -236,7 +238,11 @@ class BenchlabEmulator:
             return bytes([self._status])
         if op in (WRITE_RGB, WRITE_FAN_PROFILE):
             self.writes.append(request)
+            if op == WRITE_FAN_PROFILE:
+                self.fan_profiles[(request[1], request[2])] = request[3:]
             return None
+        if op == READ_FAN_PROFILE:
+            return self.fan_profiles.get((request[1], request[2]), bytes(14))
         if op == READ_RGB:
             return bytes(6)
         self._status = STATUS_UNKNOWN_OPCODE

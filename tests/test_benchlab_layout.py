@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+
 from otel_benchlab.receivers.benchlab_emulator import BenchlabEmulator, Readings
 from otel_benchlab.receivers.benchlab_layout import READ_SENSORS, decode, layout_for
 

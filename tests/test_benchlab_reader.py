@@ -9,10 +9,10 @@ import threading
 import time
 
 import pytest
-from otel_benchlab.receivers.benchlab import BenchlabReceiver, discover, permission_hint
-from otel_benchlab.receivers.benchlab_emulator import BenchlabEmulator
 
 from otel_benchlab.counters import AgentCounters
+from otel_benchlab.receivers.benchlab import BenchlabReceiver, discover, permission_hint
+from otel_benchlab.receivers.benchlab_emulator import BenchlabEmulator
 
 
 class Collector:

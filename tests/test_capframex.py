@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from otel_benchlab.exporters.capframex import CapFrameXWriter
 
+from otel_benchlab.exporters.capframex import CapFrameXWriter
 from otel_benchlab.records import PowerFigure, StageSpan
 from otel_benchlab.schema import power_columns, spans_to_table
 from otel_benchlab.timebase import TimeBase

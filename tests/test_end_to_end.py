@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
+
 from otel_benchlab.exporters.otel_metrics import LATENCY_BUCKETS_S
 
 from .capframex_rules import check_csv, check_json

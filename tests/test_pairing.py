@@ -7,8 +7,8 @@ import random
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from otel_benchlab.processors.pairing import StagePairer, pair_keyed_arrays
 
+from otel_benchlab.processors.pairing import StagePairer, pair_keyed_arrays
 from otel_benchlab.records import StageMark, StageSpan, Unpaired
 
 MS = 1_000_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+
 from otel_benchlab.exporters.parquet import ParquetPartWriter
 
 SCHEMA = pa.schema([("x", pa.int64())])
