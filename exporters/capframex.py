@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,9 @@ class CapFrameXWriter:
         self.sample_time_ms = sample_time_ms
         self.watch_dir = Path(watch_dir) if watch_dir else None
         self.max_frames = max_frames
-        self._tables: dict[tuple[str, str, str], list[pa.Table]] = {}
+        # Per capture, chunks of the few columns a capture needs, as numpy arrays: no Arrow
+        # compute kernels (which would cost a long-running agent ~9 MB) are needed.
+        self._chunks: dict[tuple[str, str, str], list[dict[str, np.ndarray]]] = {}
         self._rows: dict[tuple[str, str, str], int] = {}
         self._parts: dict[tuple[str, str, str], int] = {}
         self._power: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
@@ -70,13 +71,16 @@ class CapFrameXWriter:
     def export(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
-        keys = pc.binary_join_element_wise(table["pipeline"], table["stage_from"],
-                                           table["stage_to"], "\x00")
-        for key in pc.unique(keys).to_pylist():
-            part = table.filter(pc.equal(keys, key))
-            k = tuple(key.split("\x00"))
-            self._tables.setdefault(k, []).append(part)
-            self._rows[k] = self._rows.get(k, 0) + part.num_rows
+        cols = self._columns(table)
+        rows: dict[tuple[str, str, str], list[int]] = {}
+        keys = zip(table["pipeline"].to_pylist(), table["stage_from"].to_pylist(),
+                   table["stage_to"].to_pylist(), strict=True)
+        for i, k in enumerate(keys):
+            rows.setdefault(k, []).append(i)
+        for k, idx in rows.items():
+            sel = np.asarray(idx)
+            self._chunks.setdefault(k, []).append({n: c[sel] for n, c in cols.items()})
+            self._rows[k] = self._rows.get(k, 0) + len(sel)
             if self._rows[k] >= self.max_frames:
                 self._write_group(k)
 
@@ -84,21 +88,27 @@ class CapFrameXWriter:
         return True  # captures are written whole, at rollover and at shutdown
 
     def shutdown(self) -> None:
-        for k in list(self._tables):
+        for k in list(self._chunks):
             self._write_group(k)
 
     # -- writing ---------------------------------------------------------------------
     def _write_group(self, key: tuple[str, str, str]) -> None:
-        tables = self._tables.pop(key, [])
+        chunks = self._chunks.pop(key, [])
         self._rows.pop(key, None)
-        if not tables:
+        if not chunks:
             return
-        t = pa.concat_tables(tables)
-        t = t.take(pc.sort_indices(t, [("start_ns", "ascending")]))
+        order = None
+        t: dict[str, np.ndarray] = {}
+        for name in chunks[0]:
+            t[name] = np.concatenate([c[name] for c in chunks])
+            if order is None:
+                order = np.argsort(t["start_ns"], kind="stable")
+            t[name] = t[name][order]
         pipeline, a, b = key
-        if t.num_rows < MIN_ROWS:
+        n = len(t["start_ns"])
+        if n < MIN_ROWS:
             log.warning("CapFrameX capture %s %s->%s skipped: %d frames, CapFrameX needs at "
-                        "least %d", pipeline, a, b, t.num_rows, MIN_ROWS)
+                        "least %d", pipeline, a, b, n, MIN_ROWS)
             return
         n = self._parts.get(key, 0) + 1
         self._parts[key] = n
@@ -120,22 +130,29 @@ class CapFrameXWriter:
                     log.error("cannot copy %s to CapFrameX watch folder %s: %s", p.name,
                               self.watch_dir, exc)
 
-    def _frame_columns(self, t: pa.Table) -> dict[str, np.ndarray]:
-        start = t["start_ns"].to_numpy()
-        lat = t["latency_ms"].to_numpy(zero_copy_only=False)
-        return {"time": (start - start[0]) / 1e9, "lat": lat, "start": start}
+    def _columns(self, table: pa.Table) -> dict[str, np.ndarray]:
+        names = ["start_ns", "end_ns", "latency_ms"] + [
+            c for _, mean_col, energy_col in self.power_columns for c in (mean_col, energy_col)]
+        cols = {n: table[n].to_numpy(zero_copy_only=False) for n in names}
+        cols["frame"] = np.array(table["frame"].to_pylist(), dtype=object)
+        cols["stream"] = np.array(table["stream"].to_pylist(), dtype=object)
+        return cols
 
-    def _csv(self, t: pa.Table) -> str:
+    def _frame_columns(self, t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        start = t["start_ns"]
+        return {"time": (start - start[0]) / 1e9, "lat": t["latency_ms"], "start": start}
+
+    def _csv(self, t: dict[str, np.ndarray]) -> str:
         c = self._frame_columns(t)
-        n = t.num_rows
+        n = len(t["start_ns"])
         extra_names, extra_cols = ["Frame", "Stream"], [
-            ["" if f is None else str(f) for f in t["frame"].to_pylist()],
-            [_safe(s) for s in t["stream"].to_pylist()],
+            ["" if f is None else str(f) for f in t["frame"]],
+            [_safe(s) for s in t["stream"]],
         ]
         for label, mean_col, energy_col in self.power_columns:
             extra_names += [f"Power{_safe(label)}W", f"Energy{_safe(label)}J"]
-            extra_cols += [_num(t[mean_col].to_numpy(zero_copy_only=False), 3),
-                           _num(t[energy_col].to_numpy(zero_copy_only=False), 6)]
+            extra_cols += [_num(t[mean_col].astype(float), 3),
+                           _num(t[energy_col].astype(float), 6)]
         fixed = f"{self.app},0,0x0000000000000000,Other,0,0,0,Unknown,0"
         time_s, lat_s = _num(c["time"], 6), _num(c["lat"], 4)
         lines = [",".join(CSV_COLUMNS + extra_names)]
@@ -146,9 +163,9 @@ class CapFrameXWriter:
             lines.append(",".join(row))
         return "\n".join(lines) + "\n"
 
-    def _json(self, t: pa.Table, pipeline: str, a: str, b: str) -> dict:
+    def _json(self, t: dict[str, np.ndarray], pipeline: str, a: str, b: str) -> dict:
         c = self._frame_columns(t)
-        n = t.num_rows
+        n = len(t["start_ns"])
         lat = [round(v, 4) for v in c["lat"].tolist()]
         capture = {
             "TimeInSeconds": [round(v, 6) for v in c["time"].tolist()],
@@ -161,7 +178,7 @@ class CapFrameXWriter:
         }
         run: dict = {"PresentMonRuntime": "otel-benchlab", "SampleTime": self.sample_time_ms,
                      "CaptureData": capture}
-        end = int(t["end_ns"].to_numpy().max())
+        end = int(t["end_ns"].max())
         grid = np.arange(int(c["start"][0]), end + 1, self.sample_time_ms * 1_000_000)
         for label, key in PMD_ARRAYS.items():
             chunks = self._power.get(label)
