@@ -257,7 +257,7 @@ class BenchlabEmulator:
             with self._lock:
                 master = self._master
             try:
-                ready, _, _ = select.select([master], [], [], 0.05)
+                ready, _, _ = select.select([master], [], [], 0.25)
                 if not ready:
                     continue
                 pending += os.read(master, 512)
