@@ -205,3 +205,44 @@ def test_devices_command_says_clearly_when_none_is_found():
                            "--benchlab-device", "/dev/does-not-exist"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "No BENCHLAB found" in proc.stderr
+
+
+def test_several_devices_are_each_their_own_source_with_their_own_power_labels():
+    a = BenchlabEmulator(0x10, 6, uid=bytes.fromhex("aa" * 12), load=lambda t: 0.2).start()
+    b = BenchlabEmulator(0x11, 5, uid=bytes.fromhex("bb" * 12), load=lambda t: 0.8).start()
+    try:
+        counters = AgentCounters()
+        rx = BenchlabReceiver("auto", 20, counters, ports=lambda: a.ports() + b.ports())
+        out = Collector()
+        rx.start(out)
+        out.wait_for(10)
+        rx.stop()
+    finally:
+        a.stop()
+        b.stop()
+    assert {s.source for s in out.samples} == {"AA" * 12, "BB" * 12}
+    labels = {i.power_source for i in rx.sensors() if i.power_source}
+    assert labels == {"SYS_AAAAAA", "CPU_AAAAAA", "GPU_AAAAAA",
+                      "SYS_BBBBBB", "CPU_BBBBBB", "GPU_BBBBBB"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+def test_a_port_without_permission_names_the_group_and_udev_rule(emulator):
+    os.chmod(emulator.path, 0o660)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: become nobody (the code is already loaded), then try the port
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            _, errors = discover(emulator.path)
+            os.write(write_end, f"{errors[0].reason}\n{errors[0]}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end) as fh:
+        reason, message = fh.read().split("\n", 1)
+    assert reason == "permission"
+    assert "usermod -aG" in message and "udev" in message and emulator.path in message

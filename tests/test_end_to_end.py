@@ -128,6 +128,22 @@ def test_metrics_have_convention_names_units_and_explicit_latency_buckets(run):
     assert "0123456789ABCDEF01234567:CPU" in hw_ids
 
 
+def test_benchlab_sensors_arrive_with_convention_names_and_units(run):
+    m = run["collector"].metrics()
+    assert m["hw.temperature"][-1].unit == "Cel" and m["hw.voltage"][-1].unit == "V"
+    assert m["hw.fan.speed"][-1].unit == "rpm" and m["benchlab.humidity"][-1].unit == "1"
+    locations = {a.value.string_value for p in m["hw.temperature"][-1].gauge.data_points
+                 for a in p.attributes if a.key == "hw.sensor_location"}
+    assert {"chip", "ambient", "ts_1"} <= locations
+    temps = [p.as_double for p in m["hw.temperature"][-1].gauge.data_points]
+    assert all(0 < t < 150 for t in temps)  # no sentinel ever shows up as 3276.7 degC
+    rtt = m["benchlab.agent.sample.rtt"][-1]
+    assert rtt.unit == "s" and rtt.histogram.data_points[0].count > 50
+    manifest = json.loads((run["session"] / "session.json").read_text())
+    bench = next(s for s in manifest["sources"] if s["name"] == "benchlab")
+    assert bench["devices"][0]["product"] == "BENCHLAB ORIGINAL"
+
+
 def test_prometheus_scrapes_the_agent_and_histogram_quantile_matches_the_data(run):
     prom = run["prometheus"]
     if prom is None:
