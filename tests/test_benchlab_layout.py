@@ -111,3 +111,12 @@ def test_emulator_encodes_the_same_bytes_as_the_spec_offsets():
     golden[44:48] = bytes([0, 0, 0, 255])  # the emulator's switches are at their defaults
     golden[180 + 8:216] = bytes(28)  # and its absent fans are all zero
     assert bytes(raw) == bytes(golden)
+
+
+def test_pycore_logs_through_our_logging_not_its_own_stdout_handler():
+    import logging
+
+    import otel_benchlab.receivers.benchlab_layout  # noqa: F401 - imports pycore
+
+    plog = logging.getLogger("benchlab_pycore.core.serial_io")
+    assert plog.handlers == [] and plog.propagate
