@@ -101,12 +101,18 @@ class BenchlabPort:
         self.path = path
         self.timeout_s = timeout_s
         try:
+            # exclusive: a port another device thread, agent or tool holds is skipped rather
+            # than talked into (a WELCOME sent there would corrupt its conversation).
             self.ser = serial.Serial(path, 115200, bytesize=8, parity="N", stopbits=1,
                                      timeout=timeout_s, write_timeout=timeout_s,
-                                     xonxoff=False, rtscts=False, dsrdtr=False)
+                                     xonxoff=False, rtscts=False, dsrdtr=False, exclusive=True)
         except serial.SerialException as exc:
             if getattr(exc, "errno", None) == errno.EACCES or "Permission denied" in str(exc):
                 raise DeviceError("permission", permission_hint(path)) from None
+            if "exclusively lock" in str(exc):
+                raise DeviceError("busy", f"{path} is in use by another program or agent; "
+                                  "close it, or pick another device with --benchlab-device"
+                                  ) from None
             raise DeviceError("open", f"cannot open {path}: {exc}") from None
         # Current firmware pushes a 32-byte welcome when RTS is asserted: drain it.
         self.drain(0.05)

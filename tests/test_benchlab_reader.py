@@ -246,3 +246,16 @@ def test_a_port_without_permission_names_the_group_and_udev_rule(emulator):
         reason, message = fh.read().split("\n", 1)
     assert reason == "permission"
     assert "usermod -aG" in message and "udev" in message and emulator.path in message
+
+
+def test_a_port_in_use_is_skipped_not_talked_into(emulator):
+    rx, counters, out = start(emulator)
+    try:
+        out.wait_for(3)
+        found, errors = discover(emulator.path)  # a second agent, or a lost device's search
+        n = len(out.samples)
+        out.wait_for(n + 10)
+    finally:
+        rx.stop()
+    assert not found and [e.reason for e in errors] == ["busy"]
+    assert counters.get("read.errors") == 0  # the device in use never saw a stray request
