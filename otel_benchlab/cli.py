@@ -22,7 +22,34 @@ class _JsonFormatter(logging.Formatter):
                            "logger": record.name, "message": record.getMessage()})
 
 
+class OncePerMessage(logging.Filter):
+    """Lets each message template through once. The OTel SDK's exporters log every failed
+    attempt (a warning per retry, an error per batch); the agent counts those failures in
+    benchlab.agent.export.failures and says once what to do, so repeats add nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[tuple[str, int, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, str(record.msg))
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
+NOISY_SDK_LOGGERS = ("opentelemetry.exporter.otlp.proto.grpc.exporter",
+                     "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                     "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+                     "opentelemetry.sdk.trace.export", "opentelemetry.sdk._shared_internal",
+                     "opentelemetry.sdk.metrics._internal.export")
+
+
 def setup_logging(fmt: str, level: str = "INFO") -> None:
+    once = OncePerMessage()
+    for name in NOISY_SDK_LOGGERS:
+        logging.getLogger(name).addFilter(once)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
