@@ -73,14 +73,16 @@ def test_reads_both_products_over_a_pty_with_time_and_round_trip(emulator):
 
 
 def test_polls_on_absolute_deadlines_at_the_configured_rate(emulator):
-    rx, _, out = start(emulator, hz=40.0)
+    rx, counters, out = start(emulator, hz=40.0)
     try:
         time.sleep(2.0)
     finally:
         rx.stop()
     ts = [x.ts_ns for x in out.samples]
-    rate = (len(ts) - 1) / ((ts[-1] - ts[0]) / 1e9)
-    assert 38.0 < rate < 42.0
+    span_s = (ts[-1] - ts[0]) / 1e9
+    # Deadlines do not drift: samples plus slots skipped on a busy machine fill the rate
+    slots = len(ts) - 1 + counters.get("read.overruns")
+    assert 38.0 < slots / span_s < 42.0
 
 
 def test_short_replies_are_counted_and_reading_goes_on(emulator):
