@@ -68,8 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         "it through OpenTelemetry, Prometheus, Parquet and CapFrameX."))
     p.add_argument("--version", action="version", version=f"otel-benchlab {__version__}")
     sub = p.add_subparsers(dest="command")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML config file")
+    common.add_argument("--log-format", choices=["text", "json"])
+    common.add_argument("--log-level", default="INFO")
 
-    run = sub.add_parser("run", help="run the agent (the default command)")
+    run = sub.add_parser("run", parents=[common], help="run the agent (the default command)")
     run.add_argument("--simulate", action="store_true", default=None,
                      help="use simulated sources (no hardware needed)")
     run.add_argument("--duration", type=float, metavar="SECONDS",
@@ -89,28 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="set the BENCHLAB's fan duty from temperature")
     run.add_argument("--benchlab-control-dry-run", action="store_true", default=None,
                      help="log what device control would write instead of writing it")
-    run.add_argument("--config", metavar="FILE", help="TOML config file")
-    run.add_argument("--log-format", choices=["text", "json"])
-    run.add_argument("--log-level", default="INFO")
 
-    dv = sub.add_parser("devices", help="list BENCHLAB devices and read one sample of each")
+    dv = sub.add_parser("devices", parents=[common],
+                        help="list BENCHLAB devices and read one sample of each")
     dv.add_argument("--benchlab-device", metavar="auto|PATH|uid:UID")
     dv.add_argument("--simulate", action="store_true", default=None,
                     help="list an emulated BENCHLAB (on a pseudo-terminal) instead")
-    dv.add_argument("--config", metavar="FILE", help="TOML config file")
-    dv.add_argument("--log-format", choices=["text", "json"])
-    dv.add_argument("--log-level", default="WARNING")
+    dv.set_defaults(log_level="WARNING")
 
-    rp = sub.add_parser("replay", help="run the processors again over a stored session")
+    rp = sub.add_parser("replay", parents=[common],
+                        help="run the processors again over a stored session")
     rp.add_argument("session_dir", metavar="SESSION_DIR")
     rp.add_argument("--pair", nargs=2, action="append", metavar=("STAGE_A", "STAGE_B"))
     rp.add_argument("--out", metavar="DIR", help="output directory (default SESSION_DIR/replay)")
     rp.add_argument("--force", action="store_true", help="replace an earlier replay's output")
     rp.add_argument("--window", type=float, metavar="SECONDS", help="pairing window")
     rp.add_argument("--max-gap", type=float, metavar="SECONDS", help="largest power sample gap")
-    rp.add_argument("--config", metavar="FILE", help="TOML config file")
-    rp.add_argument("--log-format", choices=["text", "json"])
-    rp.add_argument("--log-level", default="INFO")
     return p
 
 
