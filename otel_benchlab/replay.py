@@ -43,6 +43,7 @@ class ReplayResult:
     unpaired: dict[str, dict[str, int]] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    idless_marks: int = 0
 
     def report(self) -> list[str]:
         rate = self.marks / self.seconds if self.seconds > 0 else 0.0
@@ -53,6 +54,9 @@ class ReplayResult:
             lines.append(f"  {pair}: {n} spans" + (f"; unpaired: {un}" if un else ""))
         for where, n in self.rejected.items():
             lines.append(f"  skipped {n} bad records in {where}")
+        if self.idless_marks:
+            lines.append(f"  {self.idless_marks} marks had no frame id and were paired by "
+                         "order: reliable only for stages shorter than one frame interval")
         return lines
 
 
@@ -181,6 +185,7 @@ def build_aligned(stored: StoredSession, pairs: list[tuple[str, str]], cfg: Conf
                 PowerSeries.from_counter(pts, pv)
     keyed = np.flatnonzero(m.has_frame)
     all_keyed = len(keyed) == len(m.ts)
+    result.idless_marks = len(m.ts) - len(keyed)
     key = (m.group << FRAME_BITS) | (m.frame & ((1 << FRAME_BITS) - 1))
     k_key, k_stage, k_ts = (key, m.stage, m.ts) if all_keyed else (
         key[keyed], m.stage[keyed], m.ts[keyed])

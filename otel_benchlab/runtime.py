@@ -103,6 +103,7 @@ class Agent:
         self.marks_total = 0
         self.samples_total = 0
         self.unpaired_by_reason: dict[str, int] = {}
+        self._idless_seen: set[tuple[str, str]] = set()
         self._raw_marks: list[StageMark] = []
         self._aligned: list[StageSpan] = []
         self._cx_power: dict[str, tuple[list[int], list[float]]] = {}
@@ -199,6 +200,13 @@ class Agent:
                 unpaired: list[Unpaired]) -> None:
         if isinstance(rec, StageMark):
             self.marks_total += 1
+            if rec.frame is None and (rec.pipeline, rec.stream) not in self._idless_seen:
+                self._idless_seen.add((rec.pipeline, rec.stream))
+                log.warning("pipeline %s stream %s sends stage marks without frame ids: they "
+                            "are paired by order, which can only tell frames apart for stages "
+                            "shorter than one frame interval; a longer (pipelined) stage gets "
+                            "another frame's latency. Give the marks frame ids.",
+                            rec.pipeline, rec.stream)
             self._raw_marks.append(rec)
             self.frames.add_mark(rec)
             for r in self.pairer.push(rec):

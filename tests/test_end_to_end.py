@@ -265,3 +265,20 @@ def test_replay_reads_a_seed_session_and_skips_torn_lines(tmp_path):
     assert len(t) >= 98  # the torn line cut one mark at most
     assert np.allclose(t.energy_j, 100.0 * 0.005) and (t.power_source == "SYS").all()
     check_csv(tmp_path / "seed" / "replay" / "capframex" / "seed_A_to_B.csv")
+
+
+def test_marks_without_frame_ids_are_paired_and_the_limit_is_said_once(tmp_path):
+    cfg = tmp_path / "idless.toml"
+    cfg.write_text("[sim]\nframe_ids = false\nstreams = ['a', 'b']\n")
+    proc = subprocess.run(
+        agent_cmd("--simulate", "--duration", "4", "--data-root", str(tmp_path), "--session",
+                  "idless", "--prom-bind", "off", "--config", str(cfg)),
+        env=agent_env(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none"),
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("without frame ids") == 2  # once per stream
+    table = ds.dataset(tmp_path / "sessions" / "idless" / "aligned").to_table().to_pandas()
+    assert len(table) > 200 and table.frame.isna().all()
+    replay = subprocess.run(agent_cmd("replay", str(tmp_path / "sessions" / "idless")),
+                            env=agent_env(), capture_output=True, text=True, timeout=60)
+    assert "paired by order" in replay.stdout
