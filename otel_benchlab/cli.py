@@ -14,6 +14,7 @@ from otel_benchlab.config import Config, ConfigError, load_config
 from otel_benchlab.counters import AgentCounters
 
 SUBCOMMANDS = ("run", "replay", "devices")
+LOG_LEVEL_DEFAULTS = {"run": "INFO", "replay": "INFO", "devices": "WARNING"}
 
 
 class _JsonFormatter(logging.Formatter):
@@ -71,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="TOML config file")
     common.add_argument("--log-format", choices=["text", "json"])
-    common.add_argument("--log-level", default="INFO")
+    # No default here: argparse shares a parent's actions between subcommands, so each
+    # command's default is resolved in setup_logging's caller (see LOG_LEVEL_DEFAULTS).
+    common.add_argument("--log-level", help="INFO for run and replay, WARNING for devices")
 
     run = sub.add_parser("run", parents=[common], help="run the agent (the default command)")
     run.add_argument("--simulate", action="store_true", default=None,
@@ -99,7 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
     dv.add_argument("--benchlab-device", metavar="auto|PATH|uid:UID")
     dv.add_argument("--simulate", action="store_true", default=None,
                     help="list an emulated BENCHLAB (on a pseudo-terminal) instead")
-    dv.set_defaults(log_level="WARNING")
 
     rp = sub.add_parser("replay", parents=[common],
                         help="run the processors again over a stored session")
@@ -138,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from otel_benchlab.session import Session
 
     cfg = _config(args)
-    setup_logging(cfg.log_format, args.log_level)
+    setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])
     counters = AgentCounters()
     emulator = None
     receivers: list = []
@@ -199,7 +201,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     from otel_benchlab.receivers.benchlab_layout import READ_SENSORS, decode
 
     cfg = _config(args)
-    setup_logging(cfg.log_format, args.log_level)
+    setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])
     emulator = start_emulator(cfg) if cfg.simulate else None
     try:
         spec = f"uid:{emulator.uid.hex().upper()}" if emulator else cfg.benchlab.device
@@ -255,7 +257,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from otel_benchlab.replay import replay_session
 
     cfg = _config(args)
-    setup_logging(cfg.log_format, args.log_level)
+    setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])
     result = replay_session(args.session_dir, cfg, pairs=[tuple(p) for p in args.pair or []],
                             out=args.out, force=args.force)
     for line in result.report():

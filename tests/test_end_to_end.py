@@ -66,6 +66,7 @@ def test_agent_exits_cleanly_and_says_where_everything_goes(run):
     assert "session directory:" in proc.stdout and "/metrics" in proc.stdout
     assert "OTLP (grpc, traces + metrics): http://127.0.0.1:" in proc.stdout
     assert "ingress->encoded:" in proc.stdout and "fps" in proc.stdout
+    assert "session e2e closed" in proc.stderr  # INFO logging on by default
     manifest = json.loads((run["session"] / "session.json").read_text())
     assert manifest["ended_at"] and manifest["summary"]["spans"] > 500
 
@@ -272,11 +273,13 @@ def test_marks_without_frame_ids_are_paired_and_the_limit_is_said_once(tmp_path)
     cfg.write_text("[sim]\nframe_ids = false\nstreams = ['a', 'b']\n")
     proc = subprocess.run(
         agent_cmd("--simulate", "--duration", "4", "--data-root", str(tmp_path), "--session",
-                  "idless", "--prom-bind", "off", "--config", str(cfg)),
+                  "idless", "--prom-bind", "off", "--config", str(cfg), "--log-format", "json"),
         env=agent_env(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none"),
         capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("without frame ids") == 2  # once per stream
+    logs = [json.loads(line) for line in proc.stderr.splitlines()]  # every line is JSON
+    assert {"time", "level", "logger", "message"} <= set(logs[0])
     table = ds.dataset(tmp_path / "sessions" / "idless" / "aligned").to_table().to_pandas()
     assert len(table) > 200 and table.frame.isna().all()
     replay = subprocess.run(agent_cmd("replay", str(tmp_path / "sessions" / "idless")),
