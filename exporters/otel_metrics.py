@@ -92,7 +92,11 @@ _ENERGY_OF = {"hw.power": "hw.energy", "hw.host.power": "hw.host.energy"}
 class SampleMetrics:
     """Latest reading of every described sensor as an observable instrument; power
     sensors are also integrated into the matching energy counter (hw.energy,
-    hw.host.energy), as the conventions prefer energy where it can be had."""
+    hw.host.energy), as the conventions prefer energy where it can be had.
+
+    The newest sample of each source is kept whole and read at collection time, so a
+    sample costs the same however many values it has, and a sensor absent from the
+    newest sample (a sentinel) is not reported with a stale value."""
 
     def __init__(self, meter: Meter, sensors: list[SensorInfo]) -> None:
         self._lock = threading.Lock()
@@ -101,13 +105,16 @@ class SampleMetrics:
             description="Request/response round trip of polled devices (a sample's time is "
                         "known to within half of it)")
         self._rtt_attrs: dict[str, dict[str, str]] = {}
-        self._info = {(s.source, s.name): s for s in sensors}
-        self._latest: dict[tuple[str, str], float] = {}
+        self._latest: dict[str, dict[str, float]] = {}  # source -> its newest values
         self._integral: dict[tuple[str, str], float] = {}
         self._last: dict[tuple[str, str], tuple[int, float]] = {}
+        self._integrated: dict[str, list[str]] = {}  # source -> power sensors to integrate
         by_metric: dict[str, list[SensorInfo]] = {}
         for s in sensors:
             by_metric.setdefault(s.metric, []).append(s)
+            if s.metric in _ENERGY_OF:
+                self._integrated.setdefault(s.source, []).append(s.name)
+        self._by_metric = by_metric
         for metric, group in by_metric.items():
             unit = group[0].unit
             if group[0].kind == "energy" or metric in ("hw.energy", "hw.host.energy"):
@@ -123,18 +130,26 @@ class SampleMetrics:
                                                 unit="J")
 
     def _reader(self, metric: str):
+        infos = self._by_metric[metric]
+
         def observe(_: CallbackOptions) -> Iterable[Observation]:
             with self._lock:
-                return [Observation(v, self._info[k].attributes)
-                        for k, v in self._latest.items() if self._info[k].metric == metric]
+                latest = dict(self._latest)
+            out = []
+            for info in infos:
+                v = latest.get(info.source, {}).get(info.name)
+                if v is not None:
+                    out.append(Observation(v, info.attributes))
+            return out
         return observe
 
     def _integrals(self, power_metric: str):
+        infos = self._by_metric[power_metric]
+
         def observe(_: CallbackOptions) -> Iterable[Observation]:
             with self._lock:
-                return [Observation(v, self._info[k].attributes)
-                        for k, v in self._integral.items()
-                        if self._info[k].metric == power_metric]
+                return [Observation(self._integral[(i.source, i.name)], i.attributes)
+                        for i in infos if (i.source, i.name) in self._integral]
         return observe
 
     def on_sample(self, ts_ns: int, source: str, values: dict[str, float],
@@ -143,20 +158,19 @@ class SampleMetrics:
             attrs = self._rtt_attrs.setdefault(source, {"benchlab.source": source})
             self._rtt.record(rtt_ns / 1e9, attrs)
         with self._lock:
-            for name, v in values.items():
-                key = (source, name)
-                info = self._info.get(key)
-                if info is None:
+            self._latest[source] = values  # samples are records: never changed after
+            for name in self._integrated.get(source, ()):
+                v = values.get(name)
+                if v is None:
                     continue
-                self._latest[key] = v
-                if info.metric in _ENERGY_OF:
-                    prev = self._last.get(key)
-                    if prev is not None and ts_ns > prev[0]:
-                        self._integral[key] = self._integral.get(key, 0.0) + (
-                            (ts_ns - prev[0]) * 1e-9 * (v + prev[1]) * 0.5)
-                    else:
-                        self._integral.setdefault(key, 0.0)
-                    self._last[key] = (ts_ns, v)
+                key = (source, name)
+                prev = self._last.get(key)
+                if prev is not None and ts_ns > prev[0]:
+                    self._integral[key] = self._integral.get(key, 0.0) + (
+                        (ts_ns - prev[0]) * 1e-9 * (v + prev[1]) * 0.5)
+                else:
+                    self._integral.setdefault(key, 0.0)
+                self._last[key] = (ts_ns, v)
 
 
 class AgentMetrics:
