@@ -8,6 +8,8 @@ batch span processor, which exports them from its own thread.
 
 from __future__ import annotations
 
+import os
+
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -15,6 +17,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_benchlab import __version__
+from otel_benchlab.counters import AgentCounters
 from otel_benchlab.records import StageSpan
 from otel_benchlab.schema import column_suffix
 from otel_benchlab.timebase import TimeBase
@@ -39,11 +42,23 @@ def span_attributes(span: StageSpan) -> dict[str, object]:
 
 
 class FrameTraceExporter:
-    def __init__(self, exporter: SpanExporter, resource: Resource, timebase: TimeBase,
-                 max_queue_size: int = 8192) -> None:
+    """Hands finished frames' spans to one SDK batch span processor per exporter.
+
+    The processor's queue is bounded and, when full, silently drops the oldest span; every
+    span that cannot be queued is counted here (``benchlab.agent.export.dropped``,
+    ``reason=queue_full``) instead, and never queued."""
+
+    def __init__(self, exporters: list[SpanExporter], resource: Resource, timebase: TimeBase,
+                 counters: AgentCounters | None = None,
+                 max_queue_size: int | None = None) -> None:
         self.resource = resource
         self.timebase = timebase
-        self.processor = BatchSpanProcessor(exporter, max_queue_size=max_queue_size)
+        self.counters = counters or AgentCounters()
+        if max_queue_size is None and not os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE"):
+            max_queue_size = 8192  # a few seconds of frames, more than the SDK's 2048
+        self.processors = [BatchSpanProcessor(e, max_queue_size=max_queue_size)
+                           for e in exporters]
+        self.handed = 0
 
     def _ctx(self, trace_id: int, span_id: int) -> trace_api.SpanContext:
         return trace_api.SpanContext(trace_id, span_id, is_remote=False,
@@ -69,12 +84,37 @@ class FrameTraceExporter:
         return spans
 
     def export(self, frames: list) -> None:
-        for frame in frames:
-            for span in self.build(frame):
-                self.processor.on_end(span)
+        spans = [span for frame in frames for span in self.build(frame)]
+        for processor in self.processors:
+            room = _room(processor)
+            take = spans if room is None or room >= len(spans) else spans[:room]
+            if len(take) < len(spans):
+                self.counters.add(
+                    "export.dropped", len(spans) - len(take),
+                    "the span export queue is full (the collector is slow or down); spans "
+                    "are dropped, Parquet keeps every frame", signal="traces",
+                    reason="queue_full")
+            for span in take:
+                processor.on_end(span)
+            self.handed += len(take)
+
+    def queued(self) -> int:
+        return sum(_room(p, queued=True) or 0 for p in self.processors)
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
-        return self.processor.force_flush(timeout_millis)
+        return all(p.force_flush(timeout_millis) for p in self.processors)
 
-    def shutdown(self) -> None:
-        self.processor.shutdown()
+    def shutdown(self, timeout_millis: int = 30_000) -> None:
+        for p in self.processors:
+            inner = getattr(p, "_batch_processor", None)  # its shutdown takes a bound
+            inner.shutdown(timeout_millis) if inner is not None else p.shutdown()
+
+
+def _room(processor: BatchSpanProcessor, queued: bool = False) -> int | None:
+    """Free places in the processor's queue (or spans waiting in it, with ``queued``);
+    None where this SDK version does not show them."""
+    inner = getattr(processor, "_batch_processor", None)
+    q = getattr(inner, "_queue", None)
+    if q is None or getattr(q, "maxlen", None) is None:
+        return None
+    return len(q) if queued else q.maxlen - len(q)

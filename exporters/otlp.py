@@ -1,28 +1,111 @@
-"""OTLP exporters (gRPC or HTTP/protobuf) that count what they fail to deliver.
+"""Push exporters for traces and metrics, chosen the way the OpenTelemetry SDK defines it.
 
-The SDK's batch span processor and periodic metric reader call these from their own
-threads, so a down or slow endpoint never blocks the agent; the exporters' own timeout
-bounds each attempt. A failed export is counted (``benchlab.agent.export.failures``) and
-logged once with the endpoint and what to check.
+``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` pick the exporters (``otlp``,
+``console``, ``none``; ``prometheus`` for metrics is the pull endpoint, configured with
+``prometheus.bind``), ``OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL`` over
+``OTEL_EXPORTER_OTLP_PROTOCOL`` picks gRPC or HTTP per signal, and ``OTEL_SDK_DISABLED``
+turns every OpenTelemetry signal off. Endpoints, headers, compression, certificates and
+``insecure`` are left to the exporters, which read the generic and per-signal variables
+themselves: an endpoint is passed only when the TOML file sets one and no variable does
+(variables beat the file, as everywhere in the agent). Timeouts are read here, in
+milliseconds as the specification says (the Python exporters would read seconds).
+
+The SDK's batch span processor and periodic metric reader call the exporters from their
+own threads, so a down or slow endpoint never blocks the agent. A failed export is counted
+(``benchlab.agent.export.failures``, ``...export.dropped``) and logged once with the
+endpoint and what to check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_benchlab.config import ConfigError, OtlpConfig
 from otel_benchlab.counters import AgentCounters
 
-DEFAULT_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
+SIGNALS = ("traces", "metrics")
+PROTOCOLS = ("grpc", "http/protobuf")
+EXPORTERS = {"traces": ("otlp", "console", "none"),
+             "metrics": ("otlp", "console", "prometheus", "none")}
+
+
+def sdk_disabled(env: Mapping[str, str]) -> bool:
+    return env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+@dataclass(frozen=True)
+class SignalPlan:
+    """How one signal is pushed: which exporters, and for OTLP the protocol, the endpoint
+    to pass (None: the exporter reads the variables or its default) and the timeout."""
+
+    signal: str
+    exporters: tuple[str, ...]
+    protocol: str
+    endpoint: str | None
+    timeout_s: float
+
+    @property
+    def otlp(self) -> bool:
+        return "otlp" in self.exporters
+
+
+def _env(env: Mapping[str, str], signal: str, name: str) -> tuple[str, str] | None:
+    """(variable, value) of the per-signal variable, else the generic one, if set."""
+    for var in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+        value = env.get(var, "").strip()
+        if value:
+            return var, value
+    return None
+
+
+def plan_signal(signal: str, cfg: OtlpConfig, env: Mapping[str, str]) -> SignalPlan:
+    var = f"OTEL_{signal.upper()}_EXPORTER"
+    if sdk_disabled(env):
+        names: tuple[str, ...] = ()
+    else:
+        raw = env.get(var, "").strip().lower()
+        where = f"environment variable {var}" if raw else f"setting 'otlp.{signal}_exporter'"
+        chosen = [n.strip() for n in raw.split(",")] if raw else list(
+            getattr(cfg, f"{signal}_exporter"))
+        for n in chosen:
+            if n not in EXPORTERS[signal]:
+                raise ConfigError(f"{where}: {n!r} is not supported; use a comma list of "
+                                  + ", ".join(EXPORTERS[signal]))
+        names = tuple(n for n in chosen if n not in ("none", "prometheus", ""))
+    found = _env(env, signal, "PROTOCOL")
+    protocol = found[1] if found else (cfg.protocol or "grpc")
+    if protocol not in PROTOCOLS:
+        where = f"environment variable {found[0]}" if found else "setting 'otlp.protocol'"
+        raise ConfigError(f"{where}: {protocol!r} is not supported; use grpc or http/protobuf")
+    endpoint = None
+    if not _env(env, signal, "ENDPOINT") and cfg.endpoint:
+        endpoint = cfg.endpoint.rstrip("/")
+        if protocol == "http/protobuf":
+            endpoint += f"/v1/{signal}"
+    timeout_s = cfg.timeout_s
+    found = _env(env, signal, "TIMEOUT")
+    if found:
+        try:
+            timeout_s = float(found[1]) / 1000.0
+        except ValueError:
+            timeout_s = -1.0
+        if not 0 < timeout_s < 3600:
+            raise ConfigError(f"environment variable {found[0]}: {found[1]!r} is not a "
+                              "timeout in milliseconds (example 5000)")
+    return SignalPlan(signal, names, protocol, endpoint, timeout_s)
 
 
 def _hint(endpoint: str) -> str:
     return (f"OTLP export to {endpoint} failed; check that a collector listens there "
             "(OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL) or set "
-            "OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none to turn OTLP off")
+            "OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none to turn OTLP off; the "
+            "data is still in Parquet")
 
 
 class CountingSpanExporter(SpanExporter):
@@ -66,6 +149,8 @@ class CountingMetricExporter(MetricExporter):
             result = MetricExportResult.FAILURE
         if result is not MetricExportResult.SUCCESS:
             self.counters.add("export.failures", 1, _hint(self.endpoint), signal="metrics")
+        else:
+            self.counters.add("export.sent", 1, signal="metrics")
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
@@ -75,27 +160,45 @@ class CountingMetricExporter(MetricExporter):
         self.inner.shutdown(timeout_millis=timeout_millis)
 
 
-def make_otlp_exporters(protocol: str, endpoint: str, timeout_s: float,
-                        counters: AgentCounters) -> tuple[SpanExporter, MetricExporter, str]:
-    """Span and metric exporters for ``protocol``; ``endpoint`` "" means the standard
-    variables or their defaults. Returns the endpoint actually used, for the start banner."""
-    # Headers and certificates come from the standard OTEL_EXPORTER_OTLP_* variables, which
-    # the exporters read themselves.
-    if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        base = (endpoint or DEFAULT_ENDPOINTS[protocol]).rstrip("/")
-        spans = OTLPSpanExporter(endpoint=f"{base}/v1/traces", timeout=timeout_s)
-        metrics = OTLPMetricExporter(endpoint=f"{base}/v1/metrics", timeout=timeout_s)
-        shown = base
+def _otlp_exporter(plan: SignalPlan):
+    # Imported only when used: each exporter's libraries cost memory.
+    if plan.protocol == "http/protobuf":
+        if plan.signal == "traces":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter as Exporter,
+            )
+        else:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                OTLPMetricExporter as Exporter,
+            )
+    elif plan.signal == "traces":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as Exporter,
+        )
     else:
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as Exporter,
+        )
+    return Exporter(endpoint=plan.endpoint, timeout=plan.timeout_s)
 
-        shown = endpoint or DEFAULT_ENDPOINTS["grpc"]
-        insecure = not shown.startswith("https://")
-        spans = OTLPSpanExporter(endpoint=shown, insecure=insecure, timeout=timeout_s)
-        metrics = OTLPMetricExporter(endpoint=shown, insecure=insecure, timeout=timeout_s)
-    return (CountingSpanExporter(spans, counters, shown),
-            CountingMetricExporter(metrics, counters, shown), shown)
+
+def make_exporters(plan: SignalPlan, counters: AgentCounters) -> list[tuple[str, object]]:
+    """(where it goes, exporter) for each exporter of the signal."""
+    out: list[tuple[str, object]] = []
+    for name in plan.exporters:
+        if name == "console":
+            if plan.signal == "traces":
+                from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+                out.append(("console (stdout)", ConsoleSpanExporter(out=sys.stdout)))
+            else:
+                from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+                out.append(("console (stdout)", ConsoleMetricExporter(out=sys.stdout)))
+            continue
+        inner = _otlp_exporter(plan)
+        endpoint = str(getattr(inner, "_endpoint", plan.endpoint or "the default endpoint"))
+        wrapped = (CountingSpanExporter if plan.signal == "traces" else
+                   CountingMetricExporter)(inner, counters, endpoint)
+        out.append((f"OTLP {plan.protocol} {endpoint}", wrapped))
+    return out

@@ -1,10 +1,17 @@
-"""Parquet parts: zstd, rotated on a row or time bound, renamed into place when complete.
+"""Parquet parts: zstd, rotated on a row or time bound, renamed into place when complete,
+with a journal that makes the part in progress durable.
 
 A part is written as ``.part-NNNNNN.parquet.tmp`` and renamed to ``part-NNNNNN.parquet``
-only once closed, so a reader never sees half a file and a crash loses at most the part in
-progress. A write that fails (full disk, permissions) is counted and logged once with what
-to do; its rows are kept for the next try up to ``max_buffer_rows``, then dropped and
-counted, and the agent keeps running.
+only once closed, so a reader never sees half a file. Until then its rows go, batch by
+batch, to ``.journal-NNNNNN.arrows`` (an Arrow IPC stream, fsynced at most every
+``sync_s``): a crash (``kill -9``, OOM, power loss) loses at most the batch in flight, and
+``recover_directory`` (or replay, which reads journals as they are) gets the rest back. The
+journal is removed once its part is in place; a journal whose part exists is a leftover of a
+crash between the two and is dropped.
+
+A write that fails (full disk, permissions) is counted and logged once with what to do; its
+rows are kept for the next try up to ``max_buffer_rows``, then dropped and counted, and the
+agent keeps running.
 """
 
 from __future__ import annotations
@@ -12,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,30 +27,46 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from otel_benchlab.journal import (
+    JOURNAL_NAME,
+    PART_NAME,
+    journal_path,
+    part_path,
+    pending_journals,
+    read_journal,
+)
+
 log = logging.getLogger(__name__)
 
 _NO_DICTIONARY = {"trace_id", "span_id"}
-_PART = re.compile(r"part-(\d+)\.parquet$")
 
 
 class ParquetPartWriter:
     def __init__(self, directory: Path, schema: pa.Schema, part_rows: int = 200_000,
                  part_seconds: float = 60.0, on_error: Callable[[str, int], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, journal: bool = True,
+                 sync_s: float = 1.0) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.schema = schema
         self.part_rows = part_rows
         self.part_seconds = part_seconds
         self.max_buffer_rows = max(10 * part_rows, 100_000)
+        self.sync_s = sync_s
         self._on_error = on_error or (lambda what, n: None)
         self._clock = clock
         self._buf: list[pa.Table] = []
         self._rows = 0
         self._opened = clock()
         self._next = 1 + max((int(m.group(1)) for p in self.directory.iterdir()
-                              if (m := _PART.match(p.name))), default=0)
+                              if (m := PART_NAME.match(p.name) or JOURNAL_NAME.match(p.name))),
+                             default=0)
         self._failing = False
+        self._journal_on = journal
+        self._journal: pa.ipc.RecordBatchStreamWriter | None = None
+        self._journal_file = None
+        self._synced = clock()
+        self._journal_failing = False
         self.parts_written = 0
         self.rows_written = 0
         self.rows_dropped = 0
@@ -52,10 +74,53 @@ class ParquetPartWriter:
     def export(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
-        self._buf.append(table.cast(self.schema) if table.schema != self.schema else table)
+        table = table.cast(self.schema) if table.schema != self.schema else table
+        self._buf.append(table)
         self._rows += table.num_rows
+        if self._journal_on:
+            self._append_journal(table)
         if self._rows >= self.part_rows:
             self._write()
+
+    # -- the journal -------------------------------------------------------------------
+    def _append_journal(self, table: pa.Table) -> None:
+        try:
+            if self._journal is None:
+                self._journal_file = open(journal_path(self.directory, self._next), "ab")  # noqa: SIM115
+                self._journal = pa.ipc.new_stream(self._journal_file, self.schema)
+            self._journal.write_table(table)
+            self._journal_file.flush()
+            if self._clock() - self._synced >= self.sync_s:
+                os.fsync(self._journal_file.fileno())
+                self._synced = self._clock()
+            self._journal_failing = False
+        except (OSError, pa.ArrowException) as exc:
+            self._on_error("journal", table.num_rows)
+            if not self._journal_failing:
+                log.error("cannot append to the journal in %s: %s; free space or fix "
+                          "permissions (rows stay in memory until their part is written, "
+                          "but a crash now would lose them)", self.directory, exc)
+                self._journal_failing = True
+            self._close_journal()  # a torn journal is reopened as a fresh stream
+
+    def _close_journal(self, remove: bool = False) -> None:
+        number = self._next
+        with contextlib.suppress(OSError, pa.ArrowException):
+            if self._journal is not None:
+                self._journal.close()
+        with contextlib.suppress(OSError):
+            if self._journal_file is not None:
+                self._journal_file.close()
+        self._journal = self._journal_file = None
+        if remove:
+            with contextlib.suppress(OSError):
+                journal_path(self.directory, number).unlink(missing_ok=True)
+
+    def sync(self) -> None:
+        """fsync the journal now (the agent calls this on a clean stop)."""
+        if self._journal_file is not None:
+            with contextlib.suppress(OSError):
+                os.fsync(self._journal_file.fileno())
 
     def tick(self) -> None:
         if self._rows and self._clock() - self._opened >= self.part_seconds:
@@ -68,14 +133,21 @@ class ParquetPartWriter:
 
     def shutdown(self) -> None:
         self.force_flush()
+        if self._rows:  # the part could not be written (disk full): the journal keeps it
+            self.sync()
+            self._close_journal()
 
     def _write_part(self, table: pa.Table, number: int) -> Path:
-        final = self.directory / f"part-{number:06d}.parquet"
+        final = part_path(self.directory, number)
         tmp = self.directory / f".{final.name}.tmp"
         try:
             # Ids are random: a dictionary for them is work that never pays.
             dictionary = [f.name for f in self.schema if f.name not in _NO_DICTIONARY]
-            pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary)
+            with open(tmp, "wb") as fh:
+                pq.write_table(table, fh, compression="zstd", use_dictionary=dictionary)
+                fh.flush()
+                # On disk before the journal that also holds these rows is removed.
+                os.fsync(fh.fileno())
             os.replace(tmp, final)
         except OSError:
             with contextlib.suppress(OSError):  # the directory itself may be what is broken
@@ -98,7 +170,7 @@ class ParquetPartWriter:
 
     def _write(self) -> None:
         table = pa.concat_tables(self._buf)
-        final = self.directory / f"part-{self._next:06d}.parquet"
+        final = part_path(self.directory, self._next)
         try:
             self._write_part(table, self._next)
         except OSError as exc:
@@ -116,9 +188,40 @@ class ParquetPartWriter:
         if self._failing:
             log.warning("Parquet writes to %s work again", self.directory)
             self._failing = False
+        self._close_journal(remove=True)
         self._next += 1
         self.parts_written += 1
         self.rows_written += table.num_rows
         self._buf.clear()
         self._rows = 0
         self._opened = self._clock()
+
+
+def recover_directory(directory: Path) -> tuple[int, int]:
+    """Turn the journals a crashed agent left in ``directory`` into parts; returns (parts
+    written, rows recovered). Leftover temporary files are removed."""
+    parts = rows = 0
+    if not directory.is_dir():
+        return 0, 0
+    for p in list(directory.iterdir()):
+        m = JOURNAL_NAME.match(p.name)
+        if p.name.endswith(".parquet.tmp"):
+            p.unlink(missing_ok=True)
+        elif m and part_path(directory, int(m.group(1))).exists():
+            p.unlink(missing_ok=True)  # the part was completed; the journal is a leftover
+    for journal in pending_journals(directory):
+        batches, torn = read_journal(journal)
+        number = int(JOURNAL_NAME.match(journal.name).group(1))
+        if torn:
+            log.info("%s ends in a torn batch (the crash came mid-write); %d complete "
+                     "batches kept", journal, len(batches))
+        if batches and sum(b.num_rows for b in batches):
+            table = pa.Table.from_batches(batches)
+            final = part_path(directory, number)
+            tmp = directory / f".{final.name}.tmp"
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, final)
+            parts += 1
+            rows += table.num_rows
+        journal.unlink()
+    return parts, rows

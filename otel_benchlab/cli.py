@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import signal
@@ -13,14 +14,19 @@ from otel_benchlab import __version__
 from otel_benchlab.config import Config, ConfigError, load_config
 from otel_benchlab.counters import AgentCounters
 
-SUBCOMMANDS = ("run", "replay", "devices")
-LOG_LEVEL_DEFAULTS = {"run": "INFO", "replay": "INFO", "devices": "WARNING"}
+log = logging.getLogger("otel_benchlab")
+
+SUBCOMMANDS = ("run", "replay", "recover", "devices")
+LOG_LEVEL_DEFAULTS = {"run": "INFO", "replay": "INFO", "recover": "INFO", "devices": "WARNING"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": self.formatTime(record), "level": record.levelname,
-                           "logger": record.name, "message": record.getMessage()})
+        when = dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
+        return json.dumps({"time": when.isoformat(timespec="milliseconds"),
+                           "level": record.levelname, "logger": record.name,
+                           "message": record.getMessage()})
 
 
 class OncePerMessage(logging.Filter):
@@ -59,58 +65,115 @@ def setup_logging(fmt: str, level: str = "INFO") -> None:
     root.setLevel(level)
 
 
-def _pair(text: str) -> list[str]:
-    return text.split(",")
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r}: use one of {', '.join(LOG_LEVELS)} "
+                                         "(any case)")
+    return level
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="otel-benchlab", description=(
-        "Measure what each stage of a pipeline costs in time, power and energy, and report "
-        "it through OpenTelemetry, Prometheus, Parquet and CapFrameX."))
+def _common_options(p: argparse.ArgumentParser, default_level: str) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help="TOML config file (env BENCHLAB_CONFIG); precedence: defaults < "
+                   "file < environment < flags")
+    p.add_argument("--log-format", choices=["text", "json"],
+                   help="log lines on stderr as text or JSON (default text)")
+    p.add_argument("--log-level", type=_log_level, metavar="LEVEL",
+                   help=f"debug, info, warning, error (default {default_level.lower()})")
+
+
+AGENT_DESCRIPTION = """\
+Measure what each stage of a pipeline costs in time, power and energy, and report it
+through OpenTelemetry (OTLP), Prometheus, Parquet and CapFrameX. Without a command, runs
+the agent until SIGINT/SIGTERM (a second one stops waiting for the network).
+
+commands:
+  run        run the agent (the default; these options)
+  replay     run the processors again over a stored session, for any stage pairs
+  recover    turn the journals of a crashed session into Parquet parts
+  devices    list BENCHLAB devices and read one sample of each
+
+'otel-benchlab COMMAND --help' shows each command's options."""
+
+AGENT_EPILOG = """\
+OpenTelemetry variables work as the SDK defines them: OTEL_SERVICE_NAME,
+OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]ENDPOINT, ..._PROTOCOL,
+..._HEADERS, ..._TIMEOUT (ms), ..._COMPRESSION, ..._INSECURE, OTEL_TRACES_EXPORTER and
+OTEL_METRICS_EXPORTER (otlp, console, none), OTEL_TRACES_SAMPLER[_ARG],
+OTEL_METRIC_EXPORT_INTERVAL, OTEL_BSP_*, OTEL_SDK_DISABLED. Exit codes: 0 ok, 2 bad usage
+or configuration, 1 runtime failure."""
+
+
+def agent_parser(prog: str = "otel-benchlab") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=AGENT_DESCRIPTION, epilog=AGENT_EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"otel-benchlab {__version__}")
-    sub = p.add_subparsers(dest="command")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE", help="TOML config file")
-    common.add_argument("--log-format", choices=["text", "json"])
-    # No default here: argparse shares a parent's actions between subcommands, so each
-    # command's default is resolved in setup_logging's caller (see LOG_LEVEL_DEFAULTS).
-    common.add_argument("--log-level", help="INFO for run and replay, WARNING for devices")
+    p.add_argument("--simulate", action="store_true", default=None,
+                   help="simulated pipeline, BENCHLAB (emulator on a pseudo-terminal) and GPU")
+    p.add_argument("--duration", type=float, metavar="SECONDS",
+                   help="stop measuring after this long (default: until SIGINT/SIGTERM)")
+    p.add_argument("--session", metavar="ID",
+                   help="session id (env BENCHLAB_SESSION; default <UTC time>-<hex>)")
+    p.add_argument("--data-root", metavar="DIR",
+                   help="where sessions are stored (env BENCHLAB_DATA_ROOT; default "
+                   "$XDG_DATA_HOME/otel-benchlab, ~/.local/share/otel-benchlab)")
+    p.add_argument("--pair", nargs=2, action="append", metavar=("STAGE_A", "STAGE_B"),
+                   help="a stage pair to measure; repeat for several (env CX_STAGE_A + "
+                   "CX_STAGE_B; default ingress encoded, encoded inference_done)")
+    p.add_argument("--prom-bind", metavar="HOST:PORT",
+                   help="Prometheus /metrics address; a port alone is loopback; 'off' to "
+                   "disable (env BENCHLAB_PROM; default 127.0.0.1:9109)")
+    p.add_argument("--sample-hz", type=float, metavar="HZ",
+                   help="sensor sampling rate (env BENCHLAB_SAMPLE_HZ; default 10)")
+    p.add_argument("--benchlab-device", metavar="auto|PATH|uid:UID",
+                   help="which BENCHLAB(s) to read (env BENCHLAB_DEVICE; default auto)")
+    p.add_argument("--benchlab-rgb-feedback", action="store_true", default=None,
+                   help="set the BENCHLAB's RGB colour from pipeline latency (default off)")
+    p.add_argument("--benchlab-fan-auto", action="store_true", default=None,
+                   help="set the BENCHLAB's fan duty from temperature (default off)")
+    p.add_argument("--benchlab-control-dry-run", action="store_true", default=None,
+                   help="log what device control would write instead of writing it")
+    _common_options(p, LOG_LEVEL_DEFAULTS["run"])
+    p.set_defaults(command="run")
+    return p
 
-    run = sub.add_parser("run", parents=[common], help="run the agent (the default command)")
-    run.add_argument("--simulate", action="store_true", default=None,
-                     help="use simulated sources (no hardware needed)")
-    run.add_argument("--duration", type=float, metavar="SECONDS",
-                     help="stop after this long (default: until SIGINT/SIGTERM)")
-    run.add_argument("--session", metavar="ID", help="session id (default: a new one)")
-    run.add_argument("--data-root", metavar="DIR", help="where sessions are stored")
-    run.add_argument("--pair", nargs=2, action="append", metavar=("STAGE_A", "STAGE_B"),
-                     help="a stage pair to measure; repeat for several")
-    run.add_argument("--prom-bind", metavar="HOST:PORT",
-                     help="Prometheus /metrics address ('off' to disable)")
-    run.add_argument("--sample-hz", type=float, metavar="HZ", help="sensor sampling rate")
-    run.add_argument("--benchlab-device", metavar="auto|PATH|uid:UID",
-                     help="which BENCHLAB(s) to read (default auto)")
-    run.add_argument("--benchlab-rgb-feedback", action="store_true", default=None,
-                     help="set the BENCHLAB's RGB colour from pipeline latency")
-    run.add_argument("--benchlab-fan-auto", action="store_true", default=None,
-                     help="set the BENCHLAB's fan duty from temperature")
-    run.add_argument("--benchlab-control-dry-run", action="store_true", default=None,
-                     help="log what device control would write instead of writing it")
 
-    dv = sub.add_parser("devices", parents=[common],
-                        help="list BENCHLAB devices and read one sample of each")
-    dv.add_argument("--benchlab-device", metavar="auto|PATH|uid:UID")
-    dv.add_argument("--simulate", action="store_true", default=None,
-                    help="list an emulated BENCHLAB (on a pseudo-terminal) instead")
-
-    rp = sub.add_parser("replay", parents=[common],
-                        help="run the processors again over a stored session")
-    rp.add_argument("session_dir", metavar="SESSION_DIR")
-    rp.add_argument("--pair", nargs=2, action="append", metavar=("STAGE_A", "STAGE_B"))
-    rp.add_argument("--out", metavar="DIR", help="output directory (default SESSION_DIR/replay)")
-    rp.add_argument("--force", action="store_true", help="replace an earlier replay's output")
-    rp.add_argument("--window", type=float, metavar="SECONDS", help="pairing window")
-    rp.add_argument("--max-gap", type=float, metavar="SECONDS", help="largest power sample gap")
+def command_parser(command: str) -> argparse.ArgumentParser:
+    prog = f"otel-benchlab {command}"
+    if command == "devices":
+        p = argparse.ArgumentParser(prog=prog, description="List BENCHLAB devices and read "
+                                    "one sample of each.")
+        p.add_argument("--benchlab-device", metavar="auto|PATH|uid:UID",
+                       help="which BENCHLAB(s) (env BENCHLAB_DEVICE; default auto)")
+        p.add_argument("--simulate", action="store_true", default=None,
+                       help="list an emulated BENCHLAB (on a pseudo-terminal) instead")
+    elif command == "recover":
+        p = argparse.ArgumentParser(prog=prog, description=(
+            "Turn what a crashed agent left (journals of the parts in progress) into Parquet "
+            "parts and mark the session as ended by a crash. Without SESSION_DIR, every "
+            "crashed session under the data root. The agent does this itself at start."))
+        p.add_argument("session_dirs", metavar="SESSION_DIR", nargs="*")
+        p.add_argument("--data-root", metavar="DIR",
+                       help="where sessions are stored (env BENCHLAB_DATA_ROOT)")
+    else:
+        p = argparse.ArgumentParser(prog=prog, description=(
+            "Run the processors again over a stored session (otel-benchlab's, also one "
+            "whose agent crashed, or the seed project's raw/*.jsonl) and write aligned "
+            "Parquet and CapFrameX files for any stage pairs."))
+        p.add_argument("session_dir", metavar="SESSION_DIR")
+        p.add_argument("--pair", nargs=2, action="append", metavar=("STAGE_A", "STAGE_B"),
+                       help="stage pairs (default: the session's own)")
+        p.add_argument("--out", metavar="DIR",
+                       help="output directory (default SESSION_DIR/replay)")
+        p.add_argument("--force", action="store_true",
+                       help="replace an earlier replay's output")
+        p.add_argument("--window", type=float, metavar="SECONDS",
+                       help="pairing window (default 2)")
+        p.add_argument("--max-gap", type=float, metavar="SECONDS",
+                       help="largest power sample gap (default 0.5)")
+    _common_options(p, LOG_LEVEL_DEFAULTS[command])
+    p.set_defaults(command=command)
     return p
 
 
@@ -135,33 +198,62 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides=overrides)
 
 
+class _Signals:
+    """SIGINT/SIGTERM from the very start: the first stops the agent (or a start-up in
+    progress, before anything is written), the second stops waiting for the network."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.agent = None
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.count += 1
+        if self.agent is None:
+            return
+        if self.count == 1:
+            self.agent.stop()
+        else:
+            self.agent.hurry()
+
+    def attach(self, agent) -> None:
+        self.agent = agent
+        if self.count:  # a signal that came while the agent was being built
+            agent.stop()
+        if self.count > 1:
+            agent.hurry()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    signals = _Signals()
+    cfg = _config(args)
+    setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])
+    from otel_benchlab.recovery import recover_crashed
     from otel_benchlab.runtime import Agent
     from otel_benchlab.session import Session
 
-    cfg = _config(args)
-    setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])
+    for rec in recover_crashed(cfg.data_root):
+        log.warning("%s", rec.report())
     counters = AgentCounters()
     emulator = None
     receivers: list = []
-    if cfg.simulate:
-        from otel_benchlab.receivers.simulated import SimulatedGpu, SimulatedPipeline
-
-        emulator = start_emulator(cfg)
-        receivers = [SimulatedPipeline(cfg.sim), benchlab_receiver(cfg, counters, emulator),
-                     SimulatedGpu(cfg.sample_hz)]
-    elif cfg.benchlab.enabled:
-        receivers = [benchlab_receiver(cfg, counters)]
-    session = Session(cfg.data_root, cfg.session_id)
-    session.create()
-    agent = Agent(cfg, receivers, session, status_out=sys.stdout, counters=counters)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        agent.stop()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     try:
+        if cfg.simulate:
+            from otel_benchlab.receivers.simulated import SimulatedGpu, SimulatedPipeline
+
+            emulator = start_emulator(cfg)
+            receivers = [SimulatedPipeline(cfg.sim), benchlab_receiver(cfg, counters, emulator),
+                         SimulatedGpu(cfg.sample_hz)]
+        elif cfg.benchlab.enabled:
+            receivers = [benchlab_receiver(cfg, counters)]
+        agent = Agent(cfg, receivers, Session(cfg.data_root, cfg.session_id),
+                      status_out=sys.stdout, counters=counters)
+        if signals.count:
+            log.info("interrupted during start-up; nothing was written")
+            agent.abandon()
+            return 0
+        signals.attach(agent)
         return agent.run(cfg.duration_s)
     finally:
         if emulator is not None:
@@ -253,6 +345,20 @@ def _sample_table(values: dict[str, float], rails: tuple[str, ...]) -> str:
     return "\n".join(out)
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    from otel_benchlab.recovery import recover_crashed, recover_session
+
+    cfg = _config(args)
+    setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])
+    done = [recover_session(d) for d in args.session_dirs] if args.session_dirs else \
+        recover_crashed(cfg.data_root)
+    for rec in done:
+        print(rec.report())
+    if not done:
+        print(f"no crashed session under {cfg.data_root}")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from otel_benchlab.replay import replay_session
 
@@ -267,13 +373,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help",
-                                                                    "--version")):
-        argv.insert(0, "run")
-    args = build_parser().parse_args(argv)
+    if argv and argv[0] in SUBCOMMANDS and argv[0] != "run":
+        args = command_parser(argv[0]).parse_args(argv[1:])
+    else:
+        args = agent_parser().parse_args(argv[1:] if argv and argv[0] == "run" else argv)
     try:
         if args.command == "replay":
             return cmd_replay(args)
+        if args.command == "recover":
+            return cmd_recover(args)
         return cmd_devices(args) if args.command == "devices" else cmd_run(args)
     except ConfigError as exc:
         print(f"otel-benchlab: {exc}", file=sys.stderr)

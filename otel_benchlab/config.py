@@ -69,13 +69,17 @@ class TracesConfig:
 
 @dataclass
 class OtlpConfig:
-    enabled: bool = True
-    traces: bool = True  # OTEL_TRACES_EXPORTER=none turns this signal off
-    metrics: bool = True  # OTEL_METRICS_EXPORTER=none turns this signal off
-    endpoint: str = ""  # "" = the standard OTEL_EXPORTER_OTLP_ENDPOINT or its default
-    protocol: str = ""  # "grpc" or "http/protobuf"; "" = OTEL_EXPORTER_OTLP_PROTOCOL or grpc
-    timeout_s: float = 5.0
+    # Exporters per signal ("otlp", "console", "none"); OTEL_TRACES_EXPORTER and
+    # OTEL_METRICS_EXPORTER override them. The OTLP variables (per-signal endpoints, headers,
+    # protocol, timeouts) override the keys below; see exporters/otlp.py.
+    traces_exporter: list[str] = field(default_factory=lambda: ["otlp"])
+    metrics_exporter: list[str] = field(default_factory=lambda: ["otlp"])
+    endpoint: str = ""  # "" = the exporters' own default (or the OTEL_* variables)
+    protocol: str = ""  # "grpc" or "http/protobuf"; "" = grpc
+    timeout_s: float = 5.0  # per export attempt
     metric_interval_s: float = 60.0
+    # At exit, how long undelivered telemetry may hold the agent up (a dead collector).
+    flush_timeout_s: float = 2.0
 
 
 @dataclass
@@ -142,8 +146,6 @@ ENV_KEYS: dict[str, str] = {
     "BENCHLAB_SESSION": "session_id",
     "BENCHLAB_DEVICE": "benchlab.device",
     "CX_APP": "capframex.app",
-    "OTEL_EXPORTER_OTLP_ENDPOINT": "otlp.endpoint",
-    "OTEL_EXPORTER_OTLP_PROTOCOL": "otlp.protocol",
 }
 
 
@@ -268,20 +270,8 @@ def _apply_otel_env(cfg: Config, env: dict[str, str]) -> None:
         ms = _coerce(env["OTEL_METRIC_EXPORT_INTERVAL"], float,
                      "environment variable OTEL_METRIC_EXPORT_INTERVAL")
         cfg.otlp.metric_interval_s = ms / 1000.0
-    if env.get("OTEL_EXPORTER_OTLP_TIMEOUT", "") != "":
-        ms = _coerce(env["OTEL_EXPORTER_OTLP_TIMEOUT"], float,
-                     "environment variable OTEL_EXPORTER_OTLP_TIMEOUT")
-        cfg.otlp.timeout_s = ms / 1000.0
-    for var, key in (("OTEL_TRACES_EXPORTER", "traces"), ("OTEL_METRICS_EXPORTER", "metrics")):
-        value = env.get(var, "").strip().lower()
-        if value == "none":
-            setattr(cfg.otlp, key, False)
-        elif value not in ("", "otlp"):
-            raise ConfigError(f"environment variable {var}: {value!r} is not supported; "
-                              "use 'otlp' or 'none' (Prometheus is configured with "
-                              "prometheus.bind)")
-    if not (cfg.otlp.traces or cfg.otlp.metrics):
-        cfg.otlp.enabled = False
+    # The exporters, protocols, endpoints and timeouts of OTLP are planned per signal in
+    # exporters/otlp.py, which knows the per-signal variables.
 
 
 def validate(cfg: Config) -> None:
@@ -334,12 +324,13 @@ def validate(cfg: Config) -> None:
 
 
 def parse_bind(bind: str) -> tuple[str, int] | None:
-    """'HOST:PORT', ':PORT' or 'PORT' -> (host, port); '', 'off' or '0' -> None."""
+    """'HOST:PORT', ':PORT' or 'PORT' -> (host, port); '', 'off' or '0' -> None. A port
+    alone means loopback: listening wider is asked for by naming the address."""
     bind = bind.strip()
     if bind.lower() in ("", "off", "0", "none", "false"):
         return None
     host, _, port = bind.rpartition(":")
-    host = host.strip("[]") or "0.0.0.0"
+    host = host.strip("[]") or "127.0.0.1"
     try:
         port_n = int(port)
     except ValueError:

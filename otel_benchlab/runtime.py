@@ -8,8 +8,10 @@ the SDK's own threads.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import os
 import queue
 import sys
 import threading
@@ -101,7 +103,7 @@ class Agent:
         targets = {k: int(v * 1e9) for k, v in cfg.traces.latency_targets_s.items()}
         self.frames = FrameAssembler(self.ids, cfg.pair_tuples(), window_ns + gap_ns,
                                      cfg.traces.sample_ratio, targets)
-        self.stats = LiveStats(self.labels[0] if self.labels else None)
+        self.stats = LiveStats(self.labels[0] if self.labels else None, cfg.pair_tuples())
         self.spans_total = 0
         self.marks_total = 0
         self.samples_total = 0
@@ -115,14 +117,27 @@ class Agent:
         self._latency_observers = [r for r in receivers if hasattr(r, "observe_latency")]
         first = cfg.pairs[0] if cfg.pairs else ["", ""]
         self._control_pair = cfg.benchlab.control.rgb_pair or f"{first[0]}->{first[1]}"
-        self._setup_exporters()
+        self._hurry = threading.Event()
+        self.parquet: dict[str, ParquetPartWriter] | None = None
+        self.capframex: CapFrameXWriter | None = None
+        self._setup_telemetry()
 
     # -- wiring ------------------------------------------------------------------------
-    def _setup_exporters(self) -> None:
+    def _setup_telemetry(self) -> None:
+        """OpenTelemetry: what can fail on configuration fails here, before anything is
+        written (the session folder is made only once start-up is sure)."""
+        from otel_benchlab.exporters.otlp import make_exporters, plan_signal, sdk_disabled
+
         cfg, c = self.cfg, self.counters
+        env = os.environ
         resource = make_resource()
+        self.resource = resource
         self.prometheus = None
         bind = parse_bind(cfg.prometheus.bind)
+        if bind and sdk_disabled(env):
+            log.info("OTEL_SDK_DISABLED=true: OTLP and the Prometheus endpoint are off; "
+                     "Parquet and CapFrameX are still written")
+            bind = None
         readers = []
         if bind:
             # Imported only when used: each exporter's libraries cost memory.
@@ -130,21 +145,19 @@ class Agent:
 
             self.prometheus = PrometheusEndpoint(*bind)
             readers.append(self.prometheus.reader)
-        self.otlp_endpoint = None
-        self.traces = None
-        metric_exporter = None
-        if cfg.otlp.enabled:
-            from otel_benchlab.exporters.otlp import make_otlp_exporters
-
-            protocol = cfg.otlp.protocol or "grpc"
-            span_exp, metric_exporter, self.otlp_endpoint = make_otlp_exporters(
-                protocol, cfg.otlp.endpoint, cfg.otlp.timeout_s, c)
-            self.otlp_protocol = protocol
-            if cfg.otlp.traces:
-                self.traces = FrameTraceExporter(span_exp, resource, self.timebase)
-            if not cfg.otlp.metrics:
-                metric_exporter = None
-        self.meter_provider = make_meter_provider(resource, metric_exporter,
+        self.plans = {s: plan_signal(s, cfg.otlp, env) for s in ("traces", "metrics")}
+        self.destinations: dict[str, list[str]] = {}
+        span_exporters = []
+        for where, exp in make_exporters(self.plans["traces"], c):
+            self.destinations.setdefault("traces", []).append(where)
+            span_exporters.append(exp)
+        metric_exporters = []
+        for where, exp in make_exporters(self.plans["metrics"], c):
+            self.destinations.setdefault("metrics", []).append(where)
+            metric_exporters.append(exp)
+        self.traces = FrameTraceExporter(span_exporters, resource, self.timebase, c) \
+            if span_exporters else None
+        self.meter_provider = make_meter_provider(resource, metric_exporters,
                                                   cfg.otlp.metric_interval_s, readers)
         meter = self.meter_provider.get_meter("otel_benchlab")
         self.pipeline_metrics = PipelineMetrics(meter)
@@ -166,6 +179,9 @@ class Agent:
             self._system_metrics.instrument(meter_provider=self.meter_provider)
         except Exception as exc:  # an optional source: say so, run on
             log.warning("system metrics are off: %s", exc)
+
+    def _open_files(self) -> None:
+        cfg, c = self.cfg, self.counters
 
         def on_error(what: str, n: int) -> None:
             c.add("write.errors", 1, exporter=what)
@@ -312,47 +328,74 @@ class Agent:
                  f"  session directory: {self.session.path}"]
         lines.append(f"  Prometheus: {self.prometheus.url}" if self.prometheus else
                      "  Prometheus: off")
-        signals = [s for s, on in (("traces", self.cfg.otlp.traces),
-                                   ("metrics", self.cfg.otlp.metrics)) if on]
-        lines.append(f"  OTLP ({self.otlp_protocol}, {' + '.join(signals)}): "
-                     f"{self.otlp_endpoint}" if self.otlp_endpoint else "  OTLP: off")
+        for signal in ("traces", "metrics"):
+            where = self.destinations.get(signal)
+            lines.append(f"  {signal}: {', '.join(where) if where else 'off'}")
         lines.append("  pairs: " + ", ".join(f"{a}->{b}" for a, b in self.cfg.pair_tuples()))
         lines.append("  power sources: " + (", ".join(self.labels) or "none"))
         return lines
 
     def stop(self) -> None:
+        """Stop measuring and close everything (the first SIGINT/SIGTERM)."""
         self._stop.set()
+
+    def hurry(self) -> None:
+        """Stop waiting for the network at exit (the second SIGINT); files still close."""
+        self._stop.set()
+        self._hurry.set()
+
+    def abandon(self) -> None:
+        """Let go of an agent that never ran (interrupted during start-up)."""
+        self._close_telemetry(0.0)
+
+    def _start(self) -> None:
+        """Everything that can fail at start-up, in an order that leaves nothing behind:
+        the Prometheus port, then the session folder, then its files."""
+        if self.prometheus:
+            self.prometheus.start()
+        try:
+            self.session.create()
+            self._open_files()
+            self.session.start(config_as_dict(self.cfg),
+                               [{"name": getattr(r, "name", type(r).__name__),
+                                 **({"devices": r.identities()} if hasattr(r, "identities")
+                                    else {})} for r in self.receivers],
+                               [asdict(s) for s in self.sensors],
+                               {k: str(v) for k, v in self.resource.attributes.items()})
+        except BaseException:
+            self.session.discard()
+            self._close_telemetry(0.0)
+            raise
 
     def run(self, duration_s: float | None = None,
             on_started: Callable[[], None] | None = None) -> int:
-        self.session.start(config_as_dict(self.cfg),
-                           [{"name": getattr(r, "name", type(r).__name__),
-                             **({"devices": r.identities()} if hasattr(r, "identities")
-                                else {})} for r in self.receivers],
-                           [asdict(s) for s in self.sensors])
-        if self.prometheus:
-            self.prometheus.start()
+        self._start()
         for line in self.banner():
             print(line, file=self.status_out or sys.stderr, flush=True)
         # Everything built so far lives as long as the process: move it out of the
         # collector's way, so full collections scan only what the agent makes while running.
         gc.collect()
         gc.freeze()
-        for r in self.receivers:
-            r.start(self.emit)
-        if on_started:
-            on_started()
-        t_start = time.monotonic()
-        next_tick = next_status = next_flush = t_start
         spans: list[StageSpan] = []
         unpaired: list[Unpaired] = []
+        t_start = time.monotonic()
         try:
+            for r in self.receivers:
+                r.start(self.emit)
+            if on_started:
+                on_started()
+            next_tick = next_flush = t_start
+            next_status = t_start + self.cfg.status_interval_s
+            end = t_start + duration_s if duration_s is not None else None
             # Tick-driven: sleep to the next tick, then take everything queued in one batch.
             # Records carry their own timestamps, so waiting up to a tick costs no accuracy,
             # and the consumer wakes 10 times a second instead of once per record.
-            while not self._stop.wait(max(0.0, next_tick - time.monotonic())):
+            while True:
+                wake = next_tick if end is None else min(next_tick, end)
+                if self._stop.wait(max(0.0, wake - time.monotonic())):
+                    break
                 now_s = time.monotonic()
-                if duration_s is not None and now_s - t_start >= duration_s:
+                if end is not None and now_s >= end:
                     break
                 next_tick = max(next_tick + TICK_S, now_s)
                 self._drain(spans, unpaired)
@@ -366,42 +409,67 @@ class Agent:
                     self._process(spans, unpaired, now_ns)
                     spans, unpaired = [], []
                     self._flush_files()
-                if now_s >= next_status + self.cfg.status_interval_s:
-                    self._status(now_s - next_status)
-                    next_status = now_s
+                if now_s >= next_status:
+                    self._status(now_s)
+                    next_status = now_s + self.cfg.status_interval_s
         finally:
-            self._shutdown(spans, unpaired)
+            self._shutdown(spans, unpaired, time.monotonic() - t_start)
         return 0
 
-    def _status(self, seconds: float) -> None:
+    def _status(self, now_s: float) -> None:
         if self.status_out is None:
             return
-        for line in self.stats.lines(seconds):
+        for line in self.stats.lines(now_s):
             print(line, file=self.status_out, flush=True)
 
-    def _shutdown(self, spans: list[StageSpan], unpaired: list[Unpaired]) -> None:
-        for r in self.receivers:
-            r.stop()
-        self._drain(spans, unpaired)
-        for r in self.pairer.flush():
-            (spans if isinstance(r, StageSpan) else unpaired).append(r)
-        self._process(spans, unpaired, time.monotonic_ns(), flush=True)
-        self._flush_files()
-        for exp in (*(self.parquet or {}).values(), self.capframex):
-            if exp is not None:
-                exp.shutdown()
-        if self.traces is not None:
-            self.traces.force_flush(int(self.cfg.otlp.timeout_s * 1000) + 1000)
-            self.traces.shutdown()
+    def _step(self, what: str, fn: Callable[[], object]) -> bool:
+        """One closing step: a failure is logged with what failed and the rest still run."""
         try:
-            self.meter_provider.force_flush(int(self.cfg.otlp.timeout_s * 1000) + 1000)
-        finally:
-            self.meter_provider.shutdown()
-            if self._system_metrics is not None:
-                self._system_metrics.uninstrument()
-            if self.prometheus:
-                self.prometheus.shutdown()
-        summary = {
+            fn()
+            return True
+        except Exception as exc:
+            self.close_errors.append(f"{what}: {exc}")
+            log.error("while closing, %s failed: %s", what, exc)
+            return False
+
+    def _shutdown(self, spans: list[StageSpan], unpaired: list[Unpaired],
+                  ran_s: float) -> None:
+        """Files first (they are the record), then the session's end, then a bounded wait
+        for the network: a dead collector costs at most ``otlp.flush_timeout_s``."""
+        self.close_errors: list[str] = []
+        for r in self.receivers:
+            self._step(f"stopping receiver {getattr(r, 'name', r)}", r.stop)
+
+        def finish_processing() -> None:
+            self._drain(spans, unpaired)
+            for r in self.pairer.flush():
+                (spans if isinstance(r, StageSpan) else unpaired).append(r)
+            self._process(spans, unpaired, time.monotonic_ns(), flush=True)
+
+        self._step("processing the last records", finish_processing)
+        self._step("writing the last batch", self._flush_files)
+        for name, w in (self.parquet or {}).items():
+            self._step(f"closing Parquet {name} in {w.directory}", w.shutdown)
+        if self.capframex is not None:
+            self._step(f"writing CapFrameX captures in {self.capframex.directory}",
+                       self.capframex.shutdown)
+        self._status(time.monotonic())
+        summary = self._summary()
+        self._step("recording the end of the session", lambda: self.session.finish(summary))
+        undelivered = self._close_telemetry(self.cfg.otlp.flush_timeout_s)
+        if undelivered:
+            summary["undelivered"] = undelivered
+            self._step("recording undelivered telemetry",
+                       lambda: self.session.finish(summary))
+        self.session.release()
+        if self.status_out is not None:
+            for line in self.stats.summary(ran_s, self.session.path, summary):
+                print(line, file=self.status_out, flush=True)
+        log.info("session %s closed: %d marks, %d samples, %d spans", self.session.id,
+                 self.marks_total, self.samples_total, self.spans_total)
+
+    def _summary(self) -> dict:
+        return {
             "marks": self.marks_total, "samples": self.samples_total,
             "spans": self.spans_total,
             "unpaired": dict(self.unpaired_by_reason),
@@ -410,10 +478,56 @@ class Agent:
                        "unsampled": self.frames.unsampled},
             "queue_dropped": self.counters.get("queue.dropped"),
             "export_failures": self.counters.get("export.failures"),
+            "export_dropped": self.counters.get("export.dropped"),
             "write_errors": self.counters.get("write.errors"),
+            "close_errors": list(self.close_errors),
             "capframex_files": [str(p) for p in (self.capframex.files_written
                                                  if self.capframex else [])],
         }
-        self.session.finish(summary)
-        log.info("session %s closed: %d marks, %d samples, %d spans", self.session.id,
-                 self.marks_total, self.samples_total, self.spans_total)
+
+    def _close_telemetry(self, flush_s: float) -> dict:
+        """Flush traces and metrics for at most ``flush_s`` (less on a second SIGINT), then
+        shut the exporters down, which abandons retries. Returns what was not delivered."""
+        def flush() -> None:
+            if self.traces is not None:
+                self.traces.force_flush()
+            self.meter_provider.force_flush()
+
+        t0 = time.monotonic()
+        flusher = threading.Thread(target=flush, name="otel-flush", daemon=True)
+        flusher.start()
+        while flusher.is_alive() and not self._hurry.is_set():
+            left = flush_s - (time.monotonic() - t0)
+            if left <= 0:
+                break
+            flusher.join(min(0.05, left))
+        undelivered: dict = {}
+        if self.traces is not None:
+            sent = self.counters.get("export.sent", signal="traces")
+            failed = self.counters.get("export.dropped", signal="traces")  # not queue_full
+            waiting = self.traces.handed - sent - failed
+            if waiting > 0:
+                undelivered["spans"] = waiting
+        if flusher.is_alive() and self.destinations.get("metrics"):
+            undelivered["metrics"] = "last export"
+
+        def close() -> None:
+            if self.traces is not None:
+                self.traces.shutdown(timeout_millis=100)
+            self.meter_provider.shutdown(timeout_millis=100)
+
+        closer = threading.Thread(target=close, name="otel-close", daemon=True)
+        closer.start()
+        closer.join(0.5)  # exporters abandon retries on shutdown; bounded all the same
+        if self._system_metrics is not None:
+            with contextlib.suppress(Exception):
+                self._system_metrics.uninstrument()
+        if self.prometheus:
+            self._step("stopping the Prometheus endpoint", self.prometheus.shutdown)
+        if undelivered:
+            where = "; ".join(f"{s}: {', '.join(d)}" for s, d in self.destinations.items())
+            log.warning("not delivered at exit (%s): %s; waited %.1f s (otlp.flush_timeout_s). "
+                        "Everything is in the session's Parquet files.", where,
+                        ", ".join(f"{k}: {v}" for k, v in undelivered.items()),
+                        time.monotonic() - t0)
+        return undelivered

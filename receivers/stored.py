@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
+from otel_benchlab.journal import pending_journals, read_journal
 from otel_benchlab.schema import MARK_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ def read_session(path: str | Path) -> StoredSession:
 # -- our own sessions ------------------------------------------------------------------
 def _read_parts(directory: Path, columns: list[str], rejected: dict[str, int],
                 dictionary: list[str]) -> list[pa.Table]:
+    """Every part, then the journals of parts never completed (a crashed agent's last
+    rows), read as they are: replay changes nothing in the session."""
     tables = []
     for part in sorted(directory.glob("part-*.parquet")):
         try:
@@ -55,6 +58,17 @@ def _read_parts(directory: Path, columns: list[str], rejected: dict[str, int],
         except (OSError, pa.ArrowException) as exc:
             rejected[str(part)] = rejected.get(str(part), 0) + 1
             log.warning("skipping unreadable Parquet part %s: %s", part, exc)
+    for journal in pending_journals(directory):
+        batches, torn = read_journal(journal)
+        if torn:
+            log.info("%s ends in a torn batch (an agent crashed mid-write); read %d "
+                     "complete batches", journal, len(batches))
+        if batches:
+            t = pa.Table.from_batches(batches).select(columns)
+            for name in dictionary:
+                i = t.schema.get_field_index(name)
+                t = t.set_column(i, name, pc.dictionary_encode(t[name]))
+            tables.append(t)
     return tables
 
 

@@ -64,7 +64,9 @@ def test_agent_exits_cleanly_and_says_where_everything_goes(run):
     proc = run["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "session directory:" in proc.stdout and "/metrics" in proc.stdout
-    assert "OTLP (grpc, traces + metrics): http://127.0.0.1:" in proc.stdout
+    assert "traces: OTLP grpc 127.0.0.1:" in proc.stdout
+    assert "metrics: OTLP grpc 127.0.0.1:" in proc.stdout
+    assert "summary: " in proc.stdout  # the end-of-run summary
     assert "ingress->encoded:" in proc.stdout and "fps" in proc.stdout
     assert "session e2e closed" in proc.stderr  # INFO logging on by default
     manifest = json.loads((run["session"] / "session.json").read_text())

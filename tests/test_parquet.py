@@ -5,7 +5,12 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from otel_benchlab.exporters.parquet import ParquetPartWriter
+from otel_benchlab.exporters.parquet import (
+    ParquetPartWriter,
+    pending_journals,
+    read_journal,
+    recover_directory,
+)
 
 SCHEMA = pa.schema([("x", pa.int64())])
 
@@ -28,11 +33,12 @@ def test_parts_rotate_on_rows_and_time_and_only_complete_parts_are_visible(tmp_p
 def test_failed_write_is_counted_keeps_rows_and_retries(tmp_path):
     errors = []
     d = tmp_path / "d"
-    w = ParquetPartWriter(d, SCHEMA, part_rows=2, on_error=lambda what, n: errors.append(n))
+    w = ParquetPartWriter(d, SCHEMA, part_rows=2,
+                          on_error=lambda what, n: errors.append((what, n)))
     d.rmdir()
     d.write_text("not a directory")  # every write into it fails, even as root
     w.export(pa.table({"x": [1, 2]}))
-    assert errors == [2]
+    assert errors == [("journal", 2), ("parquet", 2)]
     d.unlink()
     d.mkdir()
     w.export(pa.table({"x": [3, 4]}))
@@ -45,3 +51,43 @@ def test_part_numbers_continue_after_existing_parts(tmp_path):
     ParquetPartWriter(tmp_path, SCHEMA, part_rows=1).export(pa.table({"x": [2]}))
     assert sorted(p.name for p in tmp_path.glob("part-*")) == ["part-000001.parquet",
                                                                "part-000002.parquet"]
+
+
+def test_rows_of_the_part_in_progress_are_in_the_journal_at_once(tmp_path):
+    w = ParquetPartWriter(tmp_path, SCHEMA, part_rows=100)
+    w.export(pa.table({"x": [1, 2]}))
+    w.export(pa.table({"x": [3]}))
+    assert not list(tmp_path.glob("part-*"))
+    (journal,) = pending_journals(tmp_path)
+    batches, torn = read_journal(journal)
+    assert not torn and pa.Table.from_batches(batches)["x"].to_pylist() == [1, 2, 3]
+
+
+def test_journal_is_removed_once_its_part_is_written(tmp_path):
+    w = ParquetPartWriter(tmp_path, SCHEMA, part_rows=2)
+    w.export(pa.table({"x": [1, 2]}))
+    assert [p.name for p in tmp_path.iterdir()] == ["part-000001.parquet"]
+
+
+def test_recovery_turns_a_torn_journal_into_a_part_with_its_complete_batches(tmp_path):
+    w = ParquetPartWriter(tmp_path, SCHEMA, part_rows=100)
+    w.export(pa.table({"x": [1, 2]}))
+    w.export(pa.table({"x": [3]}))
+    (journal,) = pending_journals(tmp_path)
+    data = journal.read_bytes()
+    journal.write_bytes(data[:-20])  # the crash came in the middle of the last batch
+    assert recover_directory(tmp_path) == (1, 2)
+    assert ds.dataset(tmp_path).to_table()["x"].to_pylist() == [1, 2]
+    assert not pending_journals(tmp_path)
+
+
+def test_recovery_drops_a_journal_whose_part_was_completed(tmp_path):
+    w = ParquetPartWriter(tmp_path, SCHEMA, part_rows=100)
+    w.export(pa.table({"x": [1, 2]}))
+    (journal,) = pending_journals(tmp_path)
+    saved = journal.read_bytes()
+    w.shutdown()  # the part is written and the journal removed ...
+    journal.write_bytes(saved)  # ... unless the crash came between the two
+    assert recover_directory(tmp_path) == (0, 0)
+    assert ds.dataset(tmp_path).to_table()["x"].to_pylist() == [1, 2]
+    assert not journal.exists()

@@ -1,0 +1,86 @@
+"""Sessions whose agent died (``kill -9``, OOM, a node reboot): recognised, and turned back
+into a normal session from the journals the agent left.
+
+A session has crashed when its manifest records no end and no agent holds its lock. Its
+completed Parquet parts are intact; the part in progress is in the journals, which
+recovery turns into parts. The manifest then records the end as a crash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from otel_benchlab.config import ConfigError
+from otel_benchlab.exporters.parquet import recover_directory
+from otel_benchlab.session import agent_alive, crashed, read_manifest, write_manifest
+
+log = logging.getLogger(__name__)
+
+KINDS = {"marks": ("raw", "marks"), "samples": ("raw", "samples"), "aligned": ("aligned",)}
+
+
+@dataclass
+class Recovery:
+    path: Path
+    parts: dict[str, int] = field(default_factory=dict)  # kind -> parts made from journals
+    rows: dict[str, int] = field(default_factory=dict)  # kind -> rows they hold
+    total_rows: dict[str, int] = field(default_factory=dict)  # kind -> rows in the session
+
+    def report(self) -> str:
+        made = ", ".join(f"{k} {self.rows.get(k, 0)} rows" for k in KINDS)
+        have = ", ".join(f"{k} {self.total_rows.get(k, 0)}" for k in KINDS)
+        return (f"recovered session {self.path}: from journals {made}; the session now holds "
+                f"{have} rows; marked as ended by a crash")
+
+
+def _newest_mtime(path: Path) -> float:
+    return max((p.stat().st_mtime for p in path.rglob("*") if p.is_file()), default=0.0)
+
+
+def recover_session(path: str | Path) -> Recovery:
+    path = Path(path)
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise ConfigError(f"{path}: no readable session.json; not an otel-benchlab session")
+    if agent_alive(path):
+        raise ConfigError(f"{path}: an agent is still writing this session; stop it first")
+    result = Recovery(path)
+    for kind, sub in KINDS.items():
+        directory = path.joinpath(*sub)
+        result.parts[kind], result.rows[kind] = recover_directory(directory)
+        total = 0
+        for part in sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []:
+            try:
+                total += pq.ParquetFile(part).metadata.num_rows
+            except Exception as exc:  # a corrupt part is reported, the rest counted
+                log.warning("unreadable Parquet part %s: %s", part, exc)
+        result.total_rows[kind] = total
+    if not manifest.get("ended_at"):
+        last = _newest_mtime(path)
+        manifest["ended_at"] = dt.datetime.fromtimestamp(last, dt.timezone.utc).isoformat()
+        manifest["end_reason"] = "crash"
+        manifest["recovered_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
+        manifest["summary"] = {"rows": dict(result.total_rows),
+                               "recovered_rows": dict(result.rows)}
+        write_manifest(path, manifest)
+    return result
+
+
+def recover_crashed(data_root: str | Path) -> list[Recovery]:
+    """Recover every crashed session under ``data_root`` (the agent does this at start)."""
+    sessions = Path(data_root) / "sessions"
+    out = []
+    if not sessions.is_dir():
+        return out
+    for path in sorted(sessions.iterdir()):
+        if path.is_dir() and not path.is_symlink() and crashed(path):
+            try:
+                out.append(recover_session(path))
+            except (OSError, ConfigError) as exc:
+                log.error("cannot recover crashed session %s: %s", path, exc)
+    return out
