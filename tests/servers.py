@@ -3,6 +3,8 @@ opentelemetry-proto service definitions, and Debian's Prometheus."""
 
 from __future__ import annotations
 
+import gzip
+import http.server
 import json
 import shutil
 import socket
@@ -34,6 +36,7 @@ class OtlpCollector(trace_service_pb2_grpc.TraceServiceServicer,
         self.lock = threading.Lock()
         self.trace_requests: list = []
         self.metric_requests: list = []
+        self.metadata: list[dict] = []
         self.port = free_port()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self.server)
@@ -42,6 +45,7 @@ class OtlpCollector(trace_service_pb2_grpc.TraceServiceServicer,
 
     def Export(self, request, context):  # noqa: N802 - gRPC method name
         with self.lock:
+            self.metadata.append(dict(context.invocation_metadata()))
             if isinstance(request, trace_service_pb2.ExportTraceServiceRequest):
                 self.trace_requests.append(request)
                 return trace_service_pb2.ExportTraceServiceResponse()
@@ -72,6 +76,83 @@ class OtlpCollector(trace_service_pb2_grpc.TraceServiceServicer,
                     for m in sm.metrics:
                         out.setdefault(m.name, []).append(m)
         return out
+
+
+class OtlpHttpCollector(OtlpCollector):
+    """OTLP/HTTP with protobuf bodies (``/v1/traces``, ``/v1/metrics``), gzip or not, as
+    the specification defines it; requests parsed with opentelemetry-proto's messages."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.trace_requests, self.metric_requests, self.metadata = [], [], []
+        self.paths: list[str] = []
+        collector = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                kind = {"/v1/traces": trace_service_pb2.ExportTraceServiceRequest,
+                        "/v1/metrics": metrics_service_pb2.ExportMetricsServiceRequest}
+                msg = kind.get(self.path)
+                if msg is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                request = msg.FromString(body)
+                with collector.lock:
+                    collector.paths.append(self.path)
+                    collector.metadata.append({k.lower(): v for k, v in self.headers.items()})
+                    (collector.trace_requests if self.path == "/v1/traces" else
+                     collector.metric_requests).append(request)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+
+    def start(self) -> OtlpHttpCollector:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class BlackHole:
+    """Accepts TCP connections and never answers: a collector that hangs."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self._stop = threading.Event()
+
+    def start(self) -> BlackHole:
+        def accept() -> None:
+            self.sock.settimeout(0.2)
+            while not self._stop.is_set():
+                try:
+                    self.conns.append(self.sock.accept()[0])
+                except OSError:
+                    continue
+        threading.Thread(target=accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for c in self.conns:
+            c.close()
+        self.sock.close()
 
 
 class Prometheus:
