@@ -70,7 +70,7 @@ def generate(root: Path, n_marks: int, part_rows: int = 2_000_000) -> Path:
     (session / "session.json").write_text(json.dumps({
         "session_id": "bench", "config": {"pairs": [["ingress", "encoded"],
                                                     ["encoded", "inference_done"]]},
-        "sensors": [{"source": "bench", "name": "SYS", "power_source": "SYS",
+        "sensors": [{"source": "bench", "name": "SYS", "power_source": "sys",
                      "kind": "power"}]}))
     return session
 

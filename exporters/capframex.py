@@ -13,6 +13,7 @@ skipped with a log line.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -21,6 +22,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ CSV_COLUMNS = [
     "MsBetweenDisplayChange", "MsInPresentAPI", "MsUntilRenderComplete", "MsUntilDisplayed",
 ]
 MIN_ROWS = 20  # CapFrameX wants more than 20 lines: a header and at least 20 rows
-PMD_ARRAYS = {"CPU": "PmdCpuPower", "GPU": "PmdGpuPower", "SYS": "PmdSystemPower"}
+PMD_ARRAYS = {"cpu": "PmdCpuPower", "gpu": "PmdGpuPower", "sys": "PmdSystemPower"}
 
 
 def _safe(text: str) -> str:
@@ -46,21 +48,37 @@ def _num(values: np.ndarray, digits: int = 6) -> list[str]:
 
 
 class CapFrameXWriter:
+    """Captures are sorted by start time when written (at rollover every ``max_frames``
+    and at shutdown). Until then a live agent keeps each capture's rows in a hidden Arrow
+    IPC file in the capture folder (``spill=True``), not in memory, so a long session costs
+    no memory for them; replay, which has everything at hand, keeps them in memory. Power
+    samples are kept only as far back as a pending capture needs.
+
+    A failed write (full disk) is counted through ``on_error`` and logged once naming the
+    file; the capture's rows stay in the hidden file, and ``replay`` makes it again."""
+
+    POWER_KEEP_NS = 30_000_000_000  # with no capture pending: spans never start earlier
+
     def __init__(self, directory: Path, app: str, power_columns: list[tuple[str, str, str]],
                  sample_time_ms: int = 100, watch_dir: str | Path | None = None,
-                 max_frames: int = 100_000) -> None:
+                 max_frames: int = 100_000, spill: bool = False,
+                 on_error: Callable[[str, int], None] | None = None) -> None:
         self.directory = Path(directory)
         self.app = _safe(app)
         self.power_columns = power_columns
         self.sample_time_ms = sample_time_ms
         self.watch_dir = Path(watch_dir) if watch_dir else None
         self.max_frames = max_frames
-        # Per capture, chunks of the few columns a capture needs, as numpy arrays: no Arrow
-        # compute kernels (which would cost a long-running agent ~9 MB) are needed.
-        self._chunks: dict[tuple[str, str, str], list[dict[str, np.ndarray]]] = {}
-        self._rows: dict[tuple[str, str, str], int] = {}
+        self.spill = spill
+        self._on_error = on_error or (lambda what, n: None)
+        self._names = ["start_ns", "end_ns", "latency_ms"] + [
+            c for _, mean_col, energy_col in power_columns for c in (mean_col, energy_col)]
+        self._pending: dict[tuple[str, str, str], _Pending] = {}
         self._parts: dict[tuple[str, str, str], int] = {}
+        self._stems: dict[tuple[str, str, str], str] = {}
         self._power: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self._failing = False
+        self._spills = 0
         self.files_written: list[Path] = []
 
     def add_power(self, label: str, ts_ns: np.ndarray, watts: np.ndarray) -> None:
@@ -71,53 +89,105 @@ class CapFrameXWriter:
     def export(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
-        cols = self._columns(table)
+        keys = list(zip(table["pipeline"].to_pylist(), table["stage_from"].to_pylist(),
+                        table["stage_to"].to_pylist(), strict=True))
         rows: dict[tuple[str, str, str], list[int]] = {}
-        keys = zip(table["pipeline"].to_pylist(), table["stage_from"].to_pylist(),
-                   table["stage_to"].to_pylist(), strict=True)
         for i, k in enumerate(keys):
             rows.setdefault(k, []).append(i)
+        cols = table.select(self._names + ["frame", "stream"])
         for k, idx in rows.items():
-            sel = np.asarray(idx)
-            self._chunks.setdefault(k, []).append({n: c[sel] for n, c in cols.items()})
-            self._rows[k] = self._rows.get(k, 0) + len(sel)
-            if self._rows[k] >= self.max_frames:
+            part = cols.take(pa.array(idx, pa.int64())) if len(idx) < table.num_rows else cols
+            pending = self._pending.get(k)
+            if pending is None:
+                self._spills += 1
+                pending = self._pending[k] = _Pending(
+                    self.directory / f".pending-{self._spills}-{self._stem(k)}.arrows"
+                    if self.spill else None)
+            try:
+                pending.add(part)
+            except OSError as exc:
+                self._failed(pending.path, part.num_rows, exc)
+            if pending.rows >= self.max_frames:
                 self._write_group(k)
+        self._trim_power()
 
     def force_flush(self) -> bool:
         return True  # captures are written whole, at rollover and at shutdown
 
     def shutdown(self) -> None:
-        for k in list(self._chunks):
+        for k in list(self._pending):
             self._write_group(k)
+
+    # -- keeping what is pending -----------------------------------------------------
+    def _stem(self, key: tuple[str, str, str]) -> str:
+        """A file stem per capture, unique even where sanitising makes two names equal
+        (``a/b`` and ``a_b``): a later one gets ``_2``, ``_3`` ..."""
+        stem = self._stems.get(key)
+        if stem is None:
+            pipeline, a, b = key
+            base = stem = f"{_safe(pipeline)}_{_safe(a)}_to_{_safe(b)}"
+            n = 1
+            while stem in self._stems.values():
+                n += 1
+                stem = f"{base}_{n}"
+            self._stems[key] = stem
+        return stem
+
+    def _trim_power(self) -> None:
+        """Drop power samples no pending or future capture can need."""
+        starts = [p.first_start for p in self._pending.values() if p.rows]
+        newest = max((c[-1][0][-1] for c in self._power.values() if c and len(c[-1][0])),
+                     default=None)
+        if newest is None:
+            return
+        keep_from = min(starts) - self.sample_time_ms * 1_000_000 if starts else \
+            int(newest) - self.POWER_KEEP_NS
+        for label, chunks in self._power.items():
+            self._power[label] = [c for c in chunks if len(c[0]) and c[0][-1] >= keep_from]
+
+    def _failed(self, path: Path | None, rows: int, exc: Exception) -> None:
+        self._on_error("capframex", rows)
+        if not self._failing:
+            log.error("CapFrameX: cannot write %s: %s; free space (captures will be "
+                      "incomplete; replay makes them again from the Parquet files)", path, exc)
+            self._failing = True
 
     # -- writing ---------------------------------------------------------------------
     def _write_group(self, key: tuple[str, str, str]) -> None:
-        chunks = self._chunks.pop(key, [])
-        self._rows.pop(key, None)
-        if not chunks:
+        pending = self._pending.pop(key, None)
+        if pending is None or not pending.rows:
+            if pending is not None:
+                pending.discard()
             return
-        order = None
-        t: dict[str, np.ndarray] = {}
-        for name in chunks[0]:
-            t[name] = np.concatenate([c[name] for c in chunks])
-            if order is None:
-                order = np.argsort(t["start_ns"], kind="stable")
-            t[name] = t[name][order]
+        try:
+            table = pending.table()
+        except (OSError, pa.ArrowException) as exc:
+            self._failed(pending.path, pending.rows, exc)
+            return
+        order = np.argsort(table["start_ns"].to_numpy(), kind="stable")
+        t = {n: table[n].to_numpy(zero_copy_only=False)[order] for n in self._names}
+        t["frame"] = np.array(table["frame"].to_pylist(), dtype=object)[order]
+        t["stream"] = np.array(table["stream"].to_pylist(), dtype=object)[order]
         pipeline, a, b = key
         n = len(t["start_ns"])
         if n < MIN_ROWS:
             log.warning("CapFrameX capture %s %s->%s skipped: %d frames, CapFrameX needs at "
                         "least %d", pipeline, a, b, n, MIN_ROWS)
+            pending.discard()
             return
-        n = self._parts.get(key, 0) + 1
-        self._parts[key] = n
-        stem = f"{_safe(pipeline)}_{_safe(a)}_to_{_safe(b)}" + ("" if n == 1 else f"_part{n}")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        part = self._parts.get(key, 0) + 1
+        stem = self._stem(key) + ("" if part == 1 else f"_part{part}")
         csv_path = self.directory / f"{stem}.csv"
         json_path = self.directory / f"{stem}.json"
-        _atomic_write(csv_path, self._csv(t))
-        _atomic_write(json_path, json.dumps(self._json(t, pipeline, a, b)))
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            _atomic_write(csv_path, self._csv(t))
+            _atomic_write(json_path, json.dumps(self._json(t, pipeline, a, b)))
+        except OSError as exc:
+            self._failed(csv_path, n, exc)
+            return  # the hidden file keeps the rows
+        self._parts[key] = part
+        pending.discard()
         self.files_written += [csv_path, json_path]
         for p in (csv_path, json_path):
             if self.watch_dir is not None:
@@ -129,14 +199,6 @@ class CapFrameXWriter:
                 except OSError as exc:
                     log.error("cannot copy %s to CapFrameX watch folder %s: %s", p.name,
                               self.watch_dir, exc)
-
-    def _columns(self, table: pa.Table) -> dict[str, np.ndarray]:
-        names = ["start_ns", "end_ns", "latency_ms"] + [
-            c for _, mean_col, energy_col in self.power_columns for c in (mean_col, energy_col)]
-        cols = {n: table[n].to_numpy(zero_copy_only=False) for n in names}
-        cols["frame"] = np.array(table["frame"].to_pylist(), dtype=object)
-        cols["stream"] = np.array(table["stream"].to_pylist(), dtype=object)
-        return cols
 
     def _frame_columns(self, t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         start = t["start_ns"]
@@ -150,7 +212,7 @@ class CapFrameXWriter:
             [_safe(s) for s in t["stream"]],
         ]
         for label, mean_col, energy_col in self.power_columns:
-            extra_names += [f"Power{_safe(label)}W", f"Energy{_safe(label)}J"]
+            extra_names += [f"Power_{_safe(label)}_W", f"Energy_{_safe(label)}_J"]
             extra_cols += [_num(t[mean_col].astype(float), 3),
                            _num(t[energy_col].astype(float), 6)]
         fixed = f"{self.app},0,0x0000000000000000,Other,0,0,0,Unknown,0"
@@ -201,6 +263,49 @@ class CapFrameXWriter:
         }
         return {"Hash": hashlib.sha256((digest + info["Id"]).encode()).hexdigest(),
                 "Info": info, "Runs": [run]}
+
+
+class _Pending:
+    """One capture's rows until it is written: Arrow tables in memory, or appended to a
+    hidden IPC stream file (``path``)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.rows = 0
+        self.first_start = 0
+        self._tables: list[pa.Table] = []
+        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+
+    def add(self, table: pa.Table) -> None:
+        start = int(np.min(table["start_ns"].to_numpy()))
+        self.first_start = start if not self.rows else min(self.first_start, start)
+        if self.path is None:
+            self._tables.append(table)
+        else:
+            if self._writer is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._writer = pa.ipc.new_stream(str(self.path), table.schema)
+            self._writer.write_table(table)
+        self.rows += table.num_rows
+
+    def table(self) -> pa.Table:
+        if self.path is None:
+            return pa.concat_tables(self._tables)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        with pa.OSFile(str(self.path), "rb") as fh:
+            return pa.ipc.open_stream(fh).read_all()
+
+    def discard(self) -> None:
+        self._tables = []
+        if self._writer is not None:
+            with contextlib.suppress(OSError, pa.ArrowException):
+                self._writer.close()
+            self._writer = None
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
 
 
 def _atomic_write(path: Path, text: str) -> None:

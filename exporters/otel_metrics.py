@@ -7,6 +7,7 @@ seconds every stage latency would land in the first bucket.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -86,7 +87,36 @@ class PipelineMetrics:
 
 # Instrument kind for the hw.* names the conventions make up-down counters.
 _UPDOWN = {"hw.gpu.memory.usage", "hw.gpu.memory.limit"}
-_ENERGY_OF = {"hw.power": "hw.energy", "hw.host.power": "hw.host.energy"}
+_ENERGY_OF = {"hw.power": "hw.energy", "hw.host.power": "hw.host.energy",
+              "benchlab.rail.power": "benchlab.rail.energy"}
+# The HELP text of every sensor metric (the conventions' briefs where they have one).
+DESCRIPTIONS = {
+    "hw.host.power": "Power drawn by the whole machine (BENCHLAB SYS)",
+    "hw.host.energy": "Energy drawn by the whole machine since the agent started",
+    "hw.power": "Power of a component: the CPU, GPU and mainboard groups of a BENCHLAB "
+                "(which add up to the machine) or a device's own sensor",
+    "hw.energy": "Energy of a component: integrated from its power, or the device's own "
+                 "counter",
+    "benchlab.rail.power": "Power on one BENCHLAB-measured supply rail (EPS, ATX, PCIe, "
+                           "12VHPWR)",
+    "benchlab.rail.energy": "Energy on one BENCHLAB-measured supply rail since the agent "
+                            "started",
+    "hw.voltage": "Voltage of a rail or a BENCHLAB input",
+    "benchlab.current": "Current on one BENCHLAB-measured supply rail",
+    "hw.temperature": "Temperature at a sensor location",
+    "benchlab.humidity": "Relative humidity at the BENCHLAB, as a fraction",
+    "hw.fan.speed": "Fan speed",
+    "hw.fan.speed_ratio": "Fan duty, as a fraction of full speed",
+    "benchlab.fan.enabled": "Whether a BENCHLAB fan header is enabled (1) or not (0)",
+    "benchlab.switch.fan": "Position of the BENCHLAB fan profile switch",
+    "benchlab.switch.rgb": "Position of the BENCHLAB RGB profile switch",
+    "benchlab.rgb.external": "State of the BENCHLAB external RGB output",
+    "benchlab.fault.status": "BENCHLAB fault status bits",
+    "benchlab.fault.log": "BENCHLAB fault log bits (latched)",
+    "hw.gpu.utilization": "Share of time the GPU was busy",
+    "hw.gpu.memory.usage": "GPU memory in use",
+    "hw.gpu.memory.limit": "GPU memory in total",
+}
 
 
 class SampleMetrics:
@@ -98,8 +128,11 @@ class SampleMetrics:
     sample costs the same however many values it has, and a sensor absent from the
     newest sample (a sentinel) is not reported with a stale value."""
 
-    def __init__(self, meter: Meter, sensors: list[SensorInfo]) -> None:
+    def __init__(self, meter: Meter, sensors: list[SensorInfo],
+                 stale_after_s: float = 1.0) -> None:
         self._lock = threading.Lock()
+        self._stale_ns = int(stale_after_s * 1e9)
+        self._seen: dict[str, int] = {s.source: 0 for s in sensors}  # source -> last sample
         self._rtt = meter.create_histogram(
             "benchlab.agent.sample.rtt", unit="s",
             description="Request/response round trip of polled devices (a sample's time is "
@@ -117,17 +150,31 @@ class SampleMetrics:
         self._by_metric = by_metric
         for metric, group in by_metric.items():
             unit = group[0].unit
+            desc = DESCRIPTIONS.get(metric, metric)
             if group[0].kind == "energy" or metric in ("hw.energy", "hw.host.energy"):
-                meter.create_observable_counter(metric, [self._reader(metric)], unit=unit)
+                meter.create_observable_counter(metric, [self._reader(metric)], unit=unit,
+                                                description=desc)
             elif metric in _UPDOWN:
                 meter.create_observable_up_down_counter(metric, [self._reader(metric)],
-                                                        unit=unit)
+                                                        unit=unit, description=desc)
             else:
-                meter.create_observable_gauge(metric, [self._reader(metric)], unit=unit)
+                meter.create_observable_gauge(metric, [self._reader(metric)], unit=unit,
+                                              description=desc)
             energy_metric = _ENERGY_OF.get(metric)
             if energy_metric and energy_metric not in by_metric:
                 meter.create_observable_counter(energy_metric, [self._integrals(metric)],
-                                                unit="J")
+                                                unit="J", description=DESCRIPTIONS[energy_metric])
+        meter.create_observable_gauge(
+            "benchlab.source.up", [self._up], unit="{state}",
+            description="1 while a sensor source delivers samples, 0 once it has been "
+                        "silent for a few sample periods (unplugged, failing, lost)")
+
+    def _up(self, _: CallbackOptions) -> Iterable[Observation]:
+        now = time.monotonic_ns()
+        with self._lock:
+            seen = dict(self._seen)
+        return [Observation(1 if last and now - last <= self._stale_ns else 0,
+                            {"source": source}) for source, last in seen.items()]
 
     def _reader(self, metric: str):
         infos = self._by_metric[metric]
@@ -155,9 +202,10 @@ class SampleMetrics:
     def on_sample(self, ts_ns: int, source: str, values: dict[str, float],
                   rtt_ns: int = 0) -> None:
         if rtt_ns > 0:
-            attrs = self._rtt_attrs.setdefault(source, {"benchlab.source": source})
+            attrs = self._rtt_attrs.setdefault(source, {"source": source})
             self._rtt.record(rtt_ns / 1e9, attrs)
         with self._lock:
+            self._seen[source] = time.monotonic_ns()
             self._latest[source] = values  # samples are records: never changed after
             for name in self._integrated.get(source, ()):
                 v = values.get(name)
@@ -177,6 +225,8 @@ class AgentMetrics:
     """benchlab.agent.*: the agent's own health, read from AgentCounters."""
 
     def __init__(self, meter: Meter, counters: AgentCounters, queue_depth) -> None:
+        counters.declare("queue.dropped")
+
         def counter(name: str):
             def observe(_: CallbackOptions) -> Iterable[Observation]:
                 return [Observation(v, lbl) for lbl, v in counters.items(name)]

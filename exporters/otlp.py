@@ -121,7 +121,8 @@ class CountingSpanExporter(SpanExporter):
             result = SpanExportResult.FAILURE
         if result is not SpanExportResult.SUCCESS:
             self.counters.add("export.failures", 1, _hint(self.endpoint), signal="traces")
-            self.counters.add("export.dropped", len(spans), signal="traces")
+            self.counters.add("export.dropped", len(spans), signal="traces",
+                              reason="export_failed")
         else:
             self.counters.add("export.sent", len(spans), signal="traces")
         return result

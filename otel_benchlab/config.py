@@ -278,6 +278,8 @@ def validate(cfg: Config) -> None:
     def bad(key: str, msg: str) -> ConfigError:
         return ConfigError(f"setting '{key}': {msg}")
 
+    # Power-source labels are lowercase everywhere (schema.PRIMARY_POWER_SOURCES).
+    cfg.power_sources = [p.strip().lower() for p in cfg.power_sources]
     for i, pair in enumerate(cfg.pairs):
         if len(pair) != 2 or not all(pair) or pair[0] == pair[1]:
             raise bad(f"pairs[{i}]", f"{pair!r} must be two different stage names")

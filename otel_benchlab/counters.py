@@ -31,6 +31,13 @@ class AgentCounters:
             log.warning("%s%s: %s (counted in benchlab.agent.%s; logged once)", name,
                         f" [{where}]" if where else "", hint, name)
 
+    def declare(self, name: str, **labels: str) -> None:
+        """Make a series exist at 0 before anything happens, so rate() and absence alerts
+        work from the first scrape (Prometheus' advice for known label values)."""
+        key = (name, tuple(sorted(labels.items())))
+        with self._lock:
+            self._counts.setdefault(key, 0)
+
     def get(self, name: str, **labels: str) -> int:
         with self._lock:
             if labels:

@@ -27,7 +27,7 @@ from otel_benchlab.processors.ids import group_hash, hex_np, span_ids_np, trace_
 from otel_benchlab.processors.pairing import StagePairer, pair_keyed_arrays
 from otel_benchlab.receivers.stored import StoredSession, read_session
 from otel_benchlab.records import StageMark, StageSpan
-from otel_benchlab.schema import aligned_schema, power_columns
+from otel_benchlab.schema import aligned_schema, power_columns, power_source_order
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,7 @@ def _labels(stored: StoredSession, cfg: Config) -> list[str]:
     if cfg.power_sources:
         return list(cfg.power_sources)
     have = list(stored.power)
-    return [p for p in ("SYS", "CPU", "GPU") if p in have] + [
-        p for p in have if p not in ("SYS", "CPU", "GPU")]
+    return power_source_order(have)
 
 
 @dataclass

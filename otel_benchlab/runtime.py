@@ -42,6 +42,7 @@ from otel_benchlab.schema import (
     aligned_schema,
     marks_to_table,
     power_columns,
+    power_source_order,
     spans_to_table,
 )
 from otel_benchlab.session import Session
@@ -55,8 +56,8 @@ BATCH_S = 1.0  # energy, metrics, traces and files work on batches of about a se
 
 
 def choose_power_sources(cfg: Config, sensors: list[SensorInfo]) -> dict[str, str]:
-    """label -> kind ("power" or "energy"), primary first: the configured list, else SYS,
-    CPU, GPU, then any other power source in the order the receivers described them."""
+    """label -> kind ("power" or "energy"), primary first: the configured list, else sys,
+    cpu, gpu, then any other power source in the order the receivers described them."""
     seen: dict[str, str] = {}
     for s in sensors:
         if s.power_source and s.power_source not in seen:
@@ -68,9 +69,7 @@ def choose_power_sources(cfg: Config, sensors: list[SensorInfo]) -> dict[str, st
                         "(have: %s); their energy columns stay empty", missing,
                         ", ".join(seen) or "none")
         return {p: seen.get(p, "power") for p in cfg.power_sources}
-    order = [p for p in ("SYS", "CPU", "GPU") if p in seen] + [
-        p for p in seen if p not in ("SYS", "CPU", "GPU")]
-    return {p: seen[p] for p in order}
+    return {p: seen[p] for p in power_source_order(list(seen))}
 
 
 class Agent:
@@ -161,7 +160,18 @@ class Agent:
                                                   cfg.otlp.metric_interval_s, readers)
         meter = self.meter_provider.get_meter("otel_benchlab")
         self.pipeline_metrics = PipelineMetrics(meter)
-        self.sample_metrics = SampleMetrics(meter, self.sensors)
+        self.sample_metrics = SampleMetrics(meter, self.sensors,
+                                            stale_after_s=max(3.0 / cfg.sample_hz, 1.0))
+        for signal, plan in self.plans.items():
+            if plan.otlp:
+                c.declare("export.failures", signal=signal)
+        if self.traces is not None:
+            for reason in ("export_failed", "queue_full"):
+                c.declare("export.dropped", signal="traces", reason=reason)
+        for what, on in (("parquet", cfg.parquet.enabled), ("journal", cfg.parquet.enabled),
+                         ("capframex", cfg.capframex.enabled)):
+            if on:
+                c.declare("write.errors", exporter=what)
         AgentMetrics(meter, c, self.queue.qsize)
         self._system_metrics = None
         try:
@@ -202,7 +212,8 @@ class Agent:
             self.capframex = CapFrameXWriter(self.session.capframex, cfg.capframex.app,
                                              power_columns(self.labels),
                                              cfg.capframex.sample_time_ms,
-                                             cfg.capframex.watch_dir or None)
+                                             cfg.capframex.watch_dir or None, spill=True,
+                                             on_error=on_error)
 
     # -- intake ------------------------------------------------------------------------
     def emit(self, record: Sample | StageMark) -> bool:
@@ -504,7 +515,8 @@ class Agent:
         undelivered: dict = {}
         if self.traces is not None:
             sent = self.counters.get("export.sent", signal="traces")
-            failed = self.counters.get("export.dropped", signal="traces")  # not queue_full
+            failed = self.counters.get("export.dropped", signal="traces",
+                                       reason="export_failed")
             waiting = self.traces.handed - sent - failed
             if waiting > 0:
                 undelivered["spans"] = waiting

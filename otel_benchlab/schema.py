@@ -37,6 +37,20 @@ _ALIGNED_HEAD = [
 ]
 
 
+# Power-source labels, the same text in every place a user meets them: the aligned
+# power_source column and power_mean_w_<label> / energy_j_<label> columns, the span
+# attributes benchlab.power.mean.<label> / benchlab.energy.<label>, the metric attribute
+# benchlab.power.source, CapFrameX's Power_<label>_W columns, and the power_sources setting.
+# Lowercase: sys, cpu, gpu for a BENCHLAB (sys_<uid tail> ... with several), sim_gpu0 for
+# the simulated GPU. The whole machine comes first where it is measured.
+PRIMARY_POWER_SOURCES = ("sys", "cpu", "gpu")
+
+
+def power_source_order(labels: list[str]) -> list[str]:
+    return [p for p in PRIMARY_POWER_SOURCES if p in labels] + [
+        p for p in labels if p not in PRIMARY_POWER_SOURCES]
+
+
 @functools.lru_cache(maxsize=1024)
 def column_suffix(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")

@@ -214,6 +214,11 @@ class BenchlabDevice:
         self.fixed_path = fixed_path
         self.max_rtt_ns = max_rtt_ns
         self.samples = 0
+        for reason in ("timeout", "short_read", "junk", "implausible", "io_error"):
+            counters.declare("read.errors", source=ident.uid, reason=reason)
+        for name in ("device.disconnects", "device.reconnects", "read.overruns",
+                     "sample.uncertain"):
+            counters.declare(name, source=ident.uid)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -357,7 +362,9 @@ class BenchlabReceiver:
         out = []
         several = len(self.devices) > 1
         for d in self.devices:
-            labels = {g: (f"{g}_{d.ident.uid[-6:]}" if several else g) for g in POWER_GROUPS}
+            # Power-source labels are lowercase everywhere (see schema.power_source_order).
+            labels = {g: (f"{g.lower()}_{d.ident.uid[-6:].lower()}" if several else g.lower())
+                      for g in POWER_GROUPS}
             out += sensor_infos(d.ident.uid, d.ident.layout, d.ident.attributes(), labels)
         return out
 

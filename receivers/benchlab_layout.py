@@ -135,7 +135,9 @@ def sensor_infos(uid: str, layout: Layout, identity: dict[str, str],
            info("MB", "hw.power", "W", "power_supply")]
     for rail in layout.rails:
         sub = {"benchlab.rail.wire": "true"} if "_W" in rail else {}
-        out += [info(f"{rail}_P", "hw.power", "W", "power_supply", **sub),
+        # Rails have their own metric: hw.power holds the CPU, GPU and MB groups, which
+        # partition the machine (they add up to SYS), so sum(hw.power) is not doubled.
+        out += [info(f"{rail}_P", "benchlab.rail.power", "W", "power_supply", **sub),
                 info(f"{rail}_V", "hw.voltage", "V", "voltage", **sub),
                 info(f"{rail}_I", "benchlab.current", "A", "power_supply", **sub)]
     out += [info(f"VIN{i}", "hw.voltage", "V", "voltage") for i in range(13)]
@@ -149,12 +151,12 @@ def sensor_infos(uid: str, layout: Layout, identity: dict[str, str],
     for i in range(1, 10):
         out += [info(f"Fan{i}_RPM", "hw.fan.speed", "rpm", "fan"),
                 info(f"Fan{i}_Duty", "hw.fan.speed_ratio", "1", "fan"),
-                info(f"Fan{i}_Enable", "benchlab.fan.enabled", "1", "fan")]
+                info(f"Fan{i}_Enable", "benchlab.fan.enabled", "{state}", "fan")]
     out += [info("FanExtDuty", "hw.fan.speed_ratio", "1", "fan"),
-            info("FanSwitch", "benchlab.switch.fan", "1", "fan"),
-            info("RGBSwitch", "benchlab.switch.rgb", "1", "enclosure"),
-            info("RGBExt", "benchlab.rgb.external", "1", "enclosure")]
+            info("FanSwitch", "benchlab.switch.fan", "{position}", "fan"),
+            info("RGBSwitch", "benchlab.switch.rgb", "{position}", "enclosure"),
+            info("RGBExt", "benchlab.rgb.external", "{state}", "enclosure")]
     if layout.faults:
-        out += [info("FaultStatus", "benchlab.fault.status", "1", "enclosure"),
-                info("FaultLog", "benchlab.fault.log", "1", "enclosure")]
+        out += [info("FaultStatus", "benchlab.fault.status", "{bitmask}", "enclosure"),
+                info("FaultLog", "benchlab.fault.log", "{bitmask}", "enclosure")]
     return out

@@ -122,7 +122,7 @@ class SimulatedGpu(_Thread):
              "hw.vendor": "simulated", "hw.model": "SimGPU"}
         return [
             SensorInfo("sim-gpu0", "power", "hw.power", "W", g),
-            SensorInfo("sim-gpu0", "energy", "hw.energy", "J", g, power_source="gpu0",
+            SensorInfo("sim-gpu0", "energy", "hw.energy", "J", g, power_source="sim_gpu0",
                        kind="energy"),
             SensorInfo("sim-gpu0", "utilization", "hw.gpu.utilization", "1", g),
             SensorInfo("sim-gpu0", "memory_used", "hw.gpu.memory.usage", "By", g),

@@ -228,10 +228,10 @@ def _seed_power(path: Path, rejected: dict[str, int]) -> dict:
         rails = [n for n in names if n.startswith("p_") and n not in ("p_sys", "p_cpu", "p_gpu")]
         series = {}
         if "p_sys" in names:
-            series["SYS"] = _kv_floats(t, "p_sys")
+            series["sys"] = _kv_floats(t, "p_sys")
         elif rails:
-            series["SYS"] = np.sum([np.nan_to_num(_kv_floats(t, r)) for r in rails], axis=0)
-        for label, key in (("CPU", "p_cpu"), ("GPU", "p_gpu")):
+            series["sys"] = np.sum([np.nan_to_num(_kv_floats(t, r)) for r in rails], axis=0)
+        for label, key in (("cpu", "p_cpu"), ("gpu", "p_gpu")):
             if key in names:
                 series[label] = _kv_floats(t, key)
         for label, v in series.items():

@@ -67,7 +67,7 @@ def test_reads_both_products_over_a_pty_with_time_and_round_trip(emulator):
                                              else "BENCHLAB ORIGINAL")
     assert s[-1].values["SYS"] == pytest.approx(30 + 35 + 22 + (70 + 230 + 6) * 0.5, abs=0.01)
     infos = {i.name: i for i in rx.sensors()}
-    assert infos["SYS"].metric == "hw.host.power" and infos["SYS"].power_source == "SYS"
+    assert infos["SYS"].metric == "hw.host.power" and infos["SYS"].power_source == "sys"
     assert infos["CPU"].attributes["hw.id"].endswith(":CPU")
     assert set(s[-1].values) <= set(infos)
 
@@ -224,8 +224,8 @@ def test_several_devices_are_each_their_own_source_with_their_own_power_labels()
         b.stop()
     assert {s.source for s in out.samples} == {"AA" * 12, "BB" * 12}
     labels = {i.power_source for i in rx.sensors() if i.power_source}
-    assert labels == {"SYS_AAAAAA", "CPU_AAAAAA", "GPU_AAAAAA",
-                      "SYS_BBBBBB", "CPU_BBBBBB", "GPU_BBBBBB"}
+    assert labels == {"sys_aaaaaa", "cpu_aaaaaa", "gpu_aaaaaa",
+                      "sys_bbbbbb", "cpu_bbbbbb", "gpu_bbbbbb"}
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")

@@ -19,26 +19,26 @@ def spans(n: int) -> list[StageSpan]:
     for f in range(n):
         s = StageSpan("cam", "c0", f, "ingress", "encoded", 1000 * MS + f * 16 * MS,
                       1000 * MS + f * 16 * MS + (5 + f % 3) * MS)
-        s.power = {"SYS": PowerFigure(200.0, 200.0 * s.latency_ns / 1e9),
-                   "GPU": PowerFigure(None, None)}
+        s.power = {"sys": PowerFigure(200.0, 200.0 * s.latency_ns / 1e9),
+                   "gpu": PowerFigure(None, None)}
         out.append(s)
     return out
 
 
 def writer(tmp_path, **kw) -> CapFrameXWriter:
-    return CapFrameXWriter(tmp_path, "my app,x", power_columns(["SYS", "GPU"]), 100, **kw)
+    return CapFrameXWriter(tmp_path, "my app,x", power_columns(["sys", "gpu"]), 100, **kw)
 
 
 def test_csv_and_json_follow_the_import_rules_and_carry_stage_latency(tmp_path):
     w = writer(tmp_path, watch_dir=tmp_path / "watch")
-    w.add_power("SYS", np.arange(0, 3000, 100) * MS, np.full(30, 200.0))
-    w.add_power("GPU", np.arange(0, 3000, 100) * MS, np.linspace(100, 130, 30))
-    w.export(spans_to_table(spans(40)[::-1], TimeBase(0), ["SYS", "GPU"]))  # out of order
+    w.add_power("sys", np.arange(0, 3000, 100) * MS, np.full(30, 200.0))
+    w.add_power("gpu", np.arange(0, 3000, 100) * MS, np.linspace(100, 130, 30))
+    w.export(spans_to_table(spans(40)[::-1], TimeBase(0), ["sys", "gpu"]))  # out of order
     w.shutdown()
     rows = check_csv(tmp_path / "cam_ingress_to_encoded.csv")
     assert [float(r["MsBetweenPresents"]) for r in rows[:3]] == [5.0, 6.0, 7.0]
     assert rows[0]["Application"] == "my_app_x"  # no comma can break the naive split
-    assert float(rows[0]["PowerSYSW"]) == 200.0 and rows[0]["PowerGPUW"] == ""
+    assert float(rows[0]["Power_sys_W"]) == 200.0 and rows[0]["Power_gpu_W"] == ""
     doc = check_json(tmp_path / "cam_ingress_to_encoded.json")
     run = doc["Runs"][0]
     assert len(run["CaptureData"]["MsBetweenPresents"]) == 40
@@ -52,15 +52,51 @@ def test_csv_and_json_follow_the_import_rules_and_carry_stage_latency(tmp_path):
 
 def test_too_short_capture_is_skipped_rather_than_written_broken(tmp_path):
     w = writer(tmp_path)
-    w.export(spans_to_table(spans(10), TimeBase(0), ["SYS", "GPU"]))
+    w.export(spans_to_table(spans(10), TimeBase(0), ["sys", "gpu"]))
     w.shutdown()
     assert not list(tmp_path.glob("*.csv"))
 
 
 def test_long_captures_roll_over_into_parts(tmp_path):
     w = writer(tmp_path, max_frames=25)
-    w.export(spans_to_table(spans(30), TimeBase(0), ["SYS", "GPU"]))
-    w.export(spans_to_table(spans(30), TimeBase(0), ["SYS", "GPU"]))
+    w.export(spans_to_table(spans(30), TimeBase(0), ["sys", "gpu"]))
+    w.export(spans_to_table(spans(30), TimeBase(0), ["sys", "gpu"]))
     w.shutdown()
     names = sorted(p.name for p in tmp_path.glob("*.csv"))
     assert names == ["cam_ingress_to_encoded.csv", "cam_ingress_to_encoded_part2.csv"]
+
+
+def test_a_spilled_capture_is_the_same_file_as_one_kept_in_memory(tmp_path):
+    for name, spill in (("mem", False), ("disk", True)):
+        w = writer(tmp_path / name, spill=spill)
+        for chunk in (spans(40)[20:], spans(40)[:20]):
+            w.export(spans_to_table(chunk, TimeBase(0), ["sys", "gpu"]))
+        if spill:
+            assert list((tmp_path / name).glob(".pending-*.arrows"))
+        w.shutdown()
+    assert (tmp_path / "mem" / "cam_ingress_to_encoded.csv").read_bytes() == \
+        (tmp_path / "disk" / "cam_ingress_to_encoded.csv").read_bytes()
+    assert not list((tmp_path / "disk").glob(".pending-*"))
+
+
+def test_names_that_sanitise_alike_get_their_own_files(tmp_path):
+    w = writer(tmp_path)
+    for pipeline in ("a/b", "a_b"):
+        t = spans(30)
+        for s in t:
+            s.pipeline = pipeline
+        w.export(spans_to_table(t, TimeBase(0), ["sys", "gpu"]))
+    w.shutdown()
+    assert sorted(p.name for p in tmp_path.glob("*.csv")) == [
+        "a_b_ingress_to_encoded.csv", "a_b_ingress_to_encoded_2.csv"]
+    assert len(set(w.files_written)) == 4
+
+
+def test_a_failed_write_is_counted_and_keeps_the_rows_for_replay(tmp_path):
+    errors = []
+    w = writer(tmp_path / "cx", spill=True, on_error=lambda what, n: errors.append((what, n)))
+    w.export(spans_to_table(spans(30), TimeBase(0), ["sys", "gpu"]))
+    (tmp_path / "cx" / "cam_ingress_to_encoded.csv").mkdir()  # the write cannot replace it
+    w.shutdown()
+    assert errors == [("capframex", 30)]
+    assert list((tmp_path / "cx").glob(".pending-*.arrows"))

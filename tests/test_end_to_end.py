@@ -266,7 +266,7 @@ def test_replay_reads_a_seed_session_and_skips_torn_lines(tmp_path):
     assert "skipped 4 bad records" in proc.stdout  # 2 torn lines + 1 line cut in two
     t = ds.dataset(tmp_path / "seed" / "replay" / "aligned").to_table().to_pandas()
     assert len(t) >= 98  # the torn line cut one mark at most
-    assert np.allclose(t.energy_j, 100.0 * 0.005) and (t.power_source == "SYS").all()
+    assert np.allclose(t.energy_j, 100.0 * 0.005) and (t.power_source == "sys").all()
     check_csv(tmp_path / "seed" / "replay" / "capframex" / "seed_A_to_B.csv")
 
 
