@@ -1,0 +1,162 @@
+"""Soak: the agent at 4x the default load (4 streams x 60 fps x 3 stages, sensors at 40 Hz,
+every exporter on) for a long time, its RSS sampled, OTLP going to a collector that
+accepts connections and never answers (or to a working one with --collector ok), and
+Prometheus scraped. Prints RSS over time, its slope after the warm-up, CPU, and what the
+agent counted as dropped.
+
+Usage: python benchmarks/soak.py [--minutes 60] [--collector hang|ok|down]
+The suite runs the same code for a couple of minutes (tests/test_soak.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.servers import BlackHole, OtlpCollector, free_port  # noqa: E402
+
+LOAD_4X = """[sim]
+streams = ["cam0", "cam1", "cam2", "cam3"]
+mark_loss = 0.0
+[parquet]
+part_seconds = 10
+"""
+
+
+@dataclass
+class SoakResult:
+    rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MB)
+    cpu_percent: float = 0.0
+    rc: int | None = None
+    stderr: str = ""
+    session: Path | None = None
+    burst_ms: list[float] = field(default_factory=list)  # concurrent scrape times
+    burst_ok: int = 0
+
+    def slope_mb_per_min(self, warmup_s: float) -> float:
+        pts = np.array([p for p in self.rss_mb if p[0] >= warmup_s])
+        if len(pts) < 3:
+            return float("nan")
+        return float(np.polyfit(pts[:, 0] / 60.0, pts[:, 1], 1)[0])
+
+    def summary(self) -> dict:
+        return json.loads((self.session / "session.json").read_text())["summary"]
+
+
+def scrape(url: str) -> float:
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=60) as r:
+        r.read()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def scrape_burst(port: int, n: int) -> list[float]:
+    """``n`` scrapes at once, each its own connection (asyncio: a client of 200 threads in
+    one Python process measures its own GIL, not the server). Milliseconds of each one
+    that got a 200 answer with a body."""
+    async def one() -> float | None:
+        t0 = time.perf_counter()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = await reader.read()
+        writer.close()
+        ok = data.startswith(b"HTTP/1.") and b" 200 " in data[:20] and b"# HELP" in data
+        return (time.perf_counter() - t0) * 1e3 if ok else None
+
+    async def all_at_once() -> list:
+        return await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+
+    return [r for r in asyncio.run(all_at_once()) if isinstance(r, float)]
+
+
+def soak(seconds: float, collector: str = "hang", python: str = sys.executable,
+         rss_every_s: float = 5.0, burst_at_s: float | None = None, burst: int = 200,
+         scrape_s: float = 15.0, workdir: str | None = None) -> SoakResult:
+    server = {"hang": BlackHole, "ok": OtlpCollector}.get(collector)
+    srv = server().start() if server else None
+    port = srv.port if srv else free_port()
+    data = Path(workdir or tempfile.mkdtemp(prefix="soak-"))
+    (data / "soak.toml").write_text(LOAD_4X)
+    prom = free_port()
+    url = f"http://127.0.0.1:{prom}/metrics"
+    proc = subprocess.Popen(
+        [python, "-m", "otel_benchlab", "--simulate", "--sample-hz", "40", "--duration",
+         str(seconds), "--data-root", str(data / "data"), "--session", "soak",
+         "--prom-bind", f"127.0.0.1:{prom}", "--config", str(data / "soak.toml")],
+        env={"PATH": "/usr/bin:/bin", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+             "OTEL_METRIC_EXPORT_INTERVAL": "5000", "OTEL_EXPORTER_OTLP_TIMEOUT": "2000"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=data)
+    res = SoakResult(session=data / "data" / "sessions" / "soak")
+    p = psutil.Process(proc.pid)
+    t0 = time.monotonic()
+    cpu0 = None
+    next_rss = next_scrape = 0.0
+    burst_done = burst_at_s is None
+    while proc.poll() is None:
+        now = time.monotonic() - t0
+        try:
+            if now >= next_rss:
+                res.rss_mb.append((now, p.memory_info().rss / 2**20))
+                next_rss += rss_every_s
+                if cpu0 is None and now >= 10:
+                    cpu0 = (now, sum(p.cpu_times()[:2]))
+            if now >= next_scrape and now > 5:
+                scrape(url)
+                next_scrape = now + scrape_s
+            if not burst_done and now >= burst_at_s:
+                burst_done = True
+                res.burst_ms = scrape_burst(prom, burst)
+                res.burst_ok = len(res.burst_ms)
+            if cpu0 is not None:
+                cpu1 = (now, sum(p.cpu_times()[:2]))
+                if cpu1[0] > cpu0[0]:
+                    res.cpu_percent = 100 * (cpu1[1] - cpu0[1]) / (cpu1[0] - cpu0[0])
+        except (psutil.Error, OSError):
+            pass
+        time.sleep(0.5)
+    res.rc = proc.returncode
+    res.stderr = proc.stderr.read()
+    if srv:
+        srv.stop()
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--collector", choices=["hang", "ok", "down"], default="hang")
+    ap.add_argument("--agent-python", default=sys.executable)
+    args = ap.parse_args()
+    seconds = args.minutes * 60
+    res = soak(seconds, args.collector, args.agent_python, rss_every_s=10.0,
+               burst_at_s=seconds / 2)
+    warm = min(120.0, seconds / 4)
+    after = [m for t, m in res.rss_mb if t >= warm]
+    s = res.summary()
+    print(f"soak {args.minutes:g} min at 4x load, collector {args.collector}: rc {res.rc}")
+    print(f"  RSS after {warm:.0f} s warm-up: first {after[0]:.1f} MB, max {max(after):.1f} MB, "
+          f"last {after[-1]:.1f} MB, slope {res.slope_mb_per_min(warm):+.3f} MB/min")
+    print(f"  CPU {res.cpu_percent:.1f} % of one core")
+    print(f"  {res.burst_ok}/200 concurrent scrapes ok, median {np.median(res.burst_ms):.0f} ms, "
+          f"max {max(res.burst_ms):.0f} ms")
+    print(f"  marks {s['marks']}, spans {s['spans']}, unpaired {s['unpaired']}, queue dropped "
+          f"{s['queue_dropped']}, export failures {s['export_failures']}, spans dropped "
+          f"{s['export_dropped']}, undelivered at exit {s.get('undelivered', {})}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
