@@ -91,7 +91,17 @@ def replay_session(session_dir: str | Path, cfg: Config,
         stored = read_session(session_dir)
     except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from None
+    if stored.marks.num_rows == 0:
+        raise ConfigError(f"{session_dir}: no stage marks to replay"
+                          + (f" (skipped: {stored.rejected})" if stored.rejected else ""))
     pairs = pairs or stored.pairs or cfg.pair_tuples()
+    have = set(pc.unique(stored.marks["stage"]).cast(pa.string()).to_pylist())
+    for a, b in pairs:
+        for stage in (a, b):
+            if stage not in have:
+                raise ConfigError(f"{session_dir}: stage {stage!r} (pair {a}->{b}) does not "
+                                  f"occur in the session; its stages are "
+                                  f"{', '.join(sorted(have))}")
     out_dir = Path(out) if out else session_dir / "replay"
     _prepare_out(out_dir, force)
     result = ReplayResult(out_dir, stored.marks.num_rows, 0.0, rejected=dict(stored.rejected))
@@ -128,8 +138,11 @@ def _prepare_out(out_dir: Path, force: bool) -> None:
 
 
 def _labels(stored: StoredSession, cfg: Config) -> list[str]:
+    """The configured power sources (flag or file), else the session's own, else all."""
     if cfg.power_sources:
         return list(cfg.power_sources)
+    if stored.power_sources:
+        return list(stored.power_sources)
     have = list(stored.power)
     return power_source_order(have)
 

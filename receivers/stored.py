@@ -5,6 +5,7 @@ once per file with where, and skipped; the good data around them is kept.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -32,6 +33,7 @@ class StoredSession:
     power: dict[str, tuple[str, np.ndarray, np.ndarray]]  # label -> (kind, ts_ns, values)
     pairs: list[tuple[str, str]] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)
+    power_sources: list[str] = field(default_factory=list)  # as the session configured them
 
 
 def read_session(path: str | Path) -> StoredSession:
@@ -72,16 +74,52 @@ def _read_parts(directory: Path, columns: list[str], rejected: dict[str, int],
     return tables
 
 
+def _manifest(path: Path) -> dict:
+    """session.json, checked piece by piece: what is unreadable is said once and left out,
+    since the data can be read without it (only power-source kinds and pairs come from it)."""
+    f = path / "session.json"
+    if not f.exists():
+        log.warning("%s is missing: replaying without it (no power sources known, so no "
+                    "energy; give pairs with --pair)", f)
+        return {}
+    try:
+        manifest = json.loads(f.read_bytes())
+    except (OSError, ValueError) as exc:
+        log.warning("%s is unreadable (%s): replaying without it (no power sources known, so "
+                    "no energy; give pairs with --pair)", f, exc)
+        return {}
+    if not isinstance(manifest, dict):
+        log.warning("%s is not a JSON object: replaying without it", f)
+        return {}
+    for key, typ in (("config", dict), ("sensors", list), ("session_id", str)):
+        if key in manifest and not isinstance(manifest[key], typ):
+            log.warning("%s: '%s' is not a %s; ignored", f, key, typ.__name__)
+            del manifest[key]
+    manifest["sensors"] = [s for s in manifest.get("sensors", []) if isinstance(s, dict)
+                           and isinstance(s.get("source"), str) and isinstance(s.get("name"), str)]
+    cfg = manifest.get("config", {})
+    for key in ("pairs", "power_sources"):
+        items = cfg.get(key, [])
+        ok = isinstance(items, list) and all(
+            (isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p))
+            if key == "pairs" else isinstance(p, str) for p in items)
+        if not ok:
+            log.warning("%s: config '%s' is malformed; ignored", f, key)
+            cfg[key] = []
+    manifest["config"] = cfg
+    return manifest
+
+
 def read_parquet_session(path: Path) -> StoredSession:
-    manifest = json.loads((path / "session.json").read_text()) if (
-        path / "session.json").exists() else {}
+    manifest = _manifest(path)
     rejected: dict[str, int] = {}
     mark_cols = ["ts_ns", "ts_unix_ns", "pipeline", "stream", "stage", "frame"]
     parts = _read_parts(path / "raw" / "marks", mark_cols, rejected,
                         ["pipeline", "stream", "stage"])
     marks = pa.concat_tables(parts).unify_dictionaries() if parts else \
         MARK_SCHEMA.empty_table().select(mark_cols)
-    sources = {(s["source"], s["name"]): (s["power_source"], s.get("kind", "power"))
+    sources = {(s["source"], s["name"]): (str(s["power_source"]).lower(),
+                                          s.get("kind", "power"))
                for s in manifest.get("sensors", []) if s.get("power_source")}
     power: dict[str, tuple[str, list, list]] = {}
     sample_parts = _read_parts(path / "raw" / "samples", ["ts_ns", "source", "sensor", "value"],
@@ -92,12 +130,13 @@ def read_parquet_session(path: Path) -> StoredSession:
             entry = power.setdefault(label, (kind, [], []))
             entry[1].append(sel["ts_ns"].to_numpy())
             entry[2].append(sel["value"].to_numpy())
-    cfg_pairs = manifest.get("config", {}).get("pairs", [])
+    cfg_pairs = manifest.get("config", {}).get("pairs", [])  # checked by _manifest
     return StoredSession(
         session_id=manifest.get("session_id", path.name), marks=marks,
         power={k: (kind, *_sorted(np.concatenate(ts), np.concatenate(v)))
                for k, (kind, ts, v) in power.items() if ts},
-        pairs=[tuple(p) for p in cfg_pairs], rejected=rejected)
+        pairs=[tuple(p) for p in cfg_pairs], rejected=rejected,
+        power_sources=[p.lower() for p in manifest.get("config", {}).get("power_sources", [])])
 
 
 def _sorted(ts: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,48 +148,151 @@ def _sorted(ts: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- the seed project's JSONL ----------------------------------------------------------
-def _jsonl_tables(path: Path, rejected: dict[str, int]) -> list[pa.Table]:
-    """Parse a JSONL file chunk by chunk with Arrow's reader; a chunk it refuses (torn or
-    malformed lines) is parsed line by line so only the bad lines are lost."""
+MAX_LINE_BYTES = 1 << 20  # seed lines are ~100 bytes; a longer one is garbage, skipped
+INT64_MAX = (1 << 63) - 1
+
+
+def _int(v: object) -> int | None:
+    """A JSON integer in int64 range (floats, bools, NaN and strings are not ids or times)."""
+    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= INT64_MAX:
+        return v
+    return None
+
+
+def seed_mark(rec: object) -> dict | None:
+    """A seed pipeline line normalised, or None if it is not a valid mark."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("kv"), dict):
+        return None
+    kv = rec["kv"]
+    ts, stage, frame = _int(rec.get("ts_ns")), kv.get("stage"), kv.get("frame")
+    if ts is None or not isinstance(stage, str) or not stage:
+        return None
+    if frame is not None and _int(frame) is None:
+        return None
+    text = {k: kv.get(k) for k in ("stream", "pipeline")}
+    source = rec.get("source")
+    if any(v is not None and not isinstance(v, str) for v in (*text.values(), source)):
+        return None
+    return {"ts_ns": ts, "source": source, "kv": {"stage": stage, "frame": frame, **text}}
+
+
+SEED_MARK_SCHEMA = pa.schema([
+    ("ts_ns", pa.int64()), ("source", pa.string()),
+    ("kv", pa.struct([("stage", pa.string()), ("frame", pa.int64()),
+                      ("stream", pa.string()), ("pipeline", pa.string())])),
+])
+
+
+def seed_mark_chunk_ok(t: pa.Table) -> bool:
+    """Whether Arrow's parse of a chunk has the types marks need (else: line by line)."""
+    ok = "ts_ns" in t.column_names and pa.types.is_int64(t["ts_ns"].type) and \
+        "kv" in t.column_names and pa.types.is_struct(t["kv"].type)
+    if not ok:
+        return False
+    kv = t["kv"].type
+    want = {"stage": pa.types.is_string, "frame": lambda x: pa.types.is_int64(x) or
+            pa.types.is_null(x), "stream": pa.types.is_string, "pipeline": pa.types.is_string}
+    for name, check in want.items():
+        i = kv.get_field_index(name)
+        if (i < 0 and name == "stage") or (i >= 0 and not check(kv.field(i).type)):
+            return False
+    if "source" in t.column_names and not pa.types.is_string(t["source"].type):
+        return False
+    try:  # Arrow's JSON reader takes bytes that are not UTF-8 into strings as they are
+        t.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    if pc.min(t["ts_ns"]).as_py() is not None and pc.min(t["ts_ns"]).as_py() < 0:
+        return False
+    frame = _kv_column(t, "frame")
+    return frame is None or pa.types.is_null(frame.type) or (
+        pc.min(frame).as_py() is None or pc.min(frame).as_py() >= 0)
+
+
+def seed_power(rec: object) -> dict | None:
+    """A seed BENCHLAB line with only finite numeric p_* values, or None."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("kv"), dict):
+        return None
+    ts = _int(rec.get("ts_ns"))
+    values = {k: float(v) for k, v in rec["kv"].items() if k.startswith("p_")
+              and isinstance(v, (int, float)) and not isinstance(v, bool)
+              and np.isfinite(float(v))}
+    if ts is None or len(values) != sum(1 for k in rec["kv"] if k.startswith("p_")):
+        return None
+    return {"ts_ns": ts, "kv": values}
+
+
+def seed_power_chunk_ok(t: pa.Table) -> bool:
+    if "ts_ns" not in t.column_names or not pa.types.is_int64(t["ts_ns"].type) or \
+            "kv" not in t.column_names or not pa.types.is_struct(t["kv"].type):
+        return False
+    return all(pa.types.is_floating(f.type) or pa.types.is_integer(f.type)
+               for f in t["kv"].type if f.name.startswith("p_"))
+
+
+def _jsonl_tables(path: Path, rejected: dict[str, int],
+                  normalise=seed_mark, chunk_ok=seed_mark_chunk_ok,
+                  schema: pa.Schema | None = SEED_MARK_SCHEMA) -> list[pa.Table]:
+    """Parse a JSONL file chunk by chunk with Arrow's reader. A chunk Arrow refuses, or
+    parses into types the records cannot have, is read line by line with ``normalise``,
+    so only the bad lines are lost. Memory stays bounded: a line longer than
+    MAX_LINE_BYTES is skipped as it streams by, never held whole."""
     tables: list[pa.Table] = []
     bad = 0
     first_bad: int | None = None
     line_no = 0
+    skipping = False  # inside an over-long line
     with open(path, "rb") as fh:
         rest = b""
         while True:
             block = fh.read(CHUNK_BYTES)
+            if skipping:
+                cut = block.find(b"\n")
+                if cut < 0 and block:
+                    continue
+                skipping, block = False, block[cut + 1:] if cut >= 0 else b""
+                line_no += 1
             data = rest + block
             if not block:
                 rest, chunk = b"", data
             else:
                 cut = data.rfind(b"\n") + 1
                 chunk, rest = data[:cut], data[cut:]
+                if len(rest) > MAX_LINE_BYTES:  # no end in sight: skip it as it streams
+                    bad += 1
+                    first_bad = first_bad or line_no + chunk.count(b"\n") + 1
+                    rest, skipping = b"", True
             if chunk.strip():
-                try:
-                    tables.append(pj.read_json(io.BytesIO(chunk)))
-                except pa.ArrowInvalid:
+                table = None
+                with contextlib.suppress(pa.ArrowInvalid):
+                    table = pj.read_json(io.BytesIO(chunk))
+                if table is not None and chunk_ok(table):
+                    tables.append(table)
+                else:
                     good = []
-                    for i, line in enumerate(chunk.splitlines(), start=line_no + 1):
+                    for i, line in enumerate(chunk.split(b"\n"), start=line_no + 1):
                         if not line.strip():
                             continue
-                        try:
-                            rec = json.loads(line)
-                            if not isinstance(rec, dict) or not isinstance(rec.get("kv"), dict):
-                                raise ValueError("not an object with a kv table")
-                            good.append(rec)
-                        except ValueError:
+                        rec = None
+                        if len(line) <= MAX_LINE_BYTES:
+                            try:
+                                rec = normalise(json.loads(line))
+                            except (ValueError, RecursionError):
+                                rec = None
+                        if rec is None:
                             bad += 1
                             first_bad = first_bad or i
+                        else:
+                            good.append(rec)
                     if good:
-                        tables.append(pa.Table.from_pylist(good))
+                        tables.append(pa.Table.from_pylist(good, schema=schema))
             line_no += chunk.count(b"\n")
             if not block:
                 break
     if bad:
         rejected[str(path)] = bad
-        log.warning("%s: skipped %d torn or malformed lines (first at line %d)", path, bad,
-                    first_bad)
+        log.warning("%s: skipped %d torn, malformed or over-long lines (first at line %d)",
+                    path, bad, first_bad)
     return tables
 
 
@@ -184,14 +326,9 @@ def read_seed_session(path: Path) -> StoredSession:
             continue
 
         source = pc.cast(t["source"], pa.string()) if "source" in t.column_names else "seed"
-        frame = _kv_column(t, "frame")
-        try:
-            frame_arr = pc.cast(frame, pa.int64()) if frame is not None else pa.nulls(
-                n, pa.int64())
-        except pa.ArrowInvalid:
-            frame_arr = pa.array([int(f) if isinstance(f, (int, float)) or (
-                isinstance(f, str) and f.isdigit()) else None for f in frame.to_pylist()],
-                pa.int64())
+        frame = _kv_column(t, "frame")  # int64 or all null: chunks are checked for it
+        frame_arr = pc.cast(frame, pa.int64()) if frame is not None else pa.nulls(
+            n, pa.int64())
         tbl = pa.table({
             "ts_ns": pc.cast(t["ts_ns"], pa.int64()),
             "pipeline": _text(_kv_column(t, "pipeline"), "seed", n),
@@ -219,7 +356,7 @@ def _seed_power(path: Path, rejected: dict[str, int]) -> dict:
         return {}
     ts_all: dict[str, list[np.ndarray]] = {}
     v_all: dict[str, list[np.ndarray]] = {}
-    for t in _jsonl_tables(path, rejected):
+    for t in _jsonl_tables(path, rejected, seed_power, seed_power_chunk_ok, None):
         if "kv" not in t.column_names or not pa.types.is_struct(t["kv"].type):
             continue
         names = [t["kv"].type.field(i).name for i in range(t["kv"].type.num_fields)]
