@@ -105,8 +105,13 @@ class CapFrameXWriter:
                     if self.spill else None)
             try:
                 pending.add(part)
-            except OSError as exc:
-                self._failed(pending.path, part.num_rows, exc)
+            except (OSError, pa.ArrowException) as exc:
+                # A torn file takes nothing more: this capture starts again (replay makes
+                # the whole one from the Parquet files).
+                self._failed(pending.path, pending.rows + part.num_rows, exc)
+                pending.discard()
+                del self._pending[k]
+                continue
             if pending.rows >= self.max_frames:
                 self._write_group(k)
         self._trim_power()

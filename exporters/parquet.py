@@ -86,8 +86,12 @@ class ParquetPartWriter:
     def _append_journal(self, table: pa.Table) -> None:
         try:
             if self._journal is None:
-                self._journal_file = open(journal_path(self.directory, self._next), "ab")  # noqa: SIM115
+                # A fresh stream with every row of the part so far: after a failed append
+                # (full disk) the old file may end torn, and nothing may follow a tear.
+                self._journal_file = open(journal_path(self.directory, self._next), "wb")  # noqa: SIM115
                 self._journal = pa.ipc.new_stream(self._journal_file, self.schema)
+                for t in self._buf[:-1]:
+                    self._journal.write_table(t)
             self._journal.write_table(table)
             self._journal_file.flush()
             if self._clock() - self._synced >= self.sync_s:
