@@ -3,8 +3,10 @@ real Prometheus; its Parquet and CapFrameX files are checked against the spans i
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -67,6 +69,16 @@ def test_agent_exits_cleanly_and_says_where_everything_goes(run):
     assert "traces: OTLP grpc 127.0.0.1:" in proc.stdout
     assert "metrics: OTLP grpc 127.0.0.1:" in proc.stdout
     assert "summary: " in proc.stdout  # the end-of-run summary
+    live = [ln for ln in proc.stdout.splitlines() if " fps " in ln]
+    # A line at 5 s and the last, partial window at 9 s; per pair, in pipeline order.
+    assert len(live) == 4 and "ingress->encoded" in live[0] and "encoded->inf" in live[1]
+    assert re.match(r"\d\d:\d\d:\d\d sim ", live[0])  # a time stamp
+    fps = [float(re.search(r"([\d.]+) fps", ln).group(1)) for ln in live]
+    assert all(50 < f < 70 for f in fps), fps  # the source runs at 60 fps, from the start
+    summary = proc.stdout[proc.stdout.index("summary: "):]
+    assert re.search(r"sim ingress->encoded: \d+ frames  p50 [\d.]+ p95 [\d.]+ p99 [\d.]+ ms"
+                     r"  [\d.]+ mJ/frame \(sys\)  unpaired \d+", summary), summary
+    assert "CapFrameX files in" in summary and str(run["session"]) in summary
     assert "ingress->encoded:" in proc.stdout and "fps" in proc.stdout
     assert "session e2e closed" in proc.stderr  # INFO logging on by default
     manifest = json.loads((run["session"] / "session.json").read_text())
@@ -162,6 +174,47 @@ def test_prometheus_scrapes_the_agent_and_histogram_quantile_matches_the_data(ru
     true = np.median(table[table.stage_to == "encoded"].latency_ms) / 1000
     assert abs(q50 - true) < 0.0025, (q50, true)  # within the 2.5 ms bucket width there
     assert prom.query("last_over_time(hw_host_power_watts[5m])")
+
+
+def test_the_obvious_power_query_adds_up_to_the_machine(run):
+    """sum(hw_power_watts) of the meter is the whole machine: its rails are a metric of
+    their own, so they are not counted again."""
+    prom = run["prometheus"]
+    if prom is None:
+        pytest.skip("Debian's prometheus is not installed (.ci/run installs it)")
+    uid = "0123456789ABCDEF01234567"
+    total = prom.query(f'sum(last_over_time(hw_power_watts{{benchlab_device_uid="{uid}"}}[5m]))')
+    host = prom.query(f'sum(last_over_time(hw_host_power_watts{{benchlab_device_uid="{uid}"}}'
+                      '[5m]))')
+    rails = prom.query(f'sum(last_over_time(benchlab_rail_power_watts{{benchlab_device_uid='
+                       f'"{uid}", benchlab_rail_wire!="true"}}[5m]))')
+    t, h = float(total[0]["value"][1]), float(host[0]["value"][1])
+    assert h > 50 and abs(t - h) < 0.01 * h
+    assert abs(float(rails[0]["value"][1]) - h) < 0.02 * h
+
+
+def test_every_family_has_help_and_agent_counters_exist_from_the_first_scrape(run):
+    prom = run["prometheus"]
+    if prom is None:
+        pytest.skip("Debian's prometheus is not installed (.ci/run installs it)")
+    meta = json.load(__import__("urllib.request").request.urlopen(
+        f"http://127.0.0.1:{prom.port}/api/v1/metadata", timeout=5))["data"]
+    ours = {name: m for name, m in meta.items() if not name.startswith(("prometheus_", "go_",
+                                                                        "net_", "process_"))}
+    assert ours and all(m[0]["help"].strip() for m in ours.values()), \
+        [n for n, m in ours.items() if not m[0]["help"].strip()]
+    # Zero-valued counters are there from the first scrape, so rate() and absence alerts
+    # work before anything goes wrong.
+    first = prom.query("min_over_time(timestamp(benchlab_agent_queue_dropped_total)[5m:1s])")
+    up = prom.query("min_over_time(timestamp(up == 1)[5m:1s])")
+    assert first and float(first[0]["value"][1]) - float(up[0]["value"][1]) < 1.5
+    for name in ("benchlab_agent_read_errors_total", "benchlab_agent_device_disconnects_total",
+                 "benchlab_agent_export_failures_total"):
+        assert prom.query(f"last_over_time({name}[5m])"), name
+    sources = prom.query("last_over_time(benchlab_source_up[5m])")
+    assert {r["metric"]["source"] for r in sources} == {"0123456789ABCDEF01234567",
+                                                        "sim-gpu0"}
+    assert all(float(r["value"][1]) == 1 for r in sources)
 
 
 def test_parquet_rows_match_the_spans_sent_and_duckdb_reads_the_session(run):
@@ -282,6 +335,9 @@ def test_marks_without_frame_ids_are_paired_and_the_limit_is_said_once(tmp_path)
     assert proc.stderr.count("without frame ids") == 2  # once per stream
     logs = [json.loads(line) for line in proc.stderr.splitlines()]  # every line is JSON
     assert {"time", "level", "logger", "message"} <= set(logs[0])
+    # RFC 3339 with the zone, as log pipelines parse it.
+    when = dt.datetime.fromisoformat(logs[0]["time"])
+    assert when.tzinfo is not None and "T" in logs[0]["time"]
     table = ds.dataset(tmp_path / "sessions" / "idless" / "aligned").to_table().to_pandas()
     assert len(table) > 200 and table.frame.isna().all()
     replay = subprocess.run(agent_cmd("replay", str(tmp_path / "sessions" / "idless")),
