@@ -31,7 +31,7 @@ LOAD_4X = """[sim]
 streams = ["cam0", "cam1", "cam2", "cam3"]
 mark_loss = 0.0
 [parquet]
-part_seconds = 10
+part_seconds = 2
 """
 
 
@@ -45,11 +45,19 @@ class SoakResult:
     burst_ms: list[float] = field(default_factory=list)  # concurrent scrape times
     burst_ok: int = 0
 
-    def slope_mb_per_min(self, warmup_s: float) -> float:
+    def floor_slope_mb_per_min(self, warmup_s: float, window_s: float = 10.0) -> float:
+        """Slope of the RSS floor: the lowest sample of each window, fitted over time.
+        RSS swings by several MB as batches and parts come and go; what a leak raises is
+        the floor that remains after each part is written."""
         pts = np.array([p for p in self.rss_mb if p[0] >= warmup_s])
         if len(pts) < 3:
             return float("nan")
-        return float(np.polyfit(pts[:, 0] / 60.0, pts[:, 1], 1)[0])
+        win = ((pts[:, 0] - warmup_s) // window_s).astype(int)
+        floors = np.array([(pts[win == w, 0].mean(), pts[win == w, 1].min())
+                           for w in np.unique(win)])
+        if len(floors) < 3:
+            return float("nan")
+        return float(np.polyfit(floors[:, 0] / 60.0, floors[:, 1], 1)[0])
 
     def summary(self) -> dict:
         return json.loads((self.session / "session.json").read_text())["summary"]
@@ -148,7 +156,8 @@ def main() -> int:
     s = res.summary()
     print(f"soak {args.minutes:g} min at 4x load, collector {args.collector}: rc {res.rc}")
     print(f"  RSS after {warm:.0f} s warm-up: first {after[0]:.1f} MB, max {max(after):.1f} MB, "
-          f"last {after[-1]:.1f} MB, slope {res.slope_mb_per_min(warm):+.3f} MB/min")
+          f"last {after[-1]:.1f} MB, floor slope {res.floor_slope_mb_per_min(warm, 60.0):+.3f} "
+          "MB/min")
     print(f"  CPU {res.cpu_percent:.1f} % of one core")
     print(f"  {res.burst_ok}/200 concurrent scrapes ok, median {np.median(res.burst_ms):.0f} ms, "
           f"max {max(res.burst_ms):.0f} ms")

@@ -257,6 +257,12 @@ def load_config(
 def _apply_otel_env(cfg: Config, env: dict[str, str]) -> None:
     """The standard OTEL_* variables that change what the agent itself does."""
     sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    known = ("", "always_on", "always_off", "traceidratio", "parentbased_always_on",
+             "parentbased_always_off", "parentbased_traceidratio")
+    if sampler not in known:
+        # Frames have no parent, so parentbased_* act as their root sampler.
+        raise ConfigError(f"environment variable OTEL_TRACES_SAMPLER: {sampler!r} is not "
+                          f"supported; use one of {', '.join(known[1:])}")
     if sampler in ("always_off", "parentbased_always_off"):
         cfg.traces.sample_ratio = 0.0
     elif sampler in ("always_on", "parentbased_always_on"):

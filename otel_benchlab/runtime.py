@@ -144,6 +144,10 @@ class Agent:
 
             self.prometheus = PrometheusEndpoint(*bind)
             readers.append(self.prometheus.reader)
+            if not (bind[0] in ("localhost", "::1") or bind[0].startswith("127.")):
+                log.warning("Prometheus /metrics listens on %s:%d, reachable from other "
+                            "machines; --prom-bind 127.0.0.1:%d keeps it on this one",
+                            *bind, bind[1])
         self.plans = {s: plan_signal(s, cfg.otlp, env) for s in ("traces", "metrics")}
         self.destinations: dict[str, list[str]] = {}
         span_exporters = []
@@ -530,7 +534,9 @@ class Agent:
 
         closer = threading.Thread(target=close, name="otel-close", daemon=True)
         closer.start()
-        closer.join(0.5)  # exporters abandon retries on shutdown; bounded all the same
+        # Exporters abandon retries on shutdown; bounded all the same, and not waited for at
+        # all after a second signal (the threads are daemons: exit does not wait on them).
+        closer.join(0.0 if self._hurry.is_set() else 0.5)
         if self._system_metrics is not None:
             with contextlib.suppress(Exception):
                 self._system_metrics.uninstrument()

@@ -60,3 +60,19 @@ def test_session_ids_with_path_tricks_are_refused(bad):
 def test_a_pair_of_one_stage_is_refused():
     with pytest.raises(ConfigError, match=r"pairs\[0\]"):
         load_config(None, env={}, overrides={"pairs": [["a", "a"]]})
+
+
+def test_an_unknown_trace_sampler_is_refused_naming_the_variable():
+    with pytest.raises(ConfigError, match="OTEL_TRACES_SAMPLER"):
+        load_config(None, env={"OTEL_TRACES_SAMPLER": "jaeger_remote"})
+
+
+def test_parent_based_ratio_sampler_takes_its_argument():
+    cfg = load_config(None, env={"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                                 "OTEL_TRACES_SAMPLER_ARG": "0.1"})
+    assert cfg.traces.sample_ratio == 0.1
+
+
+def test_power_sources_are_one_lowercase_naming():
+    assert load_config(None, env={}, overrides={"power_sources": ["SYS", "Gpu"]}
+                       ).power_sources == ["sys", "gpu"]

@@ -113,3 +113,24 @@ def test_a_start_that_fails_leaves_no_session_folder(tmp_path):
                              env=agent_env(), capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and f"127.0.0.1:{port}" in out.stderr
     assert not (tmp_path / "sessions").exists() or not any((tmp_path / "sessions").iterdir())
+
+
+def test_an_unwritable_data_root_stops_start_up_naming_it(tmp_path):
+    root = tmp_path / "root"
+    root.write_text("a file, not a folder")
+    out = subprocess.run(agent_cmd("--simulate", "--duration", "1", "--data-root", str(root),
+                                   "--prom-bind", "off"),
+                         env=agent_env(), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and str(root) in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_folder_left_empty_by_a_failed_start_is_reused_by_the_same_session(tmp_path):
+    from otel_benchlab.session import Session
+
+    (tmp_path / "sessions" / "s" / "raw" / "marks").mkdir(parents=True)
+    session = Session(tmp_path, "s")
+    session.create()  # no "already exists": nothing was ever written there
+    session.release()
+    (session.path / "session.json").write_text("{}")
+    with pytest.raises(Exception, match="already exists"):
+        Session(tmp_path, "s").create()

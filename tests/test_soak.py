@@ -27,11 +27,11 @@ def test_the_soak_ends_cleanly(run):
 
 
 def test_memory_stays_flat(run):
-    slope = run.slope_mb_per_min(WARMUP_S)
+    slope = run.floor_slope_mb_per_min(WARMUP_S)
     after = [mb for t, mb in run.rss_mb if t >= WARMUP_S]
     # The leak this guards against (captures held in memory) grew 6-8 MB/min at this load.
-    assert slope < 2.0, f"RSS grows {slope:.2f} MB/min: {run.rss_mb}"
-    assert max(after) - min(after) < 25
+    assert slope < 3.0, f"RSS floor grows {slope:.2f} MB/min: {run.rss_mb}"
+    assert max(after) - min(after) < 30
 
 
 def test_a_hanging_collector_costs_counted_drops_not_the_agent(run):
