@@ -315,5 +315,10 @@ class _Pending:
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")  # CapFrameX ignores names not ending .csv/.json
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):  # no half-written file left behind
+            tmp.unlink(missing_ok=True)
+        raise

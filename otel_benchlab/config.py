@@ -7,6 +7,7 @@ it came from (file, variable or flag).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -185,11 +186,16 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         if typ is float:
             if isinstance(value, bool):
                 raise ValueError(value)
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # nan and inf pass float() but no setting works
+                raise ConfigError(f"{where}: {value!r} is not a finite number")
+            return number
         if typ is str:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError(value)
             return str(value)
+    except ConfigError:
+        raise
     except (TypeError, ValueError):
         raise ConfigError(
             f"{where}: {value!r} is not a valid {getattr(typ, '__name__', typ)}"
@@ -237,8 +243,15 @@ def load_config(
                 table = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {path} is a directory") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (TOML files are UTF-8): byte "
+                              f"{exc.start}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc}") from None
         _apply(cfg, table, path)
     for var, dotted in ENV_KEYS.items():
         if env.get(var, "") != "":
@@ -280,6 +293,28 @@ def _apply_otel_env(cfg: Config, env: dict[str, str]) -> None:
     # exporters/otlp.py, which knows the per-signal variables.
 
 
+# Numbers that parse but cannot work (a simulation at 1e9 fps grows memory by the GB, a
+# CapFrameX sample time of 0 divides by zero): dotted key -> (low, high); a low of 0 means
+# "above zero". NaN and infinity are refused for every number when the value is read.
+RANGES: dict[str, tuple[float, float]] = {
+    "duration_s": (0, 366 * 86400), "pair_window_s": (0, 3600), "sample_hz": (0, 1000),
+    "power_max_gap_s": (0, 3600), "status_interval_s": (0.1, 86400),
+    "retention_days": (0.0, 36500), "raw_keep_days": (0.0, 36500),
+    "queue_size": (1, 10_000_000),
+    "sim.fps": (0, 1000), "sim.stage_latency_ms": (0.0, 60_000), "sim.jitter": (0.0, 10),
+    "sim.benchlab_firmware": (2, 255),
+    "benchlab.max_rtt_ms": (0, 60_000), "benchlab.read_timeout_ms": (1, 60_000),
+    "benchlab.control.green_below_ms": (0.0, 60_000),
+    "benchlab.control.red_above_ms": (0.0, 60_000),
+    "benchlab.control.fan_threshold_c": (-50, 150), "benchlab.control.fan_full_c": (-50, 150),
+    "traces.latency_targets_s": (0, 3600),
+    "otlp.timeout_s": (0, 3600), "otlp.metric_interval_s": (0, 86400),
+    "otlp.flush_timeout_s": (0.0, 600),
+    "parquet.part_rows": (1, 100_000_000), "parquet.part_seconds": (0, 86400),
+    "capframex.sample_time_ms": (1, 60_000),
+}
+
+
 def validate(cfg: Config) -> None:
     def bad(key: str, msg: str) -> ConfigError:
         return ConfigError(f"setting '{key}': {msg}")
@@ -291,17 +326,22 @@ def validate(cfg: Config) -> None:
             raise bad(f"pairs[{i}]", f"{pair!r} must be two different stage names")
     if not 0.0 <= cfg.traces.sample_ratio <= 1.0:
         raise bad("traces.sample_ratio", "must be between 0 and 1")
-    for key, val in (
-        ("pair_window_s", cfg.pair_window_s), ("sample_hz", cfg.sample_hz),
-        ("power_max_gap_s", cfg.power_max_gap_s), ("sim.fps", cfg.sim.fps),
-        ("status_interval_s", cfg.status_interval_s),
-        ("otlp.metric_interval_s", cfg.otlp.metric_interval_s),
-        ("parquet.part_seconds", cfg.parquet.part_seconds),
-    ):
-        if val <= 0:
-            raise bad(key, f"must be > 0, got {val}")
-    if cfg.duration_s is not None and cfg.duration_s <= 0:
-        raise bad("duration_s", "must be > 0")
+    if not cfg.pairs:
+        raise bad("pairs", "is empty: nothing would be measured; give at least one pair "
+                  "(--pair A B, or pairs = [[\"A\", \"B\"]])")
+    for key, (lo, hi) in RANGES.items():
+        obj: Any = cfg
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        for i, val in enumerate(obj if isinstance(obj, list) else
+                                obj.values() if isinstance(obj, dict) else [obj]):
+            if val is None:
+                continue
+            # lo is exclusive for the rates, periods and sizes that must be above zero.
+            if not (lo < val <= hi if lo == 0 else lo <= val <= hi):
+                where = key if not isinstance(obj, (list, dict)) else f"{key}[{i}]"
+                lo_s = "> 0" if lo == 0 else f">= {lo:g}"
+                raise bad(where, f"{val!r} is out of range: it must be {lo_s} and <= {hi:g}")
     if not 0.0 <= cfg.sim.mark_loss < 1.0:
         raise bad("sim.mark_loss", "must be in [0, 1)")
     if len(cfg.sim.stages) < 2:
@@ -324,8 +364,8 @@ def validate(cfg: Config) -> None:
         raise bad("log_format", "must be 'text' or 'json'")
     if cfg.otlp.protocol not in ("", "grpc", "http/protobuf"):
         raise bad("otlp.protocol", f"{cfg.otlp.protocol!r}: use 'grpc' or 'http/protobuf'")
-    if cfg.parquet.part_rows < 1:
-        raise bad("parquet.part_rows", "must be >= 1")
+    if not cfg.sim.streams or not all(cfg.sim.streams):
+        raise bad("sim.streams", "needs at least one stream name")
     parse_bind(cfg.prometheus.bind)
     if cfg.session_id:
         validate_session_id(cfg.session_id)

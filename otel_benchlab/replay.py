@@ -8,8 +8,9 @@ sequential by nature).
 
 from __future__ import annotations
 
+import json
 import logging
-import shutil
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -103,7 +104,7 @@ def replay_session(session_dir: str | Path, cfg: Config,
                                   f"occur in the session; its stages are "
                                   f"{', '.join(sorted(have))}")
     out_dir = Path(out) if out else session_dir / "replay"
-    _prepare_out(out_dir, force)
+    _prepare_out(out_dir, force, named=out is not None)
     result = ReplayResult(out_dir, stored.marks.num_rows, 0.0, rejected=dict(stored.rejected))
     table = build_aligned(stored, pairs, cfg, result)
     labels = _labels(stored, cfg)
@@ -122,18 +123,48 @@ def replay_session(session_dir: str | Path, cfg: Config,
         cx.export(table)
         cx.shutdown()
         result.files += cx.files_written
+    (out_dir / OUTPUT_LIST).write_text(json.dumps(
+        [str(p.relative_to(out_dir)) for p in result.files]))
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _prepare_out(out_dir: Path, force: bool) -> None:
-    old = list((out_dir / "aligned").glob("*.parquet")) if (out_dir / "aligned").exists() else []
-    if old and not force:
-        raise ConfigError(f"{out_dir} already holds a replay; use --force to replace it or "
-                          "--out for another directory")
+OUTPUT_LIST = ".replay-files.json"  # what replay wrote: all that --force may remove
+
+
+def _prepare_out(out_dir: Path, force: bool, named: bool) -> None:
+    """Make the output folders, never through a link the user did not name (a link at
+    SESSION/replay, or at aligned/ or capframex/ inside the output), and with ``force``
+    remove only the files an earlier replay listed as its own."""
+    if out_dir.is_symlink() and not named:
+        raise ConfigError(f"{out_dir} is a symbolic link (to {os.readlink(out_dir)}); replay "
+                          "does not write through links it was not given: remove it, or name "
+                          "the place with --out DIR")
     for sub in ("aligned", "capframex"):
-        if force and (out_dir / sub).exists():
-            shutil.rmtree(out_dir / sub)
+        if (out_dir / sub).is_symlink():
+            raise ConfigError(f"{out_dir / sub} is a symbolic link; replay does not write "
+                              "through it: remove it or choose another --out")
+    listed = out_dir / OUTPUT_LIST
+    if force and listed.is_file() and not listed.is_symlink():
+        try:
+            names = json.loads(listed.read_text())
+        except ValueError:
+            names = []
+        for name in names if isinstance(names, list) else []:
+            p = out_dir / str(name)
+            # Only plain files directly in our two folders: a listed name cannot reach out.
+            if p.parent.name in ("aligned", "capframex") and p.parent.parent == out_dir and \
+                    p.is_file() and not p.is_symlink():
+                p.unlink()
+        listed.unlink()
+    old = list((out_dir / "aligned").glob("*.parquet")) if (out_dir / "aligned").is_dir() \
+        else []
+    if old:
+        raise ConfigError(f"{out_dir / 'aligned'} holds Parquet files"
+                          + (" that replay did not write; it leaves them" if force else
+                             " of an earlier replay; use --force to replace them")
+                          + ", or choose another --out")
+    for sub in ("aligned", "capframex"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
 
 

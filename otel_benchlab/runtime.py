@@ -428,7 +428,13 @@ class Agent:
                     self._status(now_s)
                     next_status = now_s + self.cfg.status_interval_s
         finally:
+            errors_before = self.counters.get("write.errors")
             self._shutdown(spans, unpaired, time.monotonic() - t_start)
+        if self.close_errors or self.counters.get("write.errors") > errors_before:
+            log.error("the session was closed, but not everything could be written (see the "
+                      "errors above); `otel-benchlab recover %s` finishes it once they are "
+                      "fixed, and replay makes the CapFrameX captures again", self.session.path)
+            return 1
         return 0
 
     def _status(self, now_s: float) -> None:

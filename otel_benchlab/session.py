@@ -117,11 +117,16 @@ class Session:
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     final = path / "session.json"
     tmp = path / ".session.json.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps(manifest, indent=2, default=str))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps(manifest, indent=2, default=str))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except OSError:
+        with contextlib.suppress(OSError):  # the old manifest stays whole
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def _is_skeleton(path: Path) -> bool:
