@@ -8,10 +8,8 @@ the SDK's own threads.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
-import os
 import queue
 import sys
 import threading
@@ -24,11 +22,9 @@ from typing import TextIO
 import numpy as np
 import pyarrow as pa
 
-from otel_benchlab.config import Config, config_as_dict, parse_bind
+from otel_benchlab.config import Config, config_as_dict
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.exporters.capframex import CapFrameXWriter
-from otel_benchlab.exporters.otel_metrics import AgentMetrics, PipelineMetrics, SampleMetrics
-from otel_benchlab.exporters.otel_traces import FrameTraceExporter
 from otel_benchlab.exporters.parquet import ParquetPartWriter
 from otel_benchlab.live import LiveStats
 from otel_benchlab.processors.energy import EnergyAnnotator
@@ -46,7 +42,7 @@ from otel_benchlab.schema import (
     spans_to_table,
 )
 from otel_benchlab.session import Session
-from otel_benchlab.telemetry import make_meter_provider, make_resource
+from otel_benchlab.telemetry import Telemetry
 from otel_benchlab.timebase import TimeBase
 
 log = logging.getLogger("otel_benchlab")
@@ -119,81 +115,10 @@ class Agent:
         self._hurry = threading.Event()
         self.parquet: dict[str, ParquetPartWriter] | None = None
         self.capframex: CapFrameXWriter | None = None
-        self._setup_telemetry()
+        self.telemetry = Telemetry(cfg, self.counters, self.sensors, self.queue.qsize,
+                                   self.timebase)
 
     # -- wiring ------------------------------------------------------------------------
-    def _setup_telemetry(self) -> None:
-        """OpenTelemetry: what can fail on configuration fails here, before anything is
-        written (the session folder is made only once start-up is sure)."""
-        from otel_benchlab.exporters.otlp import make_exporters, plan_signal, sdk_disabled
-
-        cfg, c = self.cfg, self.counters
-        env = os.environ
-        resource = make_resource()
-        self.resource = resource
-        self.prometheus = None
-        bind = parse_bind(cfg.prometheus.bind)
-        if bind and sdk_disabled(env):
-            log.info("OTEL_SDK_DISABLED=true: OTLP and the Prometheus endpoint are off; "
-                     "Parquet and CapFrameX are still written")
-            bind = None
-        readers = []
-        if bind:
-            # Imported only when used: each exporter's libraries cost memory.
-            from otel_benchlab.exporters.prometheus import PrometheusEndpoint
-
-            self.prometheus = PrometheusEndpoint(*bind)
-            readers.append(self.prometheus.reader)
-            if not (bind[0] in ("localhost", "::1") or bind[0].startswith("127.")):
-                log.warning("Prometheus /metrics listens on %s:%d, reachable from other "
-                            "machines; --prom-bind 127.0.0.1:%d keeps it on this one",
-                            *bind, bind[1])
-        self.plans = {s: plan_signal(s, cfg.otlp, env) for s in ("traces", "metrics")}
-        self.destinations: dict[str, list[str]] = {}
-        span_exporters = []
-        for where, exp in make_exporters(self.plans["traces"], c):
-            self.destinations.setdefault("traces", []).append(where)
-            span_exporters.append(exp)
-        metric_exporters = []
-        for where, exp in make_exporters(self.plans["metrics"], c):
-            self.destinations.setdefault("metrics", []).append(where)
-            metric_exporters.append(exp)
-        self.traces = FrameTraceExporter(span_exporters, resource, self.timebase, c) \
-            if span_exporters else None
-        self.meter_provider = make_meter_provider(resource, metric_exporters,
-                                                  cfg.otlp.metric_interval_s, readers)
-        meter = self.meter_provider.get_meter("otel_benchlab")
-        self.pipeline_metrics = PipelineMetrics(meter)
-        self.sample_metrics = SampleMetrics(meter, self.sensors,
-                                            stale_after_s=max(3.0 / cfg.sample_hz, 1.0))
-        for signal, plan in self.plans.items():
-            if plan.otlp:
-                c.declare("export.failures", signal=signal)
-        if self.traces is not None:
-            for reason in ("export_failed", "queue_full"):
-                c.declare("export.dropped", signal="traces", reason=reason)
-        for what, on in (("parquet", cfg.parquet.enabled), ("journal", cfg.parquet.enabled),
-                         ("capframex", cfg.capframex.enabled)):
-            if on:
-                c.declare("write.errors", exporter=what)
-        AgentMetrics(meter, c, self.queue.qsize)
-        self._system_metrics = None
-        try:
-            from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
-
-            self._system_metrics = SystemMetricsInstrumentor(config={
-                "system.cpu.utilization": ["idle", "user", "system", "iowait"],
-                "system.memory.usage": ["used", "free", "cached"],
-                "system.memory.utilization": ["used", "free", "cached"],
-                "system.network.io": ["transmit", "receive"],
-                "system.disk.io": ["read", "write"],
-                "process.cpu.utilization": None,
-                "process.memory.usage": None,
-            })
-            self._system_metrics.instrument(meter_provider=self.meter_provider)
-        except Exception as exc:  # an optional source: say so, run on
-            log.warning("system metrics are off: %s", exc)
-
     def _open_files(self) -> None:
         cfg, c = self.cfg, self.counters
 
@@ -247,7 +172,7 @@ class Agent:
                 (spans if isinstance(r, StageSpan) else unpaired).append(r)
             return
         self.samples_total += 1
-        self.sample_metrics.on_sample(rec.ts_ns, rec.source, rec.values, rec.rtt_ns)
+        self.telemetry.samples.on_sample(rec.ts_ns, rec.source, rec.values, rec.rtt_ns)
         # A BENCHLAB sample holds ~110 values: bulk list operations, and only the
         # power sensors of this source looked up, keep the per-sample cost flat.
         raw = self._raw_samples
@@ -276,7 +201,7 @@ class Agent:
         if unpaired:
             for u in unpaired:
                 self.unpaired_by_reason[u.reason] = self.unpaired_by_reason.get(u.reason, 0) + 1
-            self.pipeline_metrics.export_unpaired(unpaired)
+            self.telemetry.pipeline.export_unpaired(unpaired)
             self.stats.add_unpaired(unpaired)
         done = self.annotator.release(now, flush=flush)
         if done and self._latency_observers:
@@ -287,13 +212,13 @@ class Agent:
                     r.observe_latency(ms)
         if done:
             self.spans_total += len(done)
-            self.pipeline_metrics.export(done)
+            self.telemetry.pipeline.export(done)
             self.stats.add(done)
             self._aligned.extend(done)
         frames = [f for s in done for f in self.frames.add_span(s)]
         frames += self.frames.expire(now, flush=flush)
-        if frames and self.traces is not None:
-            self.traces.export(frames)
+        if frames and self.telemetry.traces is not None:
+            self.telemetry.traces.export(frames)
 
     def _drain(self, spans: list[StageSpan], unpaired: list[Unpaired]) -> None:
         get = self.queue.get_nowait
@@ -341,11 +266,7 @@ class Agent:
     def banner(self) -> list[str]:
         lines = [f"otel-benchlab session {self.session.id}",
                  f"  session directory: {self.session.path}"]
-        lines.append(f"  Prometheus: {self.prometheus.url}" if self.prometheus else
-                     "  Prometheus: off")
-        for signal in ("traces", "metrics"):
-            where = self.destinations.get(signal)
-            lines.append(f"  {signal}: {', '.join(where) if where else 'off'}")
+        lines += self.telemetry.banner()
         lines.append("  pairs: " + ", ".join(f"{a}->{b}" for a, b in self.cfg.pair_tuples()))
         lines.append("  power sources: " + (", ".join(self.labels) or "none"))
         return lines
@@ -361,13 +282,12 @@ class Agent:
 
     def abandon(self) -> None:
         """Let go of an agent that never ran (interrupted during start-up)."""
-        self._close_telemetry(0.0)
+        self.telemetry.close(0.0, self._hurry)
 
     def _start(self) -> None:
         """Everything that can fail at start-up, in an order that leaves nothing behind:
         the Prometheus port, then the session folder, then its files."""
-        if self.prometheus:
-            self.prometheus.start()
+        self.telemetry.start()
         try:
             self.session.create()
             self._open_files()
@@ -376,10 +296,11 @@ class Agent:
                                  **({"devices": r.identities()} if hasattr(r, "identities")
                                     else {})} for r in self.receivers],
                                [asdict(s) for s in self.sensors],
-                               {k: str(v) for k, v in self.resource.attributes.items()})
+                               {k: str(v) for k, v in
+                                self.telemetry.resource.attributes.items()})
         except BaseException:
             self.session.discard()
-            self._close_telemetry(0.0)
+            self.telemetry.close(0.0, self._hurry)
             raise
 
     def run(self, duration_s: float | None = None,
@@ -477,7 +398,7 @@ class Agent:
         self._status(time.monotonic())
         summary = self._summary()
         self._step("recording the end of the session", lambda: self.session.finish(summary))
-        undelivered = self._close_telemetry(self.cfg.otlp.flush_timeout_s)
+        undelivered = self.telemetry.close(self.cfg.otlp.flush_timeout_s, self._hurry)
         if undelivered:
             summary["undelivered"] = undelivered
             self._step("recording undelivered telemetry",
@@ -505,53 +426,3 @@ class Agent:
             "capframex_files": [str(p) for p in (self.capframex.files_written
                                                  if self.capframex else [])],
         }
-
-    def _close_telemetry(self, flush_s: float) -> dict:
-        """Flush traces and metrics for at most ``flush_s`` (less on a second SIGINT), then
-        shut the exporters down, which abandons retries. Returns what was not delivered."""
-        def flush() -> None:
-            if self.traces is not None:
-                self.traces.force_flush()
-            self.meter_provider.force_flush()
-
-        t0 = time.monotonic()
-        flusher = threading.Thread(target=flush, name="otel-flush", daemon=True)
-        flusher.start()
-        while flusher.is_alive() and not self._hurry.is_set():
-            left = flush_s - (time.monotonic() - t0)
-            if left <= 0:
-                break
-            flusher.join(min(0.05, left))
-        undelivered: dict = {}
-        if self.traces is not None:
-            sent = self.counters.get("export.sent", signal="traces")
-            failed = self.counters.get("export.dropped", signal="traces",
-                                       reason="export_failed")
-            waiting = self.traces.handed - sent - failed
-            if waiting > 0:
-                undelivered["spans"] = waiting
-        if flusher.is_alive() and self.destinations.get("metrics"):
-            undelivered["metrics"] = "last export"
-
-        def close() -> None:
-            if self.traces is not None:
-                self.traces.shutdown(timeout_millis=100)
-            self.meter_provider.shutdown(timeout_millis=100)
-
-        closer = threading.Thread(target=close, name="otel-close", daemon=True)
-        closer.start()
-        # Exporters abandon retries on shutdown; bounded all the same, and not waited for at
-        # all after a second signal (the threads are daemons: exit does not wait on them).
-        closer.join(0.0 if self._hurry.is_set() else 0.5)
-        if self._system_metrics is not None:
-            with contextlib.suppress(Exception):
-                self._system_metrics.uninstrument()
-        if self.prometheus:
-            self._step("stopping the Prometheus endpoint", self.prometheus.shutdown)
-        if undelivered:
-            where = "; ".join(f"{s}: {', '.join(d)}" for s, d in self.destinations.items())
-            log.warning("not delivered at exit (%s): %s; waited %.1f s (otlp.flush_timeout_s). "
-                        "Everything is in the session's Parquet files.", where,
-                        ", ".join(f"{k}: {v}" for k, v in undelivered.items()),
-                        time.monotonic() - t0)
-        return undelivered
