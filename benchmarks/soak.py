@@ -104,7 +104,9 @@ def soak(seconds: float, collector: str = "hang", python: str = sys.executable,
          str(seconds), "--data-root", str(data / "data"), "--session", "soak",
          "--prom-bind", f"127.0.0.1:{prom}", "--config", str(data / "soak.toml")],
         env={"PATH": "/usr/bin:/bin", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-             "OTEL_METRIC_EXPORT_INTERVAL": "5000", "OTEL_EXPORTER_OTLP_TIMEOUT": "2000"},
+             "OTEL_METRIC_EXPORT_INTERVAL": "5000", "OTEL_EXPORTER_OTLP_TIMEOUT": "2000",
+             **({"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+                if collector == "none" else {})},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=data)
     res = SoakResult(session=data / "data" / "sessions" / "soak")
     p = psutil.Process(proc.pid)
@@ -145,7 +147,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=60.0)
-    ap.add_argument("--collector", choices=["hang", "ok", "down"], default="hang")
+    ap.add_argument("--collector", choices=["hang", "ok", "down", "none"], default="hang",
+                    help="where OTLP goes: a collector that never answers, a working one, "
+                    "a port nobody listens on, or OTLP off")
     ap.add_argument("--agent-python", default=sys.executable)
     args = ap.parse_args()
     seconds = args.minutes * 60
@@ -159,6 +163,10 @@ def main() -> int:
           f"last {after[-1]:.1f} MB, floor slope {res.floor_slope_mb_per_min(warm, 60.0):+.3f} "
           "MB/min")
     print(f"  CPU {res.cpu_percent:.1f} % of one core")
+    step = max(60.0, seconds / 12)
+    marks = np.arange(0, seconds + 1, step)
+    series = [min(res.rss_mb, key=lambda p, m=m: abs(p[0] - m)) for m in marks]
+    print("  RSS over time: " + ", ".join(f"{t / 60:.0f} min {mb:.0f} MB" for t, mb in series))
     print(f"  {res.burst_ok}/200 concurrent scrapes ok, median {np.median(res.burst_ms):.0f} ms, "
           f"max {max(res.burst_ms):.0f} ms")
     print(f"  marks {s['marks']}, spans {s['spans']}, unpaired {s['unpaired']}, queue dropped "

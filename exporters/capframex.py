@@ -14,6 +14,7 @@ skipped with a log line.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as dt
 import hashlib
 import json
@@ -22,7 +23,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,8 @@ class CapFrameXWriter:
             self.directory.mkdir(parents=True, exist_ok=True)
             _atomic_write(csv_path, self._csv(t))
             _atomic_write(json_path, json.dumps(self._json(t, pipeline, a, b)))
+            del t, table, order
+            _return_freed_memory()
         except OSError as exc:
             self._failed(csv_path, n, exc)
             return  # the hidden file keeps the rows
@@ -209,26 +212,33 @@ class CapFrameXWriter:
         start = t["start_ns"]
         return {"time": (start - start[0]) / 1e9, "lat": t["latency_ms"], "start": start}
 
-    def _csv(self, t: dict[str, np.ndarray]) -> str:
+    CSV_BLOCK = 10_000  # rows formatted at a time: a 100000-frame capture stays small
+
+    def _csv(self, t: dict[str, np.ndarray]) -> Iterator[str]:
+        """The CSV text in blocks of rows (formatting a whole capture at once held some
+        50 MB of strings per capture at each rollover)."""
         c = self._frame_columns(t)
         n = len(t["start_ns"])
-        extra_names, extra_cols = ["Frame", "Stream"], [
-            ["" if f is None else str(f) for f in t["frame"]],
-            [_safe(s) for s in t["stream"]],
-        ]
-        for label, mean_col, energy_col in self.power_columns:
-            extra_names += [f"Power_{_safe(label)}_W", f"Energy_{_safe(label)}_J"]
-            extra_cols += [_num(t[mean_col].astype(float), 3),
-                           _num(t[energy_col].astype(float), 6)]
         fixed = f"{self.app},0,0x0000000000000000,Other,0,0,0,Unknown,0"
-        time_s, lat_s = _num(c["time"], 6), _num(c["lat"], 4)
-        lines = [",".join(CSV_COLUMNS + extra_names)]
-        for i in range(n):
-            lat = lat_s[i]
-            row = [fixed, time_s[i], lat, lat, "0.0000", lat, lat]
-            row += [col[i] for col in extra_cols]
-            lines.append(",".join(row))
-        return "\n".join(lines) + "\n"
+        names = ["Frame", "Stream"] + [
+            name for label, _, _ in self.power_columns
+            for name in (f"Power_{_safe(label)}_W", f"Energy_{_safe(label)}_J")]
+        yield ",".join(CSV_COLUMNS + names) + "\n"
+        for lo in range(0, n, self.CSV_BLOCK):
+            sl = slice(lo, min(n, lo + self.CSV_BLOCK))
+            extra_cols = [["" if f is None else str(f) for f in t["frame"][sl]],
+                          [_safe(s) for s in t["stream"][sl]]]
+            for _, mean_col, energy_col in self.power_columns:
+                extra_cols += [_num(t[mean_col][sl].astype(float), 3),
+                               _num(t[energy_col][sl].astype(float), 6)]
+            time_s, lat_s = _num(c["time"][sl], 6), _num(c["lat"][sl], 4)
+            lines = []
+            for i in range(len(time_s)):
+                lat = lat_s[i]
+                row = [fixed, time_s[i], lat, lat, "0.0000", lat, lat]
+                row += [col[i] for col in extra_cols]
+                lines.append(",".join(row))
+            yield "\n".join(lines) + "\n"
 
     def _json(self, t: dict[str, np.ndarray], pipeline: str, a: str, b: str) -> dict:
         c = self._frame_columns(t)
@@ -268,6 +278,13 @@ class CapFrameXWriter:
         }
         return {"Hash": hashlib.sha256((digest + info["Id"]).encode()).hexdigest(),
                 "Info": info, "Runs": [run]}
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap freed by a written capture back to the system. glibc keeps freed
+    memory in its arenas, so without this each rollover's peak would stay in the RSS."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class _Pending:
@@ -313,10 +330,12 @@ class _Pending:
                 self.path.unlink(missing_ok=True)
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: Path, text: str | Iterable[str]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")  # CapFrameX ignores names not ending .csv/.json
     try:
-        tmp.write_text(text)
+        with open(tmp, "w") as fh:
+            for block in [text] if isinstance(text, str) else text:
+                fh.write(block)
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):  # no half-written file left behind
