@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.servers import BlackHole, free_port  # noqa: E402
+from tests.test_end_to_end import wait_started  # noqa: E402
 
 
 def agent(endpoint: str, *args: str) -> subprocess.Popen:
@@ -28,9 +29,7 @@ def agent(endpoint: str, *args: str) -> subprocess.Popen:
          "--data-root", tempfile.mkdtemp(prefix="exit-"), *args],
         env={"PATH": "/usr/bin:/bin", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in proc.stdout:
-        if line.startswith("  power sources:"):
-            break
+    wait_started(proc)
     return proc
 
 

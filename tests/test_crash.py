@@ -15,7 +15,7 @@ import pytest
 from otel_benchlab.receivers.stored import read_parquet_session
 from otel_benchlab.session import agent_alive, crashed
 
-from .test_end_to_end import agent_cmd, agent_env
+from .test_end_to_end import agent_cmd, agent_env, wait_started
 
 pytestmark = pytest.mark.e2e
 STAGES = 3
@@ -33,10 +33,8 @@ def start_agent(data_root, session: str, part_seconds: float = 1.5) -> subproces
                   "--prom-bind", "off", "--config", str(cfg)),
         env=agent_env(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none"),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in proc.stdout:  # the banner comes once the receivers run
-        if line.startswith("  power sources:"):
-            return proc
-    raise AssertionError(f"agent did not start (rc {proc.wait()})")
+    wait_started(proc)
+    return proc
 
 
 def kill_at(proc: subprocess.Popen, after_s: float) -> int:

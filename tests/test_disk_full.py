@@ -15,7 +15,7 @@ import pytest
 from otel_benchlab.receivers.stored import read_parquet_session
 
 from .test_crash import STAGES
-from .test_end_to_end import agent_cmd, agent_env
+from .test_end_to_end import agent_cmd, agent_env, wait_started
 
 pytestmark = pytest.mark.e2e
 
@@ -47,9 +47,7 @@ def test_full_disk_then_space_freed_resumes_and_loses_nothing(small_disk, tmp_pa
                   "--prom-bind", "off", "--config", str(cfg)),
         env=agent_env(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if line.startswith("  power sources:"):
-            break
+    wait_started(proc)
     filler = fill(small_disk, 64 << 10)
     time.sleep(5)  # writes fail: parts, journals, CapFrameX's pending files
     filler.unlink()

@@ -31,6 +31,19 @@ def agent_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "otel_benchlab", *args]
 
 
+def wait_started(proc: subprocess.Popen) -> dict[str, str]:
+    """Read the agent's banner up to its last line (printed once the session exists and
+    before the receivers start); returns the banner's "key: value" lines."""
+    banner: dict[str, str] = {}
+    for line in proc.stdout:
+        key, _, value = line.strip().partition(": ")
+        banner[key] = value
+        if key == "power sources":
+            return banner
+    raise AssertionError(f"the agent did not start (rc {proc.wait()}): "
+                         + (proc.stderr.read() if proc.stderr else ""))
+
+
 def agent_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BENCHLAB_"))}
     env.update(extra)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from .servers import BlackHole, free_port
-from .test_end_to_end import agent_cmd, agent_env
+from .test_end_to_end import agent_cmd, agent_env, wait_started
 
 pytestmark = pytest.mark.e2e
 
@@ -23,10 +23,8 @@ def start(tmp_path, endpoint: str, *args: str) -> subprocess.Popen:
                   "--prom-bind", "off", *args),
         env=agent_env(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_METRIC_EXPORT_INTERVAL="500"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if line.startswith("  power sources:"):
-            return proc
-    raise AssertionError(proc.stderr.read())
+    wait_started(proc)
+    return proc
 
 
 def finish(proc: subprocess.Popen) -> tuple[float, str, str]:

@@ -17,7 +17,7 @@ from otel_benchlab.config import ConfigError, load_config
 
 from .test_bad_input import write_seed
 from .test_disk_full import fill, small_disk  # noqa: F401 - a fixture
-from .test_end_to_end import agent_cmd, agent_env
+from .test_end_to_end import agent_cmd, agent_env, wait_started
 
 
 @pytest.mark.parametrize("toml,key", [
@@ -118,13 +118,7 @@ def _prom_agent(tmp_path, bind: str) -> tuple[subprocess.Popen, str]:
                             env=agent_env(OTEL_TRACES_EXPORTER="none",
                                           OTEL_METRICS_EXPORTER="none"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = ""
-    for line in proc.stdout:
-        if line.startswith("  Prometheus:"):
-            url = line.split()[-1]
-        if line.startswith("  power sources:"):
-            break
-    return proc, url
+    return proc, wait_started(proc)["Prometheus"]
 
 
 def test_a_port_alone_listens_on_loopback_only(tmp_path):
@@ -156,9 +150,7 @@ def test_a_disk_full_at_exit_still_closes_every_file_and_names_them(small_disk, 
                   "--prom-bind", "off"),
         env=agent_env(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if line.startswith("  power sources:"):
-            break
+    wait_started(proc)
     time.sleep(3)
     filler = fill(small_disk, 0)
     proc.send_signal(signal.SIGINT)
