@@ -98,9 +98,6 @@ class FrameTraceExporter:
                 processor.on_end(span)
             self.handed += len(take)
 
-    def queued(self) -> int:
-        return sum(_room(p, queued=True) or 0 for p in self.processors)
-
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
         return all(p.force_flush(timeout_millis) for p in self.processors)
 
@@ -110,11 +107,11 @@ class FrameTraceExporter:
             inner.shutdown(timeout_millis) if inner is not None else p.shutdown()
 
 
-def _room(processor: BatchSpanProcessor, queued: bool = False) -> int | None:
-    """Free places in the processor's queue (or spans waiting in it, with ``queued``);
-    None where this SDK version does not show them."""
+def _room(processor: BatchSpanProcessor) -> int | None:
+    """Free places in the processor's queue; None where this SDK version does not show
+    them."""
     inner = getattr(processor, "_batch_processor", None)
     q = getattr(inner, "_queue", None)
     if q is None or getattr(q, "maxlen", None) is None:
         return None
-    return len(q) if queued else q.maxlen - len(q)
+    return q.maxlen - len(q)

@@ -41,6 +41,26 @@ log = logging.getLogger(__name__)
 _NO_DICTIONARY = {"trace_id", "span_id"}
 
 
+def write_part(directory: Path, table: pa.Table, number: int) -> Path:
+    """``part-NNNNNN.parquet``, written under a temporary name, fsynced, then renamed."""
+    final = part_path(directory, number)
+    tmp = directory / f".{final.name}.tmp"
+    try:
+        # Ids are random: a dictionary for them is work that never pays.
+        dictionary = [f.name for f in table.schema if f.name not in _NO_DICTIONARY]
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd", use_dictionary=dictionary)
+            fh.flush()
+            # On disk before the journal that also holds these rows is removed.
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except OSError:
+        with contextlib.suppress(OSError):  # the directory itself may be what is broken
+            tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
 class ParquetPartWriter:
     def __init__(self, directory: Path, schema: pa.Schema, part_rows: int = 200_000,
                  part_seconds: float = 60.0, on_error: Callable[[str, int], None] | None = None,
@@ -142,22 +162,7 @@ class ParquetPartWriter:
             self._close_journal()
 
     def _write_part(self, table: pa.Table, number: int) -> Path:
-        final = part_path(self.directory, number)
-        tmp = self.directory / f".{final.name}.tmp"
-        try:
-            # Ids are random: a dictionary for them is work that never pays.
-            dictionary = [f.name for f in self.schema if f.name not in _NO_DICTIONARY]
-            with open(tmp, "wb") as fh:
-                pq.write_table(table, fh, compression="zstd", use_dictionary=dictionary)
-                fh.flush()
-                # On disk before the journal that also holds these rows is removed.
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except OSError:
-            with contextlib.suppress(OSError):  # the directory itself may be what is broken
-                tmp.unlink(missing_ok=True)
-            raise
-        return final
+        return write_part(self.directory, table, number)
 
     def write_all(self, table: pa.Table, threads: int = 2) -> None:
         """Write a whole table at once as parts of ``part_rows``, on several threads (for
@@ -221,10 +226,7 @@ def recover_directory(directory: Path) -> tuple[int, int]:
                      "batches kept", journal, len(batches))
         if batches and sum(b.num_rows for b in batches):
             table = pa.Table.from_batches(batches)
-            final = part_path(directory, number)
-            tmp = directory / f".{final.name}.tmp"
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, final)
+            write_part(directory, table, number)
             parts += 1
             rows += table.num_rows
         journal.unlink()
