@@ -225,10 +225,14 @@ class _Signals:
             agent.hurry()
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, cfg: Config | None = None,
+            extra: list | None = None) -> int:
+    """The agent: every component the configuration enables (``components``), plus the
+    receivers a command made itself (``extra``: the GStreamer launcher's)."""
     signals = _Signals()
-    cfg = _config(args)
+    cfg = cfg or _config(args)
     setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])
+    from otel_benchlab.components import BuildContext, build_all
     from otel_benchlab.recovery import recover_crashed
     from otel_benchlab.runtime import Agent
     from otel_benchlab.session import Session
@@ -236,19 +240,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for rec in recover_crashed(cfg.data_root):
         log.warning("%s", rec.report())
     counters = AgentCounters()
-    emulator = None
-    receivers: list = []
+    built = build_all(cfg, BuildContext(counters, extra=list(extra or [])))
     try:
-        if cfg.simulate:
-            from otel_benchlab.receivers.simulated import SimulatedGpu, SimulatedPipeline
-
-            emulator = start_emulator(cfg)
-            receivers = [SimulatedPipeline(cfg.sim), benchlab_receiver(cfg, counters, emulator),
-                         SimulatedGpu(cfg.sample_hz)]
-        elif cfg.benchlab.enabled:
-            receivers = [benchlab_receiver(cfg, counters)]
-        agent = Agent(cfg, receivers, Session(cfg.data_root, cfg.session_id),
-                      status_out=sys.stdout, counters=counters)
+        agent = Agent(cfg, built.receivers, Session(cfg.data_root, cfg.session_id),
+                      status_out=sys.stdout, counters=counters, span_sinks=built.span_sinks)
         if signals.count:
             log.info("interrupted during start-up; nothing was written")
             agent.abandon()
@@ -256,41 +251,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         signals.attach(agent)
         return agent.run(cfg.duration_s)
     finally:
-        if emulator is not None:
-            emulator.stop()
-
-
-def start_emulator(cfg: Config):
-    """The simulated power meter: a BENCHLAB emulator on a pseudo-terminal whose power
-    follows the simulated load; the real reader reads it."""
-    from otel_benchlab.receivers.benchlab_emulator import BenchlabEmulator
-    from otel_benchlab.receivers.simulated import load_at
-
-    product = 0x11 if cfg.sim.benchlab_product == "benchlab2" else 0x10
-    return BenchlabEmulator(product, cfg.sim.benchlab_firmware, load=load_at).start()
-
-
-def benchlab_receiver(cfg: Config, counters: AgentCounters, emulator=None):
-    from otel_benchlab.receivers.benchlab import BenchlabReceiver, scan_ports
-    from otel_benchlab.receivers.benchlab_control import BenchlabControl, ControlSettings
-
-    c = cfg.benchlab.control
-    control = BenchlabControl(ControlSettings(
-        rgb_feedback=c.rgb_feedback, green_below_ms=c.green_below_ms,
-        red_above_ms=c.red_above_ms, fan_auto=c.fan_auto, threshold_c=c.fan_threshold_c,
-        full_c=c.fan_full_c, min_duty=c.fan_min_duty, max_duty=c.fan_max_duty,
-        dry_run=c.dry_run))
-    spec = f"uid:{emulator.uid.hex().upper()}" if emulator else cfg.benchlab.device
-    return BenchlabReceiver(spec, cfg.sample_hz, counters,
-                            ports=emulator.ports if emulator else scan_ports,
-                            max_rtt_ms=cfg.benchlab.max_rtt_ms,
-                            timeout_s=cfg.benchlab.read_timeout_ms / 1000,
-                            control=control if control.active else None)
+        built.cleanup()
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
     from otel_benchlab.receivers.benchlab import discover, scan_ports
     from otel_benchlab.receivers.benchlab_layout import READ_SENSORS, decode
+    from otel_benchlab.receivers.simulated import start_emulator
 
     cfg = _config(args)
     setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])

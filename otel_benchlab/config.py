@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,9 @@ class ConfigError(ValueError):
     """A bad setting; the message names the key, where it came from and what to do."""
 
 
+SIM_SOURCES = ("pipeline", "benchlab", "gpu")
+
+
 @dataclass
 class SimulateConfig:
     fps: float = 60.0
@@ -36,6 +40,9 @@ class SimulateConfig:
     frame_ids: bool = True
     benchlab_product: str = "original"  # the emulated meter: "original" or "benchlab2"
     benchlab_firmware: int = 6
+    # Which simulated sources run with --simulate; leave one out to use the real one
+    # (real probes against simulated power: sources = ["benchlab", "gpu"]).
+    sources: list[str] = field(default_factory=lambda: list(SIM_SOURCES))
 
 
 @dataclass
@@ -104,6 +111,42 @@ class CapFrameXConfig:
 
 
 @dataclass
+class ProbeConfig:
+    # Where the agent listens for probe datagrams (otel_benchlab.probe, `gst --to-agent`):
+    # udp://HOST:PORT, unix:///path (a datagram socket), or "off". BENCHLAB_PROBE_ADDR sets
+    # it for the agent and the probes alike.
+    listen: str = "udp://127.0.0.1:4797"
+
+
+@dataclass
+class LogPatternConfig:
+    path: str = ""  # a log file to follow, or "-" for standard input
+    pattern: str = ""  # a regular expression; named groups frame (or iteration), ts
+    stage: str = ""  # the stage a matching line marks
+    pipeline: str = "log"
+    stream: str = "main"
+    ts_format: str = ""  # strptime format of the ts group; "" = the time the line is read
+    from_start: bool = False  # read what the file holds already (default: only new lines)
+
+
+@dataclass
+class IntakeConfig:
+    # OTLP intake: "" = off; HOST:PORT (a port alone is loopback).
+    otlp_grpc: str = ""
+    otlp_http: str = ""
+    # Incoming spans whose name matches one of these (names or globs) become stage spans.
+    span_stages: list[str] = field(default_factory=list)
+    # Incoming span events with these names become stage marks.
+    event_stages: list[str] = field(default_factory=list)
+    frame_attribute: str = "benchlab.frame"  # where a span or event carries its frame id
+    forward_queue: int = 2048  # OTLP requests held for upstream; more are dropped, counted
+    # Seed-format JSONL mark files to follow (ts_ns monotonic or Unix epoch ns).
+    jsonl: list[str] = field(default_factory=list)
+    jsonl_from_start: bool = True  # read what the file holds already, then follow it
+    log: list[LogPatternConfig] = field(default_factory=list)
+
+
+@dataclass
 class Config:
     simulate: bool = False
     duration_s: float | None = None
@@ -132,6 +175,8 @@ class Config:
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     parquet: ParquetConfig = field(default_factory=ParquetConfig)
     capframex: CapFrameXConfig = field(default_factory=CapFrameXConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    intake: IntakeConfig = field(default_factory=IntakeConfig)
 
     def pair_tuples(self) -> list[tuple[str, str]]:
         return [(a, b) for a, b in self.pairs]
@@ -147,12 +192,19 @@ ENV_KEYS: dict[str, str] = {
     "BENCHLAB_SESSION": "session_id",
     "BENCHLAB_DEVICE": "benchlab.device",
     "CX_APP": "capframex.app",
+    "BENCHLAB_PROBE_ADDR": "probe.listen",
 }
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
     """Turn a TOML or string value into ``typ``; raise ConfigError naming ``where``."""
     origin = get_origin(typ)
+    if dataclasses.is_dataclass(typ):  # a table of an array of tables ([[intake.log]])
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        obj = typ()
+        _apply(obj, value, where)
+        return obj
     if origin is list:
         (item,) = get_args(typ)
         if isinstance(value, str):
@@ -312,6 +364,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "otlp.flush_timeout_s": (0.0, 600),
     "parquet.part_rows": (1, 100_000_000), "parquet.part_seconds": (0, 86400),
     "capframex.sample_time_ms": (1, 60_000),
+    "intake.forward_queue": (1, 1_000_000),
 }
 
 
@@ -364,6 +417,23 @@ def validate(cfg: Config) -> None:
         raise bad("log_format", "must be 'text' or 'json'")
     if cfg.otlp.protocol not in ("", "grpc", "http/protobuf"):
         raise bad("otlp.protocol", f"{cfg.otlp.protocol!r}: use 'grpc' or 'http/protobuf'")
+    unknown = [x for x in cfg.sim.sources if x not in SIM_SOURCES]
+    if unknown:
+        raise bad("sim.sources", f"{unknown!r}: use any of {', '.join(SIM_SOURCES)}")
+    parse_probe_addr(cfg.probe.listen)
+    for key in ("otlp_grpc", "otlp_http"):
+        parse_bind(getattr(cfg.intake, key), f"intake.{key}")
+    for i, lp in enumerate(cfg.intake.log):
+        where = f"intake.log[{i}]"
+        if not lp.path or not lp.pattern or not lp.stage:
+            raise bad(where, "needs path, pattern and stage")
+        try:
+            rx = re.compile(lp.pattern)
+        except re.error as exc:
+            raise bad(f"{where}.pattern", f"{lp.pattern!r} is not a regular expression: "
+                      f"{exc}") from None
+        if lp.ts_format and "ts" not in rx.groupindex:
+            raise bad(f"{where}.ts_format", "is set but the pattern has no (?P<ts>...) group")
     if not cfg.sim.streams or not all(cfg.sim.streams):
         raise bad("sim.streams", "needs at least one stream name")
     parse_bind(cfg.prometheus.bind)
@@ -371,7 +441,23 @@ def validate(cfg: Config) -> None:
         validate_session_id(cfg.session_id)
 
 
-def parse_bind(bind: str) -> tuple[str, int] | None:
+def parse_probe_addr(addr: str) -> tuple[str, object] | None:
+    """'udp://HOST:PORT' -> ("udp", (host, port)); 'unix:///path' -> ("unix", path);
+    'off' or '' -> None."""
+    text = addr.strip()
+    if text.lower() in ("", "off", "none"):
+        return None
+    if text.startswith("unix://") and len(text) > len("unix://"):
+        return "unix", text[len("unix://"):]
+    if text.startswith("udp://"):
+        hp = parse_bind(text[len("udp://"):], "probe.listen (BENCHLAB_PROBE_ADDR)")
+        if hp is not None:
+            return "udp", hp
+    raise ConfigError(f"setting 'probe.listen' (BENCHLAB_PROBE_ADDR): {addr!r}: use "
+                      "udp://HOST:PORT, unix:///PATH or off (example udp://127.0.0.1:4797)")
+
+
+def parse_bind(bind: str, key: str = "prometheus.bind") -> tuple[str, int] | None:
     """'HOST:PORT', ':PORT' or 'PORT' -> (host, port); '', 'off' or '0' -> None. A port
     alone means loopback: listening wider is asked for by naming the address."""
     bind = bind.strip()
@@ -383,16 +469,14 @@ def parse_bind(bind: str) -> tuple[str, int] | None:
         port_n = int(port)
     except ValueError:
         raise ConfigError(
-            f"setting 'prometheus.bind': {bind!r} is not HOST:PORT (example 127.0.0.1:9109)"
+            f"setting '{key}': {bind!r} is not HOST:PORT (example 127.0.0.1:9109)"
         ) from None
     if not 0 < port_n < 65536:
-        raise ConfigError(f"setting 'prometheus.bind': port {port_n} out of range")
+        raise ConfigError(f"setting '{key}': port {port_n} out of range")
     return host, port_n
 
 
 def validate_session_id(session_id: str) -> str:
-    import re
-
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", session_id) or ".." in session_id:
         raise ConfigError(
             f"session id {session_id!r}: use letters, digits, '.', '_' and '-' only "

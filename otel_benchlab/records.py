@@ -73,6 +73,9 @@ class StageSpan:
     trace_id: int = 0
     span_id: int = 0
     power: dict[str, PowerFigure] = field(default_factory=dict)
+    # True for a span that came with its application's own trace and span ids (OTLP
+    # intake): it stays in that trace instead of the agent's per-frame trace.
+    foreign: bool = False
 
     @property
     def latency_ns(self) -> int:

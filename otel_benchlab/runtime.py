@@ -71,7 +71,8 @@ def choose_power_sources(cfg: Config, sensors: list[SensorInfo]) -> dict[str, st
 class Agent:
     def __init__(self, cfg: Config, receivers: list[Receiver], session: Session,
                  status_out: TextIO | None = None,
-                 counters: AgentCounters | None = None) -> None:
+                 counters: AgentCounters | None = None,
+                 span_sinks: list | None = None) -> None:
         self.cfg = cfg
         self.receivers = receivers
         self.session = session
@@ -82,7 +83,11 @@ class Agent:
         # allocator does not. Replay, with its large arrays, keeps the default.
         pa.set_memory_pool(pa.system_memory_pool())
         self.timebase = TimeBase.measure()
-        self.queue: queue.Queue[Sample | StageMark] = queue.Queue(maxsize=cfg.queue_size)
+        self.queue: queue.Queue[Sample | StageMark | StageSpan] = queue.Queue(
+            maxsize=cfg.queue_size)
+        # Exporters that get every stage span once it has its power (the OTLP intake's
+        # forwarder adds the figures to the application's own spans).
+        self.span_sinks = list(span_sinks or [])
         self.sensors = [s for r in receivers for s in r.sensors()]
         self.power_sources = choose_power_sources(cfg, self.sensors)
         self.labels = list(self.power_sources)
@@ -102,6 +107,7 @@ class Agent:
         self.spans_total = 0
         self.marks_total = 0
         self.samples_total = 0
+        self.measured_total = 0
         self.unpaired_by_reason: dict[str, int] = {}
         self._idless_seen: set[tuple[str, str]] = set()
         self._raw_marks: list[StageMark] = []
@@ -145,7 +151,7 @@ class Agent:
                                              on_error=on_error)
 
     # -- intake ------------------------------------------------------------------------
-    def emit(self, record: Sample | StageMark) -> bool:
+    def emit(self, record: Sample | StageMark | StageSpan) -> bool:
         """Called by receivers on their threads: never blocks."""
         try:
             self.queue.put_nowait(record)
@@ -155,8 +161,18 @@ class Agent:
                               "are dropped (raise queue_size or lower the sample rate)")
             return False
 
-    def _handle(self, rec: Sample | StageMark, spans: list[StageSpan],
+    def _handle(self, rec: Sample | StageMark | StageSpan, spans: list[StageSpan],
                 unpaired: list[Unpaired]) -> None:
+        if isinstance(rec, StageSpan):
+            # Measured whole by its source (GStreamer's tracer, an application's span): no
+            # pairing. Its two ends are kept as raw marks, so replay finds it again.
+            self.measured_total += 1
+            self._raw_marks.append(StageMark(rec.start_ns, rec.pipeline, rec.stream,
+                                             rec.stage_from, rec.frame))
+            self._raw_marks.append(StageMark(rec.end_ns, rec.pipeline, rec.stream,
+                                             rec.stage_to, rec.frame))
+            spans.append(rec)
+            return
         if isinstance(rec, StageMark):
             self.marks_total += 1
             if rec.frame is None and (rec.pipeline, rec.stream) not in self._idless_seen:
@@ -196,7 +212,8 @@ class Agent:
     def _process(self, spans: list[StageSpan], unpaired: list[Unpaired], now: int,
                  flush: bool = False) -> None:
         for s in spans:
-            self.ids.assign(s)
+            if not s.trace_id:  # a span from an application keeps its own ids
+                self.ids.assign(s)
             self.annotator.add_span(s)
         if unpaired:
             for u in unpaired:
@@ -215,7 +232,11 @@ class Agent:
             self.telemetry.pipeline.export(done)
             self.stats.add(done)
             self._aligned.extend(done)
-        frames = [f for s in done for f in self.frames.add_span(s)]
+            for sink in self.span_sinks:
+                sink.export(done)
+        # Spans that arrived with their own ids are already in their application's trace
+        # (the forwarder sends them on); the agent's frame traces are made of the rest.
+        frames = [f for s in done if not s.foreign for f in self.frames.add_span(s)]
         frames += self.frames.expire(now, flush=flush)
         if frames and self.telemetry.traces is not None:
             self.telemetry.traces.export(frames)
@@ -395,6 +416,8 @@ class Agent:
         if self.capframex is not None:
             self._step(f"writing CapFrameX captures in {self.capframex.directory}",
                        self.capframex.shutdown)
+        for sink in self.span_sinks:
+            self._step(f"closing {getattr(sink, 'name', sink)}", sink.shutdown)
         self._status(time.monotonic())
         summary = self._summary()
         self._step("recording the end of the session", lambda: self.session.finish(summary))
@@ -413,7 +436,7 @@ class Agent:
     def _summary(self) -> dict:
         return {
             "marks": self.marks_total, "samples": self.samples_total,
-            "spans": self.spans_total,
+            "spans": self.spans_total, "measured_spans": self.measured_total,
             "unpaired": dict(self.unpaired_by_reason),
             "traces": {"sampled": self.frames.sampled,
                        "kept_over_target": self.frames.kept_over_target,

@@ -1,10 +1,12 @@
 """Frames for traces: which spans make one frame's trace, and whether it is exported.
 
 A frame (pipeline, stream, frame id) is complete when every configured pair has reported a
-span for it, or when it has been quiet for ``linger_ns``. Its trace runs from its first to
-its last mark. Sampling is by trace id ratio (OpenTelemetry's TraceIdRatioBased rule, so
-the same frame is sampled the same way everywhere), and a frame over a pair's latency
-target is always kept. Sampling concerns traces only; metrics and files see every frame.
+span for it and it holds no other span (a source that measures stages itself, GStreamer's
+tracer, may report stages nobody configured), or when it has been quiet for ``linger_ns``.
+Its trace runs from its first to its last mark. Sampling is by trace id ratio
+(OpenTelemetry's TraceIdRatioBased rule, so the same frame is sampled the same way
+everywhere), and a frame over a pair's latency target is always kept. Sampling concerns
+traces only; metrics and files see every frame.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class FrameAssembler:
     def __init__(self, ids: TraceIds, pairs: list[tuple[str, str]], linger_ns: int,
                  sample_ratio: float, latency_targets_ns: dict[str, int]) -> None:
         self.ids = ids
-        self.n_pairs = len(pairs)
+        self.pairs = {f"{a}->{b}" for a, b in pairs}
         self.linger_ns = linger_ns
         self.targets = latency_targets_ns
         self._sampler = TraceIdRatioBased(sample_ratio)
@@ -94,7 +96,9 @@ class FrameAssembler:
         ft.first_ns = min(ft.first_ns, span.start_ns)
         ft.last_ns = max(ft.last_ns, span.end_ns)
         self._touched[key] = max(self._touched.get(key, 0), span.end_ns)
-        if len(ft.spans) >= self.n_pairs:
+        if self.pairs and len(ft.spans) >= len(self.pairs) and \
+                self.pairs.issubset(x.pair for x in ft.spans) and \
+                all(x.pair in self.pairs for x in ft.spans):
             del self._frames[key]
             self._touched.pop(key, None)
             return self._decide([ft])

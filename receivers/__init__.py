@@ -1,8 +1,13 @@
 """One module per source; each only turns a source into records.
 
 Every receiver has the same small interface (``Receiver``): it describes its sensors once,
-then ``start(emit)`` runs it on its own thread, handing each Sample or StageMark to
-``emit``, until ``stop()``. A source that is absent says so once and emits nothing.
+then ``start(emit)`` runs it on its own thread, handing each Sample, StageMark or
+StageSpan (a stage measured whole by its source, start and end known) to ``emit``, until
+``stop()``. A source that is absent says so once and emits nothing.
+
+Each receiver module that the agent builds from configuration declares one ``COMPONENT``
+(see ``otel_benchlab.components``): the config section it reads, whether it is enabled,
+and a factory. The runtime never names a source.
 """
 
 from __future__ import annotations
@@ -10,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from otel_benchlab.records import Sample, SensorInfo, StageMark
+from otel_benchlab.records import Sample, SensorInfo, StageMark, StageSpan
 
-Emit = Callable[[Sample | StageMark], bool]
+Emit = Callable[[Sample | StageMark | StageSpan], bool]
 
 
 class Receiver(Protocol):

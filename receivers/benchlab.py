@@ -19,15 +19,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import serial
 from serial.tools import list_ports
 
+from otel_benchlab.components import Built, Component
+from otel_benchlab.config import Config
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.records import Sample, SensorInfo
 
 from . import Emit
-from .benchlab_control import BenchlabControl
+from .benchlab_control import BenchlabControl, ControlSettings
+
+if TYPE_CHECKING:
+    from .benchlab_emulator import BenchlabEmulator
 from .benchlab_layout import (
     READ_NAME,
     READ_SENSORS,
@@ -385,3 +391,32 @@ class BenchlabReceiver:
     def stop(self) -> None:
         for d in self.devices:
             d.stop()
+
+
+def benchlab_receiver(cfg: Config, counters: AgentCounters,
+                      emulator: BenchlabEmulator | None = None) -> BenchlabReceiver:
+    """The receiver for ``[benchlab]``; with ``emulator``, for that emulated device only."""
+    c = cfg.benchlab.control
+    control = BenchlabControl(ControlSettings(
+        rgb_feedback=c.rgb_feedback, green_below_ms=c.green_below_ms,
+        red_above_ms=c.red_above_ms, fan_auto=c.fan_auto, threshold_c=c.fan_threshold_c,
+        full_c=c.fan_full_c, min_duty=c.fan_min_duty, max_duty=c.fan_max_duty,
+        dry_run=c.dry_run))
+    spec = f"uid:{emulator.uid.hex().upper()}" if emulator else cfg.benchlab.device
+    return BenchlabReceiver(spec, cfg.sample_hz, counters,
+                            ports=emulator.ports if emulator else scan_ports,
+                            max_rtt_ms=cfg.benchlab.max_rtt_ms,
+                            timeout_s=cfg.benchlab.read_timeout_ms / 1000,
+                            control=control if control.active else None)
+
+
+def _enabled(cfg: Config) -> bool:
+    # With --simulate the emulated meter stands in for it, unless [sim] sources leaves the
+    # BENCHLAB out (simulated pipeline, real meter).
+    simulated = cfg.simulate and "benchlab" in cfg.sim.sources
+    return cfg.benchlab.enabled and not simulated
+
+
+COMPONENT = Component(
+    "benchlab", "benchlab", _enabled,
+    lambda cfg, ctx: Built(receivers=[benchlab_receiver(cfg, ctx.counters)]))

@@ -11,7 +11,8 @@ import random
 import threading
 import time
 
-from otel_benchlab.config import SimulateConfig
+from otel_benchlab.components import BuildContext, Built, Component
+from otel_benchlab.config import Config, SimulateConfig
 from otel_benchlab.records import Sample, SensorInfo, StageMark
 
 from . import Emit
@@ -150,3 +151,31 @@ class SimulatedGpu(_Thread):
                 deadline = now + period - (now - deadline) % period
             if not self._sleep_until(deadline):
                 return
+
+
+def start_emulator(cfg: Config):
+    """The simulated power meter: a BENCHLAB emulator on a pseudo-terminal whose power
+    follows the simulated load; the real reader reads it."""
+    from .benchlab_emulator import BenchlabEmulator
+
+    product = 0x11 if cfg.sim.benchlab_product == "benchlab2" else 0x10
+    return BenchlabEmulator(product, cfg.sim.benchlab_firmware, load=load_at).start()
+
+
+def build(cfg: Config, ctx: BuildContext) -> Built:
+    built = Built()
+    sources = cfg.sim.sources
+    if "pipeline" in sources:
+        built.receivers.append(SimulatedPipeline(cfg.sim))
+    if "benchlab" in sources:
+        from .benchlab import benchlab_receiver
+
+        emulator = start_emulator(cfg)
+        built.cleanups.append(emulator.stop)
+        built.receivers.append(benchlab_receiver(cfg, ctx.counters, emulator))
+    if "gpu" in sources:
+        built.receivers.append(SimulatedGpu(cfg.sample_hz))
+    return built
+
+
+COMPONENT = Component("simulated", "sim", lambda cfg: cfg.simulate, build)

@@ -1,0 +1,88 @@
+"""The component registry: which receivers (and the exporters that belong to them) the
+agent builds from its configuration.
+
+Each receiver module declares one ``COMPONENT``: its name, the config section it reads,
+``enabled(cfg)`` and ``build(cfg, ctx)``. Adding a source is a module and one line in
+``COMPONENT_MODULES``; the CLI and the runtime do not change (the OpenTelemetry
+Collector's components register the same way).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from otel_benchlab.config import Config
+from otel_benchlab.counters import AgentCounters
+
+log = logging.getLogger("otel_benchlab")
+
+# Built in this order; the order is the order of the receivers in session.json.
+COMPONENT_MODULES = (
+    "otel_benchlab.receivers.simulated",
+    "otel_benchlab.receivers.benchlab",
+    "otel_benchlab.receivers.probe",
+    "otel_benchlab.receivers.jsonl_tail",
+    "otel_benchlab.receivers.log_pattern",
+    "otel_benchlab.receivers.otlp_intake",
+)
+
+
+@dataclass
+class BuildContext:
+    """What factories share: the agent's counters, and receivers a command made itself
+    (the GStreamer launcher's)."""
+
+    counters: AgentCounters
+    extra: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Built:
+    """What one component adds: receivers; span sinks (exporters that get every stage span
+    once it has its power, with ``export(spans)`` and ``shutdown()``); and clean-ups run
+    after the agent has stopped (an emulator's pseudo-terminal)."""
+
+    receivers: list[Any] = field(default_factory=list)
+    span_sinks: list[Any] = field(default_factory=list)
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    def add(self, other: Built) -> None:
+        self.receivers += other.receivers
+        self.span_sinks += other.span_sinks
+        self.cleanups += other.cleanups
+
+    def cleanup(self) -> None:
+        for fn in reversed(self.cleanups):
+            try:
+                fn()
+            except Exception as exc:  # one clean-up failing must not skip the others
+                log.warning("clean-up failed: %s", exc)
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    section: str  # the config section it reads ("" = top level)
+    enabled: Callable[[Config], bool]
+    build: Callable[[Config, BuildContext], Built]
+
+
+def components() -> list[Component]:
+    return [importlib.import_module(m).COMPONENT for m in COMPONENT_MODULES]
+
+
+def build_all(cfg: Config, ctx: BuildContext) -> Built:
+    """Build every enabled component; if one fails, undo those already built."""
+    built = Built(receivers=list(ctx.extra))
+    try:
+        for comp in components():
+            if comp.enabled(cfg):
+                built.add(comp.build(cfg, ctx))
+    except BaseException:
+        built.cleanup()
+        raise
+    return built

@@ -1,0 +1,3 @@
+from otel_benchlab.components import Built, Component
+
+COMPONENT = Component("jsonl_tail", "intake", lambda cfg: False, lambda cfg, ctx: Built())

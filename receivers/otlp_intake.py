@@ -1,0 +1,3 @@
+from otel_benchlab.components import Built, Component
+
+COMPONENT = Component("otlp_intake", "intake", lambda cfg: False, lambda cfg, ctx: Built())

@@ -1,0 +1,171 @@
+"""Probe datagrams (``otel_benchlab.probe``, ``otel-benchlab gst --to-agent``) into marks
+and measured stage spans.
+
+Listens where ``[probe] listen`` / ``BENCHLAB_PROBE_ADDR`` says (default
+``udp://127.0.0.1:4797``), on by default, so a probe finds the agent with no configuration.
+A malformed datagram or line is counted (``benchlab.agent.input.rejected{source="probe"}``)
+and skipped; an address that is taken is one log line, and the agent runs without probes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import socket
+import stat
+import threading
+
+from otel_benchlab.components import Built, Component
+from otel_benchlab.config import parse_probe_addr
+from otel_benchlab.counters import AgentCounters
+from otel_benchlab.probe_wire import MAGIC
+from otel_benchlab.records import SensorInfo, StageMark, StageSpan
+
+from . import Emit
+
+log = logging.getLogger("otel_benchlab")
+
+RCVBUF = 4 << 20  # a few seconds of marks at 100k/s if the agent is busy
+
+
+def parse_datagram(data: bytes) -> tuple[list[StageMark | StageSpan], list[str]]:
+    """Records, and a reason for each rejected line (or the whole datagram)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return [], ["not_utf8"]
+    lines = text.split("\n")
+    if lines[0] != MAGIC:
+        return [], ["not_probe"]
+    out: list[StageMark | StageSpan] = []
+    rejected: list[str] = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        f = line.split("\t")
+        try:
+            if f[0] == "m" and len(f) == 6 and f[4]:
+                out.append(StageMark(int(f[1]), f[2], f[3], f[4], int(f[5]) if f[5] else None))
+                continue
+            if f[0] == "s" and len(f) == 8 and f[5] and f[6]:
+                start, end = int(f[1]), int(f[2])
+                if end >= start:
+                    out.append(StageSpan(f[3], f[4], int(f[7]) if f[7] else None, f[5], f[6],
+                                         start, end))
+                    continue
+        except ValueError:
+            pass
+        rejected.append("malformed")
+    return out, rejected
+
+
+class ProbeReceiver:
+    name = "probe"
+
+    def __init__(self, listen: str, counters: AgentCounters) -> None:
+        self.listen = listen
+        self.counters = counters
+        counters.declare("input.rejected", source="probe", reason="malformed")
+        self._sock: socket.socket | None = None
+        self._path: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sensors(self) -> list[SensorInfo]:
+        return []
+
+    def _bind(self) -> socket.socket | None:
+        target = parse_probe_addr(self.listen)
+        if target is None:
+            return None
+        family, where = target
+        sock = socket.socket(socket.AF_UNIX if family == "unix" else socket.AF_INET,
+                             socket.SOCK_DGRAM)
+        try:
+            if family == "unix":
+                self._remove_stale(str(where))
+                sock.bind(str(where))
+                self._path = str(where)
+                # Probes in other containers and users send to it (a hostPath socket).
+                os.chmod(self._path, 0o666)
+            else:
+                sock.bind(where)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        except OSError as exc:
+            sock.close()
+            log.warning("probe receiver: cannot listen on %s (%s); probes will not reach "
+                        "this agent. Is another agent running? Set BENCHLAB_PROBE_ADDR (the "
+                        "same value for the agent and its probes) or [probe] listen = "
+                        "\"off\".", self.listen, exc.strerror or exc)
+            return None
+        return sock
+
+    @staticmethod
+    def _remove_stale(path: str) -> None:
+        """A socket file left by an agent that died; refuse to remove anything else."""
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(mode):
+            raise OSError(f"{path} exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # nobody listens on it
+            return
+        finally:
+            probe.close()
+        raise OSError(f"another process listens on {path}")
+
+    def start(self, emit: Emit) -> None:
+        self._sock = self._bind()
+        if self._sock is None:
+            return
+        self._thread = threading.Thread(target=self._run, args=(emit,), name="probe",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, emit: Emit) -> None:
+        sock = self._sock
+        assert sock is not None
+        sock.setblocking(False)
+        while not self._stop.is_set():
+            ready, _, _ = select.select([sock], [], [], 0.2)
+            if not ready:
+                continue
+            while True:  # everything queued in the socket, then wait again
+                try:
+                    data = sock.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    return
+                records, rejected = parse_datagram(data)
+                for r in records:
+                    emit(r)
+                for reason in rejected:
+                    self.counters.add("input.rejected", 1, "a probe datagram was not in the "
+                                      "probe format (otel_benchlab.probe_wire); it was skipped",
+                                      source="probe", reason=reason)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._sock is not None:
+            self._sock.close()
+        if self._path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._path)
+
+
+COMPONENT = Component(
+    "probe", "probe", lambda cfg: parse_probe_addr(cfg.probe.listen) is not None,
+    lambda cfg, ctx: Built(receivers=[ProbeReceiver(cfg.probe.listen, ctx.counters)]))
+
+
