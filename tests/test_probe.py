@@ -1,0 +1,152 @@
+"""The Python probe: a real application process sends marks and stages over the probe
+datagram socket to a real agent, whose Parquet holds them with power."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pyarrow.dataset as ds
+import pytest
+
+from otel_benchlab import probe
+from otel_benchlab.counters import AgentCounters
+from otel_benchlab.receivers.probe import ProbeReceiver, parse_datagram
+from otel_benchlab.records import StageMark, StageSpan
+
+from .servers import free_port
+from .test_end_to_end import agent_cmd, agent_env, wait_started
+
+APP = textwrap.dedent("""
+    import json, sys, time
+    from otel_benchlab import probe
+    sent = []
+    p = probe.Probe(pipeline="app", stream="cam0")
+    for n in range(200):
+        p.mark("decoded", frame=n)
+        time.sleep(0.002)
+        p.mark("encoded", frame=n)
+        t0 = time.monotonic_ns()
+        time.sleep(0.001)
+        t1 = time.monotonic_ns()
+        p.span("infer", t0, t1, frame=n)
+        sent.append([n, t0, t1])
+    p.flush()
+    json.dump({"spans": sent, "dropped": p.dropped}, sys.stdout)
+""")
+
+
+def test_a_datagram_holds_marks_and_spans():
+    data = (b"bl1\nm\t100\tapp\tcam0\tdecoded\t7\nm\t150\tapp\tcam0\tencoded\t\n"
+            b"s\t10\t20\tapp\tcam0\tinfer.start\tinfer.end\t7")
+    records, rejected = parse_datagram(data)
+    assert records == [StageMark(100, "app", "cam0", "decoded", 7),
+                       StageMark(150, "app", "cam0", "encoded", None),
+                       StageSpan("app", "cam0", 7, "infer.start", "infer.end", 10, 20)]
+    assert rejected == []
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"\xff\xfe", "not_utf8"), (b"hello\nm\t1\ta\tb\tc\t", "not_probe"),
+    (b"bl1\nm\tnot-a-time\tapp\tcam0\tdecoded\t7", "malformed"),
+    (b"bl1\ns\t20\t10\tapp\tcam0\ta\tb\t", "malformed"),
+    (b"bl1\nm\t1\tapp\tcam0", "malformed")])
+def test_a_malformed_datagram_is_rejected_with_its_reason(data, reason):
+    records, rejected = parse_datagram(data)
+    assert records == [] and rejected == [reason]
+
+
+def test_a_probe_with_no_agent_drops_and_counts_and_never_raises(tmp_path):
+    p = probe.Probe(f"unix://{tmp_path}/nobody.sock")
+    for n in range(300):
+        assert p.mark("decoded", frame=n) in (True, False)
+    p.mark("decoded", frame="not a number")
+    with p.stage("encode", frame=1):
+        pass
+    p.flush()
+    assert p.sent == 0 and p.dropped == 302
+    p.close()
+
+
+def test_a_probe_holds_a_bounded_number_of_marks(tmp_path):
+    p = probe.Probe(f"unix://{tmp_path}/nobody.sock")
+    p._flusher = object()  # no flusher thread: only a full batch sends
+    p._pending.extend([(1, "a", "b", "c", None)] * probe.MAX_PENDING)
+    assert p.mark("decoded") is False and p.dropped == 1
+    assert len(p._pending) == probe.MAX_PENDING
+
+
+def test_the_receiver_counts_rejected_datagrams_and_emits_the_rest(tmp_path):
+    addr = f"unix://{tmp_path}/agent.sock"
+    counters = AgentCounters()
+    got: list = []
+    rx = ProbeReceiver(addr, counters)
+    rx.start(lambda r: got.append(r) or True)
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.connect(f"{tmp_path}/agent.sock")
+        s.send(b"garbage")
+        p = probe.Probe(addr, pipeline="app")
+        p.mark("decoded", frame=1)
+        p.close()
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        rx.stop()
+    assert [m.stage for m in got] == ["decoded"]
+    assert counters.get("input.rejected", source="probe", reason="not_probe") == 1
+
+
+def test_a_second_receiver_on_a_taken_address_is_a_log_line(tmp_path, caplog):
+    port = free_port()
+    first, second = (ProbeReceiver(f"udp://127.0.0.1:{port}", AgentCounters())
+                     for _ in range(2))
+    first.start(lambda r: True)
+    try:
+        second.start(lambda r: True)
+        second.stop()
+    finally:
+        first.stop()
+    assert "cannot listen on" in caplog.text and "BENCHLAB_PROBE_ADDR" in caplog.text
+
+
+@pytest.mark.e2e
+def test_an_application_probe_reaches_the_agent_with_power(tmp_path):
+    port = free_port()
+    addr = f"udp://127.0.0.1:{port}"
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text('pairs = [["decoded", "encoded"], ["infer.start", "infer.end"]]\n'
+                   '[sim]\nsources = ["benchlab", "gpu"]\n')
+    env = agent_env(BENCHLAB_PROBE_ADDR=addr, OTEL_TRACES_EXPORTER="none",
+                    OTEL_METRICS_EXPORTER="none")
+    agent = subprocess.Popen(
+        agent_cmd("--simulate", "--config", str(cfg), "--data-root", str(tmp_path / "data"),
+                  "--session", "probe", "--prom-bind", "off"),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_started(agent)
+        app = subprocess.run([sys.executable, "-c", APP], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert app.returncode == 0, app.stderr
+        sent = json.loads(app.stdout)
+        time.sleep(1.0)  # a power sample after the last span, so it has energy too
+    finally:
+        agent.send_signal(2)
+        out, err = agent.communicate(timeout=30)
+    assert agent.returncode == 0, err
+    assert sent["dropped"] == 0
+    table = ds.dataset(tmp_path / "data/sessions/probe/aligned").to_table().to_pandas()
+    aligned = table[table.power_source == "sys"]
+    pairs = aligned.groupby(["stage_from", "stage_to"]).size().to_dict()
+    assert pairs == {("decoded", "encoded"): 200, ("infer.start", "infer.end"): 200}
+    infer = aligned[aligned.stage_from == "infer.start"].sort_values("frame")
+    assert [[int(f), int(a), int(b)] for f, a, b in
+            zip(infer.frame, infer.start_ns, infer.end_ns, strict=True)] == sent["spans"]
+    enc = aligned[aligned.stage_from == "decoded"]
+    assert (enc.latency_ms > 2.0).all()
+    assert aligned["energy_j"].notna().all()
