@@ -128,6 +128,14 @@ def agent_parser(prog: str = "otel-benchlab") -> argparse.ArgumentParser:
                    help="sensor sampling rate (env BENCHLAB_SAMPLE_HZ; default 10)")
     p.add_argument("--benchlab-device", metavar="auto|PATH|uid:UID",
                    help="which BENCHLAB(s) to read (env BENCHLAB_DEVICE; default auto)")
+    p.add_argument("--tail-jsonl", action="append", metavar="PATH",
+                   help="follow a JSONL file of stage marks (the seed's format); repeat for "
+                   "several; - for standard input ([intake] jsonl)")
+    p.add_argument("--otlp-listen", metavar="HOST:PORT",
+                   help="OTLP/gRPC intake: take spans from applications, measure the "
+                   "configured ones, forward everything upstream (default off)")
+    p.add_argument("--otlp-http-listen", metavar="HOST:PORT",
+                   help="OTLP/HTTP (protobuf) intake, as --otlp-listen (default off)")
     p.add_argument("--benchlab-rgb-feedback", action="store_true", default=None,
                    help="set the BENCHLAB's RGB colour from pipeline latency (default off)")
     p.add_argument("--benchlab-fan-auto", action="store_true", default=None,
@@ -189,6 +197,9 @@ def _config(args: argparse.Namespace) -> Config:
         "pair_window_s": getattr(args, "window", None),
         "power_max_gap_s": getattr(args, "max_gap", None),
         "benchlab.device": getattr(args, "benchlab_device", None),
+        "intake.jsonl": getattr(args, "tail_jsonl", None),
+        "intake.otlp_grpc": getattr(args, "otlp_listen", None),
+        "intake.otlp_http": getattr(args, "otlp_http_listen", None),
         "benchlab.control.rgb_feedback": getattr(args, "benchlab_rgb_feedback", None),
         "benchlab.control.fan_auto": getattr(args, "benchlab_fan_auto", None),
         "benchlab.control.dry_run": getattr(args, "benchlab_control_dry_run", None),

@@ -127,6 +127,9 @@ class LogPatternConfig:
     stream: str = "main"
     ts_format: str = ""  # strptime format of the ts group; "" = the time the line is read
     from_start: bool = False  # read what the file holds already (default: only new lines)
+    # Logs that print one line per iteration (at its end): each match also marks this
+    # stage for the next frame, so the pair (next_stage, stage) spans one whole iteration.
+    next_stage: str = ""
 
 
 @dataclass

@@ -1,3 +1,85 @@
-from otel_benchlab.components import Built, Component
+"""Follow JSONL files of stage marks in the seed project's format (``--tail-jsonl PATH``,
+``[intake] jsonl``): ``{"ts_ns": N, "source": "pipeline", "kv": {"stage": "...",
+"frame": N, "stream"?: "...", "pipeline"?: "..."}}``, one object per line.
 
-COMPONENT = Component("jsonl_tail", "intake", lambda cfg: False, lambda cfg, ctx: Built())
+``ts_ns`` is the host's CLOCK_MONOTONIC or Unix epoch ns, told apart by magnitude (epoch
+ns are past 1e18 since 2001; a monotonic clock would need 3 years of uptime to reach
+1e17). A line that is not a mark is counted (``benchlab.agent.input.rejected``) and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from otel_benchlab.components import Built, Component
+from otel_benchlab.counters import AgentCounters
+from otel_benchlab.records import SensorInfo, StageMark
+from otel_benchlab.timebase import TimeBase
+
+from . import Emit
+from .follow import FileFollower
+from .stored import seed_mark
+
+EPOCH_NS_FLOOR = 10**17
+
+
+class JsonlTailReceiver:
+    def __init__(self, path: str, counters: AgentCounters, from_start: bool = True) -> None:
+        self.path = path
+        self.name = f"jsonl:{path}"
+        self.counters = counters
+        self.pipeline = Path(path).stem if path != "-" else "stdin"
+        self.timebase = TimeBase.measure()
+        self.from_start = from_start
+        for reason in ("not_json", "not_a_mark", "too_long"):
+            counters.declare("input.rejected", source="jsonl", reason=reason)
+        self._follower: FileFollower | None = None
+
+    def sensors(self) -> list[SensorInfo]:
+        return []
+
+    def _reject(self, reason: str) -> None:
+        self.counters.add("input.rejected", 1, f"lines of {self.path} that are not seed "
+                          "marks ({\"ts_ns\", \"kv\": {\"stage\", \"frame\"}}) are skipped",
+                          source="jsonl", reason=reason)
+
+    def to_mark(self, line: bytes) -> StageMark | None:
+        if not line.strip():
+            return None
+        try:
+            rec = json.loads(line)
+        except ValueError:  # also not UTF-8
+            self._reject("not_json")
+            return None
+        m = seed_mark(rec)
+        if m is None:
+            self._reject("not_a_mark")
+            return None
+        ts = m["ts_ns"]
+        if ts >= EPOCH_NS_FLOOR:
+            ts = self.timebase.to_mono_ns(ts)
+        kv = m["kv"]
+        return StageMark(ts, kv.get("pipeline") or self.pipeline,
+                         kv.get("stream") or m["source"] or "main", kv["stage"], kv["frame"])
+
+    def start(self, emit: Emit) -> None:
+        def on_line(line: bytes) -> None:
+            mark = self.to_mark(line)
+            if mark is not None:
+                emit(mark)
+
+        self._follower = FileFollower(self.path, on_line, lambda: self._reject("too_long"),
+                                      self.from_start, name="jsonl-tail")
+        self._follower.start()
+
+    def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.stop()
+
+
+COMPONENT = Component(
+    "jsonl_tail", "intake", lambda cfg: bool(cfg.intake.jsonl),
+    lambda cfg, ctx: Built(receivers=[
+        JsonlTailReceiver(p, ctx.counters, cfg.intake.jsonl_from_start)
+        for p in cfg.intake.jsonl]))
