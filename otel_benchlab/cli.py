@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from otel_benchlab import __version__
@@ -16,8 +17,9 @@ from otel_benchlab.counters import AgentCounters
 
 log = logging.getLogger("otel_benchlab")
 
-SUBCOMMANDS = ("run", "replay", "recover", "devices")
-LOG_LEVEL_DEFAULTS = {"run": "INFO", "replay": "INFO", "recover": "INFO", "devices": "WARNING"}
+SUBCOMMANDS = ("run", "gst", "replay", "recover", "devices")
+LOG_LEVEL_DEFAULTS = {"run": "INFO", "gst": "INFO", "replay": "INFO", "recover": "INFO",
+                      "devices": "WARNING"}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -90,6 +92,8 @@ the agent until SIGINT/SIGTERM (a second one stops waiting for the network).
 
 commands:
   run        run the agent (the default; these options)
+  gst        run a GStreamer pipeline and measure each element (a session of its own,
+             or --to-agent a running agent)
   replay     run the processors again over a stored session, for any stage pairs
   recover    turn the journals of a crashed session into Parquet parts
   devices    list BENCHLAB devices and read one sample of each
@@ -237,7 +241,7 @@ class _Signals:
 
 
 def cmd_run(args: argparse.Namespace, cfg: Config | None = None,
-            extra: list | None = None) -> int:
+            extra: list | None = None, on_agent=None) -> int:
     """The agent: every component the configuration enables (``components``), plus the
     receivers a command made itself (``extra``: the GStreamer launcher's)."""
     signals = _Signals()
@@ -260,9 +264,102 @@ def cmd_run(args: argparse.Namespace, cfg: Config | None = None,
             agent.abandon()
             return 0
         signals.attach(agent)
+        if on_agent is not None:
+            on_agent(agent)
         return agent.run(cfg.duration_s)
     finally:
         built.cleanup()
+
+
+GST_DESCRIPTION = """\
+Run `gst-launch-1.0 PIPELINE` with GStreamer's latency tracer and measure every element
+(or those named with --stage) and the pipeline from source to sink, as stage spans with
+power and energy, in an agent session of its own (all the agent's options and outputs)
+that ends with the pipeline. Exits with the pipeline's status.
+
+example:
+  otel-benchlab gst --simulate --stage enc -- videotestsrc num-buffers=300 ! \\
+      x264enc name=enc tune=zerolatency ! fakesink"""
+
+
+def gst_parser() -> argparse.ArgumentParser:
+    p = agent_parser("otel-benchlab gst")
+    p.description = GST_DESCRIPTION
+    p.usage = "otel-benchlab gst [AGENT OPTIONS] [--stage ELEMENT]... -- PIPELINE..."
+    g = p.add_argument_group("GStreamer")
+    g.add_argument("--stage", action="append", metavar="ELEMENT",
+                   help="an element to measure (its name in the pipeline); repeat for "
+                   "several (default: every element the tracer reports)")
+    g.add_argument("--name", default="gst", metavar="PIPELINE",
+                   help="the pipeline's name in every output (default gst)")
+    g.add_argument("--to-agent", metavar="ADDRESS",
+                   help="send the spans to a running agent's probe address "
+                   "(udp://HOST:PORT or unix:///PATH, as BENCHLAB_PROBE_ADDR) instead of "
+                   "running a session here")
+    p.set_defaults(command="gst")
+    return p
+
+
+def _exit_status(rc: int) -> int:
+    return 128 - rc if rc < 0 else rc  # killed by signal N: 128 + N, as shells say
+
+
+def cmd_gst(args: argparse.Namespace, pipeline: list[str]) -> int:
+    from otel_benchlab.receivers.gst_tracer import GstLaunchReceiver
+
+    if not pipeline:
+        print("otel-benchlab gst: give the pipeline after --, as to gst-launch-1.0",
+              file=sys.stderr)
+        return 2
+    if args.to_agent:
+        return _gst_to_agent(args, pipeline)
+    cfg = _config(args)
+    # Measured spans need no pairing; these pairs order the output and let a frame's
+    # trace end as soon as every named element has reported it.
+    cfg.pairs = [[f"{e}.sink", f"{e}.src"] for e in args.stage or []]
+    # The pipeline is the real one: --simulate stands in for power sources only.
+    cfg.sim.sources = [s for s in cfg.sim.sources if s != "pipeline"]
+    launcher = GstLaunchReceiver(pipeline, args.stage, args.name)
+
+    def bind(agent) -> None:
+        launcher.on_exit = lambda rc: agent.stop()
+
+    rc = cmd_run(args, cfg, extra=[launcher], on_agent=bind)
+    if launcher.returncode is None:
+        return rc
+    return _exit_status(launcher.returncode) or rc
+
+
+def _gst_to_agent(args: argparse.Namespace, pipeline: list[str]) -> int:
+    from otel_benchlab.probe import Probe
+    from otel_benchlab.receivers.gst_tracer import GstLaunchReceiver
+
+    setup_logging(args.log_format or "text", args.log_level or LOG_LEVEL_DEFAULTS["gst"])
+    try:
+        sender = Probe(args.to_agent, pipeline=args.name)
+    except ConfigError as exc:
+        print(f"otel-benchlab gst: --to-agent: {exc}", file=sys.stderr)
+        return 2
+    done = threading.Event()
+    launcher = GstLaunchReceiver(pipeline, args.stage, args.name,
+                                 on_exit=lambda rc: done.set())
+
+    def emit(span) -> bool:
+        return sender.stage_span(span.start_ns, span.end_ns, span.pipeline, span.stream,
+                                 span.stage_from, span.stage_to, span.frame)
+
+    stopping = []
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    launcher.start(emit)
+    while not done.wait(0.1):
+        if stopping:
+            launcher.stop()
+    sender.close()
+    print(f"otel-benchlab gst: {launcher.spans.records} tracer records, {sender.sent} spans "
+          f"sent to {args.to_agent}, {sender.dropped} dropped (no agent there?)",
+          file=sys.stderr)
+    return _exit_status(launcher.returncode or 0)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -351,6 +448,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "gst":
+        rest = argv[1:]
+        cut = rest.index("--") if "--" in rest else len(rest)
+        args = gst_parser().parse_args(rest[:cut])
+        try:
+            return cmd_gst(args, rest[cut + 1:])
+        except ConfigError as exc:
+            print(f"otel-benchlab: {exc}", file=sys.stderr)
+            return 2
     if argv and argv[0] in SUBCOMMANDS and argv[0] != "run":
         args = command_parser(argv[0]).parse_args(argv[1:])
     else:

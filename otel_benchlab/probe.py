@@ -30,7 +30,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from otel_benchlab.probe_wire import ADDR_VARIABLE, MAGIC, address, clean
+from otel_benchlab.probe_wire import ADDR_VARIABLE, MAGIC, address, clean, span_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,6 +49,8 @@ def _line(rec: tuple) -> str:
     if len(rec) == 5:
         ts, pipeline, stream, stage, frame = rec
         return f"m\t{ts}\t{pipeline}\t{stream}\t{stage}\t{'' if frame is None else frame}"
+    if len(rec) == 7:  # a span with its own stage names (gst --to-agent)
+        return span_line(*rec)
     start, end, pipeline, stream, name, frame = rec
     return (f"s\t{start}\t{end}\t{pipeline}\t{stream}\t{name}.start\t{name}.end\t"
             f"{'' if frame is None else frame}")
@@ -108,6 +110,11 @@ class Probe:
     def stage(self, name: str, frame: int | None = None, stream: str | None = None,
               pipeline: str | None = None) -> Stage:
         return Stage(self, name, frame, stream, pipeline)
+
+    def stage_span(self, start_ns: int, end_ns: int, pipeline: str, stream: str,
+                   stage_from: str, stage_to: str, frame: int | None) -> bool:
+        """A span whose two stage names the caller chooses (``gst --to-agent``)."""
+        return self._put((start_ns, end_ns, pipeline, stream, stage_from, stage_to, frame))
 
     # -- sending -------------------------------------------------------------------------
     def _connect(self) -> bool:

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Installs everything the tests need (Debian's prometheus, a venv with the package and its
+# Installs everything the tests need (Debian's prometheus and GStreamer, a venv with the package and its
 # test extras) and runs the lint and the whole suite. This is the README's test command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
-if ! command -v prometheus >/dev/null 2>&1; then
+# Debian's prometheus (scraped by the end-to-end tests) and GStreamer's tools with the
+# plugins the pipeline tests use (x264enc is in -ugly).
+APT_PACKAGES="prometheus gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v gst-launch-1.0 >/dev/null 2>&1 \
+        || ! gst-inspect-1.0 x264enc >/dev/null 2>&1; then
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $APT_PACKAGES >/dev/null
 fi
 # The end-to-end tests start their own Prometheus; Debian's service is not needed.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
