@@ -32,7 +32,8 @@ from otel_benchlab.counters import AgentCounters
 SIGNALS = ("traces", "metrics")
 PROTOCOLS = ("grpc", "http/protobuf")
 EXPORTERS = {"traces": ("otlp", "console", "none"),
-             "metrics": ("otlp", "console", "prometheus", "none")}
+             "metrics": ("otlp", "console", "prometheus", "none"),
+             "logs": ("otlp", "console", "none")}  # logs: only forwarded from the intake
 
 
 def sdk_disabled(env: Mapping[str, str]) -> bool:
@@ -72,7 +73,7 @@ def plan_signal(signal: str, cfg: OtlpConfig, env: Mapping[str, str]) -> SignalP
         raw = env.get(var, "").strip().lower()
         where = f"environment variable {var}" if raw else f"setting 'otlp.{signal}_exporter'"
         chosen = [n.strip() for n in raw.split(",")] if raw else list(
-            getattr(cfg, f"{signal}_exporter"))
+            getattr(cfg, f"{signal}_exporter", ["otlp"]))
         for n in chosen:
             if n not in EXPORTERS[signal]:
                 raise ConfigError(f"{where}: {n!r} is not supported; use a comma list of "

@@ -255,10 +255,12 @@ def cmd_run(args: argparse.Namespace, cfg: Config | None = None,
     for rec in recover_crashed(cfg.data_root):
         log.warning("%s", rec.report())
     counters = AgentCounters()
-    built = build_all(cfg, BuildContext(counters, extra=list(extra or [])))
+    ctx = BuildContext(counters, extra=list(extra or []))
+    built = build_all(cfg, ctx)
     try:
         agent = Agent(cfg, built.receivers, Session(cfg.data_root, cfg.session_id),
-                      status_out=sys.stdout, counters=counters, span_sinks=built.span_sinks)
+                      status_out=sys.stdout, counters=counters, span_sinks=built.span_sinks,
+                      timebase=ctx.timebase)
         if signals.count:
             log.info("interrupted during start-up; nothing was written")
             agent.abandon()

@@ -17,6 +17,7 @@ from typing import Any
 
 from otel_benchlab.config import Config
 from otel_benchlab.counters import AgentCounters
+from otel_benchlab.timebase import TimeBase
 
 log = logging.getLogger("otel_benchlab")
 
@@ -33,11 +34,13 @@ COMPONENT_MODULES = (
 
 @dataclass
 class BuildContext:
-    """What factories share: the agent's counters, and receivers a command made itself
-    (the GStreamer launcher's)."""
+    """What factories share: the agent's counters and time base (receivers that map Unix
+    times onto the monotonic clock use the agent's own offset, so a time that comes in
+    goes out unchanged), and receivers a command made itself (the GStreamer launcher's)."""
 
     counters: AgentCounters
     extra: list[Any] = field(default_factory=list)
+    timebase: TimeBase = field(default_factory=TimeBase.measure)
 
 
 @dataclass

@@ -72,7 +72,7 @@ class Agent:
     def __init__(self, cfg: Config, receivers: list[Receiver], session: Session,
                  status_out: TextIO | None = None,
                  counters: AgentCounters | None = None,
-                 span_sinks: list | None = None) -> None:
+                 span_sinks: list | None = None, timebase: TimeBase | None = None) -> None:
         self.cfg = cfg
         self.receivers = receivers
         self.session = session
@@ -82,7 +82,7 @@ class Agent:
         # mimalloc pool reserves some 40 MB of arena for them up front, the system
         # allocator does not. Replay, with its large arrays, keeps the default.
         pa.set_memory_pool(pa.system_memory_pool())
-        self.timebase = TimeBase.measure()
+        self.timebase = timebase or TimeBase.measure()
         self.queue: queue.Queue[Sample | StageMark | StageSpan] = queue.Queue(
             maxsize=cfg.queue_size)
         # Exporters that get every stage span once it has its power (the OTLP intake's

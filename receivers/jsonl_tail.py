@@ -25,12 +25,13 @@ EPOCH_NS_FLOOR = 10**17
 
 
 class JsonlTailReceiver:
-    def __init__(self, path: str, counters: AgentCounters, from_start: bool = True) -> None:
+    def __init__(self, path: str, counters: AgentCounters, from_start: bool = True,
+                 timebase: TimeBase | None = None) -> None:
         self.path = path
         self.name = f"jsonl:{path}"
         self.counters = counters
         self.pipeline = Path(path).stem if path != "-" else "stdin"
-        self.timebase = TimeBase.measure()
+        self.timebase = timebase or TimeBase.measure()
         self.from_start = from_start
         for reason in ("not_json", "not_a_mark", "too_long"):
             counters.declare("input.rejected", source="jsonl", reason=reason)
@@ -81,5 +82,5 @@ class JsonlTailReceiver:
 COMPONENT = Component(
     "jsonl_tail", "intake", lambda cfg: bool(cfg.intake.jsonl),
     lambda cfg, ctx: Built(receivers=[
-        JsonlTailReceiver(p, ctx.counters, cfg.intake.jsonl_from_start)
+        JsonlTailReceiver(p, ctx.counters, cfg.intake.jsonl_from_start, ctx.timebase)
         for p in cfg.intake.jsonl]))

@@ -27,7 +27,8 @@ from .follow import FileFollower
 
 
 class LogPatternReceiver:
-    def __init__(self, cfg: LogPatternConfig, counters: AgentCounters) -> None:
+    def __init__(self, cfg: LogPatternConfig, counters: AgentCounters,
+                 timebase: TimeBase | None = None) -> None:
         self.cfg = cfg
         self.name = f"log:{cfg.path}"
         self.counters = counters
@@ -36,7 +37,7 @@ class LogPatternReceiver:
         self.frame_group = "frame" if "frame" in groups else (
             "iteration" if "iteration" in groups else None)
         self.has_ts = "ts" in groups and bool(cfg.ts_format)
-        self.timebase = TimeBase.measure()
+        self.timebase = timebase or TimeBase.measure()
         for reason in ("bad_frame", "bad_time", "too_long"):
             counters.declare("input.rejected", source="log", reason=reason)
         self._follower: FileFollower | None = None
@@ -105,5 +106,5 @@ class LogPatternReceiver:
 
 COMPONENT = Component(
     "log_pattern", "intake.log", lambda cfg: bool(cfg.intake.log),
-    lambda cfg, ctx: Built(receivers=[LogPatternReceiver(c, ctx.counters)
+    lambda cfg, ctx: Built(receivers=[LogPatternReceiver(c, ctx.counters, ctx.timebase)
                                       for c in cfg.intake.log]))

@@ -1,3 +1,403 @@
-from otel_benchlab.components import Built, Component
+"""OTLP intake: the agent stands where a node-local collector stands.
 
-COMPONENT = Component("otlp_intake", "intake", lambda cfg: False, lambda cfg, ctx: Built())
+Applications send OTLP (gRPC on ``[intake] otlp_grpc`` / ``--otlp-listen``, HTTP with
+protobuf bodies on ``otlp_http`` / ``--otlp-http-listen``; both off by default, loopback
+unless a wider address is given). Of what arrives:
+
+- spans whose name matches ``span_stages`` (names or globs) become measured stage spans,
+  pair ``<name>.start-><name>.end``, keeping their trace and span ids; once they have their
+  power they are forwarded upstream as the same spans with ``benchlab.power.mean.<source>``
+  and ``benchlab.energy.<source>`` added (``IntakeEnricher``);
+- span events named in ``event_stages`` become marks and pair like any marks;
+- everything else (other spans, metrics, logs) is forwarded unchanged (exporters/
+  otlp_forward.py). A full forward queue answers UNAVAILABLE / 503, so the application's
+  exporter retries, as with a busy collector.
+
+Frame ids come from the span's or event's ``frame_attribute`` (default ``benchlab.frame``),
+the stream from ``benchlab.stream`` (default ``main``), the pipeline from the resource's
+``service.name``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import http.server
+import logging
+import os
+import socket
+import threading
+import time
+from collections import OrderedDict
+from concurrent import futures
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import (
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
+)
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from otel_benchlab.components import BuildContext, Built, Component
+from otel_benchlab.config import Config, ConfigError, IntakeConfig, parse_bind
+from otel_benchlab.counters import AgentCounters
+from otel_benchlab.exporters.otlp_forward import OtlpForwarder
+from otel_benchlab.records import SensorInfo, StageMark, StageSpan
+from otel_benchlab.schema import column_suffix
+from otel_benchlab.timebase import TimeBase
+
+from . import Emit
+
+log = logging.getLogger("otel_benchlab")
+
+REQUESTS = {"traces": trace_service_pb2.ExportTraceServiceRequest,
+            "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
+            "logs": logs_service_pb2.ExportLogsServiceRequest}
+RESPONSES = {"traces": trace_service_pb2.ExportTraceServiceResponse,
+             "metrics": metrics_service_pb2.ExportMetricsServiceResponse,
+             "logs": logs_service_pb2.ExportLogsServiceResponse}
+MAX_MESSAGE = 32 << 20
+
+
+def _value(v: AnyValue) -> Any:
+    kind = v.WhichOneof("value")
+    return getattr(v, kind) if kind else None
+
+
+def _frame(attrs: Any, key: str) -> int | None:
+    for kv in attrs:
+        if kv.key == key:
+            val = _value(kv.value)
+            if isinstance(val, int) and not isinstance(val, bool):
+                return val
+            if isinstance(val, str) and val.isdigit():
+                return int(val)
+            return None
+    return None
+
+
+def _text(attrs: Any, key: str, default: str) -> str:
+    for kv in attrs:
+        if kv.key == key:
+            val = _value(kv.value)
+            return str(val) if val not in (None, "") else default
+    return default
+
+
+class IntakeEnricher:
+    """Holds trace requests whose spans are being measured; adds each span's power once the
+    agent has it and forwards the request when all its spans have theirs (or after
+    ``hold_s``: a span whose power never comes is forwarded as it came)."""
+
+    name = "OTLP intake enricher"
+
+    def __init__(self, forwarder: OtlpForwarder, hold_s: float, max_held: int) -> None:
+        self.forwarder = forwarder
+        self.hold_ns = int(hold_s * 1e9)
+        self.max_held = max_held
+        self._lock = threading.Lock()
+        self._spans: dict[tuple[int, int], tuple[list, Any]] = {}
+        # request id -> [request, spans still waiting, deadline]
+        self._held: OrderedDict[int, list] = OrderedDict()
+
+    def hold(self, request: Any, spans: list[tuple[tuple[int, int], Any]]) -> bool:
+        """Keep ``request`` until ``spans`` (keys and their proto spans) are measured;
+        False when too many requests are held already (forward it now instead)."""
+        with self._lock:
+            if len(self._held) >= self.max_held:
+                return False
+            entry = [request, len(spans), time.monotonic_ns() + self.hold_ns]
+            self._held[id(request)] = entry
+            for key, proto in spans:
+                self._spans[key] = (entry, proto)
+        return True
+
+    def export(self, spans: list[StageSpan]) -> None:
+        """Called by the runtime with every span that has its power."""
+        ready = []
+        with self._lock:
+            for s in spans:
+                if not s.foreign:
+                    continue
+                found = self._spans.pop((s.trace_id, s.span_id), None)
+                if found is None:
+                    continue
+                entry, proto = found
+                for label, fig in s.power.items():
+                    suffix = column_suffix(label)
+                    if fig.mean_w is not None:
+                        proto.attributes.append(KeyValue(
+                            key=f"benchlab.power.mean.{suffix}",
+                            value=AnyValue(double_value=fig.mean_w)))
+                    if fig.energy_j is not None:
+                        proto.attributes.append(KeyValue(
+                            key=f"benchlab.energy.{suffix}",
+                            value=AnyValue(double_value=fig.energy_j)))
+                entry[1] -= 1
+                if entry[1] <= 0 and self._held.pop(id(entry[0]), None) is not None:
+                    ready.append(entry[0])
+            ready += self._expired(time.monotonic_ns())
+        for request in ready:
+            self.forwarder.forward("traces", request)
+
+    def _expired(self, now_ns: int, everything: bool = False) -> list:
+        out = []
+        while self._held:
+            rid, entry = next(iter(self._held.items()))
+            if not everything and entry[2] > now_ns:
+                break
+            del self._held[rid]
+            out.append(entry[0])
+        if out:
+            gone = {id(r) for r in out}
+            self._spans = {k: v for k, v in self._spans.items() if id(v[0][0]) not in gone}
+        return out
+
+    def shutdown(self) -> None:
+        with self._lock:
+            rest = self._expired(0, everything=True)
+        for request in rest:
+            self.forwarder.forward("traces", request)
+        self.forwarder.shutdown()
+
+
+class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
+                         metrics_service_pb2_grpc.MetricsServiceServicer,
+                         logs_service_pb2_grpc.LogsServiceServicer):
+    name = "otlp_intake"
+
+    def __init__(self, cfg: IntakeConfig, counters: AgentCounters, forwarder: OtlpForwarder,
+                 enricher: IntakeEnricher, timebase: TimeBase | None = None) -> None:
+        self.cfg = cfg
+        self.counters = counters
+        self.forwarder = forwarder
+        self.enricher = enricher
+        self.timebase = timebase or TimeBase.measure()
+        self.exact = {p for p in cfg.span_stages if not any(c in p for c in "*?[")}
+        self.globs = [p for p in cfg.span_stages if p not in self.exact]
+        self.events = set(cfg.event_stages)
+        self._emit: Emit | None = None
+        self._grpc: grpc.Server | None = None
+        self._http: http.server.ThreadingHTTPServer | None = None
+        for reason in ("not_protobuf", "bad_time"):
+            counters.declare("input.rejected", source="otlp", reason=reason)
+
+    def sensors(self) -> list[SensorInfo]:
+        return []
+
+    def identities(self) -> list[dict]:
+        return [{"otlp_grpc": self.cfg.otlp_grpc, "otlp_http": self.cfg.otlp_http,
+                 "upstream": self.forwarder.endpoints}]
+
+    # -- measuring ---------------------------------------------------------------------
+    def _matches(self, name: str) -> bool:
+        return name in self.exact or any(fnmatch.fnmatchcase(name, g) for g in self.globs)
+
+    def _reject(self, reason: str, what: str) -> None:
+        self.counters.add("input.rejected", 1, what, source="otlp", reason=reason)
+
+    def take_traces(self, request: Any) -> bool:
+        """Measure what matches, then hold or forward; False when the forward queue is
+        full (the caller answers 'retry later')."""
+        emit = self._emit
+        held: list[tuple[tuple[int, int], Any]] = []
+        records: list[StageSpan | StageMark] = []
+        to_mono = self.timebase.to_mono_ns
+        fkey = self.cfg.frame_attribute
+        for rs in request.resource_spans:
+            pipeline = _text(rs.resource.attributes, "service.name", "otlp")
+            for ss in rs.scope_spans:
+                for sp in ss.spans:
+                    measured = self._matches(sp.name)
+                    if not measured and not (self.events and sp.events):
+                        continue
+                    stream = _text(sp.attributes, "benchlab.stream", "main")
+                    frame = _frame(sp.attributes, fkey)
+                    if measured:
+                        if not sp.start_time_unix_nano or \
+                                sp.end_time_unix_nano < sp.start_time_unix_nano:
+                            self._reject("bad_time", f"span {sp.name!r} has no start or ends "
+                                         "before it starts; it is forwarded, not measured")
+                        else:
+                            tid = int.from_bytes(sp.trace_id, "big")
+                            sid = int.from_bytes(sp.span_id, "big")
+                            records.append(StageSpan(
+                                pipeline, stream, frame, f"{sp.name}.start", f"{sp.name}.end",
+                                to_mono(sp.start_time_unix_nano),
+                                to_mono(sp.end_time_unix_nano), tid, sid, foreign=True))
+                            held.append(((tid, sid), sp))
+                    for ev in sp.events:
+                        if ev.name in self.events:
+                            f = _frame(ev.attributes, fkey)
+                            records.append(StageMark(to_mono(ev.time_unix_nano), pipeline,
+                                                     stream, ev.name,
+                                                     f if f is not None else frame))
+        if emit is not None:
+            for r in records:
+                if not emit(r) and isinstance(r, StageSpan):
+                    held = [h for h in held if h[0] != (r.trace_id, r.span_id)]
+        if held and self.enricher.hold(request, held):
+            return True
+        return self.forwarder.forward("traces", request)
+
+    # -- gRPC ----------------------------------------------------------------------------
+    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        if isinstance(request, trace_service_pb2.ExportTraceServiceRequest):
+            signal, ok = "traces", self.take_traces(request)
+        else:
+            signal = ("metrics" if isinstance(request,
+                                              metrics_service_pb2.ExportMetricsServiceRequest)
+                      else "logs")
+            ok = self.forwarder.forward(signal, request)
+        if not ok:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "otel-benchlab's forward queue is "
+                          "full; retry later")
+        return RESPONSES[signal]()
+
+    # -- HTTP ----------------------------------------------------------------------------
+    def _http_handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+        intake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self, code: int, body: bytes = b"",
+                        ctype: str = "application/x-protobuf") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                if code == 503:
+                    self.send_header("Retry-After", "1")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                signal = {"/v1/traces": "traces", "/v1/metrics": "metrics",
+                          "/v1/logs": "logs"}.get(self.path.split("?")[0])
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if 0 < length <= MAX_MESSAGE else b""
+                if signal is None:
+                    self._answer(404, b"use /v1/traces, /v1/metrics or /v1/logs", "text/plain")
+                    return
+                ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+                if ctype != "application/x-protobuf":
+                    self._answer(415, b"otel-benchlab's intake takes protobuf bodies "
+                                 b"(OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)", "text/plain")
+                    return
+                try:
+                    if self.headers.get("Content-Encoding", "").lower() == "gzip":
+                        body = gzip.decompress(body)
+                    request = REQUESTS[signal].FromString(body)
+                except Exception:
+                    intake._reject("not_protobuf", "an OTLP/HTTP body was not an OTLP "
+                                   "protobuf message; answered 400")
+                    self._answer(400, b"not an OTLP protobuf message", "text/plain")
+                    return
+                ok = (intake.take_traces(request) if signal == "traces" else
+                      intake.forwarder.forward(signal, request))
+                if not ok:
+                    self._answer(503, b"forward queue full; retry later", "text/plain")
+                    return
+                self._answer(200, RESPONSES[signal]().SerializeToString())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        return Handler
+
+    # -- running -------------------------------------------------------------------------
+    def start(self, emit: Emit) -> None:
+        self._emit = emit
+        if self.cfg.otlp_grpc:
+            host, port = parse_bind(self.cfg.otlp_grpc, "intake.otlp_grpc")  # type: ignore
+            server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix=
+                                                            "otlp-intake"),
+                                 options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
+            trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, server)
+            metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self, server)
+            logs_service_pb2_grpc.add_LogsServiceServicer_to_server(self, server)
+            target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            try:
+                server.add_insecure_port(target)
+            except RuntimeError as exc:
+                log.error("OTLP intake: cannot listen on %s (%s); applications cannot send "
+                          "to this agent over gRPC", target, exc)
+            else:
+                server.start()
+                self._grpc = server
+        if self.cfg.otlp_http:
+            host, port = parse_bind(self.cfg.otlp_http, "intake.otlp_http")  # type: ignore
+            try:
+                cls = http.server.ThreadingHTTPServer
+                if ":" in host:
+                    cls = type("V6", (cls,), {"address_family": socket.AF_INET6})
+                self._http = cls((host, port), self._http_handler())
+            except OSError as exc:
+                log.error("OTLP intake: cannot listen on %s:%s (%s); applications cannot "
+                          "send to this agent over HTTP", host, port, exc.strerror or exc)
+            else:
+                self._http.daemon_threads = True
+                threading.Thread(target=self._http.serve_forever, name="otlp-intake-http",
+                                 daemon=True).start()
+
+    def stop(self) -> None:
+        if self._grpc is not None:
+            self._grpc.stop(grace=1).wait(2)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::", ""}
+
+
+def _host_port(endpoint: str) -> tuple[str, int | None]:
+    text = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = text.rpartition(":")
+    try:
+        return host.strip("[]").lower(), int(port)
+    except ValueError:
+        return text.lower(), None
+
+
+def refuse_loop(intake: IntakeConfig, upstream: dict[str, str]) -> None:
+    """An intake address that is the agent's own export endpoint would send every span
+    round in a circle."""
+    me = {socket.gethostname().lower(), *LOCAL_HOSTS}
+    for key in ("otlp_grpc", "otlp_http"):
+        bind = getattr(intake, key)
+        if not bind:
+            continue
+        host, port = parse_bind(bind, f"intake.{key}")  # type: ignore[misc]
+        for signal, endpoint in upstream.items():
+            up_host, up_port = _host_port(endpoint)
+            same_host = up_host == host or (up_host in me and (host in me or
+                                                               host.startswith("127.")))
+            if up_port == port and same_host:
+                raise ConfigError(
+                    f"setting 'intake.{key}' ({bind}) is the agent's own OTLP export "
+                    f"endpoint for {signal} ({endpoint}): what it receives would be sent back "
+                    "to itself. Point OTEL_EXPORTER_OTLP_ENDPOINT at your collector, or "
+                    "listen on another port (4317 and 4318 are the usual ones for an intake "
+                    "that stands in for a node's collector).")
+
+
+def build(cfg: Config, ctx: BuildContext) -> Built:
+    forwarder = OtlpForwarder(cfg.otlp, ctx.counters, os.environ, cfg.intake.forward_queue)
+    try:
+        refuse_loop(cfg.intake, forwarder.endpoints)
+    except ConfigError:
+        forwarder.shutdown(0.0)
+        raise
+    hold_s = cfg.pair_window_s + cfg.power_max_gap_s + 3.0
+    enricher = IntakeEnricher(forwarder, hold_s, cfg.intake.forward_queue)
+    receiver = OtlpIntakeReceiver(cfg.intake, ctx.counters, forwarder, enricher,
+                                  ctx.timebase)
+    return Built(receivers=[receiver], span_sinks=[enricher])
+
+
+COMPONENT = Component("otlp_intake", "intake",
+                      lambda cfg: bool(cfg.intake.otlp_grpc or cfg.intake.otlp_http), build)

@@ -1,0 +1,143 @@
+"""The OTLP intake: a real OpenTelemetry SDK application sends to the agent as to its
+collector; the test's collector upstream gets every span and metric, the measured ones
+with their power added, and the agent's Parquet holds their exact latencies."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pyarrow.dataset as ds
+import pytest
+
+from otel_benchlab.config import ConfigError, IntakeConfig
+from otel_benchlab.receivers.otlp_intake import refuse_loop
+
+from .servers import OtlpCollector, OtlpHttpCollector, free_port
+from .test_end_to_end import agent_cmd, agent_env, wait_started
+
+pytestmark = pytest.mark.e2e
+
+APP = textwrap.dedent("""
+    import json, os, sys, time
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    if os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    resource = Resource.create({"service.name": "detector"})
+    memory = InMemorySpanExporter()
+    tp = TracerProvider(resource=resource)
+    tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    tp.add_span_processor(SimpleSpanProcessor(memory))
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=500)
+    mp = MeterProvider(resource=resource, metric_readers=[reader])
+    requests = mp.get_meter("app").create_counter("app.requests")
+    tracer = tp.get_tracer("app")
+    for n in range(40):
+        with tracer.start_as_current_span("request", attributes={"benchlab.frame": n}) as root:
+            root.add_event("decoded", {"benchlab.frame": n})
+            with tracer.start_as_current_span("infer", attributes={"benchlab.frame": n,
+                                                                    "benchlab.stream": "cam1"}):
+                time.sleep(0.004)
+            root.add_event("encoded", {"benchlab.frame": n})
+            with tracer.start_as_current_span("postprocess", attributes={"k": "v"}):
+                pass
+        requests.add(1)
+        time.sleep(0.02)
+    tp.shutdown()
+    mp.shutdown()
+    json.dump([{"name": s.name, "trace": f"{s.context.trace_id:032x}",
+                "span": f"{s.context.span_id:016x}", "start": s.start_time,
+                "end": s.end_time} for s in memory.get_finished_spans()], sys.stdout)
+""")
+
+
+def _attrs(span) -> dict:
+    return {kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in span.attributes}
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_an_application_sends_to_the_agent_as_to_its_collector(tmp_path, protocol):
+    upstream = (OtlpCollector if protocol == "grpc" else OtlpHttpCollector)().start()
+    intake_port = free_port()
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text('pairs = [["decoded", "encoded"]]\n[sim]\nsources = ["benchlab"]\n'
+                   '[intake]\nspan_stages = ["inf*"]\nevent_stages = ["decoded", "encoded"]\n')
+    listen = "--otlp-listen" if protocol == "grpc" else "--otlp-http-listen"
+    up = f"http://127.0.0.1:{upstream.port}"
+    agent = subprocess.Popen(
+        agent_cmd("--simulate", "--config", str(cfg), "--data-root", str(tmp_path / "data"),
+                  "--session", "in", "--prom-bind", "off", listen, f"127.0.0.1:{intake_port}"),
+        env=agent_env(OTEL_EXPORTER_OTLP_ENDPOINT=up, OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+                      OTEL_METRIC_EXPORT_INTERVAL="60000", BENCHLAB_PROBE_ADDR="off"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_started(agent)
+        endpoint = f"http://127.0.0.1:{intake_port}"
+        app = subprocess.run([sys.executable, "-c", APP], capture_output=True, text=True,
+                             timeout=60, env=agent_env(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+                                                       OTEL_EXPORTER_OTLP_PROTOCOL=protocol))
+        assert app.returncode == 0, app.stderr
+        sent = json.loads(app.stdout)
+        time.sleep(1.0)
+    finally:
+        agent.send_signal(signal.SIGINT)
+        _, err = agent.communicate(timeout=30)
+        upstream.stop()
+    assert agent.returncode == 0, err
+
+    got = {(f"{sp.trace_id.hex()}", f"{sp.span_id.hex()}"): (res, sp)
+           for res, sp in upstream.spans()}
+    for s in sent:  # every span the application made arrived upstream, with its own ids
+        res, sp = got[(s["trace"], s["span"])]
+        assert sp.name == s["name"]
+        assert (sp.start_time_unix_nano, sp.end_time_unix_nano) == (s["start"], s["end"])
+        attrs = _attrs(sp)
+        if s["name"] == "infer":
+            assert attrs["benchlab.energy.sys"] > 0 and attrs["benchlab.power.mean.sys"] > 0
+        else:
+            assert not any(k.startswith("benchlab.energy") for k in attrs)
+        if s["name"] == "postprocess":
+            assert attrs == {"k": "v"}
+    assert "app.requests" in upstream.metrics()
+
+    table = ds.dataset(tmp_path / "data/sessions/in/aligned").to_table().to_pandas()
+    rows = table[table.power_source == "sys"]
+    infer = rows[rows.stage_from == "infer.start"].sort_values("frame")
+    expected = sorted((s for s in sent if s["name"] == "infer"), key=lambda s: s["start"])
+    assert list(infer.trace_id) == [s["trace"] for s in expected]
+    assert list(infer.start_unix_ns) == [s["start"] for s in expected]
+    assert list(infer.latency_ms) == pytest.approx([(s["end"] - s["start"]) / 1e6
+                                                    for s in expected], abs=1e-9)
+    assert set(infer.stream) == {"cam1"} and set(infer.pipeline) == {"detector"}
+    assert (rows.stage_from == "decoded").sum() == 40  # events became marks and paired
+
+
+def test_an_intake_on_the_agents_own_export_endpoint_is_refused():
+    with pytest.raises(ConfigError, match="sent back to itself"):
+        refuse_loop(IntakeConfig(otlp_grpc="127.0.0.1:4317"), {"traces": "localhost:4317"})
+    refuse_loop(IntakeConfig(otlp_grpc="127.0.0.1:4317"), {"traces": "collector:4317"})
+
+
+def test_the_agent_refuses_to_start_with_a_loop(tmp_path):
+    port = free_port()
+    proc = subprocess.run(
+        agent_cmd("--data-root", str(tmp_path), "--prom-bind", "off", "--otlp-listen",
+                  f"127.0.0.1:{port}", "--duration", "1"),
+        env=agent_env(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://localhost:{port}"),
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "sent back to itself" in proc.stderr
+    assert not (tmp_path / "sessions").exists() or not any((tmp_path / "sessions").iterdir())
