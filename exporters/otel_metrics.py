@@ -246,7 +246,14 @@ class AgentMetrics:
              "doubtful"),
             ("device.disconnects", "{event}", "Devices lost (unplugged, silent, errors)"),
             ("device.reconnects", "{event}", "Devices found again after a loss"),
-            ("input.rejected", "{record}", "Malformed input records skipped, by source"),
+            ("input.rejected", "{record}", "Malformed input records skipped, by source and "
+             "reason"),
+            ("input.dropped", "{datagram}", "Input lost before the agent could read it "
+             "(a full probe socket), by source"),
+            ("forward.sent", "{request}", "OTLP requests from the intake forwarded "
+             "upstream, by signal"),
+            ("forward.dropped", "{request}", "OTLP requests from the intake not forwarded, "
+             "by signal and reason"),
         ):
             meter.create_observable_counter(f"benchlab.agent.{name}", [counter(name)],
                                             unit=unit, description=desc)

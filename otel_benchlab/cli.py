@@ -324,7 +324,10 @@ def cmd_gst(args: argparse.Namespace, pipeline: list[str]) -> int:
     launcher = GstLaunchReceiver(pipeline, args.stage, args.name)
 
     def bind(agent) -> None:
-        launcher.on_exit = lambda rc: agent.stop()
+        # The pipeline's last spans get their power from the samples after them: stop a
+        # couple of sample periods after the pipeline has ended.
+        linger = min(cfg.power_max_gap_s, 2.0 / cfg.sample_hz) + 0.05
+        launcher.on_exit = lambda rc: threading.Timer(linger, agent.stop).start()
 
     rc = cmd_run(args, cfg, extra=[launcher], on_agent=bind)
     if launcher.returncode is None:

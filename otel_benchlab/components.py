@@ -80,7 +80,7 @@ def components() -> list[Component]:
 
 def build_all(cfg: Config, ctx: BuildContext) -> Built:
     """Build every enabled component; if one fails, undo those already built."""
-    built = Built(receivers=list(ctx.extra))
+    built = Built()
     try:
         for comp in components():
             if comp.enabled(cfg):
@@ -88,4 +88,6 @@ def build_all(cfg: Config, ctx: BuildContext) -> Built:
     except BaseException:
         built.cleanup()
         raise
+    # Last, so the power sources run before a launched pipeline moves its first buffer.
+    built.receivers += ctx.extra
     return built

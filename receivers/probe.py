@@ -15,6 +15,7 @@ import os
 import select
 import socket
 import stat
+import sys
 import threading
 
 from otel_benchlab.components import Built, Component
@@ -28,6 +29,7 @@ from . import Emit
 log = logging.getLogger("otel_benchlab")
 
 RCVBUF = 4 << 20  # a few seconds of marks at 100k/s if the agent is busy
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux: datagrams the kernel dropped
 
 
 def parse_datagram(data: bytes) -> tuple[list[StageMark | StageSpan], list[str]]:
@@ -68,6 +70,7 @@ class ProbeReceiver:
         self.listen = listen
         self.counters = counters
         counters.declare("input.rejected", source="probe", reason="malformed")
+        counters.declare("input.dropped", source="probe", reason="socket_full")
         self._sock: socket.socket | None = None
         self._path: str | None = None
         self._stop = threading.Event()
@@ -94,6 +97,10 @@ class ProbeReceiver:
                 sock.bind(where)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            with contextlib.suppress(OSError):
+                # Datagrams that found the socket full are dropped by the kernel; this makes
+                # it tell us how many, so they are counted too.
+                sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
         except OSError as exc:
             sock.close()
             log.warning("probe receiver: cannot listen on %s (%s); probes will not reach "
@@ -134,17 +141,29 @@ class ProbeReceiver:
         sock = self._sock
         assert sock is not None
         sock.setblocking(False)
+        overflow_seen = 0
+        cmsg_size = socket.CMSG_SPACE(4)
         while not self._stop.is_set():
             ready, _, _ = select.select([sock], [], [], 0.2)
             if not ready:
                 continue
             while True:  # everything queued in the socket, then wait again
                 try:
-                    data = sock.recv(65536)
+                    data, ancillary, _, _ = sock.recvmsg(65536, cmsg_size)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError:
                     return
+                for level, kind, value in ancillary:
+                    if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
+                        total = int.from_bytes(value[:4], sys.byteorder)
+                        if total > overflow_seen:
+                            self.counters.add(
+                                "input.dropped", total - overflow_seen, "probe datagrams "
+                                "found the agent's socket full and were dropped by the "
+                                "kernel (the agent is short of CPU)", source="probe",
+                                reason="socket_full")
+                            overflow_seen = total
                 records, rejected = parse_datagram(data)
                 for r in records:
                     emit(r)
