@@ -102,6 +102,12 @@ class Probe:
         return self._put((_now(), pipeline or self.pipeline, stream or self.stream, stage,
                           frame))
 
+    def mark_at(self, ts_ns: int, stage: str, frame: int | None = None,
+                stream: str | None = None, pipeline: str | None = None) -> bool:
+        """A mark stamped by the caller (CLOCK_MONOTONIC ns), e.g. on a streaming thread."""
+        return self._put((ts_ns, pipeline or self.pipeline, stream or self.stream, stage,
+                          frame))
+
     def span(self, name: str, start_ns: int, end_ns: int, frame: int | None = None,
              stream: str | None = None, pipeline: str | None = None) -> bool:
         return self._put((start_ns, end_ns, pipeline or self.pipeline, stream or self.stream,

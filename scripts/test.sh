@@ -6,11 +6,13 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
-# Debian's prometheus (scraped by the end-to-end tests) and GStreamer's tools with the
-# plugins the pipeline tests use (x264enc is in -ugly).
-APT_PACKAGES="prometheus gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
+# Debian's prometheus (scraped by the end-to-end tests), GStreamer's tools with the plugins
+# the pipeline tests use (x264enc is in -ugly), and what PyGObject builds against (the
+# in-process GStreamer probe's test).
+APT_PACKAGES="prometheus gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 libgirepository1.0-dev libcairo2-dev pkg-config gcc"
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v gst-launch-1.0 >/dev/null 2>&1 \
-        || ! gst-inspect-1.0 x264enc >/dev/null 2>&1; then
+        || ! gst-inspect-1.0 x264enc >/dev/null 2>&1 \
+        || ! pkg-config --exists gobject-introspection-1.0 2>/dev/null; then
     $SUDO apt-get update -qq
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $APT_PACKAGES >/dev/null
@@ -24,6 +26,8 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+# GStreamer's Python bindings for the in-process probe test; bookworm's GLib needs < 3.52.
+.venv/bin/python -c "import gi" 2>/dev/null || .venv/bin/python -m pip install -q "PyGObject<3.52"
 
 .venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"

@@ -1,0 +1,1 @@
+"""Probes for frameworks, built on ``otel_benchlab.probe`` (one module per framework)."""
