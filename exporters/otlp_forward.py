@@ -111,9 +111,10 @@ class OtlpForwarder:
                               f"agent exports no {signal} over OTLP (OTEL_{signal.upper()}"
                               "_EXPORTER); they are not forwarded", signal=signal,
                               reason="no_upstream")
-            return
+            return True
         try:
             self._queue.put_nowait((signal, request))
+            return True
         except queue.Full:
             self.counters.add("forward.dropped", 1, "upstream is slower than the "
                               "applications sending to the intake; requests are dropped "

@@ -160,3 +160,14 @@ def test_a_pipeline_sent_to_a_running_agent(tmp_path):
     t = ds.dataset(tmp_path / "sessions/a/aligned").to_table().to_pandas()
     enc = t[(t.stage_from == "enc.sink") & (t.pipeline == "cam")]
     assert len(enc) == 300
+
+
+@needs_gst
+@pytest.mark.e2e
+def test_a_pipeline_that_moves_no_buffers_says_the_tracer_reported_nothing(tmp_path):
+    proc = subprocess.run(
+        agent_cmd("gst", "--data-root", str(tmp_path), "--prom-bind", "off", "--",
+                  "fakesrc", "num-buffers=0", "!", "fakesink"),
+        env=agent_env(**QUIET), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert "latency tracer reported nothing" in proc.stderr

@@ -101,6 +101,7 @@ def test_an_application_sends_to_the_agent_as_to_its_collector(tmp_path, protoco
 
     got = {(f"{sp.trace_id.hex()}", f"{sp.span_id.hex()}"): (res, sp)
            for res, sp in upstream.spans()}
+    assert len(upstream.spans()) == len(got) == len(sent)  # each once: nothing retried
     for s in sent:  # every span the application made arrived upstream, with its own ids
         res, sp = got[(s["trace"], s["span"])]
         assert sp.name == s["name"]
@@ -141,3 +142,87 @@ def test_the_agent_refuses_to_start_with_a_loop(tmp_path):
         capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "sent back to itself" in proc.stderr
     assert not (tmp_path / "sessions").exists() or not any((tmp_path / "sessions").iterdir())
+
+
+def _request(name: str = "other"):
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    span = trace_pb2.Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name=name,
+                          start_time_unix_nano=time.time_ns() - 1000,
+                          end_time_unix_nano=time.time_ns())
+    return trace_service_pb2.ExportTraceServiceRequest(resource_spans=[
+        trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=[span])])])
+
+
+def test_a_full_forward_queue_asks_the_application_to_retry():
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    from otel_benchlab.config import OtlpConfig
+    from otel_benchlab.counters import AgentCounters
+    from otel_benchlab.exporters.otlp_forward import OtlpForwarder
+    from otel_benchlab.receivers.otlp_intake import IntakeEnricher, OtlpIntakeReceiver
+
+    from .servers import BlackHole
+
+    hang = BlackHole().start()
+    counters = AgentCounters()
+    forwarder = OtlpForwarder(OtlpConfig(endpoint=f"http://127.0.0.1:{hang.port}",
+                                         timeout_s=3), counters, {}, max_requests=1)
+    port = free_port()
+    rx = OtlpIntakeReceiver(IntakeConfig(otlp_grpc=f"127.0.0.1:{port}"), counters, forwarder,
+                            IntakeEnricher(forwarder, 1.0, 1))
+    rx.start(lambda r: True)
+    stub = trace_service_pb2_grpc.TraceServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+    codes = []
+    try:
+        for _ in range(4):  # one being sent (hanging), one queued, then no room
+            try:
+                stub.Export(_request(), timeout=5)
+                codes.append("OK")
+            except grpc.RpcError as exc:
+                codes.append(exc.code().name)
+            time.sleep(0.2)
+    finally:
+        rx.stop()
+        forwarder.shutdown(0.5)
+        hang.stop()
+    assert codes[:2] == ["OK", "OK"] and "UNAVAILABLE" in codes[2:]
+    assert counters.get("forward.dropped", signal="traces", reason="queue_full") >= 1
+
+
+def test_a_body_that_is_not_protobuf_is_refused_and_counted(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from otel_benchlab.config import OtlpConfig
+    from otel_benchlab.counters import AgentCounters
+    from otel_benchlab.exporters.otlp_forward import OtlpForwarder
+    from otel_benchlab.receivers.otlp_intake import IntakeEnricher, OtlpIntakeReceiver
+
+    counters = AgentCounters()
+    forwarder = OtlpForwarder(OtlpConfig(traces_exporter=["none"], metrics_exporter=["none"]),
+                              counters, {"OTEL_LOGS_EXPORTER": "none"}, max_requests=4)
+    port = free_port()
+    rx = OtlpIntakeReceiver(IntakeConfig(otlp_http=f"127.0.0.1:{port}"), counters, forwarder,
+                            IntakeEnricher(forwarder, 1.0, 4))
+    rx.start(lambda r: True)
+    url = f"http://127.0.0.1:{port}/v1/traces"
+    answers = []
+    try:
+        for body, ctype in ((b"\xff\x00garbage", "application/x-protobuf"),
+                            (b"{}", "application/json"),
+                            (_request().SerializeToString(), "application/x-protobuf")):
+            try:
+                urllib.request.urlopen(urllib.request.Request(
+                    url, data=body, headers={"Content-Type": ctype}), timeout=5)
+                answers.append(200)
+            except urllib.error.HTTPError as exc:
+                answers.append(exc.code)
+    finally:
+        rx.stop()
+        forwarder.shutdown(0.5)
+    assert answers == [400, 415, 200]
+    assert counters.get("input.rejected", source="otlp", reason="not_protobuf") == 1
+    assert counters.get("forward.dropped", signal="traces", reason="no_upstream") == 1
