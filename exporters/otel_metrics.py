@@ -87,6 +87,7 @@ class PipelineMetrics:
 
 # Instrument kind for the hw.* names the conventions make up-down counters.
 _UPDOWN = {"hw.gpu.memory.usage", "hw.gpu.memory.limit"}
+# Counters whose values a device keeps itself (NVML's energy, RAPL's): exported as read.
 _ENERGY_OF = {"hw.power": "hw.energy", "hw.host.power": "hw.host.energy",
               "benchlab.rail.power": "benchlab.rail.energy"}
 # The HELP text of every sensor metric (the conventions' briefs where they have one).
@@ -116,6 +117,13 @@ DESCRIPTIONS = {
     "hw.gpu.utilization": "Share of time the GPU was busy",
     "hw.gpu.memory.usage": "GPU memory in use",
     "hw.gpu.memory.limit": "GPU memory in total",
+    "hw.gpu.memory.utilization": "Share of time the GPU's memory was being read or written",
+    "benchlab.gpu.power.limit": "The GPU's enforced power limit",
+    "benchlab.gpu.clock.sm": "The GPU's SM clock",
+    "benchlab.gpu.clock.memory": "The GPU's memory clock",
+    "benchlab.gpu.throttle_reasons": "Why the GPU's clocks are held down (NVML clock event "
+                                     "reason bits)",
+    "benchlab.gpu.pcie.throughput": "PCIe traffic of the GPU, by direction",
 }
 
 
@@ -143,16 +151,34 @@ class SampleMetrics:
         self._last: dict[tuple[str, str], tuple[int, float]] = {}
         self._integrated: dict[str, list[str]] = {}  # source -> power sensors to integrate
         by_metric: dict[str, list[SensorInfo]] = {}
+        # A device that reports its own energy (an NVML or RAPL counter) is not integrated
+        # from its power too: the two would be one series observed twice.
+        own_energy = {(s.metric, tuple(sorted(s.attributes.items()))) for s in sensors}
+        self._integrate: dict[str, list[SensorInfo]] = {}  # power metric -> its sensors
         for s in sensors:
+            if not s.metric:
+                continue  # recorded, not exported (a sum of other sensors)
             by_metric.setdefault(s.metric, []).append(s)
-            if s.metric in _ENERGY_OF:
+            energy = _ENERGY_OF.get(s.metric)
+            if energy and (energy, tuple(sorted(s.attributes.items()))) not in own_energy:
                 self._integrated.setdefault(s.source, []).append(s.name)
+                self._integrate.setdefault(s.metric, []).append(s)
         self._by_metric = by_metric
+        integrals_of = {e: [p for p, en in _ENERGY_OF.items() if en == e and p in by_metric]
+                        for e in set(_ENERGY_OF.values())}
+        for metric in set(integrals_of) - set(by_metric):
+            if integrals_of[metric]:
+                meter.create_observable_counter(
+                    metric, [self._integrals(p) for p in integrals_of[metric]], unit="J",
+                    description=DESCRIPTIONS[metric])
         for metric, group in by_metric.items():
             unit = group[0].unit
             desc = DESCRIPTIONS.get(metric, metric)
-            if group[0].kind == "energy" or metric in ("hw.energy", "hw.host.energy"):
-                meter.create_observable_counter(metric, [self._reader(metric)], unit=unit,
+            if group[0].kind == "energy" or metric in integrals_of:
+                # A device's own counters, and the integrals of power sensors that have none.
+                callbacks = [self._reader(metric)] + [self._integrals(p) for p in
+                                                      integrals_of.get(metric, [])]
+                meter.create_observable_counter(metric, callbacks, unit=unit,
                                                 description=desc)
             elif metric in _UPDOWN:
                 meter.create_observable_up_down_counter(metric, [self._reader(metric)],
@@ -160,10 +186,6 @@ class SampleMetrics:
             else:
                 meter.create_observable_gauge(metric, [self._reader(metric)], unit=unit,
                                               description=desc)
-            energy_metric = _ENERGY_OF.get(metric)
-            if energy_metric and energy_metric not in by_metric:
-                meter.create_observable_counter(energy_metric, [self._integrals(metric)],
-                                                unit="J", description=DESCRIPTIONS[energy_metric])
         meter.create_observable_gauge(
             "benchlab.source.up", [self._up], unit="{state}",
             description="1 while a sensor source delivers samples, 0 once it has been "
@@ -191,7 +213,7 @@ class SampleMetrics:
         return observe
 
     def _integrals(self, power_metric: str):
-        infos = self._by_metric[power_metric]
+        infos = self._integrate.get(power_metric, [])
 
         def observe(_: CallbackOptions) -> Iterable[Observation]:
             with self._lock:

@@ -96,7 +96,7 @@ commands:
              or --to-agent a running agent)
   replay     run the processors again over a stored session, for any stage pairs
   recover    turn the journals of a crashed session into Parquet parts
-  devices    list BENCHLAB devices and read one sample of each
+  devices    list every power source (BENCHLAB, GPUs, RAPL, hwmon) with a reading
 
 'otel-benchlab COMMAND --help' shows each command's options."""
 
@@ -154,8 +154,10 @@ def agent_parser(prog: str = "otel-benchlab") -> argparse.ArgumentParser:
 def command_parser(command: str) -> argparse.ArgumentParser:
     prog = f"otel-benchlab {command}"
     if command == "devices":
-        p = argparse.ArgumentParser(prog=prog, description="List BENCHLAB devices and read "
-                                    "one sample of each.")
+        p = argparse.ArgumentParser(prog=prog, description=(
+            "List every power source found (BENCHLAB devices, NVIDIA GPUs, RAPL zones, "
+            "hwmon sensors) with one reading each, and say why an expected one is missing. "
+            "Exit status 1 when none is found."))
         p.add_argument("--benchlab-device", metavar="auto|PATH|uid:UID",
                        help="which BENCHLAB(s) (env BENCHLAB_DEVICE; default auto)")
         p.add_argument("--simulate", action="store_true", default=None,
@@ -381,12 +383,17 @@ def cmd_devices(args: argparse.Namespace) -> int:
                                  cfg.benchlab.read_timeout_ms / 1000)
         for e in errors:
             print(f"otel-benchlab: {e}", file=sys.stderr)
+        from otel_benchlab.receivers.host import describe
+
+        host_lines, host_power = describe(cfg.host, AgentCounters())
         if not found:
             print("No BENCHLAB found" + (" on the ttyACM ports with USB id 0483:5740"
                                          if spec == "auto" else f" for {spec}")
                   + ". Check the USB cable and `ls /dev/ttyACM*`; try --simulate to see an "
                   "emulated one.", file=sys.stderr)
-            return 1
+        print("\n".join(host_lines))
+        if not found:
+            return 0 if host_power else 1
         rows = [("PORT", "UID", "NAME", "PRODUCT", "FIRMWARE")]
         rows += [(i.port, i.uid, i.name, i.product, i.firmware) for _, i in found]
         print(_table(rows))

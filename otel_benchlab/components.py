@@ -25,6 +25,7 @@ log = logging.getLogger("otel_benchlab")
 COMPONENT_MODULES = (
     "otel_benchlab.receivers.simulated",
     "otel_benchlab.receivers.benchlab",
+    "otel_benchlab.receivers.host",
     "otel_benchlab.receivers.probe",
     "otel_benchlab.receivers.jsonl_tail",
     "otel_benchlab.receivers.log_pattern",

@@ -111,6 +111,17 @@ class CapFrameXConfig:
 
 
 @dataclass
+class HostConfig:
+    # Power and sensors every GPU server has, read by one sampler at sample_hz. Each is on
+    # where its hardware is found (absent: one log line).
+    nvml: bool = True  # NVIDIA GPUs and MIG instances (nvidia-ml-py)
+    rapl: bool = True  # CPU package energy (powercap: Intel and AMD RAPL)
+    hwmon: bool = True  # /sys/class/hwmon: temperatures, fans, power (amdgpu)
+    cpu: bool = True  # CPU utilisation as samples in raw Parquet
+    sysfs_root: str = "/sys"
+
+
+@dataclass
 class ProbeConfig:
     # Where the agent listens for probe datagrams (otel_benchlab.probe, `gst --to-agent`):
     # udp://HOST:PORT, unix:///path (a datagram socket), or "off". BENCHLAB_PROBE_ADDR sets
@@ -179,6 +190,7 @@ class Config:
     parquet: ParquetConfig = field(default_factory=ParquetConfig)
     capframex: CapFrameXConfig = field(default_factory=CapFrameXConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    host: HostConfig = field(default_factory=HostConfig)
     intake: IntakeConfig = field(default_factory=IntakeConfig)
 
     def pair_tuples(self) -> list[tuple[str, str]]:

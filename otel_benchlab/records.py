@@ -13,7 +13,9 @@ from typing import Any
 class SensorInfo:
     """Describes one sensor of a source, once, so exporters know how to name its values.
 
-    ``metric`` is the OTel instrument name (``hw.power``, ``hw.temperature`` ...). A sensor
+    ``metric`` is the OTel instrument name (``hw.power``, ``hw.temperature`` ...), or ""
+    for a value that is recorded (raw Parquet, energy) but is no metric of its own: a sum
+    of other sensors would count twice in ``sum(hw_energy_joules)``. A sensor
     with ``power_source`` set is also a power source for the energy processor under that
     label (``SYS``, ``CPU``, ``GPU`` ...). ``kind`` says how to integrate it: ``power`` in W
     or ``energy`` as a monotonic counter in J.

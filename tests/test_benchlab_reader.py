@@ -202,11 +202,14 @@ def test_devices_command_lists_and_reads_an_emulated_device():
     assert "EPS1" in proc.stdout and "Tchip" in proc.stdout
 
 
-def test_devices_command_says_clearly_when_none_is_found():
-    proc = subprocess.run([sys.executable, "-m", "otel_benchlab", "devices",
-                           "--benchlab-device", "/dev/does-not-exist"],
+def test_devices_command_says_clearly_when_none_is_found(tmp_path):
+    cfg = tmp_path / "agent.toml"  # no GPU library and an empty sysfs: nothing at all
+    cfg.write_text(f'[host]\nnvml = false\nsysfs_root = "{tmp_path}"\n')
+    proc = subprocess.run([sys.executable, "-m", "otel_benchlab", "devices", "--config",
+                           str(cfg), "--benchlab-device", "/dev/does-not-exist"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "No BENCHLAB found" in proc.stderr
+    assert "no RAPL" in proc.stdout and "NVIDIA GPUs (NVML): off" in proc.stdout
 
 
 def test_several_devices_are_each_their_own_source_with_their_own_power_labels():
