@@ -8,8 +8,9 @@ library's error classes and constants, over GPUs described by a JSON file named 
                "counter": true, "unsupported": ["encoder_utilization", ...],
                "lost_at_s": 2.0, "back_at_s": 4.0, "mig": ["MIG-..."]}]}
 
-Power "wave" is 200 + 100 sin(2 pi t / 0.7) W from the first nvmlInit, its energy counter
-the exact integral (mJ), so a test knows the truth.
+Power "wave" is 200 + 100 sin(2 pi t / 0.7) W from the first nvmlInit, "bursts" 400 W for
+30 ms of every 110 ms and 150 W between; the energy counter is the exact integral (mJ), so a
+test knows the truth.
 """
 
 from __future__ import annotations
@@ -80,6 +81,22 @@ def wave_watts(t: float) -> float:
 def wave_joules(t: float) -> float:
     """The exact integral of wave_watts from 0 to t."""
     return 200.0 * t + 100.0 * 0.7 / (2 * math.pi) * (1 - math.cos(2 * math.pi * t / 0.7))
+
+
+BURST_PERIOD, BURST_LEN, BURST_BASE, BURST_EXTRA = 0.11, 0.03, 150.0, 250.0
+
+
+def bursts_watts(t: float) -> float:
+    """Kernel-like bursts: 400 W for 30 ms of every 110 ms, 150 W between."""
+    return BURST_BASE + (BURST_EXTRA if (t % BURST_PERIOD) < BURST_LEN else 0.0)
+
+
+def bursts_joules(t: float) -> float:
+    n, rest = divmod(t, BURST_PERIOD)
+    return BURST_BASE * t + BURST_EXTRA * (n * BURST_LEN + min(rest, BURST_LEN))
+
+
+CURVES = {"wave": (wave_watts, wave_joules), "bursts": (bursts_watts, bursts_joules)}
 
 
 class _Handle:
@@ -156,7 +173,7 @@ def nvmlDeviceGetPciInfo(h: _Handle):  # noqa: N802
 
 def _watts(h: _Handle) -> float:
     w = h.spec.get("watts", 300)
-    return wave_watts(_t()) if w == "wave" else float(w)
+    return CURVES[w][0](_t()) if w in CURVES else float(w)
 
 
 def nvmlDeviceGetPowerUsage(h: _Handle) -> int:  # noqa: N802
@@ -169,7 +186,8 @@ def nvmlDeviceGetTotalEnergyConsumption(h: _Handle) -> int:  # noqa: N802
     if not spec.get("counter", True):
         raise _err(NVML_ERROR_NOT_SUPPORTED)  # noqa: F821
     t = _t()
-    joules = wave_joules(t) if spec.get("watts") == "wave" else _watts(h) * t
+    w = spec.get("watts")
+    joules = CURVES[w][1](t) if w in CURVES else _watts(h) * t
     return int(1_000_000_000 + joules * 1000)  # mJ since the driver loaded
 
 
