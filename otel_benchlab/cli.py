@@ -17,9 +17,9 @@ from otel_benchlab.counters import AgentCounters
 
 log = logging.getLogger("otel_benchlab")
 
-SUBCOMMANDS = ("run", "gst", "replay", "recover", "devices")
+SUBCOMMANDS = ("run", "gst", "replay", "recover", "retention", "devices")
 LOG_LEVEL_DEFAULTS = {"run": "INFO", "gst": "INFO", "replay": "INFO", "recover": "INFO",
-                      "devices": "WARNING"}
+                      "retention": "INFO", "devices": "WARNING"}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -96,6 +96,7 @@ commands:
              or --to-agent a running agent)
   replay     run the processors again over a stored session, for any stage pairs
   recover    turn the journals of a crashed session into Parquet parts
+  retention  remove old raw data and sessions, compact finished sessions' parts
   devices    list every power source (BENCHLAB, GPUs, RAPL, hwmon) with a reading
 
 'otel-benchlab COMMAND --help' shows each command's options."""
@@ -162,6 +163,24 @@ def command_parser(command: str) -> argparse.ArgumentParser:
                        help="which BENCHLAB(s) (env BENCHLAB_DEVICE; default auto)")
         p.add_argument("--simulate", action="store_true", default=None,
                        help="list an emulated BENCHLAB (on a pseudo-terminal) instead")
+    elif command == "retention":
+        p = argparse.ArgumentParser(prog=prog, description=(
+            "Remove raw/ of sessions older than the raw limit and whole sessions older than "
+            "the total limit (age from the recorded end), and compact each finished "
+            "session's Parquet parts into one per kind. Never a session being written, "
+            "nothing outside the data root, never through a symlink. The agent runs the "
+            "same every retention_interval_h."))
+        p.add_argument("--data-root", metavar="DIR",
+                       help="where sessions are stored (env BENCHLAB_DATA_ROOT)")
+        p.add_argument("--days", type=float, metavar="N",
+                       help="remove sessions older than N days (env BENCHLAB_RETENTION_DAYS; "
+                       "default 90)")
+        p.add_argument("--raw-keep-days", type=float, metavar="N",
+                       help="remove raw/ older than N days (env BENCHLAB_RAW_KEEP_DAYS; "
+                       "default 7)")
+        p.add_argument("--dry-run", action="store_true", help="say what would go; change "
+                       "nothing")
+        p.add_argument("--no-compact", action="store_true", help="do not compact parts")
     elif command == "recover":
         p = argparse.ArgumentParser(prog=prog, description=(
             "Turn what a crashed agent left (journals of the parts in progress) into Parquet "
@@ -201,6 +220,8 @@ def _config(args: argparse.Namespace) -> Config:
         "sample_hz": getattr(args, "sample_hz", None),
         "log_format": args.log_format,
         "pair_window_s": getattr(args, "window", None),
+        "retention_days": getattr(args, "days", None),
+        "raw_keep_days": getattr(args, "raw_keep_days", None),
         "power_max_gap_s": getattr(args, "max_gap", None),
         "benchlab.device": getattr(args, "benchlab_device", None),
         "intake.jsonl": getattr(args, "tail_jsonl", None),
@@ -446,6 +467,18 @@ def cmd_recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retention(args: argparse.Namespace) -> int:
+    from otel_benchlab.retention import apply_retention
+
+    cfg = _config(args)
+    setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])
+    result = apply_retention(cfg.data_root, cfg.retention_days, cfg.raw_keep_days,
+                             dry_run=args.dry_run, compact=not args.no_compact)
+    for line in result.report():
+        print(line)
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from otel_benchlab.replay import replay_session
 
@@ -478,6 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_replay(args)
         if args.command == "recover":
             return cmd_recover(args)
+        if args.command == "retention":
+            return cmd_retention(args)
         return cmd_devices(args) if args.command == "devices" else cmd_run(args)
     except ConfigError as exc:
         print(f"otel-benchlab: {exc}", file=sys.stderr)

@@ -179,6 +179,7 @@ class Config:
     power_max_gap_s: float = 0.5
     retention_days: float = 90.0
     raw_keep_days: float = 7.0
+    retention_interval_h: float = 6.0  # the agent applies retention this often; 0 = never
     status_interval_s: float = 5.0
     log_format: str = "text"
     queue_size: int = 100_000
@@ -367,6 +368,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "duration_s": (0, 366 * 86400), "pair_window_s": (0, 3600), "sample_hz": (0, 1000),
     "power_max_gap_s": (0, 3600), "status_interval_s": (0.1, 86400),
     "retention_days": (0.0, 36500), "raw_keep_days": (0.0, 36500),
+    "retention_interval_h": (0.0, 8760),
     "queue_size": (1, 10_000_000),
     "sim.fps": (0, 1000), "sim.stage_latency_ms": (0.0, 60_000), "sim.jitter": (0.0, 10),
     "sim.benchlab_firmware": (2, 255),

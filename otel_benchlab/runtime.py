@@ -32,6 +32,7 @@ from otel_benchlab.processors.frames import FrameAssembler, TraceIds
 from otel_benchlab.processors.pairing import StagePairer
 from otel_benchlab.receivers import Receiver
 from otel_benchlab.records import Sample, SensorInfo, StageMark, StageSpan, Unpaired
+from otel_benchlab.retention import RetentionSchedule
 from otel_benchlab.schema import (
     MARK_SCHEMA,
     SAMPLE_SCHEMA,
@@ -327,6 +328,9 @@ class Agent:
     def run(self, duration_s: float | None = None,
             on_started: Callable[[], None] | None = None) -> int:
         self._start()
+        retention = RetentionSchedule(self.cfg.data_root, self.cfg.retention_days,
+                                      self.cfg.raw_keep_days, self.cfg.retention_interval_h)
+        retention.start()
         for line in self.banner():
             print(line, file=self.status_out or sys.stderr, flush=True)
         # Everything built so far lives as long as the process: move it out of the
@@ -370,6 +374,7 @@ class Agent:
                     self._status(now_s)
                     next_status = now_s + self.cfg.status_interval_s
         finally:
+            retention.stop()
             errors_before = self.counters.get("write.errors")
             self._shutdown(spans, unpaired, time.monotonic() - t_start)
         if self.close_errors or self.counters.get("write.errors") > errors_before:
