@@ -139,6 +139,8 @@ class SampleMetrics:
     def __init__(self, meter: Meter, sensors: list[SensorInfo],
                  stale_after_s: float = 1.0) -> None:
         self._lock = threading.Lock()
+        # hw.id -> attributes to add (the pod holding a GPU); set by the runtime.
+        self.attributions: list = []
         self._stale_ns = int(stale_after_s * 1e9)
         self._seen: dict[str, int] = {s.source: 0 for s in sensors}  # source -> last sample
         self._rtt = meter.create_histogram(
@@ -208,9 +210,17 @@ class SampleMetrics:
             for info in infos:
                 v = latest.get(info.source, {}).get(info.name)
                 if v is not None:
-                    out.append(Observation(v, info.attributes))
+                    out.append(Observation(v, self._attributes(info)))
             return out
         return observe
+
+    def _attributes(self, info: SensorInfo) -> dict[str, str]:
+        attrs = info.attributes
+        for attribution in self.attributions:
+            extra = attribution(attrs.get("hw.id", ""))
+            if extra:
+                attrs = {**attrs, **extra}
+        return attrs
 
     def _integrals(self, power_metric: str):
         infos = self._integrate.get(power_metric, [])

@@ -30,6 +30,7 @@ COMPONENT_MODULES = (
     "otel_benchlab.receivers.jsonl_tail",
     "otel_benchlab.receivers.log_pattern",
     "otel_benchlab.receivers.otlp_intake",
+    "otel_benchlab.k8s.podresources",
 )
 
 
@@ -47,17 +48,21 @@ class BuildContext:
 @dataclass
 class Built:
     """What one component adds: receivers; span sinks (exporters that get every stage span
-    once it has its power, with ``export(spans)`` and ``shutdown()``); and clean-ups run
-    after the agent has stopped (an emulator's pseudo-terminal)."""
+    once it has its power, with ``export(spans)`` and ``shutdown()``); clean-ups run after
+    the agent has stopped (an emulator's pseudo-terminal); and attributions, which add
+    attributes to a device's metrics by its ``hw.id`` (the pod that holds a GPU)."""
 
     receivers: list[Any] = field(default_factory=list)
     span_sinks: list[Any] = field(default_factory=list)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
+    # hw.id -> attributes to add to that device's metrics (which pod holds a GPU)
+    attributions: list[Callable[[str], dict[str, str]]] = field(default_factory=list)
 
     def add(self, other: Built) -> None:
         self.receivers += other.receivers
         self.span_sinks += other.span_sinks
         self.cleanups += other.cleanups
+        self.attributions += other.attributions
 
     def cleanup(self) -> None:
         for fn in reversed(self.cleanups):

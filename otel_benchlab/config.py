@@ -122,6 +122,13 @@ class HostConfig:
 
 
 @dataclass
+class KubernetesConfig:
+    # The kubelet's PodResources socket: which pod holds which GPU. Absent: no attribution.
+    pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    pod_resources_refresh_s: float = 30.0
+
+
+@dataclass
 class ProbeConfig:
     # Where the agent listens for probe datagrams (otel_benchlab.probe, `gst --to-agent`):
     # udp://HOST:PORT, unix:///path (a datagram socket), or "off". BENCHLAB_PROBE_ADDR sets
@@ -192,6 +199,7 @@ class Config:
     capframex: CapFrameXConfig = field(default_factory=CapFrameXConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     host: HostConfig = field(default_factory=HostConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     intake: IntakeConfig = field(default_factory=IntakeConfig)
 
     def pair_tuples(self) -> list[tuple[str, str]]:
@@ -382,6 +390,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "parquet.part_rows": (1, 100_000_000), "parquet.part_seconds": (0, 86400),
     "capframex.sample_time_ms": (1, 60_000),
     "intake.forward_queue": (1, 1_000_000),
+    "kubernetes.pod_resources_refresh_s": (0, 86400),
 }
 
 

@@ -73,7 +73,8 @@ class Agent:
     def __init__(self, cfg: Config, receivers: list[Receiver], session: Session,
                  status_out: TextIO | None = None,
                  counters: AgentCounters | None = None,
-                 span_sinks: list | None = None, timebase: TimeBase | None = None) -> None:
+                 span_sinks: list | None = None, timebase: TimeBase | None = None,
+                 attributions: list | None = None) -> None:
         self.cfg = cfg
         self.receivers = receivers
         self.session = session
@@ -124,6 +125,7 @@ class Agent:
         self.capframex: CapFrameXWriter | None = None
         self.telemetry = Telemetry(cfg, self.counters, self.sensors, self.queue.qsize,
                                    self.timebase)
+        self.telemetry.samples.attributions = list(attributions or [])
 
     # -- wiring ------------------------------------------------------------------------
     def _open_files(self) -> None:
