@@ -371,7 +371,8 @@ def _apply_otel_env(cfg: Config, env: dict[str, str]) -> None:
 
 # Numbers that parse but cannot work (a simulation at 1e9 fps grows memory by the GB, a
 # CapFrameX sample time of 0 divides by zero): dotted key -> (low, high); a low of 0 means
-# "above zero". NaN and infinity are refused for every number when the value is read.
+# "above zero" (an integer 0; 0.0 allows zero). NaN and infinity are refused for every
+# number when the value is read.
 RANGES: dict[str, tuple[float, float]] = {
     "duration_s": (0, 366 * 86400), "pair_window_s": (0, 3600), "sample_hz": (0, 1000),
     "power_max_gap_s": (0, 3600), "status_interval_s": (0.1, 86400),
@@ -416,10 +417,12 @@ def validate(cfg: Config) -> None:
                                 obj.values() if isinstance(obj, dict) else [obj]):
             if val is None:
                 continue
-            # lo is exclusive for the rates, periods and sizes that must be above zero.
-            if not (lo < val <= hi if lo == 0 else lo <= val <= hi):
+            # An integer 0 is exclusive (rates, periods and sizes that must be above zero);
+            # a float 0.0 is inclusive (0 days, 0 s of waiting are meaningful).
+            above_zero = type(lo) is int and lo == 0
+            if not (lo < val <= hi if above_zero else lo <= val <= hi):
                 where = key if not isinstance(obj, (list, dict)) else f"{key}[{i}]"
-                lo_s = "> 0" if lo == 0 else f">= {lo:g}"
+                lo_s = "> 0" if above_zero else f">= {lo:g}"
                 raise bad(where, f"{val!r} is out of range: it must be {lo_s} and <= {hi:g}")
     if not 0.0 <= cfg.sim.mark_loss < 1.0:
         raise bad("sim.mark_loss", "must be in [0, 1)")

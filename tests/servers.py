@@ -188,9 +188,12 @@ class Prometheus:
         self.log = open(self.workdir / "prometheus.log", "w")  # noqa: SIM115 - lives with proc
         return self.log
 
-    def query(self, promql: str) -> list:
-        url = (f"http://127.0.0.1:{self.port}/api/v1/query?"
-               + urllib.parse.urlencode({"query": promql}))
+    def query(self, promql: str, at: float | None = None) -> list:
+        """An instant query, at ``at`` (Unix seconds) or now."""
+        params = {"query": promql}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(params)
         body = json.load(urllib.request.urlopen(url, timeout=5))
         assert body["status"] == "success", body
         return body["data"]["result"]
