@@ -29,8 +29,8 @@ COMPONENT_MODULES = (
     "otel_benchlab.receivers.probe",
     "otel_benchlab.receivers.jsonl_tail",
     "otel_benchlab.receivers.log_pattern",
+    "otel_benchlab.k8s.podresources",  # before the intake, which uses what it knows
     "otel_benchlab.receivers.otlp_intake",
-    "otel_benchlab.k8s.podresources",
 )
 
 
@@ -43,6 +43,8 @@ class BuildContext:
     counters: AgentCounters
     extra: list[Any] = field(default_factory=list)
     timebase: TimeBase = field(default_factory=TimeBase.measure)
+    # What a component offers those built after it (the PodResources view, by name).
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

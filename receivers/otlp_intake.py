@@ -10,7 +10,10 @@ unless a wider address is given). Of what arrives:
   and ``benchlab.energy.<source>`` added (``IntakeEnricher``);
 - span events named in ``event_stages`` become marks and pair like any marks;
 - everything else (other spans, metrics, logs) is forwarded unchanged (exporters/
-  otlp_forward.py). A full forward queue answers UNAVAILABLE / 503, so the application's
+  otlp_forward.py);
+- with the kubelet's PodResources (``otel_benchlab.k8s``), a measured span whose resource
+  names its pod (``k8s.namespace.name``, ``k8s.pod.name``) gets ``benchlab.gpu.ids``: the
+  GPUs (UUIDs) that pod holds. A full forward queue answers UNAVAILABLE / 503, so the application's
   exporter retries, as with a busy collector.
 
 Frame ids come from the span's or event's ``frame_attribute`` (default ``benchlab.frame``),
@@ -29,6 +32,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
@@ -39,7 +43,7 @@ from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2_grpc,
 )
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 
 from otel_benchlab.components import BuildContext, Built, Component
 from otel_benchlab.config import Config, ConfigError, IntakeConfig, parse_bind
@@ -94,8 +98,11 @@ class IntakeEnricher:
 
     name = "OTLP intake enricher"
 
-    def __init__(self, forwarder: OtlpForwarder, hold_s: float, max_held: int) -> None:
+    def __init__(self, forwarder: OtlpForwarder, hold_s: float, max_held: int,
+                 pod_devices: Callable[[str, str], list[str]] | None = None) -> None:
         self.forwarder = forwarder
+        # (namespace, pod) -> the GPUs it holds (kubelet PodResources), when known
+        self.pod_devices = pod_devices
         self.hold_ns = int(hold_s * 1e9)
         self.max_held = max_held
         self._lock = threading.Lock()
@@ -106,6 +113,8 @@ class IntakeEnricher:
     def hold(self, request: Any, spans: list[tuple[tuple[int, int], Any]]) -> bool:
         """Keep ``request`` until ``spans`` (keys and their proto spans) are measured;
         False when too many requests are held already (forward it now instead)."""
+        if self.pod_devices is not None:
+            self._add_pod_gpus(request, {id(sp) for _, sp in spans})
         with self._lock:
             if len(self._held) >= self.max_held:
                 return False
@@ -114,6 +123,23 @@ class IntakeEnricher:
             for key, proto in spans:
                 self._spans[key] = (entry, proto)
         return True
+
+    def _add_pod_gpus(self, request: Any, measured: set[int]) -> None:
+        """A measured span from a pod that holds GPUs says which (``benchlab.gpu.ids``), so
+        its energy can be read against that pod's own GPUs."""
+        assert self.pod_devices is not None
+        for rs in request.resource_spans:
+            ns = _text(rs.resource.attributes, "k8s.namespace.name", "")
+            pod = _text(rs.resource.attributes, "k8s.pod.name", "")
+            gpus = self.pod_devices(ns, pod) if ns and pod else []
+            if not gpus:
+                continue
+            value = AnyValue(array_value=ArrayValue(values=[AnyValue(string_value=g)
+                                                            for g in gpus]))
+            for ss in rs.scope_spans:
+                for sp in ss.spans:
+                    if id(sp) in measured:
+                        sp.attributes.append(KeyValue(key="benchlab.gpu.ids", value=value))
 
     def export(self, spans: list[StageSpan]) -> None:
         """Called by the runtime with every span that has its power."""
@@ -393,7 +419,9 @@ def build(cfg: Config, ctx: BuildContext) -> Built:
         forwarder.shutdown(0.0)
         raise
     hold_s = cfg.pair_window_s + cfg.power_max_gap_s + 3.0
-    enricher = IntakeEnricher(forwarder, hold_s, cfg.intake.forward_queue)
+    pods = ctx.shared.get("podresources")
+    enricher = IntakeEnricher(forwarder, hold_s, cfg.intake.forward_queue,
+                              pods.devices_of if pods is not None else None)
     receiver = OtlpIntakeReceiver(cfg.intake, ctx.counters, forwarder, enricher,
                                   ctx.timebase)
     return Built(receivers=[receiver], span_sinks=[enricher])

@@ -105,3 +105,36 @@ def test_gpu_metrics_carry_the_pod_that_holds_the_gpu(tmp_path):
     assert held and 'k8s_pod_name="trainer-0"' in held[0]
     assert 'k8s_namespace_name="ml"' in held[0] and 'k8s_container_name="train"' in held[0]
     assert free and 'k8s_pod_name=""' in free[0]  # the exporter fills a family's labels
+
+
+def test_a_measured_span_from_a_pod_says_which_gpus_the_pod_holds(tmp_path):
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    from otel_benchlab.receivers.otlp_intake import IntakeEnricher
+
+    sock = tmp_path / "kubelet.sock"
+    pr = PodResources(str(sock), refresh_s=3600)
+    with FakeKubelet(sock, PODS):
+        pr.refresh()
+
+    def request(ns: str, pod: str):
+        attrs = [KeyValue(key="k8s.namespace.name", value=AnyValue(string_value=ns)),
+                 KeyValue(key="k8s.pod.name", value=AnyValue(string_value=pod))]
+        span = trace_pb2.Span(name="infer", trace_id=b"\1" * 16, span_id=b"\2" * 8)
+        return trace_service_pb2.ExportTraceServiceRequest(resource_spans=[
+            trace_pb2.ResourceSpans(resource=Resource(attributes=attrs),
+                                    scope_spans=[trace_pb2.ScopeSpans(spans=[span])])])
+
+    enricher = IntakeEnricher(forwarder=None, hold_s=1, max_held=4,
+                              pod_devices=pr.devices_of)
+    held, other = request("video", "encoder-7"), request("web", "frontend")
+    for req in (held, other):
+        sp = req.resource_spans[0].scope_spans[0].spans[0]
+        enricher.hold(req, [((1, 2), sp)])
+    attrs = {kv.key: kv.value for kv in held.resource_spans[0].scope_spans[0].spans[0].attributes}
+    assert [v.string_value for v in attrs["benchlab.gpu.ids"].array_value.values] == [
+        "MIG-1111", "MIG-2222"]
+    assert not other.resource_spans[0].scope_spans[0].spans[0].attributes

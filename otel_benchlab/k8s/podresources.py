@@ -57,6 +57,11 @@ class PodResources:
     def owner(self, hw_id: str) -> dict[str, str]:
         return self._owners.get(hw_id, {})
 
+    def devices_of(self, namespace: str, pod: str) -> list[str]:
+        """The device ids (GPU and MIG UUIDs) the pod's containers hold."""
+        return sorted(d for d, o in self._owners.items()
+                      if o["k8s.namespace.name"] == namespace and o["k8s.pod.name"] == pod)
+
     def refresh(self) -> None:
         try:
             owners = list_owners(self.socket_path)
@@ -95,6 +100,7 @@ def build(cfg: Config, ctx: BuildContext) -> Built:
         return Built()
     pr = PodResources(path, cfg.kubernetes.pod_resources_refresh_s)
     pr.start()
+    ctx.shared["podresources"] = pr
     return Built(attributions=[pr.owner], cleanups=[pr.stop])
 
 
