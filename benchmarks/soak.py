@@ -45,11 +45,14 @@ class SoakResult:
     burst_ms: list[float] = field(default_factory=list)  # concurrent scrape times
     burst_ok: int = 0
 
-    def floor_slope_mb_per_min(self, warmup_s: float, window_s: float = 10.0) -> float:
+    def floor_slope_mb_per_min(self, warmup_s: float, window_s: float = 10.0,
+                               until_s: float | None = None) -> float:
         """Slope of the RSS floor: the lowest sample of each window, fitted over time.
         RSS swings by several MB as batches and parts come and go; what a leak raises is
-        the floor that remains after each part is written."""
-        pts = np.array([p for p in self.rss_mb if p[0] >= warmup_s])
+        the floor that remains after each part is written. ``until_s``: leave out the exit
+        (writing the CapFrameX captures is a peak, not a trend)."""
+        pts = np.array([p for p in self.rss_mb if p[0] >= warmup_s and
+                        (until_s is None or p[0] <= until_s)])
         if len(pts) < 3:
             return float("nan")
         win = ((pts[:, 0] - warmup_s) // window_s).astype(int)

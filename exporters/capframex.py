@@ -16,14 +16,17 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +43,38 @@ MIN_ROWS = 20  # CapFrameX wants more than 20 lines: a header and at least 20 ro
 PMD_ARRAYS = {"cpu": "PmdCpuPower", "gpu": "PmdGpuPower", "sys": "PmdSystemPower"}
 
 
+@functools.lru_cache(maxsize=4096)
 def _safe(text: str) -> str:
+    # Cached: it is called per row with a handful of distinct names (streams).
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+class _Encoded(str):
+    """JSON text made already (a large array), spliced in as it is."""
+
+
+def _float_array(values: list[float]) -> str:
+    """``json.dumps(values)`` for a list of floats, made once and reused: json writes a
+    float with ``float.__repr__``, so this is the same text (non-finite values, which json
+    writes as NaN/Infinity, go through json itself)."""
+    if all(math.isfinite(v) for v in values):
+        return _Encoded("[" + ", ".join(map(float.__repr__, values)) + "]")
+    return _Encoded(json.dumps(values))
+
+
+def _dumps(obj: object, sort_keys: bool = False) -> str:
+    """``json.dumps`` (default separators) for dicts whose large arrays are ``_Encoded``:
+    each array is encoded once however often it appears (the four latency columns, and the
+    run again for its hash)."""
+    if isinstance(obj, _Encoded):
+        return str(obj)
+    if isinstance(obj, dict) and any(isinstance(v, (_Encoded, dict)) for v in obj.values()):
+        items = sorted(obj.items()) if sort_keys else obj.items()
+        return "{" + ", ".join(f"{json.dumps(k)}: {_dumps(v, sort_keys)}"
+                               for k, v in items) + "}"
+    if isinstance(obj, list) and any(isinstance(v, (_Encoded, dict)) for v in obj):
+        return "[" + ", ".join(_dumps(v, sort_keys) for v in obj) + "]"
+    return json.dumps(obj, sort_keys=sort_keys)
 
 
 def _num(values: np.ndarray, digits: int = 6) -> list[str]:
@@ -188,7 +221,7 @@ class CapFrameXWriter:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             _atomic_write(csv_path, self._csv(t))
-            _atomic_write(json_path, json.dumps(self._json(t, pipeline, a, b)))
+            _atomic_write(json_path, _dumps(self._json(t, pipeline, a, b)))
             del t, table, order
             _return_freed_memory()
         except OSError as exc:
@@ -232,26 +265,24 @@ class CapFrameXWriter:
                 extra_cols += [_num(t[mean_col][sl].astype(float), 3),
                                _num(t[energy_col][sl].astype(float), 6)]
             time_s, lat_s = _num(c["time"][sl], 6), _num(c["lat"][sl], 4)
-            lines = []
-            for i in range(len(time_s)):
-                lat = lat_s[i]
-                row = [fixed, time_s[i], lat, lat, "0.0000", lat, lat]
-                row += [col[i] for col in extra_cols]
-                lines.append(",".join(row))
-            yield "\n".join(lines) + "\n"
+            # Column-wise: a row is the columns' i-th strings joined (no per-row lists).
+            rows = zip(repeat(fixed), time_s, lat_s, lat_s, repeat("0.0000"), lat_s, lat_s,
+                       *extra_cols)
+            yield "\n".join(map(",".join, rows)) + "\n"
 
     def _json(self, t: dict[str, np.ndarray], pipeline: str, a: str, b: str) -> dict:
         c = self._frame_columns(t)
         n = len(t["start_ns"])
-        lat = [round(v, 4) for v in c["lat"].tolist()]
+        lat = _float_array([round(v, 4) for v in c["lat"].tolist()])
+        zeros = _Encoded("[" + ", ".join(["0"] * n) + "]")
         capture = {
-            "TimeInSeconds": [round(v, 6) for v in c["time"].tolist()],
-            "MsBetweenPresents": lat, "MsInPresentAPI": [0.0] * n,
+            "TimeInSeconds": _float_array([round(v, 6) for v in c["time"].tolist()]),
+            "MsBetweenPresents": lat, "MsInPresentAPI": _float_array([0.0] * n),
             "MsBetweenDisplayChange": lat, "MsUntilRenderComplete": lat,
             "MsUntilDisplayed": lat,
-            "QPCTime": [round(v, 6) for v in (c["start"] / 1e9).tolist()],
-            "PresentMode": [0] * n, "AllowsTearing": [0] * n, "SyncInterval": [0] * n,
-            "Dropped": [False] * n,
+            "QPCTime": _float_array([round(v, 6) for v in (c["start"] / 1e9).tolist()]),
+            "PresentMode": zeros, "AllowsTearing": zeros, "SyncInterval": zeros,
+            "Dropped": _Encoded("[" + ", ".join(["false"] * n) + "]"),
         }
         run: dict = {"PresentMonRuntime": "otel-benchlab", "SampleTime": self.sample_time_ms,
                      "CaptureData": capture}
@@ -266,8 +297,9 @@ class CapFrameXWriter:
             if len(ts) == 0:
                 continue
             order = np.argsort(ts, kind="stable")
-            run[key] = [round(v, 3) for v in np.interp(grid, ts[order], w[order]).tolist()]
-        digest = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()
+            run[key] = _float_array([round(v, 3) for v in
+                                     np.interp(grid, ts[order], w[order]).tolist()])
+        digest = hashlib.sha256(_dumps(run, sort_keys=True).encode()).hexdigest()
         run["Hash"] = digest
         info = {
             "Id": str(uuid.uuid4()), "GameName": f"{pipeline} {a}->{b}",
