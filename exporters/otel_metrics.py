@@ -10,11 +10,14 @@ import threading
 import time
 from collections.abc import Iterable
 
+import numpy as np
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.records import SensorInfo, StageSpan, Unpaired
+
+from .histograms import BatchHistogram, BatchHistograms
 
 LATENCY_BUCKETS_S = (
     0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.006,
@@ -31,10 +34,6 @@ ENERGY_BUCKETS_J = (
 
 def metric_views() -> list[View]:
     return [
-        View(instrument_name="benchlab.pipeline.latency",
-             aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS_S)),
-        View(instrument_name="benchlab.pipeline.energy",
-             aggregation=ExplicitBucketHistogramAggregation(ENERGY_BUCKETS_J)),
         View(instrument_name="benchlab.agent.sample.rtt",
              aggregation=ExplicitBucketHistogramAggregation(RTT_BUCKETS_S)),
     ]
@@ -46,17 +45,27 @@ def pair_attributes(pipeline: str, stage_from: str, stage_to: str) -> dict[str, 
 
 
 class PipelineMetrics:
-    def __init__(self, meter: Meter) -> None:
-        self.latency = meter.create_histogram(
-            "benchlab.pipeline.latency", unit="s",
-            description="Latency between two stages of one frame")
-        self.energy = meter.create_histogram(
-            "benchlab.pipeline.energy", unit="J",
-            description="Energy spent while one frame went from one stage to the next")
+    """Stage latency and energy histograms (aggregated a batch at a time: see histograms.py)
+    and the unpaired-mark counter."""
+
+    def __init__(self, meter: Meter | None = None) -> None:
+        self.latency = BatchHistogram(
+            "benchlab.pipeline.latency", "s", "Latency between two stages of one frame",
+            LATENCY_BUCKETS_S, "benchlab_pipeline_latency_seconds")
+        self.energy = BatchHistogram(
+            "benchlab.pipeline.energy", "J",
+            "Energy spent while one frame went from one stage to the next",
+            ENERGY_BUCKETS_J, "benchlab_pipeline_energy_joules")
+        self.histograms = BatchHistograms([self.latency, self.energy])
+        if meter is not None:
+            self.bind(meter)
+        self._attr_cache: dict[tuple[str, str, str, str], dict[str, str]] = {}
+
+    def bind(self, meter: Meter) -> None:
+        """The unpaired counter is an SDK instrument (it is rare): made once the meter is."""
         self.unpaired = meter.create_counter(
             "benchlab.pipeline.unpaired", unit="{mark}",
             description="Stage marks that found no partner, by reason")
-        self._attr_cache: dict[tuple[str, str, str, str], dict[str, str]] = {}
 
     def _attrs(self, pipeline: str, a: str, b: str, source: str = "") -> dict[str, str]:
         # One dict per series, reused: building attribute dicts per record is measurable
@@ -71,13 +80,19 @@ class PipelineMetrics:
         return attrs
 
     def export(self, spans: Iterable[StageSpan]) -> None:
+        """A batch: grouped by series here, counted into buckets by numpy."""
+        latency: dict[tuple[str, str, str], list[int]] = {}
+        energy: dict[tuple[str, str, str, str], list[float]] = {}
         for s in spans:
-            self.latency.record(s.latency_ns / 1e9,
-                                self._attrs(s.pipeline, s.stage_from, s.stage_to))
+            key = (s.pipeline, s.stage_from, s.stage_to)
+            latency.setdefault(key, []).append(s.end_ns - s.start_ns)
             for label, fig in s.power.items():
                 if fig.energy_j is not None:
-                    self.energy.record(fig.energy_j, self._attrs(s.pipeline, s.stage_from,
-                                                                 s.stage_to, label))
+                    energy.setdefault((*key, label), []).append(fig.energy_j)
+        for key, ns in latency.items():
+            self.latency.record_many(self._attrs(*key), np.asarray(ns, np.float64) / 1e9)
+        for ekey, joules in energy.items():
+            self.energy.record_many(self._attrs(*ekey), joules)
 
     def export_unpaired(self, items: Iterable[Unpaired]) -> None:
         for u in items:

@@ -27,6 +27,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from otel_benchlab import __version__
 from otel_benchlab.config import Config, parse_bind
 from otel_benchlab.counters import AgentCounters
+from otel_benchlab.exporters.histograms import WithBatchHistograms
 from otel_benchlab.exporters.otel_metrics import (
     AgentMetrics,
     PipelineMetrics,
@@ -113,10 +114,16 @@ class Telemetry:
         if self.traces is not None:
             for reason in ("export_failed", "queue_full"):
                 c.declare("export.dropped", signal="traces", reason=reason)
-        self.meter_provider = make_meter_provider(self.resource, exporters["metrics"],
+        # Latency/energy histograms are aggregated by the agent in batches and added to
+        # every metrics export and the Prometheus endpoint (exporters/histograms.py).
+        self.pipeline = PipelineMetrics()
+        if self.prometheus is not None:
+            self.prometheus.registry.register(self.pipeline.histograms)
+        push = [WithBatchHistograms(e, self.pipeline.histograms) for e in exporters["metrics"]]
+        self.meter_provider = make_meter_provider(self.resource, push,
                                                   cfg.otlp.metric_interval_s, readers)
         meter = self.meter_provider.get_meter("otel_benchlab")
-        self.pipeline = PipelineMetrics(meter)
+        self.pipeline.bind(meter)
         self.samples = SampleMetrics(meter, sensors,
                                      stale_after_s=max(3.0 / cfg.sample_hz, 1.0))
         AgentMetrics(meter, c, queue_depth)

@@ -1,0 +1,126 @@
+"""The ceiling: the highest stage-mark rate one agent sustains without dropping, and how its
+CPU grows with the rate.
+
+A load process sends marks over the probe transport (otel_benchlab.probe, batched
+datagrams, as applications do) at a fixed rate: frames with ids through 3 stages (2 pairs),
+spread over 16 streams. The agent runs as users run it: the emulated BENCHLAB for power,
+every exporter on (OTLP to a local collector, Prometheus, Parquet, CapFrameX). For each rate
+it measures the agent's CPU (psutil) and what it dropped (queue.dropped, input.dropped from
+/metrics) over --seconds; the ceiling is the highest rate with nothing dropped.
+
+Usage: python benchmarks/ceiling.py [--seconds 60] [--rates 180,5000,20000,50000,80000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.servers import OtlpCollector, free_port  # noqa: E402
+
+STAGES = ("ingress", "encoded", "inference_done")
+STREAMS = 16
+
+
+def load(addr: str, rate: float, seconds: float, ready) -> None:
+    """Send ``rate`` marks a second for ``seconds`` (frames of 3 stages, 2 ms apart)."""
+    from otel_benchlab.probe import Probe
+
+    p = Probe(addr, pipeline="load")
+    frames_per_s = rate / len(STAGES)
+    t0 = time.monotonic()
+    sent_frames = 0
+    ready.set()
+    while True:
+        now = time.monotonic() - t0
+        if now >= seconds:
+            break
+        due = int(now * frames_per_s)
+        base = time.monotonic_ns()
+        while sent_frames < due:
+            stream = f"cam{sent_frames % STREAMS}"
+            for k, stage in enumerate(STAGES):
+                p.mark_at(base + k * 2_000_000, stage, sent_frames, stream)
+            sent_frames += 1
+        time.sleep(0.002)
+    p.flush()
+    p.close()
+
+
+def counter(body: str, name: str) -> float:
+    total = 0.0
+    for line in body.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--rates", default="180,5000,20000,50000,80000")
+    args = ap.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    collector = OtlpCollector().start()
+    tmp = Path(tempfile.mkdtemp(prefix="ceiling-"))
+    addr = f"udp://127.0.0.1:{free_port()}"
+    prom = free_port()
+    (tmp / "agent.toml").write_text(
+        'pairs = [["ingress", "encoded"], ["encoded", "inference_done"]]\n'
+        '[sim]\nsources = ["benchlab"]\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BENCHLAB_"))}
+    env.update(BENCHLAB_PROBE_ADDR=addr,
+               OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.port}")
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "otel_benchlab", "--simulate", "--config",
+         str(tmp / "agent.toml"), "--data-root", str(tmp / "data"), "--prom-bind",
+         f"127.0.0.1:{prom}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True)
+    for line in agent.stdout:
+        if line.startswith("  power sources"):
+            break
+    proc = psutil.Process(agent.pid)
+    url = f"http://127.0.0.1:{prom}/metrics"
+    rows = []
+    try:
+        for rate in rates:
+            before = urllib.request.urlopen(url, timeout=30).read().decode()
+            cpu0 = sum(proc.cpu_times()[:2])
+            t0 = time.monotonic()
+            ready = multiprocessing.Event()
+            sender = multiprocessing.Process(target=load, args=(addr, rate, args.seconds,
+                                                                ready))
+            sender.start()
+            sender.join()
+            time.sleep(3)  # the agent drains and processes the last second
+            wall = time.monotonic() - t0
+            cpu = sum(proc.cpu_times()[:2]) - cpu0
+            after = urllib.request.urlopen(url, timeout=30).read().decode()
+            dropped = sum(counter(after, n) - counter(before, n) for n in (
+                "benchlab_agent_queue_dropped_total", "benchlab_agent_input_dropped_total"))
+            rows.append((rate, 100 * cpu / wall, dropped))
+            print(f"  {rate:>9,.0f} marks/s: agent CPU {100 * cpu / wall:5.1f} % of a core, "
+                  f"dropped {dropped:,.0f}", flush=True)
+    finally:
+        agent.send_signal(2)
+        agent.wait(timeout=120)
+        collector.stop()
+    ok = [r for r, _, d in rows if d == 0]
+    print(f"ceiling: {max(ok) if ok else 0:,.0f} marks/s with nothing dropped "
+          f"(target >= 50,000 on one core); CPU per 1000 marks/s: "
+          + ", ".join(f"{c / (r / 1000):.2f} %" for r, c, _ in rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
