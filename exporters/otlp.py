@@ -18,6 +18,7 @@ endpoint and what to check.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -162,35 +163,42 @@ class CountingMetricExporter(MetricExporter):
         self.inner.shutdown(timeout_millis=timeout_millis)
 
 
-def _otlp_exporter(plan: SignalPlan):
-    # Imported only when used: each exporter's libraries cost memory.
-    if plan.protocol == "http/protobuf":
-        if plan.signal == "traces":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-                OTLPSpanExporter as Exporter,
-            )
-        else:
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-                OTLPMetricExporter as Exporter,
-            )
-    elif plan.signal == "traces":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as Exporter,
-        )
+# The SDK's OTLP exporter class for (protocol, signal): module and class name. Imported
+# only when used: each exporter's libraries cost memory.
+SDK_EXPORTERS = {
+    ("grpc", "traces"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+                         "OTLPSpanExporter"),
+    ("grpc", "metrics"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
+                          "OTLPMetricExporter"),
+    ("grpc", "logs"): ("opentelemetry.exporter.otlp.proto.grpc._log_exporter",
+                       "OTLPLogExporter"),
+    ("http/protobuf", "traces"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                                  "OTLPSpanExporter"),
+    ("http/protobuf", "metrics"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter",
+                                   "OTLPMetricExporter"),
+    ("http/protobuf", "logs"): ("opentelemetry.exporter.otlp.proto.http._log_exporter",
+                                "OTLPLogExporter"),
+}
 
-        Exporter = _encode_once(Exporter)
-    else:
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as Exporter,
-        )
-    return Exporter(endpoint=plan.endpoint, timeout=plan.timeout_s)
+
+def sdk_exporter_class(protocol: str, signal: str) -> type:
+    """The SDK's exporter for a signal over a protocol; the gRPC ones keep a batch's
+    request across their retries (``_encode_once``)."""
+    module, name = SDK_EXPORTERS[(protocol, signal)]
+    cls = getattr(importlib.import_module(module), name)
+    return _encode_once(cls) if protocol == "grpc" else cls
+
+
+def _otlp_exporter(plan: SignalPlan):
+    return sdk_exporter_class(plan.protocol, plan.signal)(endpoint=plan.endpoint,
+                                                          timeout=plan.timeout_s)
 
 
 def _encode_once(base: type) -> type:
-    """The SDK's gRPC exporter translates a batch into its request inside the retry loop,
+    """The SDK's gRPC exporters translate a batch into its request inside the retry loop,
     so a collector that is down costs one full encoding per retry (measured: the span
-    thread at 4.3 % of a core against 1.9 % with a collector). The request of the batch
-    being retried is kept and sent again."""
+    thread at 5.0 % of a core against 1.8 % once the request is kept). The request of the
+    batch being retried is kept and sent again."""
 
     class EncodeOnce(base):  # type: ignore[misc, valid-type]
         _last: tuple[object, object] = (None, None)

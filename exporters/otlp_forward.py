@@ -21,58 +21,32 @@ from typing import Any
 from otel_benchlab.config import OtlpConfig
 from otel_benchlab.counters import AgentCounters
 
-from .otlp import SignalPlan, plan_signal
+from .otlp import SignalPlan, plan_signal, sdk_exporter_class
 
 log = logging.getLogger("otel_benchlab")
 
 FORWARD_SIGNALS = ("traces", "metrics", "logs")
 
 
-def _grpc_forwarder(plan: SignalPlan) -> Any:
-    """The SDK's gRPC exporter for ``plan``, taught to send a request as it is."""
-    if plan.signal == "traces":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as Base,
-        )
-    elif plan.signal == "metrics":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as Base,
-        )
+def _forwarder(plan: SignalPlan) -> Any:
+    """The SDK's exporter for ``plan``, taught to send a request as it was received: over
+    gRPC through its own ``_export`` (retry, channel handling), over HTTP through its
+    client."""
+    base = sdk_exporter_class(plan.protocol, plan.signal)
+    if plan.protocol == "grpc":
+        class Forwarder(base):  # type: ignore[misc, valid-type]
+            def _translate_data(self, data: Any) -> Any:
+                return data  # already an Export*ServiceRequest
+
+            def _count_data(self, data: Any) -> int:
+                return 1
+
+            def send(self, request: Any) -> bool:
+                return getattr(self._export(request), "name", "") == "SUCCESS"
     else:
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
-            OTLPLogExporter as Base,
-        )
-
-    class Forwarder(Base):  # type: ignore[misc, valid-type]
-        def _translate_data(self, data: Any) -> Any:
-            return data  # already an Export*ServiceRequest
-
-        def _count_data(self, data: Any) -> int:
-            return 1
-
-        def send(self, request: Any) -> bool:
-            return getattr(self._export(request), "name", "") == "SUCCESS"
-
-    return Forwarder(endpoint=plan.endpoint, timeout=plan.timeout_s)
-
-
-def _http_forwarder(plan: SignalPlan) -> Any:
-    if plan.signal == "traces":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter as Base,
-        )
-    elif plan.signal == "metrics":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-            OTLPMetricExporter as Base,
-        )
-    else:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import (
-            OTLPLogExporter as Base,
-        )
-
-    class Forwarder(Base):  # type: ignore[misc, valid-type]
-        def send(self, request: Any) -> bool:
-            return bool(self._client.export(request.SerializeToString()).success)
+        class Forwarder(base):  # type: ignore[misc, valid-type, no-redef]
+            def send(self, request: Any) -> bool:
+                return bool(self._client.export(request.SerializeToString()).success)
 
     return Forwarder(endpoint=plan.endpoint, timeout=plan.timeout_s)
 
@@ -94,8 +68,7 @@ class OtlpForwarder:
             counters.declare("forward.sent", signal=signal)
             if not plan.otlp:
                 continue
-            exp = (_http_forwarder if plan.protocol == "http/protobuf" else
-                   _grpc_forwarder)(plan)
+            exp = _forwarder(plan)
             self._exporters[signal] = exp
             self.endpoints[signal] = str(getattr(exp, "_endpoint", plan.endpoint))
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(max_requests)

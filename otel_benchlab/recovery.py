@@ -17,7 +17,13 @@ import pyarrow.parquet as pq
 
 from otel_benchlab.config import ConfigError
 from otel_benchlab.exporters.parquet import recover_directory
-from otel_benchlab.session import agent_alive, crashed, read_manifest, write_manifest
+from otel_benchlab.session import (
+    agent_alive,
+    crashed,
+    newest_mtime,
+    read_manifest,
+    write_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +42,6 @@ class Recovery:
         have = ", ".join(f"{k} {self.total_rows.get(k, 0)}" for k in KINDS)
         return (f"recovered session {self.path}: from journals {made}; the session now holds "
                 f"{have} rows; marked as ended by a crash")
-
-
-def _newest_mtime(path: Path) -> float:
-    return max((p.stat().st_mtime for p in path.rglob("*") if p.is_file()), default=0.0)
 
 
 def recover_session(path: str | Path) -> Recovery:
@@ -61,7 +63,7 @@ def recover_session(path: str | Path) -> Recovery:
                 log.warning("unreadable Parquet part %s: %s", part, exc)
         result.total_rows[kind] = total
     if not manifest.get("ended_at"):
-        last = _newest_mtime(path)
+        last = newest_mtime(path)
         manifest["ended_at"] = dt.datetime.fromtimestamp(last, dt.timezone.utc).isoformat()
         manifest["end_reason"] = "crash"
         manifest["recovered_at"] = dt.datetime.now(dt.timezone.utc).isoformat()

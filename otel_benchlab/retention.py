@@ -18,7 +18,6 @@ The ``retention`` command and the agent (every ``retention_interval_h``) run thi
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import datetime as dt
@@ -34,7 +33,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 
 from otel_benchlab.exporters.parquet import write_part
-from otel_benchlab.session import agent_alive, read_manifest
+from otel_benchlab.session import agent_alive, file_stats, newest_mtime, read_manifest
 
 log = logging.getLogger("otel_benchlab")
 
@@ -67,12 +66,7 @@ class RetentionResult:
 
 
 def _size(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path, followlinks=False):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
+    return sum(st.st_size for st in file_stats(path))
 
 
 def _remove(path: Path) -> None:
@@ -90,15 +84,6 @@ def _ended_at(manifest: dict | None) -> float | None:
         return dt.datetime.fromisoformat(text).timestamp()
     except ValueError:
         return None
-
-
-def _newest_mtime(path: Path) -> float:
-    newest = 0.0
-    for root, _, files in os.walk(path, followlinks=False):
-        for name in files:
-            with contextlib.suppress(OSError):
-                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
-    return newest
 
 
 def exchange(a: Path, b: Path) -> None:
@@ -171,7 +156,7 @@ def _one_session(path: Path, days: float, raw_keep_days: float, dry_run: bool,
     if agent_alive(path):
         result.skipped.append((path, "an agent is writing it"))
         return
-    newest = _newest_mtime(path)
+    newest = newest_mtime(path)
     if ended is None and now - newest < ACTIVE_GRACE_S:
         result.skipped.append((path, "no end recorded and changed in the last "
                                f"{ACTIVE_GRACE_S / 60:.0f} minutes"))

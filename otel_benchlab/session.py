@@ -11,6 +11,7 @@ import os
 import platform
 import secrets
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,20 @@ def agent_alive(path: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def file_stats(path: Path) -> Iterator[os.stat_result]:
+    """``lstat`` of every file under ``path``, never following a link; a file that vanishes
+    meanwhile is skipped."""
+    for root, _dirs, files in os.walk(path, followlinks=False):
+        for name in files:
+            with contextlib.suppress(OSError):
+                yield os.lstat(os.path.join(root, name))
+
+
+def newest_mtime(path: Path) -> float:
+    """When anything in the session last changed (0 for an empty one)."""
+    return max((st.st_mtime for st in file_stats(path)), default=0.0)
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:

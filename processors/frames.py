@@ -97,8 +97,7 @@ class FrameAssembler:
         ft.last_ns = max(ft.last_ns, span.end_ns)
         self._touched[key] = max(self._touched.get(key, 0), span.end_ns)
         if self.pairs and len(ft.spans) >= len(self.pairs) and \
-                self.pairs.issubset(x.pair for x in ft.spans) and \
-                all(x.pair in self.pairs for x in ft.spans):
+                {x.pair for x in ft.spans} == self.pairs:
             del self._frames[key]
             self._touched.pop(key, None)
             return self._decide([ft])

@@ -20,6 +20,10 @@ import threading
 import time
 from collections.abc import Callable
 
+from otel_benchlab.records import SensorInfo, StageMark
+
+from . import Emit
+
 log = logging.getLogger("otel_benchlab")
 
 POLL_S = 0.1
@@ -146,3 +150,36 @@ class FileFollower:
                 self._read(f)  # what was written before the stop
                 with contextlib.suppress(OSError):
                     os.close(f.fd)
+
+
+class FollowedFileReceiver:
+    """A receiver fed by one followed file (or ``-``): a subclass sets ``path``,
+    ``from_start`` and ``thread_name``, turns a line into marks (``marks``) and counts what
+    it rejects (``_reject``, also called for an over-long line)."""
+
+    path: str
+    from_start: bool
+    thread_name: str
+    _follower: FileFollower | None = None
+
+    def sensors(self) -> list[SensorInfo]:
+        return []
+
+    def marks(self, line: bytes) -> list[StageMark]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _reject(self, reason: str) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def start(self, emit: Emit) -> None:
+        def on_line(line: bytes) -> None:
+            for mark in self.marks(line):
+                emit(mark)
+
+        self._follower = FileFollower(self.path, on_line, lambda: self._reject("too_long"),
+                                      self.from_start, name=self.thread_name)
+        self._follower.start()
+
+    def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.stop()

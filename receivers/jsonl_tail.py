@@ -14,17 +14,18 @@ from pathlib import Path
 
 from otel_benchlab.components import Built, Component
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.records import SensorInfo, StageMark
+from otel_benchlab.records import StageMark
 from otel_benchlab.timebase import TimeBase
 
-from . import Emit
-from .follow import FileFollower
+from .follow import FollowedFileReceiver
 from .stored import seed_mark
 
 EPOCH_NS_FLOOR = 10**17
 
 
-class JsonlTailReceiver:
+class JsonlTailReceiver(FollowedFileReceiver):
+    thread_name = "jsonl-tail"
+
     def __init__(self, path: str, counters: AgentCounters, from_start: bool = True,
                  timebase: TimeBase | None = None) -> None:
         self.path = path
@@ -35,10 +36,6 @@ class JsonlTailReceiver:
         self.from_start = from_start
         for reason in ("not_json", "not_a_mark", "too_long"):
             counters.declare("input.rejected", source="jsonl", reason=reason)
-        self._follower: FileFollower | None = None
-
-    def sensors(self) -> list[SensorInfo]:
-        return []
 
     def _reject(self, reason: str) -> None:
         self.counters.add("input.rejected", 1, f"lines of {self.path} that are not seed "
@@ -64,19 +61,9 @@ class JsonlTailReceiver:
         return StageMark(ts, kv.get("pipeline") or self.pipeline,
                          kv.get("stream") or m["source"] or "main", kv["stage"], kv["frame"])
 
-    def start(self, emit: Emit) -> None:
-        def on_line(line: bytes) -> None:
-            mark = self.to_mark(line)
-            if mark is not None:
-                emit(mark)
-
-        self._follower = FileFollower(self.path, on_line, lambda: self._reject("too_long"),
-                                      self.from_start, name="jsonl-tail")
-        self._follower.start()
-
-    def stop(self) -> None:
-        if self._follower is not None:
-            self._follower.stop()
+    def marks(self, line: bytes) -> list[StageMark]:
+        mark = self.to_mark(line)
+        return [] if mark is None else [mark]
 
 
 COMPONENT = Component(

@@ -19,17 +19,19 @@ import time
 from otel_benchlab.components import Built, Component
 from otel_benchlab.config import LogPatternConfig
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.records import SensorInfo, StageMark
+from otel_benchlab.records import StageMark
 from otel_benchlab.timebase import TimeBase
 
-from . import Emit
-from .follow import FileFollower
+from .follow import FollowedFileReceiver
 
 
-class LogPatternReceiver:
+class LogPatternReceiver(FollowedFileReceiver):
+    thread_name = "log-pattern"
+
     def __init__(self, cfg: LogPatternConfig, counters: AgentCounters,
                  timebase: TimeBase | None = None) -> None:
         self.cfg = cfg
+        self.path, self.from_start = cfg.path, cfg.from_start
         self.name = f"log:{cfg.path}"
         self.counters = counters
         self.pattern = re.compile(cfg.pattern.encode())
@@ -40,10 +42,6 @@ class LogPatternReceiver:
         self.timebase = timebase or TimeBase.measure()
         for reason in ("bad_frame", "bad_time", "too_long"):
             counters.declare("input.rejected", source="log", reason=reason)
-        self._follower: FileFollower | None = None
-
-    def sensors(self) -> list[SensorInfo]:
-        return []
 
     def _reject(self, reason: str) -> None:
         self.counters.add("input.rejected", 1, f"lines of {self.cfg.path} matching "
@@ -90,18 +88,8 @@ class LogPatternReceiver:
                                    None if frame is None else frame + 1))
         return marks
 
-    def start(self, emit: Emit) -> None:
-        def on_line(line: bytes) -> None:
-            for mark in self.to_marks(line):
-                emit(mark)
-
-        self._follower = FileFollower(self.cfg.path, on_line, lambda: self._reject("too_long"),
-                                      self.cfg.from_start, name="log-pattern")
-        self._follower.start()
-
-    def stop(self) -> None:
-        if self._follower is not None:
-            self._follower.stop()
+    def marks(self, line: bytes) -> list[StageMark]:
+        return self.to_marks(line)
 
 
 COMPONENT = Component(
