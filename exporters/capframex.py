@@ -20,17 +20,18 @@ import functools
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from otel_benchlab.exporters.decimal_text import fixed, json_array, lines, rounded_repr
 
 log = logging.getLogger(__name__)
 
@@ -53,32 +54,58 @@ class _Encoded(str):
     """JSON text made already (a large array), spliced in as it is."""
 
 
-def _float_array(values: list[float]) -> str:
-    """``json.dumps(values)`` for a list of floats, made once and reused: json writes a
-    float with ``float.__repr__``, so this is the same text (non-finite values, which json
-    writes as NaN/Infinity, go through json itself)."""
-    if all(math.isfinite(v) for v in values):
-        return _Encoded("[" + ", ".join(map(float.__repr__, values)) + "]")
-    return _Encoded(json.dumps(values))
+def _json_floats(values: np.ndarray, digits: int) -> _Encoded:
+    """``json.dumps([round(v, digits) for v in values])``, made once and reused."""
+    return _Encoded(json_array(rounded_repr(values, digits)))
 
 
-def _dumps(obj: object, sort_keys: bool = False) -> str:
-    """``json.dumps`` (default separators) for dicts whose large arrays are ``_Encoded``:
-    each array is encoded once however often it appears (the four latency columns, and the
-    run again for its hash)."""
+def _cells(values: np.ndarray, digits: int) -> pa.Array:
+    """CSV cells: ``f"{v:.{digits}f}"``, empty where there is no value."""
+    return fixed(np.asarray(values, np.float64), digits).fill_null("")
+
+
+def _groups(table: pa.Table, names: list[str]) -> Iterator[tuple[tuple[str, ...], np.ndarray]]:
+    """Row indices of each distinct combination of ``names``, in order of first row."""
+    codes = np.zeros(table.num_rows, np.int64)
+    dictionaries = []
+    for name in names:
+        enc = pc.dictionary_encode(table[name].combine_chunks())
+        dictionaries.append(enc.dictionary.to_pylist())
+        codes = codes * len(enc.dictionary) + enc.indices.to_numpy(zero_copy_only=False)
+    uniq, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    by_group = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse, minlength=len(uniq)))
+    for g in np.argsort(first, kind="stable").tolist():
+        rest, key = int(uniq[g]), []
+        for d in reversed(dictionaries):
+            rest, i = divmod(rest, len(d))
+            key.append(d[i])
+        yield tuple(reversed(key)), by_group[(bounds[g - 1] if g else 0):bounds[g]]
+
+
+def _pieces(obj: object, sort_keys: bool = False) -> Iterator[str]:
+    """``json.dumps`` (default separators) as a run of pieces, for dicts whose large
+    arrays are ``_Encoded``: each array is encoded once however often it appears (the four
+    latency columns, and the run again for its hash), and never copied into one string."""
     if isinstance(obj, _Encoded):
-        return str(obj)
-    if isinstance(obj, dict) and any(isinstance(v, (_Encoded, dict)) for v in obj.values()):
-        items = sorted(obj.items()) if sort_keys else obj.items()
-        return "{" + ", ".join(f"{json.dumps(k)}: {_dumps(v, sort_keys)}"
-                               for k, v in items) + "}"
-    if isinstance(obj, list) and any(isinstance(v, (_Encoded, dict)) for v in obj):
-        return "[" + ", ".join(_dumps(v, sort_keys) for v in obj) + "]"
-    return json.dumps(obj, sort_keys=sort_keys)
-
-
-def _num(values: np.ndarray, digits: int = 6) -> list[str]:
-    return ["" if v != v else f"{v:.{digits}f}" for v in values.tolist()]
+        yield str(obj)
+    elif isinstance(obj, dict) and any(isinstance(v, (_Encoded, dict, list))
+                                       for v in obj.values()):
+        sep = "{"
+        for k, v in sorted(obj.items()) if sort_keys else obj.items():
+            yield f"{sep}{json.dumps(k)}: "
+            yield from _pieces(v, sort_keys)
+            sep = ", "
+        yield "}" if sep == ", " else "{}"
+    elif isinstance(obj, list) and any(isinstance(v, (_Encoded, dict)) for v in obj):
+        sep = "["
+        for v in obj:
+            yield sep
+            yield from _pieces(v, sort_keys)
+            sep = ", "
+        yield "]"
+    else:
+        yield json.dumps(obj, sort_keys=sort_keys)
 
 
 class CapFrameXWriter:
@@ -123,14 +150,9 @@ class CapFrameXWriter:
     def export(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
-        keys = list(zip(table["pipeline"].to_pylist(), table["stage_from"].to_pylist(),
-                        table["stage_to"].to_pylist(), strict=True))
-        rows: dict[tuple[str, str, str], list[int]] = {}
-        for i, k in enumerate(keys):
-            rows.setdefault(k, []).append(i)
         cols = table.select(self._names + ["frame", "stream"])
-        for k, idx in rows.items():
-            part = cols.take(pa.array(idx, pa.int64())) if len(idx) < table.num_rows else cols
+        for k, idx in _groups(table, ["pipeline", "stage_from", "stage_to"]):
+            part = cols.take(pa.array(idx)) if len(idx) < table.num_rows else cols
             pending = self._pending.get(k)
             if pending is None:
                 self._spills += 1
@@ -203,10 +225,8 @@ class CapFrameXWriter:
         except (OSError, pa.ArrowException) as exc:
             self._failed(pending.path, pending.rows, exc)
             return
-        order = np.argsort(table["start_ns"].to_numpy(), kind="stable")
-        t = {n: table[n].to_numpy(zero_copy_only=False)[order] for n in self._names}
-        t["frame"] = np.array(table["frame"].to_pylist(), dtype=object)[order]
-        t["stream"] = np.array(table["stream"].to_pylist(), dtype=object)[order]
+        table = table.take(pa.array(np.argsort(table["start_ns"].to_numpy(), kind="stable")))
+        t = {n: table[n].to_numpy(zero_copy_only=False) for n in self._names}
         pipeline, a, b = key
         n = len(t["start_ns"])
         if n < MIN_ROWS:
@@ -220,9 +240,9 @@ class CapFrameXWriter:
         json_path = self.directory / f"{stem}.json"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            _atomic_write(csv_path, self._csv(t))
-            _atomic_write(json_path, _dumps(self._json(t, pipeline, a, b)))
-            del t, table, order
+            _atomic_write(csv_path, self._csv(t, table))
+            _atomic_write(json_path, _pieces(self._json(t, pipeline, a, b)))
+            del t, table
             _return_freed_memory()
         except OSError as exc:
             self._failed(csv_path, n, exc)
@@ -245,42 +265,43 @@ class CapFrameXWriter:
         start = t["start_ns"]
         return {"time": (start - start[0]) / 1e9, "lat": t["latency_ms"], "start": start}
 
-    CSV_BLOCK = 10_000  # rows formatted at a time: a 100000-frame capture stays small
+    CSV_BLOCK = 50_000  # rows formatted at a time: a 100000-frame capture stays small
 
-    def _csv(self, t: dict[str, np.ndarray]) -> Iterator[str]:
+    def _csv(self, t: dict[str, np.ndarray], table: pa.Table) -> Iterator[str]:
         """The CSV text in blocks of rows (formatting a whole capture at once held some
         50 MB of strings per capture at each rollover)."""
         c = self._frame_columns(t)
         n = len(t["start_ns"])
-        fixed = f"{self.app},0,0x0000000000000000,Other,0,0,0,Unknown,0"
+        fixed_cells = f"{self.app},0,0x0000000000000000,Other,0,0,0,Unknown,0"
         names = ["Frame", "Stream"] + [
             name for label, _, _ in self.power_columns
             for name in (f"Power_{_safe(label)}_W", f"Energy_{_safe(label)}_J")]
         yield ",".join(CSV_COLUMNS + names) + "\n"
+        frame = pc.cast(table["frame"], pa.string()).fill_null("").combine_chunks()
+        streams = pc.dictionary_encode(table["stream"].combine_chunks())
+        stream = pa.array([_safe(s) for s in streams.dictionary.to_pylist()],
+                          pa.string()).take(streams.indices)
         for lo in range(0, n, self.CSV_BLOCK):
             sl = slice(lo, min(n, lo + self.CSV_BLOCK))
-            extra_cols = [["" if f is None else str(f) for f in t["frame"][sl]],
-                          [_safe(s) for s in t["stream"][sl]]]
+            lat = _cells(c["lat"][sl], 4)
+            cols = [fixed_cells, _cells(c["time"][sl], 6), lat, lat, "0.0000", lat, lat,
+                    frame[sl], stream[sl]]
             for _, mean_col, energy_col in self.power_columns:
-                extra_cols += [_num(t[mean_col][sl].astype(float), 3),
-                               _num(t[energy_col][sl].astype(float), 6)]
-            time_s, lat_s = _num(c["time"][sl], 6), _num(c["lat"][sl], 4)
-            # Column-wise: a row is the columns' i-th strings joined (no per-row lists).
-            rows = zip(repeat(fixed), time_s, lat_s, lat_s, repeat("0.0000"), lat_s, lat_s,
-                       *extra_cols)
-            yield "\n".join(map(",".join, rows)) + "\n"
+                cols += [_cells(t[mean_col][sl], 3), _cells(t[energy_col][sl], 6)]
+            yield lines(cols)
 
     def _json(self, t: dict[str, np.ndarray], pipeline: str, a: str, b: str) -> dict:
         c = self._frame_columns(t)
         n = len(t["start_ns"])
-        lat = _float_array([round(v, 4) for v in c["lat"].tolist()])
+        lat = _json_floats(c["lat"], 4)
         zeros = _Encoded("[" + ", ".join(["0"] * n) + "]")
         capture = {
-            "TimeInSeconds": _float_array([round(v, 6) for v in c["time"].tolist()]),
-            "MsBetweenPresents": lat, "MsInPresentAPI": _float_array([0.0] * n),
+            "TimeInSeconds": _json_floats(c["time"], 6),
+            "MsBetweenPresents": lat, "MsInPresentAPI": _Encoded("[" + ", ".join(["0.0"] * n)
+                                                                 + "]"),
             "MsBetweenDisplayChange": lat, "MsUntilRenderComplete": lat,
             "MsUntilDisplayed": lat,
-            "QPCTime": _float_array([round(v, 6) for v in (c["start"] / 1e9).tolist()]),
+            "QPCTime": _json_floats(c["start"] / 1e9, 6),
             "PresentMode": zeros, "AllowsTearing": zeros, "SyncInterval": zeros,
             "Dropped": _Encoded("[" + ", ".join(["false"] * n) + "]"),
         }
@@ -297,9 +318,11 @@ class CapFrameXWriter:
             if len(ts) == 0:
                 continue
             order = np.argsort(ts, kind="stable")
-            run[key] = _float_array([round(v, 3) for v in
-                                     np.interp(grid, ts[order], w[order]).tolist()])
-        digest = hashlib.sha256(_dumps(run, sort_keys=True).encode()).hexdigest()
+            run[key] = _json_floats(np.interp(grid, ts[order], w[order]), 3)
+        sha = hashlib.sha256()
+        for piece in _pieces(run, sort_keys=True):
+            sha.update(piece.encode())
+        digest = sha.hexdigest()
         run["Hash"] = digest
         info = {
             "Id": str(uuid.uuid4()), "GameName": f"{pipeline} {a}->{b}",

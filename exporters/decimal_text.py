@@ -1,0 +1,93 @@
+"""Numbers as decimal text, a whole array at a time, exactly as Python writes one.
+
+CapFrameX files hold millions of numbers; formatting each through ``format`` or
+``repr(round(...))`` cost most of a replay. These functions give the same bytes from numpy
+and Arrow kernels: the value is scaled by 10**digits, and rounded to an integer where the
+float product cannot be on the other side of a half from the exact one (its distance from
+the half is more than the product's rounding error). The few values that can (exact ties
+such as 1/128 at six digits, where Python rounds half to even), values too large for an
+exact integer, non-finite ones and numbers ``repr`` writes in exponent form go through
+Python itself, so every string equals Python's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_EXACT_LIMIT = 2.0 ** 50  # scaled values below this round to an exact int64
+
+
+def _scaled(values: np.ndarray, digits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(10**digits * |v| rounded, sign bits, values Python must write itself)."""
+    v = np.asarray(values, np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        x = np.abs(v) * float(10 ** digits)
+        whole = np.floor(x)
+        frac = x - whole  # exact: x and its floor are close floats
+        python = ~(x < _EXACT_LIMIT) | (np.abs(frac - 0.5) <= 2 * np.spacing(x))
+        q = np.where(python, 0.0, whole + (frac > 0.5)).astype(np.int64)
+    return q, np.signbit(v), python
+
+
+def _text(q: np.ndarray, neg: np.ndarray, digits: int, trim: bool) -> pa.Array:
+    scale = 10 ** digits
+    whole = pc.cast(pa.array(q // scale), pa.string())
+    frac = pc.utf8_lpad(pc.cast(pa.array(q % scale), pa.string()), digits, "0")
+    if trim:  # repr: no trailing zeros, but at least one digit after the point
+        frac = pc.utf8_rtrim(frac, "0")
+        frac = pc.if_else(pc.equal(frac, ""), "0", frac)
+    text = pc.binary_join_element_wise(whole, frac, ".")
+    if neg.any():
+        text = pc.if_else(pa.array(neg), pc.binary_join_element_wise("-", text, ""), text)
+    return text
+
+
+def _patch(text: pa.Array, values: np.ndarray, where: np.ndarray,
+           write: Callable[[float], str | None]) -> pa.Array:
+    idx = np.flatnonzero(where)
+    if not len(idx):
+        return text
+    return pc.replace_with_mask(text, pa.array(where),
+                                pa.array([write(v) for v in values[idx].tolist()], pa.string()))
+
+
+def fixed(values: np.ndarray, digits: int) -> pa.Array:
+    """``f"{v:.{digits}f}"`` of each value; NaN becomes null (an empty CSV cell)."""
+    values = np.asarray(values, np.float64)
+    q, neg, python = _scaled(values, digits)
+    text = _text(q, neg, digits, trim=False)
+    return _patch(text, values, python,
+                  lambda v: None if v != v else f"{v:.{digits}f}")
+
+
+def rounded_repr(values: np.ndarray, digits: int) -> pa.Array:
+    """``json.dumps(round(v, digits))`` of each value: Python's shortest repr of the
+    rounded float (``1.5``, ``0.0``, ``-0.0``; ``NaN`` / ``Infinity`` as json writes them)."""
+    values = np.asarray(values, np.float64)
+    q, neg, python = _scaled(values, digits)
+    # repr switches to exponent form below 1e-4: those few go through Python too.
+    python |= (q > 0) & (q < 10 ** max(digits - 4, 0))
+    text = _text(q, neg, digits, trim=True)
+    return _patch(text, values, python, lambda v: json.dumps(round(v, digits)))
+
+
+def json_array(text: pa.Array) -> str:
+    """``[a, b, ...]`` from an array of JSON texts, as ``json.dumps`` separates them."""
+    if len(text) == 0:
+        return "[]"
+    lists = pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text)
+    return "[" + pc.binary_join(lists, ", ")[0].as_py() + "]"
+
+
+def lines(columns: list[pa.Array | str], sep: str = ",") -> str:
+    """Rows of ``columns`` (arrays of text, or one text for every row) joined by ``sep``,
+    one row a line, each ending in a newline."""
+    rows = pc.binary_join_element_wise(
+        *[pa.scalar(c, pa.string()) if isinstance(c, str) else c for c in columns], sep)
+    lists = pa.ListArray.from_arrays(pa.array([0, len(rows)], pa.int32()), rows)
+    return pc.binary_join(lists, "\n")[0].as_py() + "\n"
