@@ -25,6 +25,8 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,7 @@ CSV_COLUMNS = [
     "MsBetweenDisplayChange", "MsInPresentAPI", "MsUntilRenderComplete", "MsUntilDisplayed",
 ]
 MIN_ROWS = 20  # CapFrameX wants more than 20 lines: a header and at least 20 rows
+WRITE_THREADS = min(4, os.cpu_count() or 1)
 PMD_ARRAYS = {"cpu": "PmdCpuPower", "gpu": "PmdGpuPower", "sys": "PmdSystemPower"}
 
 
@@ -169,15 +172,14 @@ class CapFrameXWriter:
                 del self._pending[k]
                 continue
             if pending.rows >= self.max_frames:
-                self._write_group(k)
+                self._write_groups([k])
         self._trim_power()
 
     def force_flush(self) -> bool:
         return True  # captures are written whole, at rollover and at shutdown
 
     def shutdown(self) -> None:
-        for k in list(self._pending):
-            self._write_group(k)
+        self._write_groups(list(self._pending))
 
     # -- keeping what is pending -----------------------------------------------------
     def _stem(self, key: tuple[str, str, str]) -> str:
@@ -214,52 +216,75 @@ class CapFrameXWriter:
             self._failing = True
 
     # -- writing ---------------------------------------------------------------------
-    def _write_group(self, key: tuple[str, str, str]) -> None:
+    def _write_groups(self, keys: list[tuple[str, str, str]]) -> None:
+        """Write these captures. Their CSV and JSON files are made in parallel: the
+        formatting is Arrow and numpy work that runs outside the GIL."""
+        ready = [c for c in map(self._prepare, keys) if c is not None]
+        jobs = [(c, kind) for c in ready for kind in ("csv", "json")]
+        if not jobs:
+            return
+        with ThreadPoolExecutor(max_workers=min(len(jobs), WRITE_THREADS)) as pool:
+            outcomes = list(pool.map(self._write_file, jobs))
+        failed = {id(c): exc for (c, _), exc in zip(jobs, outcomes, strict=True) if exc}
+        for c in ready:
+            c.table = None
+            if id(c) in failed:
+                self._failed(c.csv_path, c.rows, failed[id(c)])
+                continue  # the hidden file keeps the rows
+            self._parts[c.key] = c.part
+            c.pending.discard()
+            self.files_written += [c.csv_path, c.json_path]
+            for p in (c.csv_path, c.json_path):
+                if self.watch_dir is not None:
+                    self._copy_to_watch_dir(p)
+        del ready, jobs
+        _return_freed_memory()
+
+    def _prepare(self, key: tuple[str, str, str]) -> _Capture | None:
         pending = self._pending.pop(key, None)
         if pending is None or not pending.rows:
             if pending is not None:
                 pending.discard()
-            return
+            return None
         try:
             table = pending.table()
         except (OSError, pa.ArrowException) as exc:
             self._failed(pending.path, pending.rows, exc)
-            return
-        table = table.take(pa.array(np.argsort(table["start_ns"].to_numpy(), kind="stable")))
-        t = {n: table[n].to_numpy(zero_copy_only=False) for n in self._names}
-        pipeline, a, b = key
-        n = len(t["start_ns"])
-        if n < MIN_ROWS:
+            return None
+        if table.num_rows < MIN_ROWS:
             log.warning("CapFrameX capture %s %s->%s skipped: %d frames, CapFrameX needs at "
-                        "least %d", pipeline, a, b, n, MIN_ROWS)
+                        "least %d", *key, table.num_rows, MIN_ROWS)
             pending.discard()
-            return
+            return None
+        table = table.take(pa.array(np.argsort(table["start_ns"].to_numpy(), kind="stable")))
         part = self._parts.get(key, 0) + 1
         stem = self._stem(key) + ("" if part == 1 else f"_part{part}")
-        csv_path = self.directory / f"{stem}.csv"
-        json_path = self.directory / f"{stem}.json"
+        return _Capture(key, pending, table, part, self.directory / f"{stem}.csv",
+                        self.directory / f"{stem}.json")
+
+    def _write_file(self, job: tuple[_Capture, str]) -> OSError | None:
+        c, kind = job
+        t = {n: c.table[n].to_numpy(zero_copy_only=False) for n in self._names}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            _atomic_write(csv_path, self._csv(t, table))
-            _atomic_write(json_path, _pieces(self._json(t, pipeline, a, b)))
-            del t, table
-            _return_freed_memory()
+            if kind == "csv":
+                _atomic_write(c.csv_path, self._csv(t, c.table))
+            else:
+                _atomic_write(c.json_path, _pieces(self._json(t, *c.key)))
         except OSError as exc:
-            self._failed(csv_path, n, exc)
-            return  # the hidden file keeps the rows
-        self._parts[key] = part
-        pending.discard()
-        self.files_written += [csv_path, json_path]
-        for p in (csv_path, json_path):
-            if self.watch_dir is not None:
-                try:
-                    self.watch_dir.mkdir(parents=True, exist_ok=True)
-                    tmp = self.watch_dir / f".{p.name}.tmp"
-                    shutil.copyfile(p, tmp)
-                    os.replace(tmp, self.watch_dir / p.name)
-                except OSError as exc:
-                    log.error("cannot copy %s to CapFrameX watch folder %s: %s", p.name,
-                              self.watch_dir, exc)
+            return exc
+        return None
+
+    def _copy_to_watch_dir(self, path: Path) -> None:
+        assert self.watch_dir is not None
+        try:
+            self.watch_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.watch_dir / f".{path.name}.tmp"
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, self.watch_dir / path.name)
+        except OSError as exc:
+            log.error("cannot copy %s to CapFrameX watch folder %s: %s", path.name,
+                      self.watch_dir, exc)
 
     def _frame_columns(self, t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         start = t["start_ns"]
@@ -340,6 +365,22 @@ def _return_freed_memory() -> None:
     memory in its arenas, so without this each rollover's peak would stay in the RSS."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@dataclass
+class _Capture:
+    """One capture on its way to its files."""
+
+    key: tuple[str, str, str]
+    pending: _Pending
+    table: pa.Table | None
+    part: int
+    csv_path: Path
+    json_path: Path
+
+    @property
+    def rows(self) -> int:
+        return self.pending.rows
 
 
 class _Pending:

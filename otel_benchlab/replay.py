@@ -111,18 +111,22 @@ def replay_session(session_dir: str | Path, cfg: Config,
     writer = ParquetPartWriter(out_dir / "aligned", aligned_schema(labels),
                                part_rows=max(cfg.parquet.part_rows, 1_000_000),
                                part_seconds=1e9)
-    writer.write_all(table)
-    result.files += sorted((out_dir / "aligned").glob("part-*.parquet"))
-    if cfg.capframex.enabled and table.num_rows:
-        cx = CapFrameXWriter(out_dir / "capframex", cfg.capframex.app, power_columns(labels),
-                             cfg.capframex.sample_time_ms, cfg.capframex.watch_dir or None,
-                             max_frames=1 << 62)
-        for label, (kind, ts, v) in stored.power.items():
-            if kind == "power":
-                cx.add_power(label, ts, v)
-        cx.export(table)
-        cx.shutdown()
-        result.files += cx.files_written
+    # The Parquet parts are written beside the CapFrameX files: both are Arrow work that
+    # runs outside the GIL.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        parquet = pool.submit(writer.write_all, table)
+        if cfg.capframex.enabled and table.num_rows:
+            cx = CapFrameXWriter(out_dir / "capframex", cfg.capframex.app,
+                                 power_columns(labels), cfg.capframex.sample_time_ms,
+                                 cfg.capframex.watch_dir or None, max_frames=1 << 62)
+            for label, (kind, ts, v) in stored.power.items():
+                if kind == "power":
+                    cx.add_power(label, ts, v)
+            cx.export(table)
+            cx.shutdown()
+            result.files += cx.files_written
+        parquet.result()
+    result.files[:0] = sorted((out_dir / "aligned").glob("part-*.parquet"))
     (out_dir / OUTPUT_LIST).write_text(json.dumps(
         [str(p.relative_to(out_dir)) for p in result.files]))
     result.seconds = time.perf_counter() - t0

@@ -6,7 +6,6 @@ once per file with where, and skipped; the good data around them is kept.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 from dataclasses import dataclass, field
@@ -262,10 +261,10 @@ def _jsonl_tables(path: Path, rejected: dict[str, int],
                     bad += 1
                     first_bad = first_bad or line_no + chunk.count(b"\n") + 1
                     rest, skipping = b"", True
-            if chunk.strip():
+            if chunk and not chunk.isspace():
                 table = None
                 with contextlib.suppress(pa.ArrowInvalid):
-                    table = pj.read_json(io.BytesIO(chunk))
+                    table = pj.read_json(pa.BufferReader(chunk))
                 if table is not None and chunk_ok(table):
                     tables.append(table)
                 else:
@@ -307,8 +306,10 @@ def _kv_column(t: pa.Table, key: str) -> pa.ChunkedArray | None:
 
 def _text(col: pa.ChunkedArray | None, default: pa.ChunkedArray | str, n: int) -> pa.Array:
     """``col`` as strings, with ``default`` (a column or one string) where it is null."""
-    base = pa.array([default] * n, pa.string()) if isinstance(default, str) else default
-    return base if col is None else pc.coalesce(pc.cast(col, pa.string()), base)
+    if col is None:
+        return pa.repeat(default, n).cast(pa.string()) if isinstance(default, str) else default
+    return pc.coalesce(pc.cast(col, pa.string()), pa.scalar(default, pa.string())
+                       if isinstance(default, str) else default)
 
 
 def _kv_floats(t: pa.Table, name: str) -> np.ndarray:
