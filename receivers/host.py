@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,9 @@ HOST_SOURCE_MODULES = (
 
 class HostSource(Protocol):
     name: str  # the source id of its samples
+
+    # A source may also set ``period_s``: read no more often than that (CPU utilisation,
+    # whose /proc/stat counts move in 10 ms steps, means little over 100 ms).
 
     def sensors(self) -> list[SensorInfo]: ...
 
@@ -81,6 +85,7 @@ class _Worker:
         self.emit = emit
         self.counters = counters
         self.tick = threading.Event()
+        self.every = 1  # clock ticks between reads
         self.busy = False
         self.stopped = False
         self.thread = threading.Thread(target=self._run, name=f"host-{source.name}",
@@ -132,23 +137,32 @@ class HostSampler:
             return
         self._workers = [_Worker(s, emit, self.counters) for s in self.sources]
         for w in self._workers:
+            own = getattr(w.source, "period_s", 0.0) * 1e9
+            w.every = max(1, round(own / self.period_ns))
             w.thread.start()
+        # The clock ticks only as often as some source reads: each wake-up costs CPU.
+        self._tick_every = math.gcd(*(w.every for w in self._workers))
         self._clock = threading.Thread(target=self._run, name="host-sampler", daemon=True)
         self._clock.start()
 
     def _run(self) -> None:
         deadline = time.monotonic_ns()
+        period = self.period_ns * self._tick_every
+        ticks = 0
         while True:
             for w in self._workers:
+                if ticks % w.every:
+                    continue
                 if w.busy:
                     self.counters.add("read.overruns", 1, source=w.source.name)
                     continue
                 w.busy = True
                 w.tick.set()
-            deadline += self.period_ns
+            ticks += self._tick_every
+            deadline += period
             now = time.monotonic_ns()
             if deadline < now:  # fell behind (suspended?): skip, do not burst
-                deadline = now + self.period_ns - (now - deadline) % self.period_ns
+                deadline = now + period - (now - deadline) % period
             if self._stop.wait((deadline - now) / 1e9):
                 return
 

@@ -16,6 +16,9 @@ from .host import HostSourceKind
 
 class CpuUtilization:
     name = "host-cpu"
+    # Once a second: /proc/stat counts in 10 ms steps, so over 100 ms on 2 cores the
+    # figure moves in 5 % steps, and each read wakes two threads.
+    period_s = 1.0
 
     def __init__(self) -> None:
         psutil.cpu_percent(None)  # the first call starts the interval
