@@ -3,7 +3,12 @@ sensors at 10 Hz, all exporters on: OTLP/gRPC to a local collector (built from
 opentelemetry-proto, as in the tests), Prometheus scraped every second, Parquet, CapFrameX.
 
 Usage: python benchmarks/agent_footprint.py [--seconds 60] [--agent-python PY]
-Targets: <= 3 % of one core, <= 120 MB peak RSS.
+                                           [--baseline-python PY] [--rounds N]
+Targets: <= 2 % of one core, <= 120 MB peak RSS.
+
+``--baseline-python`` measures a second installation (an earlier build) in the same run,
+alternating with the agent round by round, and prints the ratio of the medians: on a
+shared machine only figures taken side by side compare.
 
 Measure the agent as it is deployed: ``--agent-python`` names the interpreter of a plain
 ``pip install .`` (no test extras). In the test environment pyarrow finds pandas and loads
@@ -13,6 +18,8 @@ it on its first array, some 40 MB more that a deployed agent does not carry.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,18 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.servers import OtlpCollector, free_port  # noqa: E402
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--agent-python", default=sys.executable,
-                    help="interpreter that runs the agent (default: this one)")
-    ap.add_argument("--scrape-s", type=float, default=15.0,
-                    help="Prometheus scrape interval (a common setting is 15 s)")
-    ap.add_argument("--export-ms", default="60000",
-                    help="OTEL_METRIC_EXPORT_INTERVAL (the OpenTelemetry default is 60000)")
-    ap.add_argument("--sample-ratio", default="1.0", help="OTEL_TRACES_SAMPLER_ARG")
-    ap.add_argument("--warmup", type=float, default=10.0, help="seconds not counted for CPU")
-    args = ap.parse_args()
+def measure(py: str, args: argparse.Namespace) -> tuple[float, float, int, int, str]:
+    """(CPU % of one core, peak RSS MB, spans the collector received, exit status, stderr
+    tail) of one agent run."""
     collector = OtlpCollector().start()
     prom = free_port()
     data = tempfile.mkdtemp(prefix="bench-agent-")
@@ -46,22 +44,18 @@ def main() -> int:
            "OTEL_METRIC_EXPORT_INTERVAL": args.export_ms, "PATH": "/usr/bin:/bin",
            "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": args.sample_ratio}
     proc = subprocess.Popen(
-        [args.agent_python, "-m", "otel_benchlab", "--simulate", "--sample-hz", "10",
+        [py, "-m", "otel_benchlab", "--simulate", "--sample-hz", "10",
          "--duration", str(args.seconds + args.warmup), "--data-root", data,
          "--prom-bind", f"127.0.0.1:{prom}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         cwd=data)  # not the source tree, so the installed package is what runs
     p = psutil.Process(proc.pid)
     stop = threading.Event()
-    scrapes = [0]
 
     def scrape() -> None:
         while not stop.wait(args.scrape_s):
-            try:
+            with contextlib.suppress(OSError):
                 urllib.request.urlopen(f"http://127.0.0.1:{prom}/metrics", timeout=2).read()
-                scrapes[0] += 1
-            except OSError:
-                pass
 
     threading.Thread(target=scrape, daemon=True).start()
     time.sleep(args.warmup)
@@ -81,19 +75,54 @@ def main() -> int:
     _, err = proc.communicate(timeout=120)
     collector.stop()
     cpu = 100 * ((c1.user - c0.user) + (c1.system - c0.system)) / (t1 - t0)
-    spans = len(collector.spans())
+    return cpu, max(peak, hwm) / 2**20, len(collector.spans()), proc.returncode, err[-2000:]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--agent-python", default=sys.executable,
+                    help="interpreter that runs the agent (default: this one)")
+    ap.add_argument("--baseline-python", help="interpreter of a baseline installation, "
+                    "measured alternately in the same run")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--scrape-s", type=float, default=15.0,
+                    help="Prometheus scrape interval (a common setting is 15 s)")
+    ap.add_argument("--export-ms", default="60000",
+                    help="OTEL_METRIC_EXPORT_INTERVAL (the OpenTelemetry default is 60000)")
+    ap.add_argument("--sample-ratio", default="1.0", help="OTEL_TRACES_SAMPLER_ARG")
+    ap.add_argument("--warmup", type=float, default=10.0, help="seconds not counted for CPU")
+    args = ap.parse_args()
+    runs: dict[str, list[tuple[float, float, int, int, str]]] = {"agent": [], "baseline": []}
+    for _ in range(args.rounds):
+        runs["agent"].append(measure(args.agent_python, args))
+        if args.baseline_python:
+            runs["baseline"].append(measure(args.baseline_python, args))
     has_pandas = subprocess.run([args.agent_python, "-c", "import pandas"],
                                 capture_output=True).returncode == 0
     print(f"agent ({args.agent_python}; pandas {'present' if has_pandas else 'absent'}; "
           f"traces sampled at {args.sample_ratio}; scrape every {args.scrape_s} s; "
-          f"OTLP metrics every {args.export_ms} ms)")
-    print(f"agent over {t1 - t0:.0f} s after {args.warmup:.0f} s warm-up: "
-          f"CPU {cpu:.2f} % of one core (target <= 3), peak RSS {max(peak, hwm) / 2**20:.1f} MB "
-          f"(target <= 120); {spans} spans received by OTLP, {scrapes[0]} Prometheus scrapes, "
-          f"exit {proc.returncode}")
-    if proc.returncode:
-        print(err[-2000:])
-    return 0 if cpu <= 3 and max(peak, hwm) <= 120 * 2**20 and proc.returncode == 0 else 1
+          f"OTLP metrics every {args.export_ms} ms; {args.rounds} round(s) of "
+          f"{args.seconds:.0f} s after {args.warmup:.0f} s warm-up)")
+    medians = {}
+    for who, got in runs.items():
+        if not got:
+            continue
+        cpu = statistics.median(r[0] for r in got)
+        rss = statistics.median(r[1] for r in got)
+        medians[who] = (cpu, rss)
+        print(f"{who}: CPU {' / '.join(f'{r[0]:.2f}' for r in got)} % of one core "
+              f"(median {cpu:.2f}; target <= 2), peak RSS median {rss:.1f} MB "
+              f"(target <= 120); spans received {[r[2] for r in got]}, exit "
+              f"{[r[3] for r in got]}")
+        for r in got:
+            if r[3]:
+                print(r[4])
+    if "baseline" in medians:
+        (a_cpu, a_rss), (b_cpu, b_rss) = medians["agent"], medians["baseline"]
+        print(f"agent / baseline: CPU {a_cpu / b_cpu:.2f}x, RSS {a_rss / b_rss:.2f}x")
+    cpu, rss = medians["agent"]
+    return 0 if cpu <= 2 and rss <= 120 and not any(r[3] for r in runs["agent"]) else 1
 
 
 if __name__ == "__main__":
