@@ -99,7 +99,7 @@ def _pieces(obj: object, sort_keys: bool = False) -> Iterator[str]:
             yield f"{sep}{json.dumps(k)}: "
             yield from _pieces(v, sort_keys)
             sep = ", "
-        yield "}" if sep == ", " else "{}"
+        yield "}"  # not empty: it holds an encoded value
     elif isinstance(obj, list) and any(isinstance(v, (_Encoded, dict)) for v in obj):
         sep = "["
         for v in obj:
@@ -223,11 +223,17 @@ class CapFrameXWriter:
         jobs = [(c, kind) for c in ready for kind in ("csv", "json")]
         if not jobs:
             return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            for c in ready:
+                self._failed(c.csv_path, c.rows, exc)  # the hidden files keep the rows
+            return
         with ThreadPoolExecutor(max_workers=min(len(jobs), WRITE_THREADS)) as pool:
             outcomes = list(pool.map(self._write_file, jobs))
         failed = {id(c): exc for (c, _), exc in zip(jobs, outcomes, strict=True) if exc}
         for c in ready:
-            c.table = None
+            c.table, c.columns = None, {}
             if id(c) in failed:
                 self._failed(c.csv_path, c.rows, failed[id(c)])
                 continue  # the hidden file keeps the rows
@@ -259,18 +265,17 @@ class CapFrameXWriter:
         table = table.take(pa.array(np.argsort(table["start_ns"].to_numpy(), kind="stable")))
         part = self._parts.get(key, 0) + 1
         stem = self._stem(key) + ("" if part == 1 else f"_part{part}")
-        return _Capture(key, pending, table, part, self.directory / f"{stem}.csv",
-                        self.directory / f"{stem}.json")
+        return _Capture(key, pending, table,
+                        {n: table[n].to_numpy(zero_copy_only=False) for n in self._names},
+                        part, self.directory / f"{stem}.csv", self.directory / f"{stem}.json")
 
     def _write_file(self, job: tuple[_Capture, str]) -> OSError | None:
         c, kind = job
-        t = {n: c.table[n].to_numpy(zero_copy_only=False) for n in self._names}
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
             if kind == "csv":
-                _atomic_write(c.csv_path, self._csv(t, c.table))
+                _atomic_write(c.csv_path, self._csv(c.columns, c.table))
             else:
-                _atomic_write(c.json_path, _pieces(self._json(t, *c.key)))
+                _atomic_write(c.json_path, _pieces(self._json(c.columns, *c.key)))
         except OSError as exc:
             return exc
         return None
@@ -373,7 +378,8 @@ class _Capture:
 
     key: tuple[str, str, str]
     pending: _Pending
-    table: pa.Table | None
+    table: pa.Table | None  # sorted by start
+    columns: dict[str, np.ndarray]  # its numeric columns, for both files
     part: int
     csv_path: Path
     json_path: Path
