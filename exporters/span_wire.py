@@ -104,7 +104,7 @@ def span_bytes(span: ReadableSpan) -> bytes:
     """One span as an encoded ``Span`` message, as the SDK's encoder would make it."""
     ctx = span.get_span_context()
     status = span.status
-    if span.events or span.links or (ctx.trace_state and len(ctx.trace_state)) or \
+    if span.events or span.links or ctx.trace_state or \
             span.dropped_attributes or span.dropped_events or span.dropped_links or \
             (status is not None and (status.status_code is not StatusCode.UNSET
                                      or status.description)):
