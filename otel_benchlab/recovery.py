@@ -13,8 +13,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from otel_benchlab.config import ConfigError
 from otel_benchlab.exporters.parquet import recover_directory
 from otel_benchlab.session import (
@@ -51,6 +49,8 @@ def recover_session(path: str | Path) -> Recovery:
         raise ConfigError(f"{path}: no readable session.json; not an otel-benchlab session")
     if agent_alive(path):
         raise ConfigError(f"{path}: an agent is still writing this session; stop it first")
+    import pyarrow.parquet as pq  # here: only a crashed session needs it (8 MB with pyarrow.fs)
+
     result = Recovery(path)
     for kind, sub in KINDS.items():
         directory = path.joinpath(*sub)

@@ -18,7 +18,7 @@ from otel_benchlab.records import StageMark
 from otel_benchlab.timebase import TimeBase
 
 from .follow import FollowedFileReceiver
-from .stored import seed_mark
+from .seed_lines import seed_mark
 
 EPOCH_NS_FLOOR = 10**17
 

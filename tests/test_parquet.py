@@ -91,3 +91,31 @@ def test_recovery_drops_a_journal_whose_part_was_completed(tmp_path):
     assert recover_directory(tmp_path) == (0, 0)
     assert ds.dataset(tmp_path).to_table()["x"].to_pylist() == [1, 2]
     assert not journal.exists()
+
+
+def test_names_are_dictionary_encoded_and_numbers_and_ids_are_not(tmp_path):
+    import pyarrow.parquet as pq
+
+    from otel_benchlab.exporters.parquet import write_part
+
+    table = pa.table({"stage": ["a", "b"] * 50, "value": [0.5, 1.5] * 50,
+                      "ts_ns": list(range(100)), "trace_id": [f"{i:032x}" for i in range(100)]})
+    meta = pq.ParquetFile(write_part(tmp_path, table, 1)).metadata.row_group(0)
+    dictionary = {meta.column(i).path_in_schema for i in range(meta.num_columns)
+                  if meta.column(i).dictionary_page_offset is not None}
+    assert dictionary == {"stage"}
+    assert pq.read_table(tmp_path / "part-000001.parquet").equals(table)
+
+
+def test_a_part_is_byte_for_byte_what_pyarrow_parquet_writes(tmp_path):
+    import io
+
+    import pyarrow.parquet as pq
+
+    from otel_benchlab.exporters.parquet import write_part
+
+    table = pa.table({"stage": ["a", "b", None] * 40, "value": [0.5, None, 1.5] * 40,
+                      "frame": pa.array([1, None, 3] * 40, pa.int64())})
+    expected = io.BytesIO()
+    pq.write_table(table, expected, compression="zstd", use_dictionary=["stage"])
+    assert write_part(tmp_path, table, 7).read_bytes() == expected.getvalue()
