@@ -4,7 +4,17 @@ opentelemetry-proto, as in the tests), Prometheus scraped every second, Parquet,
 
 Usage: python benchmarks/agent_footprint.py [--seconds 60] [--agent-python PY]
                                            [--baseline-python PY] [--rounds N]
+                                           [--load simulate|external]
 Targets: <= 2 % of one core, <= 120 MB peak RSS.
+
+``--load simulate`` (the default) is ``otel-benchlab --simulate``: the simulated pipeline,
+the BENCHLAB emulator and the simulated GPU run inside the agent and are counted with it.
+``--load external`` measures what the agent costs on a real bench: the BENCHLAB emulator
+runs in a process of its own on a pseudo-terminal that the agent reads as its device
+(``[benchlab] device``), and a second process sends 60 fps x 3 stages of marks through
+``otel_benchlab.probe`` (UDP), as an instrumented application does; only the agent's
+process is measured (no simulated GPU: BENCHLAB and the host's CPU are the sensors).
+The default window (60 s after 10 s) takes in the first Parquet part write (at 60 s).
 
 ``--baseline-python`` measures a second installation (an earlier build) in the same run,
 alternating with the agent round by round, and prints the ratio of the medians: on a
@@ -33,6 +43,30 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.servers import OtlpCollector, free_port  # noqa: E402
 
+# The BENCHLAB emulator in a process of its own: prints its pseudo-terminal, serves it.
+EMULATOR = """
+import time
+from otel_benchlab.receivers.benchlab_emulator import BenchlabEmulator
+emulator = BenchlabEmulator().start()
+print(emulator.path, flush=True)
+time.sleep(3600)
+"""
+# An application's pipeline: 60 frames a second through 3 stages, marked by the probe.
+PIPELINE = """
+import sys, time
+from otel_benchlab.probe import Probe
+probe = Probe(sys.argv[1], pipeline="app")
+end = time.monotonic() + float(sys.argv[2])
+frame = 0
+while time.monotonic() < end:
+    t = time.monotonic_ns()
+    for k, stage in enumerate(("ingress", "encoded", "inference_done")):
+        probe.mark_at(t + k * 8_000_000, stage, frame)
+    frame += 1
+    time.sleep(max(0.0, 1 / 60 - (time.monotonic_ns() - t) / 1e9))
+probe.close()
+"""
+
 
 def measure(py: str, args: argparse.Namespace) -> tuple[float, float, int, int, str]:
     """(CPU % of one core, peak RSS MB, spans the collector received, exit status, stderr
@@ -43,8 +77,23 @@ def measure(py: str, args: argparse.Namespace) -> tuple[float, float, int, int, 
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
            "OTEL_METRIC_EXPORT_INTERVAL": args.export_ms, "PATH": "/usr/bin:/bin",
            "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": args.sample_ratio}
+    helpers: list[subprocess.Popen] = []
+    load = ["--simulate"]
+    if args.load == "external":
+        emulator = subprocess.Popen([py, "-c", EMULATOR], stdout=subprocess.PIPE, text=True,
+                                    cwd=data)
+        device = emulator.stdout.readline().strip()
+        addr = f"udp://127.0.0.1:{free_port()}"
+        env["BENCHLAB_PROBE_ADDR"] = addr
+        config = Path(data) / "agent.toml"
+        config.write_text(f'pairs = [["ingress", "encoded"], ["encoded", "inference_done"]]\n'
+                          f'[benchlab]\ndevice = "{device}"\n')
+        seconds = args.seconds + args.warmup + 5
+        helpers = [emulator, subprocess.Popen([py, "-c", PIPELINE, addr, str(seconds)],
+                                              cwd=data)]
+        load = ["--config", str(config)]
     proc = subprocess.Popen(
-        [py, "-m", "otel_benchlab", "--simulate", "--sample-hz", "10",
+        [py, "-m", "otel_benchlab", *load, "--sample-hz", "10",
          "--duration", str(args.seconds + args.warmup), "--data-root", data,
          "--prom-bind", f"127.0.0.1:{prom}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -73,6 +122,9 @@ def measure(py: str, args: argparse.Namespace) -> tuple[float, float, int, int, 
         hwm = peak
     stop.set()
     _, err = proc.communicate(timeout=120)
+    for h in helpers:
+        h.terminate()
+        h.wait(timeout=10)
     collector.stop()
     cpu = 100 * ((c1.user - c0.user) + (c1.system - c0.system)) / (t1 - t0)
     return cpu, max(peak, hwm) / 2**20, len(collector.spans()), proc.returncode, err[-2000:]
@@ -92,6 +144,8 @@ def main() -> int:
                     help="OTEL_METRIC_EXPORT_INTERVAL (the OpenTelemetry default is 60000)")
     ap.add_argument("--sample-ratio", default="1.0", help="OTEL_TRACES_SAMPLER_ARG")
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds not counted for CPU")
+    ap.add_argument("--load", choices=("simulate", "external"), default="simulate",
+                    help="the load inside the agent (--simulate) or in processes of its own")
     args = ap.parse_args()
     runs: dict[str, list[tuple[float, float, int, int, str]]] = {"agent": [], "baseline": []}
     for _ in range(args.rounds):
@@ -100,7 +154,8 @@ def main() -> int:
             runs["baseline"].append(measure(args.baseline_python, args))
     has_pandas = subprocess.run([args.agent_python, "-c", "import pandas"],
                                 capture_output=True).returncode == 0
-    print(f"agent ({args.agent_python}; pandas {'present' if has_pandas else 'absent'}; "
+    print(f"agent ({args.agent_python}; load {args.load}; "
+          f"pandas {'present' if has_pandas else 'absent'}; "
           f"traces sampled at {args.sample_ratio}; scrape every {args.scrape_s} s; "
           f"OTLP metrics every {args.export_ms} ms; {args.rounds} round(s) of "
           f"{args.seconds:.0f} s after {args.warmup:.0f} s warm-up)")

@@ -102,6 +102,32 @@ def test_the_receiver_counts_rejected_datagrams_and_emits_the_rest(tmp_path):
     assert counters.get("input.rejected", source="probe", reason="not_probe") == 1
 
 
+def test_datagrams_a_few_ms_apart_are_taken_together_and_none_is_lost(tmp_path):
+    from otel_benchlab.receivers.probe import PACE_S
+
+    addr = f"unix://{tmp_path}/agent.sock"
+    got: list[tuple[float, StageMark]] = []
+    rx = ProbeReceiver(addr, AgentCounters())
+    rx.start(lambda r: got.append((time.monotonic(), r)) or True)
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.connect(f"{tmp_path}/agent.sock")
+        for frame in range(10):  # a probe flushing every 5 ms
+            s.send(f"bl1\nm\t{frame}\tapp\tcam\tdecoded\t{frame}".encode())
+            time.sleep(0.005)
+        last_sent = time.monotonic()
+        deadline = time.monotonic() + 5
+        while len(got) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        rx.stop()
+    assert [r.frame for _, r in got] == list(range(10))
+    # Taken in a few wake-ups (paced), none later than a pace after the last was sent.
+    times = [t for t, _ in got]
+    wakeups = 1 + sum(1 for a, b in zip(times, times[1:], strict=False) if b - a > 0.002)
+    assert wakeups <= 4 and got[-1][0] - last_sent < PACE_S + 0.2
+
+
 def test_a_second_receiver_on_a_taken_address_is_a_log_line(tmp_path, caplog):
     port = free_port()
     first, second = (ProbeReceiver(f"udp://127.0.0.1:{port}", AgentCounters())
