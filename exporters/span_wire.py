@@ -8,6 +8,9 @@ and reused, a float or an integer is one ``struct.pack``. The request is then pa
 into the SDK's message (C code), so the exporter sends what it always sends; a test holds
 the result equal to the SDK's own ``encode_spans`` for the same spans.
 
+An item with ``encoded_spans()`` (``otel_traces.FrameSpans``, one frame's whole trace)
+writes its spans itself, grouped by its ``resource`` and ``instrumentation_scope``.
+
 Spans this writer does not cover (events, links, a trace state, a status other than
 unset, array or map attributes, dropped counts) are encoded by the SDK, span by span.
 """
@@ -32,7 +35,7 @@ _KINDS = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3,
           SpanKind.PRODUCER: 4, SpanKind.CONSUMER: 5}
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200  # SpanFlags
 _pack_double = struct.Struct("<d").pack
-_pack_fixed64 = struct.Struct("<Q").pack
+pack_fixed64 = _pack_fixed64 = struct.Struct("<Q").pack
 _pack_fixed32 = struct.Struct("<I").pack
 
 
@@ -50,6 +53,9 @@ def _varint(n: int) -> bytes:
 def _field(tag: int, payload: bytes) -> bytes:
     """A length-delimited field (``tag`` is the field's first byte)."""
     return bytes((tag,)) + _varint(len(payload)) + payload
+
+
+field_bytes = _field
 
 
 @lru_cache(maxsize=4096)
@@ -97,7 +103,9 @@ def _name(name: str) -> bytes:
     return _field(0x2A, name.encode())
 
 
-_EMPTY_STATUS = b"\x7a\x00"  # the SDK always sets Span.status, here empty (unset)
+name_bytes = _name
+attribute_bytes = _attribute  # scalar values only (None for others)
+_EMPTY_STATUS = EMPTY_STATUS = b"\x7a\x00"  # the SDK always sets Span.status: empty (unset)
 
 
 def span_bytes(span: ReadableSpan) -> bytes:
@@ -127,6 +135,9 @@ def span_bytes(span: ReadableSpan) -> bytes:
     flags = _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
     parts += [b"\x85\x01", _pack_fixed32(flags)]
     return b"".join(parts)
+
+
+LOCAL_SPAN_FLAGS = b"\x85\x01" + _pack_fixed32(_HAS_IS_REMOTE)  # a span with a local parent
 
 
 class SpanRequestWriter:
@@ -164,7 +175,9 @@ class SpanRequestWriter:
             resource, resource_bytes = self._encoded("resource", span.resource)
             scope, scope_bytes = self._encoded("scope", span.instrumentation_scope or None)
             by_scope = groups.setdefault(id(resource), (resource_bytes, {}))[1]
+            encoded = getattr(span, "encoded_spans", None)  # an item that writes itself
             by_scope.setdefault(id(scope), (scope_bytes, []))[1].append(
+                encoded() if encoded is not None else
                 _field(0x12, span_bytes(span)))  # ScopeSpans.spans
         out = []
         for resource_bytes, by_scope in groups.values():
@@ -177,4 +190,17 @@ class SpanRequestWriter:
         try:
             return ExportTraceServiceRequest.FromString(self.request_bytes(spans))
         except Exception:  # never lose a batch to this writer: the SDK's encoder
-            return encode_spans(spans)
+            return encode_spans(readable(spans))
+
+
+def readable(items: Sequence) -> list[ReadableSpan]:
+    """``ReadableSpan``s of a batch that may hold items writing several spans themselves
+    (``otel_traces.FrameSpans``)."""
+    out: list[ReadableSpan] = []
+    for item in items:
+        expand = getattr(item, "readable", None)
+        if expand is not None:
+            out += expand()
+        else:
+            out.append(item)
+    return out

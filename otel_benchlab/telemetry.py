@@ -109,7 +109,8 @@ class Telemetry:
                 exporters[signal].append(exp)
             if plan.otlp:
                 c.declare("export.failures", signal=signal)
-        self.traces = FrameTraceExporter(exporters["traces"], self.resource, timebase, c) \
+        self.traces = FrameTraceExporter(exporters["traces"], self.resource, timebase, c,
+                                         spans_per_frame=1 + len(cfg.pair_tuples())) \
             if exporters["traces"] else None
         if self.traces is not None:
             for reason in ("export_failed", "queue_full"):

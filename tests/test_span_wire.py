@@ -24,22 +24,30 @@ def ctx(trace_id: int, span_id: int, remote: bool = False, **kw) -> trace_api.Sp
                                  trace_flags=trace_api.TraceFlags(1), **kw)
 
 
-def frame_spans(n: int) -> list[ReadableSpan]:
+def frames(n: int, pairs_vary: bool = False) -> tuple[FrameTraceExporter, list[FrameTrace]]:
+    """Frames with and without ids, over and under target, power figures of every kind;
+    with ``pairs_vary`` some frames have one span, others two."""
     exporter = FrameTraceExporter([], RESOURCE, TimeBase(1_700_000_000 * 10**9))
     out = []
     for f in range(n):
-        frame = FrameTrace("sim", "cam0", f if f % 5 else None, (1 << 127) + f, 99 + f,
-                           10**9 + f * 16_000_000, 10**9 + f * 16_000_000 + 30_000_000,
+        frame = FrameTrace("sim", f"cam{f % 3}", f if f % 5 else None, (1 << 127) + f,
+                           99 + f, 10**9 + f * 16_000_000, 10**9 + f * 16_000_000 + 30_000_000,
                            over_target=f % 2 == 0)
-        for i, (a, b) in enumerate([("ingress", "encoded"), ("encoded", "done")]):
-            s = StageSpan("sim", "cam0", frame.frame, a, b, frame.first_ns + i * 10**7,
+        pairs = [("ingress", "encoded"), ("encoded", "done")]
+        for i, (a, b) in enumerate(pairs[:1 + f % 2] if pairs_vary else pairs):
+            s = StageSpan("sim", frame.stream, frame.frame, a, b, frame.first_ns + i * 10**7,
                           frame.first_ns + (i + 1) * 10**7)
             s.power = {"sys": PowerFigure(150.5 + f, 1.25), "gpu": PowerFigure(None, 0.0),
                        "cpu": PowerFigure(-0.0, float("nan"))}
             s.span_id = 1000 + 2 * f + i
             frame.spans.append(s)
-        out += exporter.build(frame)
-    return out
+        out.append(frame)
+    return exporter, out
+
+
+def frame_spans(n: int) -> list[ReadableSpan]:
+    exporter, made = frames(n)
+    return [span for frame in made for span in exporter.build(frame)]
 
 
 def same_as_sdk(spans: list[ReadableSpan]) -> bool:
@@ -86,3 +94,36 @@ def test_spans_of_several_resources_and_scopes_are_grouped_as_the_sdk_groups_the
                           instrumentation_scope=SCOPE if i % 3 else InstrumentationScope("b"),
                           start_time=i, end_time=i + 1) for i in range(12)]
     assert same_as_sdk(spans)
+
+
+def test_a_frame_item_writes_its_spans_as_the_sdk_encodes_its_readable_spans():
+    from otel_benchlab.exporters.otel_traces import FrameSpans
+
+    exporter, made = frames(40, pairs_vary=True)
+    items = [FrameSpans(f, exporter) for f in made]
+    spans = [s for item in items for s in item.readable()]
+    assert sum(item.span_count for item in items) == len(spans)
+    assert SpanRequestWriter().request(items) == encode_spans(spans)
+
+
+def test_an_exporter_that_writes_frames_gets_frame_items_the_others_readable_spans():
+    from opentelemetry.sdk.trace.export import SpanExportResult
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otel_benchlab.exporters.otel_traces import FrameSpans
+
+    class FrameWriter(InMemorySpanExporter):
+        accepts_frame_items = True
+
+        def export(self, spans):  # type: ignore[no-untyped-def]
+            self.items = getattr(self, "items", []) + list(spans)
+            return SpanExportResult.SUCCESS
+
+    writer, plain = FrameWriter(), InMemorySpanExporter()
+    _, made = frames(10, pairs_vary=True)
+    exporter = FrameTraceExporter([writer, plain], RESOURCE, TimeBase(0))
+    exporter.export(made)
+    exporter.shutdown()
+    assert all(isinstance(i, FrameSpans) for i in writer.items) and len(writer.items) == 10
+    assert len(plain.get_finished_spans()) == sum(1 + len(f.spans) for f in made)
+    assert exporter.handed == 2 * len(plain.get_finished_spans())
