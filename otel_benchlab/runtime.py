@@ -30,7 +30,7 @@ from otel_benchlab.live import LiveStats
 from otel_benchlab.processors.energy import EnergyAnnotator
 from otel_benchlab.processors.frames import FrameAssembler, TraceIds
 from otel_benchlab.processors.pairing import StagePairer
-from otel_benchlab.receivers import Receiver
+from otel_benchlab.receivers import Receiver, Record
 from otel_benchlab.records import Sample, SensorInfo, StageMark, StageSpan, Unpaired
 from otel_benchlab.retention import RetentionSchedule
 from otel_benchlab.schema import (
@@ -52,6 +52,28 @@ log = logging.getLogger("otel_benchlab")
 # (BATCH_S) anyway; each wake-up costs ~100 us of CPU on a VM, so 4 a second, not 10.
 TICK_S = 0.25
 BATCH_S = 1.0  # energy, metrics, traces and files work on batches of about a second
+
+
+class RecordQueue(queue.Queue):
+    """The receivers' queue, bounded in records: an item is a record or a non-empty list of
+    them (a probe datagram's), so ``queue_size`` means the same however they come. Built on
+    the hooks ``queue.Queue`` keeps for this (``_put``, ``_get``, ``_qsize``)."""
+
+    def _init(self, maxsize: int) -> None:
+        super()._init(maxsize)
+        self._records = 0
+
+    def _qsize(self) -> int:
+        return self._records
+
+    def _put(self, item: Record | list[Record]) -> None:
+        self.queue.append(item)
+        self._records += len(item) if type(item) is list else 1
+
+    def _get(self) -> Record | list[Record]:
+        item = self.queue.popleft()
+        self._records -= len(item) if type(item) is list else 1
+        return item
 
 
 def choose_power_sources(cfg: Config, sensors: list[SensorInfo]) -> dict[str, str]:
@@ -87,8 +109,7 @@ class Agent:
         # allocator does not. Replay, with its large arrays, keeps the default.
         pa.set_memory_pool(pa.system_memory_pool())
         self.timebase = timebase or TimeBase.measure()
-        self.queue: queue.Queue[Sample | StageMark | StageSpan] = queue.Queue(
-            maxsize=cfg.queue_size)
+        self.queue = RecordQueue(maxsize=cfg.queue_size)
         # Exporters that get every stage span once it has its power (the OTLP intake's
         # forwarder adds the figures to the application's own spans).
         self.span_sinks = list(span_sinks or [])
@@ -156,14 +177,15 @@ class Agent:
                                              on_error=on_error)
 
     # -- intake ------------------------------------------------------------------------
-    def emit(self, record: Sample | StageMark | StageSpan) -> bool:
-        """Called by receivers on their threads: never blocks."""
+    def emit(self, record: Record | list[Record]) -> bool:
+        """Called by receivers on their threads: never blocks. A list is one batch."""
         try:
             self.queue.put_nowait(record)
             return True
         except queue.Full:
-            self.counters.add("queue.dropped", 1, "the processors cannot keep up; records "
-                              "are dropped (raise queue_size or lower the sample rate)")
+            self.counters.add("queue.dropped", len(record) if type(record) is list else 1,
+                              "the processors cannot keep up; records are dropped (raise "
+                              "queue_size or lower the sample rate)")
             return False
 
     def _handle(self, rec: Sample | StageMark | StageSpan, spans: list[StageSpan],
@@ -250,7 +272,12 @@ class Agent:
         get = self.queue.get_nowait
         try:
             while True:
-                self._handle(get(), spans, unpaired)
+                item = get()
+                if type(item) is list:
+                    for rec in item:
+                        self._handle(rec, spans, unpaired)
+                else:
+                    self._handle(item, spans, unpaired)
         except queue.Empty:
             pass
 

@@ -3,7 +3,9 @@
 Every receiver has the same small interface (``Receiver``): it describes its sensors once,
 then ``start(emit)`` runs it on its own thread, handing each Sample, StageMark or
 StageSpan (a stage measured whole by its source, start and end known) to ``emit``, until
-``stop()``. A source that is absent says so once and emits nothing.
+``stop()``. A receiver that gets records in bunches (a probe datagram holds up to 128) may
+hand ``emit`` a list of them: one queue item instead of one per record. A source that is
+absent says so once and emits nothing.
 
 Each receiver module that the agent builds from configuration declares one ``COMPONENT``
 (see ``otel_benchlab.components``): the config section it reads, whether it is enabled,
@@ -17,7 +19,8 @@ from typing import Protocol
 
 from otel_benchlab.records import Sample, SensorInfo, StageMark, StageSpan
 
-Emit = Callable[[Sample | StageMark | StageSpan], bool]
+Record = Sample | StageMark | StageSpan
+Emit = Callable[[Record | list[Record]], bool]
 
 
 class Receiver(Protocol):

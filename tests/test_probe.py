@@ -4,6 +4,7 @@ datagram socket to a real agent, whose Parquet holds them with power."""
 from __future__ import annotations
 
 import json
+import queue
 import socket
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def test_the_receiver_counts_rejected_datagrams_and_emits_the_rest(tmp_path):
     counters = AgentCounters()
     got: list = []
     rx = ProbeReceiver(addr, counters)
-    rx.start(lambda r: got.append(r) or True)
+    rx.start(lambda batch: got.extend(batch) or True)  # a datagram's records, as a list
     try:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         s.connect(f"{tmp_path}/agent.sock")
@@ -108,7 +109,7 @@ def test_datagrams_a_few_ms_apart_are_taken_together_and_none_is_lost(tmp_path):
     addr = f"unix://{tmp_path}/agent.sock"
     got: list[tuple[float, StageMark]] = []
     rx = ProbeReceiver(addr, AgentCounters())
-    rx.start(lambda r: got.append((time.monotonic(), r)) or True)
+    rx.start(lambda batch: got.extend((time.monotonic(), r) for r in batch) or True)
     try:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         s.connect(f"{tmp_path}/agent.sock")
@@ -176,3 +177,16 @@ def test_an_application_probe_reaches_the_agent_with_power(tmp_path):
     enc = aligned[aligned.stage_from == "decoded"]
     assert (enc.latency_ms > 2.0).all()
     assert aligned["energy_j"].notna().all()
+
+
+def test_the_receivers_queue_is_bounded_in_records_a_batch_counting_as_its_records():
+    from otel_benchlab.runtime import RecordQueue
+
+    q = RecordQueue(maxsize=5)
+    marks = [StageMark(i, "p", "s", "a", i) for i in range(4)]
+    q.put_nowait(marks)
+    assert q.qsize() == 4
+    q.put_nowait(marks[0])
+    with pytest.raises(queue.Full):
+        q.put_nowait(marks[1])
+    assert q.get_nowait() == marks and q.qsize() == 1
