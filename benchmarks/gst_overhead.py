@@ -82,7 +82,7 @@ def probe_latency_ms(n: int, tracer: bool) -> float:
         addr = f"unix://{tmp}/p.sock"
         marks: list = []
         rx = ProbeReceiver(addr, AgentCounters())
-        rx.start(lambda m: marks.append(m) or True)
+        rx.start(lambda batch: marks.extend(batch) or True)  # a datagram's records
         env = {**os.environ, **(TRACER_ENV if tracer else {})}
         subprocess.run([sys.executable, "-c", APP, addr, PIPELINE.format(n=n)], env=env,
                        capture_output=True, check=True)

@@ -55,7 +55,7 @@ def test_probe_latencies_agree_with_the_tracer_within_half_a_millisecond(tmp_pat
     addr = f"unix://{tmp_path}/probe.sock"
     marks: list = []
     rx = ProbeReceiver(addr, AgentCounters())
-    rx.start(lambda m: marks.append(m) or True)
+    rx.start(lambda batch: marks.extend(batch) or True)  # a datagram's records
     try:
         app = subprocess.run([sys.executable, "-c", APP, addr], capture_output=True,
                              timeout=120, env={**os.environ, **TRACER_ENV})
