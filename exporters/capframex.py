@@ -62,6 +62,11 @@ def _json_floats(values: np.ndarray, digits: int) -> _Encoded:
     return _Encoded(json_array(rounded_repr(values, digits)))
 
 
+def _json_repeated(text: str, n: int) -> _Encoded:
+    """A JSON array of ``n`` times the same value, written as ``text``."""
+    return _Encoded("[" + ", ".join([text] * n) + "]")
+
+
 def _cells(values: np.ndarray, digits: int) -> pa.Array:
     """CSV cells: ``f"{v:.{digits}f}"``, empty where there is no value."""
     return fixed(np.asarray(values, np.float64), digits).fill_null("")
@@ -324,16 +329,15 @@ class CapFrameXWriter:
         c = self._frame_columns(t)
         n = len(t["start_ns"])
         lat = _json_floats(c["lat"], 4)
-        zeros = _Encoded("[" + ", ".join(["0"] * n) + "]")
+        zeros = _json_repeated("0", n)
         capture = {
             "TimeInSeconds": _json_floats(c["time"], 6),
-            "MsBetweenPresents": lat, "MsInPresentAPI": _Encoded("[" + ", ".join(["0.0"] * n)
-                                                                 + "]"),
+            "MsBetweenPresents": lat, "MsInPresentAPI": _json_repeated("0.0", n),
             "MsBetweenDisplayChange": lat, "MsUntilRenderComplete": lat,
             "MsUntilDisplayed": lat,
             "QPCTime": _json_floats(c["start"] / 1e9, 6),
             "PresentMode": zeros, "AllowsTearing": zeros, "SyncInterval": zeros,
-            "Dropped": _Encoded("[" + ", ".join(["false"] * n) + "]"),
+            "Dropped": _json_repeated("false", n),
         }
         run: dict = {"PresentMonRuntime": "otel-benchlab", "SampleTime": self.sample_time_ms,
                      "CaptureData": capture}

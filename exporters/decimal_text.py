@@ -76,12 +76,17 @@ def rounded_repr(values: np.ndarray, digits: int) -> pa.Array:
     return _patch(text, values, python, lambda v: json.dumps(round(v, digits)))
 
 
+def _joined(text: pa.Array, sep: str) -> str:
+    """The texts of an array joined by ``sep``, in one Arrow kernel."""
+    if len(text) == 0:
+        return ""
+    lists = pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text)
+    return pc.binary_join(lists, sep)[0].as_py()
+
+
 def json_array(text: pa.Array) -> str:
     """``[a, b, ...]`` from an array of JSON texts, as ``json.dumps`` separates them."""
-    if len(text) == 0:
-        return "[]"
-    lists = pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text)
-    return "[" + pc.binary_join(lists, ", ")[0].as_py() + "]"
+    return "[" + _joined(text, ", ") + "]"
 
 
 def lines(columns: list[pa.Array | str], sep: str = ",") -> str:
@@ -89,5 +94,4 @@ def lines(columns: list[pa.Array | str], sep: str = ",") -> str:
     one row a line, each ending in a newline."""
     rows = pc.binary_join_element_wise(
         *[pa.scalar(c, pa.string()) if isinstance(c, str) else c for c in columns], sep)
-    lists = pa.ListArray.from_arrays(pa.array([0, len(rows)], pa.int32()), rows)
-    return pc.binary_join(lists, "\n")[0].as_py() + "\n"
+    return _joined(rows, "\n") + "\n"

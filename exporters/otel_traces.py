@@ -27,6 +27,7 @@ from otel_benchlab.records import StageSpan
 from otel_benchlab.schema import column_suffix
 from otel_benchlab.timebase import TimeBase
 
+from .otlp import span_count
 from .span_wire import (
     EMPTY_STATUS,
     LOCAL_SPAN_FLAGS,
@@ -204,11 +205,6 @@ def _bsp_size(variable: str, default: int) -> int:
     except ValueError:
         return default
     return value if value > 0 else default
-
-
-def span_count(items: list) -> int:
-    """Spans in a list of ``ReadableSpan``s and ``FrameSpans``."""
-    return sum(getattr(item, "span_count", 1) for item in items)
 
 
 def _room(processor: BatchSpanProcessor) -> int | None:

@@ -110,6 +110,12 @@ def _hint(endpoint: str) -> str:
             "data is still in Parquet")
 
 
+def span_count(items: Sequence) -> int:
+    """Spans in a batch of ``ReadableSpan``s and ``otel_traces.FrameSpans`` (a frame item
+    holds several)."""
+    return sum(getattr(item, "span_count", 1) for item in items)
+
+
 class CountingSpanExporter(SpanExporter):
     def __init__(self, inner: SpanExporter, counters: AgentCounters, endpoint: str) -> None:
         self.inner = inner
@@ -126,7 +132,7 @@ class CountingSpanExporter(SpanExporter):
             result = self.inner.export(spans)
         except Exception:  # an exporter bug must not kill the SDK's worker thread
             result = SpanExportResult.FAILURE
-        n = sum(getattr(s, "span_count", 1) for s in spans)  # a frame item holds several
+        n = span_count(spans)
         if result is not SpanExportResult.SUCCESS:
             self.counters.add("export.failures", 1, _hint(self.endpoint), signal="traces")
             self.counters.add("export.dropped", n, signal="traces", reason="export_failed")
@@ -207,7 +213,7 @@ def _wire_spans(base: type) -> type:
         accepts_frame_items = True  # otel_traces.FrameSpans: a frame's spans written whole
 
         def _count_data(self, data):  # type: ignore[no-untyped-def]
-            return sum(getattr(s, "span_count", 1) for s in data)  # the SDK's own count
+            return span_count(data)  # the SDK's own count
 
         def _translate_data(self, data):  # type: ignore[no-untyped-def]
             if self._writer is None:

@@ -62,7 +62,7 @@ class LogPatternReceiver(FollowedFileReceiver):
             return None
         return self.timebase.to_mono_ns(unix_ns)
 
-    def to_marks(self, line: bytes) -> list[StageMark]:
+    def marks(self, line: bytes) -> list[StageMark]:
         now = time.monotonic_ns()
         m = self.pattern.search(line)
         if m is None:
@@ -87,9 +87,6 @@ class LogPatternReceiver(FollowedFileReceiver):
             marks.append(StageMark(ts, c.pipeline, c.stream, c.next_stage,
                                    None if frame is None else frame + 1))
         return marks
-
-    def marks(self, line: bytes) -> list[StageMark]:
-        return self.to_marks(line)
 
 
 COMPONENT = Component(

@@ -110,11 +110,11 @@ def test_a_log_line_with_its_own_time_becomes_a_mark_at_that_time():
         ts_format="%s", next_stage="iteration.start"), AgentCounters())
     tb = TimeBase.measure()
     unix = time.time()
-    end, start = rx.to_marks(f"{unix:.6f} iteration 41 loss 0.3".encode())
+    end, start = rx.marks(f"{unix:.6f} iteration 41 loss 0.3".encode())
     assert (end.stage, end.frame, start.stage, start.frame) == (
         "iteration.end", 41, "iteration.start", 42)
     assert abs(end.ts_ns - tb.to_mono_ns(int(unix * 1e9))) < 2_000_000
-    assert rx.to_marks(b"epoch 3 done") == []
+    assert rx.marks(b"epoch 3 done") == []
 
 
 def test_a_matching_line_whose_time_does_not_parse_is_counted():
@@ -122,9 +122,9 @@ def test_a_matching_line_whose_time_does_not_parse_is_counted():
     rx = LogPatternReceiver(LogPatternConfig(
         path="-", pattern=r"^(?P<ts>\S+) step (?P<frame>\d+)", stage="step",
         ts_format="%Y-%m-%dT%H:%M:%S"), counters)
-    assert rx.to_marks(b"yesterday step 4") == []
+    assert rx.marks(b"yesterday step 4") == []
     assert counters.get("input.rejected", source="log", reason="bad_time") == 1
-    assert len(rx.to_marks(b"2026-11-22T10:00:00 step 4")) == 1
+    assert len(rx.marks(b"2026-11-22T10:00:00 step 4")) == 1
 
 
 @pytest.mark.e2e
