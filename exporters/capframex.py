@@ -14,7 +14,6 @@ skipped with a log line.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime as dt
 import functools
 import hashlib
@@ -33,7 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from otel_benchlab.exporters.decimal_text import fixed, json_array, lines, rounded_repr
+from otel_benchlab.exporters.decimal_text import Text, fixed, json_array, lines, rounded_repr
+from otel_benchlab.heap import return_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,11 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
-class _Encoded(str):
-    """JSON text made already (a large array), spliced in as it is."""
+class _Encoded:
+    """JSON text made already (a large array): its pieces, spliced in as they are."""
+
+    def __init__(self, pieces: Text) -> None:
+        self.pieces = pieces
 
 
 def _json_floats(values: np.ndarray, digits: int) -> _Encoded:
@@ -62,9 +65,9 @@ def _json_floats(values: np.ndarray, digits: int) -> _Encoded:
     return _Encoded(json_array(rounded_repr(values, digits)))
 
 
-def _json_repeated(text: str, n: int) -> _Encoded:
+def _json_repeated(text: bytes, n: int) -> _Encoded:
     """A JSON array of ``n`` times the same value, written as ``text``."""
-    return _Encoded("[" + ", ".join([text] * n) + "]")
+    return _Encoded((b"[", (text + b", ") * (n - 1) + text if n else b"", b"]"))
 
 
 def _cells(values: np.ndarray, digits: int) -> pa.Array:
@@ -91,29 +94,29 @@ def _groups(table: pa.Table, names: list[str]) -> Iterator[tuple[tuple[str, ...]
         yield tuple(reversed(key)), by_group[(bounds[g - 1] if g else 0):bounds[g]]
 
 
-def _pieces(obj: object, sort_keys: bool = False) -> Iterator[str]:
-    """``json.dumps`` (default separators) as a run of pieces, for dicts whose large
+def _pieces(obj: object, sort_keys: bool = False) -> Iterator[bytes | pa.Buffer]:
+    """``json.dumps`` (default separators) as a run of byte pieces, for dicts whose large
     arrays are ``_Encoded``: each array is encoded once however often it appears (the four
     latency columns, and the run again for its hash), and never copied into one string."""
     if isinstance(obj, _Encoded):
-        yield str(obj)
+        yield from obj.pieces
     elif isinstance(obj, dict) and any(isinstance(v, (_Encoded, dict, list))
                                        for v in obj.values()):
         sep = "{"
         for k, v in sorted(obj.items()) if sort_keys else obj.items():
-            yield f"{sep}{json.dumps(k)}: "
+            yield f"{sep}{json.dumps(k)}: ".encode()
             yield from _pieces(v, sort_keys)
             sep = ", "
-        yield "}"  # not empty: it holds an encoded value
+        yield b"}"  # not empty: it holds an encoded value
     elif isinstance(obj, list) and any(isinstance(v, (_Encoded, dict)) for v in obj):
         sep = "["
         for v in obj:
-            yield sep
+            yield sep.encode()
             yield from _pieces(v, sort_keys)
             sep = ", "
-        yield "]"
+        yield b"]"
     else:
-        yield json.dumps(obj, sort_keys=sort_keys)
+        yield json.dumps(obj, sort_keys=sort_keys).encode()
 
 
 class CapFrameXWriter:
@@ -249,7 +252,7 @@ class CapFrameXWriter:
                 if self.watch_dir is not None:
                     self._copy_to_watch_dir(p)
         del ready, jobs
-        _return_freed_memory()
+        return_freed_memory()
 
     def _prepare(self, key: tuple[str, str, str]) -> _Capture | None:
         pending = self._pending.pop(key, None)
@@ -302,7 +305,7 @@ class CapFrameXWriter:
 
     CSV_BLOCK = 50_000  # rows formatted at a time: a 100000-frame capture stays small
 
-    def _csv(self, t: dict[str, np.ndarray], table: pa.Table) -> Iterator[str]:
+    def _csv(self, t: dict[str, np.ndarray], table: pa.Table) -> Iterator[bytes | pa.Buffer]:
         """The CSV text in blocks of rows (formatting a whole capture at once held some
         50 MB of strings per capture at each rollover)."""
         c = self._frame_columns(t)
@@ -311,7 +314,7 @@ class CapFrameXWriter:
         names = ["Frame", "Stream"] + [
             name for label, _, _ in self.power_columns
             for name in (f"Power_{_safe(label)}_W", f"Energy_{_safe(label)}_J")]
-        yield ",".join(CSV_COLUMNS + names) + "\n"
+        yield (",".join(CSV_COLUMNS + names) + "\n").encode()
         frame = pc.cast(table["frame"], pa.string()).fill_null("").combine_chunks()
         streams = pc.dictionary_encode(table["stream"].combine_chunks())
         stream = pa.array([_safe(s) for s in streams.dictionary.to_pylist()],
@@ -323,21 +326,21 @@ class CapFrameXWriter:
                     frame[sl], stream[sl]]
             for _, mean_col, energy_col in self.power_columns:
                 cols += [_cells(t[mean_col][sl], 3), _cells(t[energy_col][sl], 6)]
-            yield lines(cols)
+            yield from lines(cols)
 
     def _json(self, t: dict[str, np.ndarray], pipeline: str, a: str, b: str) -> dict:
         c = self._frame_columns(t)
         n = len(t["start_ns"])
         lat = _json_floats(c["lat"], 4)
-        zeros = _json_repeated("0", n)
+        zeros = _json_repeated(b"0", n)
         capture = {
             "TimeInSeconds": _json_floats(c["time"], 6),
-            "MsBetweenPresents": lat, "MsInPresentAPI": _json_repeated("0.0", n),
+            "MsBetweenPresents": lat, "MsInPresentAPI": _json_repeated(b"0.0", n),
             "MsBetweenDisplayChange": lat, "MsUntilRenderComplete": lat,
             "MsUntilDisplayed": lat,
             "QPCTime": _json_floats(c["start"] / 1e9, 6),
             "PresentMode": zeros, "AllowsTearing": zeros, "SyncInterval": zeros,
-            "Dropped": _json_repeated("false", n),
+            "Dropped": _json_repeated(b"false", n),
         }
         run: dict = {"PresentMonRuntime": "otel-benchlab", "SampleTime": self.sample_time_ms,
                      "CaptureData": capture}
@@ -355,7 +358,7 @@ class CapFrameXWriter:
             run[key] = _json_floats(np.interp(grid, ts[order], w[order]), 3)
         sha = hashlib.sha256()
         for piece in _pieces(run, sort_keys=True):
-            sha.update(piece.encode())
+            sha.update(piece)
         digest = sha.hexdigest()
         run["Hash"] = digest
         info = {
@@ -367,13 +370,6 @@ class CapFrameXWriter:
         }
         return {"Hash": hashlib.sha256((digest + info["Id"]).encode()).hexdigest(),
                 "Info": info, "Runs": [run]}
-
-
-def _return_freed_memory() -> None:
-    """Hand the heap freed by a written capture back to the system. glibc keeps freed
-    memory in its arenas, so without this each rollover's peak would stay in the RSS."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @dataclass
@@ -436,12 +432,12 @@ class _Pending:
                 self.path.unlink(missing_ok=True)
 
 
-def _atomic_write(path: Path, text: str | Iterable[str]) -> None:
+def _atomic_write(path: Path, pieces: Iterable[bytes | pa.Buffer]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")  # CapFrameX ignores names not ending .csv/.json
     try:
-        with open(tmp, "w") as fh:
-            for block in [text] if isinstance(text, str) else text:
-                fh.write(block)
+        with open(tmp, "wb") as fh:
+            for piece in pieces:
+                fh.write(piece)
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):  # no half-written file left behind

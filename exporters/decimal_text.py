@@ -76,22 +76,31 @@ def rounded_repr(values: np.ndarray, digits: int) -> pa.Array:
     return _patch(text, values, python, lambda v: json.dumps(round(v, digits)))
 
 
-def _joined(text: pa.Array, sep: str) -> str:
-    """The texts of an array joined by ``sep``, in one Arrow kernel."""
+Text = tuple[bytes | pa.Buffer, ...]  # pieces written one after the other
+
+
+def _joined(text: pa.Array, sep: str) -> pa.Buffer | bytes:
+    """The texts of an array joined by ``sep``, in one Arrow kernel, as Arrow's buffer:
+    written as it is, never copied into a Python string."""
     if len(text) == 0:
-        return ""
+        return b""
     lists = pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text)
-    return pc.binary_join(lists, sep)[0].as_py()
+    return pc.binary_join(lists, sep)[0].as_buffer()
 
 
-def json_array(text: pa.Array) -> str:
+def json_array(text: pa.Array) -> Text:
     """``[a, b, ...]`` from an array of JSON texts, as ``json.dumps`` separates them."""
-    return "[" + _joined(text, ", ") + "]"
+    return b"[", _joined(text, ", "), b"]"
 
 
-def lines(columns: list[pa.Array | str], sep: str = ",") -> str:
+def lines(columns: list[pa.Array | str], sep: str = ",") -> Text:
     """Rows of ``columns`` (arrays of text, or one text for every row) joined by ``sep``,
     one row a line, each ending in a newline."""
     rows = pc.binary_join_element_wise(
         *[pa.scalar(c, pa.string()) if isinstance(c, str) else c for c in columns], sep)
-    return _joined(rows, "\n") + "\n"
+    return _joined(rows, "\n"), b"\n"
+
+
+def joined_text(pieces: Text) -> str:
+    """The pieces as one string (for tests and small texts)."""
+    return b"".join(bytes(p) for p in pieces).decode()

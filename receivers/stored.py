@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from .seed_lines import _int, seed_mark
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 32 << 20
+_NOT_SPACE = re.compile(rb"\S")
 
 
 @dataclass
@@ -208,12 +211,12 @@ def seed_power_chunk_ok(t: pa.Table) -> bool:
 
 def _jsonl_tables(path: Path, rejected: dict[str, int],
                   normalise=seed_mark, chunk_ok=seed_mark_chunk_ok,
-                  schema: pa.Schema | None = SEED_MARK_SCHEMA) -> list[pa.Table]:
-    """Parse a JSONL file chunk by chunk with Arrow's reader. A chunk Arrow refuses, or
-    parses into types the records cannot have, is read line by line with ``normalise``,
-    so only the bad lines are lost. Memory stays bounded: a line longer than
-    MAX_LINE_BYTES is skipped as it streams by, never held whole."""
-    tables: list[pa.Table] = []
+                  schema: pa.Schema | None = SEED_MARK_SCHEMA) -> Iterator[pa.Table]:
+    """Parse a JSONL file chunk by chunk with Arrow's reader, a table per chunk as it is
+    parsed (the caller converts it and lets it go). A chunk Arrow refuses, or parses into
+    types the records cannot have, is read line by line with ``normalise``, so only the
+    bad lines are lost. Memory stays bounded: a line longer than MAX_LINE_BYTES is skipped
+    as it streams by, never held whole. ``rejected`` is filled when the file is done."""
     bad = 0
     first_bad: int | None = None
     line_no = 0
@@ -221,32 +224,34 @@ def _jsonl_tables(path: Path, rejected: dict[str, int],
     with open(path, "rb") as fh:
         rest = b""
         while True:
-            block = fh.read(CHUNK_BYTES)
-            if skipping:
-                cut = block.find(b"\n")
-                if cut < 0 and block:
+            # Read after the carried partial line, into a buffer of its own: the chunk is
+            # parsed where it lies, not copied into a joined and then a sliced bytes.
+            buf = bytearray(len(rest) + CHUNK_BYTES)
+            buf[:len(rest)] = rest
+            got = fh.readinto(memoryview(buf)[len(rest):])
+            end, start = len(rest) + got, 0
+            if skipping:  # the end of an over-long line (nothing is carried meanwhile)
+                cut = buf.find(b"\n", 0, end)
+                if cut < 0 and got:
                     continue
-                skipping, block = False, block[cut + 1:] if cut >= 0 else b""
+                skipping, start = False, cut + 1 if cut >= 0 else end
                 line_no += 1
-            data = rest + block
-            if not block:
-                rest, chunk = b"", data
-            else:
-                cut = data.rfind(b"\n") + 1
-                chunk, rest = data[:cut], data[cut:]
-                if len(rest) > MAX_LINE_BYTES:  # no end in sight: skip it as it streams
-                    bad += 1
-                    first_bad = first_bad or line_no + chunk.count(b"\n") + 1
-                    rest, skipping = b"", True
-            if chunk and not chunk.isspace():
+            cut = end if not got else max(buf.rfind(b"\n", start, end) + 1, start)
+            rest = bytes(buf[cut:end])
+            if len(rest) > MAX_LINE_BYTES:  # no end in sight: skip it as it streams
+                bad += 1
+                first_bad = first_bad or line_no + buf.count(b"\n", start, cut) + 1
+                rest, skipping = b"", True
+            chunk = memoryview(buf)[start:cut]
+            if _NOT_SPACE.search(chunk):
                 table = None
                 with contextlib.suppress(pa.ArrowInvalid):
-                    table = pj.read_json(pa.BufferReader(chunk))
+                    table = pj.read_json(pa.BufferReader(pa.py_buffer(chunk)))
                 if table is not None and chunk_ok(table):
-                    tables.append(table)
+                    yield table
                 else:
                     good = []
-                    for i, line in enumerate(chunk.split(b"\n"), start=line_no + 1):
+                    for i, line in enumerate(bytes(chunk).split(b"\n"), start=line_no + 1):
                         if not line.strip():
                             continue
                         rec = None
@@ -261,15 +266,14 @@ def _jsonl_tables(path: Path, rejected: dict[str, int],
                         else:
                             good.append(rec)
                     if good:
-                        tables.append(pa.Table.from_pylist(good, schema=schema))
-            line_no += chunk.count(b"\n")
-            if not block:
+                        yield pa.Table.from_pylist(good, schema=schema)
+            line_no += buf.count(b"\n", start, cut)
+            if not got:
                 break
     if bad:
         rejected[str(path)] = bad
         log.warning("%s: skipped %d torn, malformed or over-long lines (first at line %d)",
                     path, bad, first_bad)
-    return tables
 
 
 def _kv_column(t: pa.Table, key: str) -> pa.ChunkedArray | None:
@@ -281,12 +285,19 @@ def _kv_column(t: pa.Table, key: str) -> pa.ChunkedArray | None:
     return pc.struct_field(kv, key)
 
 
-def _text(col: pa.ChunkedArray | None, default: pa.ChunkedArray | str, n: int) -> pa.Array:
-    """``col`` as strings, with ``default`` (a column or one string) where it is null."""
+def _names(col: pa.ChunkedArray | None, default: pa.ChunkedArray | str | None,
+           n: int) -> pa.ChunkedArray | pa.DictionaryArray:
+    """``col`` dictionary-encoded (names: a handful of distinct strings), with ``default``
+    (a column or one string) where it is null or absent."""
     if col is None:
-        return pa.repeat(default, n).cast(pa.string()) if isinstance(default, str) else default
-    return pc.coalesce(pc.cast(col, pa.string()), pa.scalar(default, pa.string())
-                       if isinstance(default, str) else default)
+        if isinstance(default, str):
+            return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)),
+                                                  pa.array([default], pa.string()))
+        col = default
+    elif default is not None and col.null_count:
+        col = pc.coalesce(col, pa.scalar(default, pa.string()) if isinstance(default, str)
+                          else default)
+    return pc.dictionary_encode(pc.cast(col, pa.string()))
 
 
 def _kv_floats(t: pa.Table, name: str) -> np.ndarray:
@@ -300,29 +311,31 @@ def read_seed_session(path: Path) -> StoredSession:
         n = t.num_rows
         stage = _kv_column(t, "stage")
         if stage is None or "ts_ns" not in t.column_names:
-            rejected["pipeline.jsonl: lines without kv.stage"] = n
+            key = "pipeline.jsonl: lines without kv.stage"
+            rejected[key] = rejected.get(key, 0) + n
             continue
-
-        source = pc.cast(t["source"], pa.string()) if "source" in t.column_names else "seed"
+        source = t["source"] if "source" in t.column_names else "seed"
         frame = _kv_column(t, "frame")  # int64 or all null: chunks are checked for it
-        frame_arr = pc.cast(frame, pa.int64()) if frame is not None else pa.nulls(
-            n, pa.int64())
         tbl = pa.table({
             "ts_ns": pc.cast(t["ts_ns"], pa.int64()),
-            "pipeline": _text(_kv_column(t, "pipeline"), "seed", n),
-            "stream": _text(_kv_column(t, "stream"), source, n),
-            "stage": pc.cast(stage, pa.string()), "frame": frame_arr,
+            "pipeline": _names(_kv_column(t, "pipeline"), "seed", n),
+            "stream": _names(_kv_column(t, "stream"), source, n),
+            "stage": _names(stage, None, n),
+            "frame": pc.cast(frame, pa.int64()) if frame is not None else pa.nulls(
+                n, pa.int64()),
         })
-        ok = pc.and_(pc.is_valid(tbl["ts_ns"]), pc.is_valid(tbl["stage"]))
-        dropped = n - pc.sum(ok).as_py()
+        dropped = tbl["ts_ns"].null_count + tbl["stage"].null_count
         if dropped:
-            rejected["pipeline.jsonl: lines without ts_ns or stage"] = dropped
-        marks.append(tbl.filter(ok))
-    table = pa.concat_tables(marks) if marks else MARK_SCHEMA.empty_table().select(
-        ["ts_ns", "pipeline", "stream", "stage", "frame"])
-    table = table.cast(pa.schema([("ts_ns", pa.int64())] + [
+            ok = pc.and_(pc.is_valid(tbl["ts_ns"]), pc.is_valid(tbl["stage"]))
+            dropped = n - pc.sum(ok).as_py()
+            key = "pipeline.jsonl: lines without ts_ns or stage"
+            rejected[key] = rejected.get(key, 0) + dropped
+            tbl = tbl.filter(ok)
+        marks.append(tbl)
+    schema = pa.schema([("ts_ns", pa.int64())] + [
         (c, pa.dictionary(pa.int32(), pa.string())) for c in ("pipeline", "stream", "stage")
-    ] + [("frame", pa.int64())]))
+    ] + [("frame", pa.int64())])
+    table = pa.concat_tables(marks).unify_dictionaries() if marks else schema.empty_table()
     power = _seed_power(path / "raw" / "benchlab.jsonl", rejected)
     return StoredSession(session_id=path.name, marks=table, power=power, rejected=rejected)
 

@@ -128,3 +128,33 @@ def test_replay_of_a_stage_the_session_does_not_have_names_the_stages_it_has(tmp
     proc, _ = replay(write_seed(tmp_path, b""), "--pair", "A", "nosuch")
     assert proc.returncode == 2
     assert "'nosuch'" in proc.stderr and "A, B" in proc.stderr
+
+
+@pytest.mark.parametrize("chunk_bytes", [64, 100, 333, 1 << 20])
+def test_chunk_boundaries_change_nothing_that_is_read_or_the_bad_line_named(
+        tmp_path, monkeypatch, caplog, chunk_bytes):
+    from otel_benchlab.receivers import stored
+
+    session = write_seed(tmp_path, BAD_LINES["torn"], where=57)
+    monkeypatch.setattr(stored, "CHUNK_BYTES", chunk_bytes)
+    rejected: dict[str, int] = {}
+    with caplog.at_level("WARNING"):
+        tables = list(stored._jsonl_tables(session / "raw" / "pipeline.jsonl", rejected))
+    marks = [(ts, kv["frame"]) for t in tables
+             for ts, kv in zip(t["ts_ns"].to_pylist(), t["kv"].to_pylist(), strict=True)]
+    assert len(marks) == 2 * GOOD_FRAMES and marks == sorted(marks)
+    assert list(rejected.values()) == [1]
+    assert "first at line 58" in caplog.text
+
+
+def test_an_over_long_line_across_chunks_is_skipped_and_the_next_line_kept(
+        tmp_path, monkeypatch):
+    from otel_benchlab.receivers import stored
+
+    session = write_seed(tmp_path, b'{"ts_ns": 5, "x": "' + b"a" * 5000 + b'"}', where=3)
+    monkeypatch.setattr(stored, "CHUNK_BYTES", 256)
+    monkeypatch.setattr(stored, "MAX_LINE_BYTES", 1000)
+    rejected: dict[str, int] = {}
+    tables = list(stored._jsonl_tables(session / "raw" / "pipeline.jsonl", rejected))
+    assert sum(t.num_rows for t in tables) == 2 * GOOD_FRAMES
+    assert list(rejected.values()) == [1]

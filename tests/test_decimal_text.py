@@ -7,7 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from otel_benchlab.exporters.decimal_text import fixed, json_array, lines, rounded_repr
+from otel_benchlab.exporters.decimal_text import (
+    fixed,
+    joined_text,
+    json_array,
+    lines,
+    rounded_repr,
+)
 
 
 def awkward_values() -> np.ndarray:
@@ -43,10 +49,11 @@ def test_ties_round_half_to_even_as_python_does():
 
 def test_json_array_is_what_json_dumps_writes_for_the_list():
     values = np.array([1.0, 2.25, -0.0, 1e-06, np.nan])
-    assert json_array(rounded_repr(values, 6)) == json.dumps([round(v, 6) for v in values])
-    assert json_array(rounded_repr(np.zeros(0), 6)) == "[]"
+    expected = json.dumps([round(v, 6) for v in values])
+    assert joined_text(json_array(rounded_repr(values, 6))) == expected
+    assert joined_text(json_array(rounded_repr(np.zeros(0), 6))) == "[]"
 
 
 def test_lines_repeats_a_plain_text_on_every_row_and_ends_each_row():
     cells = fixed(np.array([1.0, np.nan]), 2).fill_null("")
-    assert lines(["app", cells, "z"]) == "app,1.00,z\napp,,z\n"
+    assert joined_text(lines(["app", cells, "z"])) == "app,1.00,z\napp,,z\n"
