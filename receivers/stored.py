@@ -221,11 +221,13 @@ def _jsonl_tables(path: Path, rejected: dict[str, int],
     first_bad: int | None = None
     line_no = 0
     skipping = False  # inside an over-long line
+    chunk: memoryview | None = None
     with open(path, "rb") as fh:
         rest = b""
         while True:
             # Read after the carried partial line, into a buffer of its own: the chunk is
             # parsed where it lies, not copied into a joined and then a sliced bytes.
+            buf = chunk = None  # the last chunk's buffer goes before the next is made
             buf = bytearray(len(rest) + CHUNK_BYTES)
             buf[:len(rest)] = rest
             got = fh.readinto(memoryview(buf)[len(rest):])
@@ -237,11 +239,12 @@ def _jsonl_tables(path: Path, rejected: dict[str, int],
                 skipping, start = False, cut + 1 if cut >= 0 else end
                 line_no += 1
             cut = end if not got else max(buf.rfind(b"\n", start, end) + 1, start)
-            rest = bytes(buf[cut:end])
-            if len(rest) > MAX_LINE_BYTES:  # no end in sight: skip it as it streams
+            if end - cut > MAX_LINE_BYTES:  # no end in sight: skip it as it streams
                 bad += 1
                 first_bad = first_bad or line_no + buf.count(b"\n", start, cut) + 1
                 rest, skipping = b"", True
+            else:
+                rest = bytes(memoryview(buf)[cut:end])
             chunk = memoryview(buf)[start:cut]
             if _NOT_SPACE.search(chunk):
                 table = None
