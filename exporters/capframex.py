@@ -127,7 +127,8 @@ class CapFrameXWriter:
     samples are kept only as far back as a pending capture needs.
 
     A failed write (full disk) is counted through ``on_error`` and logged once naming the
-    file; the capture's rows stay in the hidden file, and ``replay`` makes it again."""
+    file; the capture stays pending and its next write makes it whole. What a stopped
+    agent could never write stays in the hidden files, and ``replay`` makes it again."""
 
     POWER_KEEP_NS = 30_000_000_000  # with no capture pending: spans never start earlier
 
@@ -150,6 +151,7 @@ class CapFrameXWriter:
         self._stems: dict[tuple[str, str, str], str] = {}
         self._power: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         self._failing = False
+        self._retry_at: dict[tuple[str, str, str], int] = {}  # rows, after a failed write
         self._spills = 0
         self.files_written: list[Path] = []
 
@@ -179,7 +181,7 @@ class CapFrameXWriter:
                 pending.discard()
                 del self._pending[k]
                 continue
-            if pending.rows >= self.max_frames:
+            if pending.rows >= max(self.max_frames, self._retry_at.get(k, 0)):
                 self._write_groups([k])
         self._trim_power()
 
@@ -235,7 +237,7 @@ class CapFrameXWriter:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             for c in ready:
-                self._failed(c.csv_path, c.rows, exc)  # the hidden files keep the rows
+                self._keep_for_retry(c, exc)
             return
         with ThreadPoolExecutor(max_workers=min(len(jobs), WRITE_THREADS)) as pool:
             outcomes = list(pool.map(self._write_file, jobs))
@@ -243,8 +245,9 @@ class CapFrameXWriter:
         for c in ready:
             c.table, c.columns = None, {}
             if id(c) in failed:
-                self._failed(c.csv_path, c.rows, failed[id(c)])
-                continue  # the hidden file keeps the rows
+                self._keep_for_retry(c, failed[id(c)])
+                continue
+            self._retry_at.pop(c.key, None)
             self._parts[c.key] = c.part
             c.pending.discard()
             self.files_written += [c.csv_path, c.json_path]
@@ -253,6 +256,16 @@ class CapFrameXWriter:
                     self._copy_to_watch_dir(p)
         del ready, jobs
         return_freed_memory()
+
+    def _keep_for_retry(self, c: _Capture, exc: OSError) -> None:
+        """A capture that could not be written (a full disk) stays pending, rows and all:
+        its next write, one rollover's worth of frames later or at shutdown, makes the
+        whole capture. Frames that arrive meanwhile join it (a later part of its hidden
+        file); at exit the hidden files keep what was never written, for replay."""
+        self._failed(c.csv_path, c.rows, exc)
+        c.pending.keep_for_retry()
+        self._pending[c.key] = c.pending
+        self._retry_at[c.key] = c.pending.rows + self.max_frames
 
     def _prepare(self, key: tuple[str, str, str]) -> _Capture | None:
         pending = self._pending.pop(key, None)
@@ -391,13 +404,15 @@ class _Capture:
 
 class _Pending:
     """One capture's rows until it is written: Arrow tables in memory, or appended to a
-    hidden IPC stream file (``path``)."""
+    hidden IPC stream file (``path``); after a failed write, later rows go to a file of
+    their own beside the earlier ones (``_segments``)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.rows = 0
         self.first_start = 0
         self._tables: list[pa.Table] = []
+        self._segments: list[Path] = []
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
 
     def add(self, table: pa.Table) -> None:
@@ -418,8 +433,20 @@ class _Pending:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        with pa.OSFile(str(self.path), "rb") as fh:
-            return pa.ipc.open_stream(fh).read_all()
+        tables = []
+        for path in [*self._segments, self.path]:
+            if path.exists():
+                with pa.OSFile(str(path), "rb") as fh:
+                    tables.append(pa.ipc.open_stream(fh).read_all())
+        return pa.concat_tables(tables)
+
+    def keep_for_retry(self) -> None:
+        """The rows stay; a closed hidden file takes no more, so later rows start the
+        next one."""
+        if self.path is not None and self.path.exists():
+            self._segments.append(self.path)
+            self.path = self.path.with_name(f"{self._segments[0].stem}.{len(self._segments)}"
+                                            ".arrows")
 
     def discard(self) -> None:
         self._tables = []
@@ -427,9 +454,10 @@ class _Pending:
             with contextlib.suppress(OSError, pa.ArrowException):
                 self._writer.close()
             self._writer = None
-        if self.path is not None:
-            with contextlib.suppress(OSError):
-                self.path.unlink(missing_ok=True)
+        for path in [*self._segments, self.path]:
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
 
 
 def _atomic_write(path: Path, pieces: Iterable[bytes | pa.Buffer]) -> None:

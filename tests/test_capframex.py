@@ -100,3 +100,38 @@ def test_a_failed_write_is_counted_and_keeps_the_rows_for_replay(tmp_path):
     w.shutdown()
     assert errors == [("capframex", 30)]
     assert list((tmp_path / "cx").glob(".pending-*.arrows"))
+
+
+def blocked_then_freed(tmp_path, spill: bool) -> tuple[CapFrameXWriter, list]:
+    """A rollover write that fails (its CSV's name is taken by a folder), then room."""
+    errors: list = []
+    w = writer(tmp_path, spill=spill, max_frames=25,
+               on_error=lambda what, n: errors.append((what, n)))
+    blocker = tmp_path / "cam_ingress_to_encoded.csv"
+    blocker.mkdir(parents=True)
+    w.export(spans_to_table(spans(30), TimeBase(0), ["sys", "gpu"]))  # rolls over: fails
+    blocker.rmdir()
+    return w, errors
+
+
+def test_a_capture_whose_write_failed_is_written_whole_at_its_next_write(tmp_path):
+    for spill in (False, True):
+        w, errors = blocked_then_freed(tmp_path / str(spill), spill)
+        assert errors == [("capframex", 30)]
+        later = spans(60)[30:]
+        w.export(spans_to_table(later[:20], TimeBase(0), ["sys", "gpu"]))  # 50: waits
+        assert not (tmp_path / str(spill) / "cam_ingress_to_encoded.csv").exists()
+        w.export(spans_to_table(later[20:], TimeBase(0), ["sys", "gpu"]))  # 60: written
+        rows = check_csv(tmp_path / str(spill) / "cam_ingress_to_encoded.csv")
+        assert [int(r["Frame"]) for r in rows] == list(range(60))
+        w.shutdown()
+        assert not list((tmp_path / str(spill)).glob(".pending-*"))
+        assert errors == [("capframex", 30)]
+
+
+def test_a_capture_whose_write_failed_is_written_at_shutdown(tmp_path):
+    w, errors = blocked_then_freed(tmp_path, spill=True)
+    w.shutdown()
+    rows = check_csv(tmp_path / "cam_ingress_to_encoded.csv")
+    assert len(rows) == 30 and errors == [("capframex", 30)]
+    assert not list(tmp_path.glob(".pending-*"))
