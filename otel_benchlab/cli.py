@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from otel_benchlab import __version__
 from otel_benchlab.config import Config, ConfigError, load_config
 from otel_benchlab.counters import AgentCounters
+from otel_benchlab.heap import arrow_on_the_c_heap
 
 log = logging.getLogger("otel_benchlab")
 
@@ -494,6 +495,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arrow_on_the_c_heap()  # before pyarrow is imported: see heap.py
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "gst":
         rest = argv[1:]

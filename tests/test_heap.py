@@ -1,0 +1,44 @@
+"""The process's heap: Arrow allocates with malloc unless the user chose its pool, the
+choice is made before pyarrow loads, and replay keeps the memory it frees."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+POOL_OF_A_COMMAND = (
+    "import sys\n"
+    "from otel_benchlab.cli import main\n"  # the console script's module
+    "assert 'pyarrow' not in sys.modules, 'pyarrow loaded before the pool was chosen'\n"
+    "from otel_benchlab.heap import arrow_on_the_c_heap\n"
+    "arrow_on_the_c_heap()\n"
+    "import pyarrow as pa\n"
+    "print(pa.default_memory_pool().backend_name)\n"
+)
+
+
+def pool(env_pool: str | None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if env_pool:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = env_pool
+    out = subprocess.run([sys.executable, "-c", POOL_OF_A_COMMAND], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
+
+
+def test_arrow_allocates_with_malloc_by_default():
+    assert pool(None) == "system"
+
+
+def test_a_pool_the_user_chose_is_kept():
+    assert pool("mimalloc") == "mimalloc"
+
+
+def test_replay_keeps_freed_memory_on_glibc():
+    code = ("from otel_benchlab.heap import keep_freed_memory\n"
+            "print(keep_freed_memory())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "True", out.stderr[-2000:]
