@@ -106,7 +106,9 @@ class Agent:
         self.counters = counters or AgentCounters()
         # The agent hands Arrow small batches (about a second of rows); Arrow's default
         # mimalloc pool reserves some 40 MB of arena for them up front, the system
-        # allocator does not. Replay, with its large arrays, keeps the default.
+        # allocator does not. This reaches pyarrow's own calls in a process that built
+        # the agent itself; the command line also sets Arrow's C++ default pool, which
+        # the Parquet and IPC writers use, before pyarrow loads (heap.py).
         pa.set_memory_pool(pa.system_memory_pool())
         self.timebase = timebase or TimeBase.measure()
         self.queue = RecordQueue(maxsize=cfg.queue_size)
