@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from otel_benchlab import __version__
 from otel_benchlab.config import Config, ConfigError, load_config
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.heap import arrow_on_the_c_heap
+from otel_benchlab.heap import arrow_on_the_c_heap, few_malloc_arenas
 
 log = logging.getLogger("otel_benchlab")
 
@@ -271,6 +271,7 @@ def cmd_run(args: argparse.Namespace, cfg: Config | None = None,
     signals = _Signals()
     cfg = cfg or _config(args)
     setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])
+    few_malloc_arenas()  # before the agent's threads start: see heap.py
     from otel_benchlab.components import BuildContext, build_all
     from otel_benchlab.recovery import recover_crashed
     from otel_benchlab.runtime import Agent

@@ -42,3 +42,42 @@ def test_replay_keeps_freed_memory_on_glibc():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.strip() == "True", out.stderr[-2000:]
+
+
+ARENAS_AFTER_EIGHT_THREADS = (
+    "import ctypes, os, re, sys, tempfile, threading\n"
+    "from otel_benchlab.heap import few_malloc_arenas\n"
+    "limited = few_malloc_arenas()\n"
+    "def work():\n"
+    "    keep = [bytearray(200_000) for _ in range(4)]  # malloc, in this thread's arena\n"
+    "    barrier.wait()\n"
+    "barrier = threading.Barrier(8)\n"
+    "threads = [threading.Thread(target=work) for _ in range(8)]\n"
+    "[t.start() for t in threads]; [t.join() for t in threads]\n"
+    "libc = ctypes.CDLL('libc.so.6')\n"
+    "libc.fopen.restype = ctypes.c_void_p\n"
+    "path = tempfile.mktemp()\n"
+    "fp = libc.fopen(path.encode(), b'w')\n"
+    "libc.malloc_info(0, ctypes.c_void_p(fp)); libc.fclose(ctypes.c_void_p(fp))\n"
+    "print(limited, len(re.findall(r'<heap nr=', open(path).read())))\n"
+)
+
+
+def arenas(env_value: str | None) -> tuple[str, int]:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    if env_value:
+        env["MALLOC_ARENA_MAX"] = env_value
+    out = subprocess.run([sys.executable, "-c", ARENAS_AFTER_EIGHT_THREADS], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    limited, n = out.stdout.split()
+    return limited, int(n)
+
+
+def test_the_agent_uses_two_malloc_arenas_however_many_threads_allocate():
+    assert arenas(None) == ("True", 2)
+
+
+def test_a_malloc_arena_limit_the_user_set_wins():
+    limited, n = arenas("4")
+    assert limited == "False" and n == 4
