@@ -283,7 +283,9 @@ class CapFrameXWriter:
                         "least %d", *key, table.num_rows, MIN_ROWS)
             pending.discard()
             return None
-        table = table.take(pa.array(np.argsort(table["start_ns"].to_numpy(), kind="stable")))
+        start = table["start_ns"].to_numpy()
+        if len(start) > 1 and not (start[1:] >= start[:-1]).all():  # sorted: no copy
+            table = table.take(pa.array(np.argsort(start, kind="stable")))
         part = self._parts.get(key, 0) + 1
         stem = self._stem(key) + ("" if part == 1 else f"_part{part}")
         return _Capture(key, pending, table,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from otel_benchlab import __version__
 from otel_benchlab.config import Config, ConfigError, load_config
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.heap import arrow_on_the_c_heap, few_malloc_arenas
+from otel_benchlab.heap import arrow_on_the_c_heap, few_malloc_arenas, keep_freed_memory
 
 log = logging.getLogger("otel_benchlab")
 
@@ -482,7 +482,6 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from otel_benchlab.heap import keep_freed_memory
     from otel_benchlab.replay import replay_session
 
     keep_freed_memory()  # a batch process: reuse what it frees

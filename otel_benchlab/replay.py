@@ -106,7 +106,9 @@ def replay_session(session_dir: str | Path, cfg: Config,
     out_dir = Path(out) if out else session_dir / "replay"
     _prepare_out(out_dir, force, named=out is not None)
     result = ReplayResult(out_dir, stored.marks.num_rows, 0.0, rejected=dict(stored.rejected))
-    table = build_aligned(stored, pairs, cfg, result)
+    tables = build_aligned(stored, pairs, cfg, result)
+    table = pa.concat_tables(tables) if tables else aligned_schema(
+        _labels(stored, cfg)).empty_table()
     labels = _labels(stored, cfg)
     writer = ParquetPartWriter(out_dir / "aligned", aligned_schema(labels),
                                part_rows=max(cfg.parquet.part_rows, 1_000_000),
@@ -122,7 +124,8 @@ def replay_session(session_dir: str | Path, cfg: Config,
             for label, (kind, ts, v) in stored.power.items():
                 if kind == "power":
                     cx.add_power(label, ts, v)
-            cx.export(table)
+            for pair_table in tables:  # a pair's rows are one capture: nothing to regroup
+                cx.export(pair_table)
             cx.shutdown()
             result.files += cx.files_written
         parquet.result()
@@ -217,9 +220,9 @@ def _encode(stored: StoredSession) -> _Marks:
 
 
 def build_aligned(stored: StoredSession, pairs: list[tuple[str, str]], cfg: Config,
-                  result: ReplayResult, threads: int = 2) -> pa.Table:
-    """The aligned table of every pair; pairs are computed in parallel (numpy and Arrow
-    release the GIL for the heavy work)."""
+                  result: ReplayResult, threads: int = 2) -> list[pa.Table]:
+    """The aligned rows of each pair, a table a pair; pairs are computed in parallel
+    (numpy and Arrow release the GIL for the heavy work)."""
     m = _encode(stored)
     labels = _labels(stored, cfg)
     schema = aligned_schema(labels)
@@ -262,7 +265,7 @@ def build_aligned(stored: StoredSession, pairs: list[tuple[str, str]], cfg: Conf
     for (a, b), (_, n, counts) in zip(pairs, done, strict=True):
         result.spans[f"{a}->{b}"] = n
         result.unpaired[f"{a}->{b}"] = counts
-    return pa.concat_tables([t for t, _, _ in done]) if done else schema.empty_table()
+    return [t for t, _, _ in done]
 
 
 def _pair_table(m: _Marks, pair: tuple[str, str], start_i: np.ndarray, end_i: np.ndarray,
