@@ -107,10 +107,10 @@ def replay_session(session_dir: str | Path, cfg: Config,
     _prepare_out(out_dir, force, named=out is not None)
     result = ReplayResult(out_dir, stored.marks.num_rows, 0.0, rejected=dict(stored.rejected))
     tables = build_aligned(stored, pairs, cfg, result)
-    table = pa.concat_tables(tables) if tables else aligned_schema(
-        _labels(stored, cfg)).empty_table()
     labels = _labels(stored, cfg)
-    writer = ParquetPartWriter(out_dir / "aligned", aligned_schema(labels),
+    schema = aligned_schema(labels)
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    writer = ParquetPartWriter(out_dir / "aligned", schema,
                                part_rows=max(cfg.parquet.part_rows, 1_000_000),
                                part_seconds=1e9)
     # The Parquet parts are written beside the CapFrameX files: both are Arrow work that

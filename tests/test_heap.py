@@ -18,14 +18,20 @@ POOL_OF_A_COMMAND = (
 )
 
 
-def pool(env_pool: str | None) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    if env_pool:
-        env["ARROW_DEFAULT_MEMORY_POOL"] = env_pool
-    out = subprocess.run([sys.executable, "-c", POOL_OF_A_COMMAND], env=env,
-                         capture_output=True, text=True, timeout=60)
+def run_python(code: str, variable: str, value: str | None = None) -> str:
+    """What ``code`` prints in a fresh interpreter, with ``variable`` set to ``value`` or,
+    with None, unset."""
+    env = {k: v for k, v in os.environ.items() if k != variable}
+    if value:
+        env[variable] = value
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.strip()
+
+
+def pool(env_pool: str | None) -> str:
+    return run_python(POOL_OF_A_COMMAND, "ARROW_DEFAULT_MEMORY_POOL", env_pool)
 
 
 def test_arrow_allocates_with_malloc_by_default():
@@ -39,9 +45,7 @@ def test_a_pool_the_user_chose_is_kept():
 def test_replay_keeps_freed_memory_on_glibc():
     code = ("from otel_benchlab.heap import keep_freed_memory\n"
             "print(keep_freed_memory())\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
-    assert out.stdout.strip() == "True", out.stderr[-2000:]
+    assert run_python(code, "MALLOC_MMAP_MAX_") == "True"
 
 
 ARENAS_AFTER_EIGHT_THREADS = (
@@ -64,13 +68,7 @@ ARENAS_AFTER_EIGHT_THREADS = (
 
 
 def arenas(env_value: str | None) -> tuple[str, int]:
-    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    if env_value:
-        env["MALLOC_ARENA_MAX"] = env_value
-    out = subprocess.run([sys.executable, "-c", ARENAS_AFTER_EIGHT_THREADS], env=env,
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr[-2000:]
-    limited, n = out.stdout.split()
+    limited, n = run_python(ARENAS_AFTER_EIGHT_THREADS, "MALLOC_ARENA_MAX", env_value).split()
     return limited, int(n)
 
 
