@@ -32,8 +32,10 @@ from .span_wire import (
     EMPTY_STATUS,
     LOCAL_SPAN_FLAGS,
     attribute_bytes,
+    double_prefix,
     field_bytes,
     name_bytes,
+    pack_double,
     pack_fixed64,
 )
 
@@ -47,6 +49,43 @@ def _power_keys(label: str) -> tuple[str, str]:
     # Per span and power source otherwise: a regex and two f-strings, thousands a second.
     suffix = column_suffix(label)
     return f"benchlab.power.mean.{suffix}", f"benchlab.energy.{suffix}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _power_prefixes(label: str) -> tuple[bytes, bytes]:
+    mean_key, energy_key = _power_keys(label)
+    return double_prefix(mean_key), double_prefix(energy_key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _stage_parts(pipeline: str, stream: str, stage_from: str, stage_to: str
+                 ) -> tuple[bytes, bytes]:
+    """A stage span's name field and its four name attributes, in ``span_attributes``'
+    order: the same for every frame of a stream, so written once."""
+    return name_bytes(f"{stage_from}->{stage_to}"), b"".join((
+        attribute_bytes("benchlab.pipeline", pipeline),
+        attribute_bytes("benchlab.stream", stream),
+        attribute_bytes("benchlab.stage.from", stage_from),
+        attribute_bytes("benchlab.stage.to", stage_to)))
+
+
+_LATENCY = double_prefix("benchlab.latency")
+
+
+def _stage_attributes(span: StageSpan) -> list[bytes]:
+    """``span_attributes(span)`` encoded, after the names: the latency, the frame, the
+    power figures (a float as its 8 bytes behind a prefix made once per key)."""
+    out = [_LATENCY, pack_double(span.latency_ns / 1e9)]
+    if span.frame is not None:
+        out.append(attribute_bytes("benchlab.frame", span.frame))
+    for label, fig in span.power.items():
+        mean_prefix, energy_prefix = _power_prefixes(label)
+        for prefix, value, key in ((mean_prefix, fig.mean_w, 0), (energy_prefix, fig.energy_j, 1)):
+            if value is None:
+                continue
+            out.append(prefix + pack_double(value) if type(value) is float else
+                       attribute_bytes(_power_keys(label)[key], value))
+    return out
 
 
 def span_attributes(span: StageSpan) -> dict[str, object]:
@@ -105,10 +144,11 @@ class FrameSpans:
             b"\x39", pack_fixed64(to_unix(f.first_ns)), b"\x41", pack_fixed64(to_unix(f.last_ns)),
             *attrs, EMPTY_STATUS, LOCAL_SPAN_FLAGS)))]
         for s in f.spans:
+            name, names = _stage_parts(s.pipeline, s.stream, s.stage_from, s.stage_to)
             parts = [ids, b"\x12\x08", s.span_id.to_bytes(8, "big"), b"\x22\x08", root,
-                     name_bytes(s.pair), _INTERNAL, b"\x39", pack_fixed64(to_unix(s.start_ns)),
-                     b"\x41", pack_fixed64(to_unix(s.end_ns))]
-            parts += [attribute_bytes(k, v) for k, v in span_attributes(s).items()]
+                     name, _INTERNAL, b"\x39", pack_fixed64(to_unix(s.start_ns)),
+                     b"\x41", pack_fixed64(to_unix(s.end_ns)), names]
+            parts += _stage_attributes(s)
             parts += (EMPTY_STATUS, LOCAL_SPAN_FLAGS)
             out.append(field_bytes(0x12, b"".join(parts)))
         return b"".join(out)

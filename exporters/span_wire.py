@@ -105,6 +105,8 @@ def _name(name: str) -> bytes:
 
 name_bytes = _name
 attribute_bytes = _attribute  # scalar values only (None for others)
+double_prefix = _double_prefix  # + 8 bytes of a double: a float attribute
+pack_double = _pack_double
 _EMPTY_STATUS = EMPTY_STATUS = b"\x7a\x00"  # the SDK always sets Span.status: empty (unset)
 
 

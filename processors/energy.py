@@ -155,17 +155,16 @@ class EnergyAnnotator:
     def add_span(self, span: StageSpan) -> None:
         self._pending.append(span)
 
-    def _ready(self, span: StageSpan, now_ns: int) -> bool:
-        if now_ns - span.end_ns > self.max_gap_ns:
-            return True  # waited long enough: what is missing now stays missing
-        return all(tl.last_ts is not None and tl.last_ts >= span.end_ns
-                   for tl in self.timelines.values())
-
     def release(self, now_ns: int, flush: bool = False) -> list[StageSpan]:
+        # A span is ready once every source has a sample past its end, or once it has
+        # waited max_gap (what is missing then stays missing): one bound for the batch.
+        last = [tl.last_ts for tl in self.timelines.values()]
+        covered = -1 if None in last else min(last, default=1 << 62)
+        ready_to = max(covered, now_ns - self.max_gap_ns - 1)
         out: list[StageSpan] = []
         keep: deque[StageSpan] = deque()
         for span in self._pending:
-            (out if flush or self._ready(span, now_ns) else keep).append(span)
+            (out if flush or span.end_ns <= ready_to else keep).append(span)
         self._pending = keep
         if out:
             annotate(out, {k: tl.series() for k, tl in self.timelines.items()},

@@ -25,7 +25,8 @@ def ctx(trace_id: int, span_id: int, remote: bool = False, **kw) -> trace_api.Sp
 
 
 def frames(n: int, pairs_vary: bool = False) -> tuple[FrameTraceExporter, list[FrameTrace]]:
-    """Frames with and without ids, over and under target, power figures of every kind;
+    """Frames with and without ids, over and under target, power figures of every kind
+    (an integer one too, as an application's span may carry);
     with ``pairs_vary`` some frames have one span, others two."""
     exporter = FrameTraceExporter([], RESOURCE, TimeBase(1_700_000_000 * 10**9))
     out = []
@@ -37,7 +38,8 @@ def frames(n: int, pairs_vary: bool = False) -> tuple[FrameTraceExporter, list[F
         for i, (a, b) in enumerate(pairs[:1 + f % 2] if pairs_vary else pairs):
             s = StageSpan("sim", frame.stream, frame.frame, a, b, frame.first_ns + i * 10**7,
                           frame.first_ns + (i + 1) * 10**7)
-            s.power = {"sys": PowerFigure(150.5 + f, 1.25), "gpu": PowerFigure(None, 0.0),
+            s.power = {"sys": PowerFigure(150.5 + f, 1.25),
+                       "gpu": PowerFigure(None if f % 2 else 3, 0.0),
                        "cpu": PowerFigure(-0.0, float("nan"))}
             s.span_id = 1000 + 2 * f + i
             frame.spans.append(s)
