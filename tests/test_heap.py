@@ -1,5 +1,6 @@
 """The process's heap: Arrow allocates with malloc unless the user chose its pool, the
-choice is made before pyarrow loads, and replay keeps the memory it frees."""
+choice is made before pyarrow loads, replay keeps the memory it frees, and the agent runs
+Python's cycle collector less often."""
 
 from __future__ import annotations
 
@@ -79,3 +80,26 @@ def test_the_agent_uses_two_malloc_arenas_however_many_threads_allocate():
 def test_a_malloc_arena_limit_the_user_set_wins():
     limited, n = arenas("4")
     assert limited == "False" and n == 4
+
+
+GC_OF_A_RUN = (
+    "import gc, sys, tempfile\n"
+    "from otel_benchlab.cli import main\n"
+    "rc = main(['--simulate', '--duration', '0.5', '--data-root', tempfile.mkdtemp(),\n"
+    "           '--prom-bind', 'off'])\n"
+    "print(rc, *gc.get_threshold())\n"
+)
+
+
+def test_the_agent_runs_the_cycle_collector_less_often_than_python_does():
+    from otel_benchlab.runtime import GC_THRESHOLDS
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BENCHLAB_"))}
+    env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none",
+               BENCHLAB_PROBE_ADDR="off")
+    out = subprocess.run([sys.executable, "-c", GC_OF_A_RUN], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rc, *thresholds = out.stdout.split()[-4:]
+    assert rc == "0" and tuple(map(int, thresholds)) == GC_THRESHOLDS
+    assert GC_THRESHOLDS[0] > 700  # Python's default young-generation threshold
