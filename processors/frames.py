@@ -77,12 +77,19 @@ class FrameAssembler:
         return ft
 
     def add_mark(self, mark: StageMark) -> None:
+        # Once per mark: one key, and the frame made here without a second lookup.
         if mark.frame is None:
             return  # id-less marks: each span is its own trace (see add_span)
-        ft = self._frame(mark.pipeline, mark.stream, mark.frame, mark.ts_ns)
-        ft.first_ns = min(ft.first_ns, mark.ts_ns)
-        ft.last_ns = max(ft.last_ns, mark.ts_ns)
-        self._touched[(mark.pipeline, mark.stream, mark.frame)] = mark.ts_ns
+        key = (mark.pipeline, mark.stream, mark.frame)
+        ts = mark.ts_ns
+        ft = self._frames.get(key)
+        if ft is None:
+            ft = self._frame(mark.pipeline, mark.stream, mark.frame, ts)
+        elif ts < ft.first_ns:
+            ft.first_ns = ts
+        elif ts > ft.last_ns:
+            ft.last_ns = ts
+        self._touched[key] = ts
 
     def add_span(self, span: StageSpan) -> list[FrameTrace]:
         if span.frame is None:
