@@ -197,32 +197,49 @@ class Agent:
                               "queue_size or lower the sample rate)")
             return False
 
-    def _handle(self, rec: Sample | StageMark | StageSpan, spans: list[StageSpan],
+    def _handle(self, records: list[Record], spans: list[StageSpan],
                 unpaired: list[Unpaired]) -> None:
-        if isinstance(rec, StageSpan):
-            # Measured whole by its source (GStreamer's tracer, an application's span): no
-            # pairing. Its two ends are kept as raw marks, so replay finds it again.
-            self.measured_total += 1
-            self._raw_marks.append(StageMark(rec.start_ns, rec.pipeline, rec.stream,
-                                             rec.stage_from, rec.frame))
-            self._raw_marks.append(StageMark(rec.end_ns, rec.pipeline, rec.stream,
-                                             rec.stage_to, rec.frame))
-            spans.append(rec)
+        """One queue item's records (a probe datagram holds up to 128 marks): marks, the
+        bulk of them, in this loop; a measured span or a sample in a method of its own."""
+        keep_mark = self._raw_marks.append
+        add_mark = self.frames.add_mark
+        pair = self.pairer.push
+        marks = 0
+        for rec in records:
+            if isinstance(rec, StageMark):
+                marks += 1
+                if rec.frame is None:
+                    self._warn_idless(rec)
+                keep_mark(rec)
+                add_mark(rec)
+                for r in pair(rec):
+                    (spans if isinstance(r, StageSpan) else unpaired).append(r)
+            elif isinstance(rec, StageSpan):
+                self._measured(rec, spans)
+            else:
+                self._sample(rec)
+        self.marks_total += marks
+
+    def _warn_idless(self, mark: StageMark) -> None:
+        if (mark.pipeline, mark.stream) in self._idless_seen:
             return
-        if isinstance(rec, StageMark):
-            self.marks_total += 1
-            if rec.frame is None and (rec.pipeline, rec.stream) not in self._idless_seen:
-                self._idless_seen.add((rec.pipeline, rec.stream))
-                log.warning("pipeline %s stream %s sends stage marks without frame ids: they "
-                            "are paired by order, which can only tell frames apart for stages "
-                            "shorter than one frame interval; a longer (pipelined) stage gets "
-                            "another frame's latency. Give the marks frame ids.",
-                            rec.pipeline, rec.stream)
-            self._raw_marks.append(rec)
-            self.frames.add_mark(rec)
-            for r in self.pairer.push(rec):
-                (spans if isinstance(r, StageSpan) else unpaired).append(r)
-            return
+        self._idless_seen.add((mark.pipeline, mark.stream))
+        log.warning("pipeline %s stream %s sends stage marks without frame ids: they are "
+                    "paired by order, which can only tell frames apart for stages shorter "
+                    "than one frame interval; a longer (pipelined) stage gets another "
+                    "frame's latency. Give the marks frame ids.", mark.pipeline, mark.stream)
+
+    def _measured(self, span: StageSpan, spans: list[StageSpan]) -> None:
+        # Measured whole by its source (GStreamer's tracer, an application's span): no
+        # pairing. Its two ends are kept as raw marks, so replay finds it again.
+        self.measured_total += 1
+        self._raw_marks.append(StageMark(span.start_ns, span.pipeline, span.stream,
+                                         span.stage_from, span.frame))
+        self._raw_marks.append(StageMark(span.end_ns, span.pipeline, span.stream,
+                                         span.stage_to, span.frame))
+        spans.append(span)
+
+    def _sample(self, rec: Sample) -> None:
         self.samples_total += 1
         self.telemetry.samples.on_sample(rec.ts_ns, rec.source, rec.values, rec.rtt_ns)
         # A BENCHLAB sample holds ~110 values: bulk list operations, and only the
@@ -282,11 +299,7 @@ class Agent:
         try:
             while True:
                 item = get()
-                if type(item) is list:
-                    for rec in item:
-                        self._handle(rec, spans, unpaired)
-                else:
-                    self._handle(item, spans, unpaired)
+                self._handle(item if type(item) is list else [item], spans, unpaired)
         except queue.Empty:
             pass
 

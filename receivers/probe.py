@@ -49,9 +49,21 @@ def parse_datagram(data: bytes) -> tuple[list[StageMark | StageSpan], list[str]]
     lines = text.split("\n")
     if lines[0] != MAGIC:
         return [], ["not_probe"]
+    del lines[0]
+    if lines and not lines[-1]:
+        del lines[-1]  # the text ends with a newline
+    try:
+        # The usual datagram: marks with frame ids, every line well formed. Parsed in one
+        # comprehension; anything else (a measured span, an id-less or a bad line) raises
+        # or fails the check and the datagram is read line by line below.
+        fields = [line.split("\t") for line in lines]
+        if all(len(f) == 6 and f[0] == "m" and f[4] and f[5] for f in fields):
+            return [StageMark(int(f[1]), f[2], f[3], f[4], int(f[5])) for f in fields], []
+    except ValueError:
+        pass
     out: list[StageMark | StageSpan] = []
     rejected: list[str] = []
-    for line in lines[1:]:
+    for line in lines:
         if not line:
             continue
         f = line.split("\t")
