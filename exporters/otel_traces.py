@@ -80,11 +80,15 @@ def _stage_attributes(span: StageSpan) -> list[bytes]:
         out.append(attribute_bytes("benchlab.frame", span.frame))
     for label, fig in span.power.items():
         mean_prefix, energy_prefix = _power_prefixes(label)
-        for prefix, value, key in ((mean_prefix, fig.mean_w, 0), (energy_prefix, fig.energy_j, 1)):
-            if value is None:
-                continue
-            out.append(prefix + pack_double(value) if type(value) is float else
-                       attribute_bytes(_power_keys(label)[key], value))
+        mean, energy = fig.mean_w, fig.energy_j
+        if type(mean) is float:
+            out += (mean_prefix, pack_double(mean))
+        elif mean is not None:  # an integer, say, from an application's span
+            out.append(attribute_bytes(_power_keys(label)[0], mean))
+        if type(energy) is float:
+            out += (energy_prefix, pack_double(energy))
+        elif energy is not None:
+            out.append(attribute_bytes(_power_keys(label)[1], energy))
     return out
 
 

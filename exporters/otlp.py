@@ -203,14 +203,46 @@ def sdk_exporter_class(protocol: str, signal: str) -> type:
     return _encode_once(_wire_spans(cls) if signal == "traces" else cls)
 
 
+TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+class TraceBytesStub:
+    """The trace service's ``Export`` for a request already in wire format (the writer's
+    bytes go out as they are: no parse into the SDK's message and serialisation again,
+    16 % of the encoding's CPU), or an SDK message where the writer gave up."""
+
+    def __init__(self, channel) -> None:  # type: ignore[no-untyped-def]
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceResponse,
+        )
+
+        self.Export = channel.unary_unary(
+            TRACE_EXPORT, request_serializer=self.serialized,
+            response_deserializer=ExportTraceServiceResponse.FromString)
+
+    @staticmethod
+    def serialized(request: object) -> bytes:
+        return request if isinstance(request, bytes) else request.SerializeToString()
+
+
 def _wire_spans(base: type) -> type:
     """Spans into their request by ``span_wire.SpanRequestWriter``: the same message as
-    the SDK's encoder at about a sixth of its CPU (15-25 us a stage span against 120)."""
+    the SDK's encoder at about a sixth of its CPU (15-25 us a stage span against 120), sent
+    as the bytes it wrote (``TraceBytesStub`` in place of the SDK's stub)."""
     from .span_wire import SpanRequestWriter
 
     class WireSpans(base):  # type: ignore[misc, valid-type]
         _writer: SpanRequestWriter | None = None
         accepts_frame_items = True  # otel_traces.FrameSpans: a frame's spans written whole
+
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args, **kwargs)
+            self._client = TraceBytesStub(self._channel)
+
+        def _initialize_channel_and_stub(self) -> None:
+            # The SDK makes a new channel and stub when the collector was unavailable.
+            super()._initialize_channel_and_stub()
+            self._client = TraceBytesStub(self._channel)
 
         def _count_data(self, data):  # type: ignore[no-untyped-def]
             return span_count(data)  # the SDK's own count
@@ -218,7 +250,7 @@ def _wire_spans(base: type) -> type:
         def _translate_data(self, data):  # type: ignore[no-untyped-def]
             if self._writer is None:
                 self._writer = SpanRequestWriter()
-            return self._writer.request(data)
+            return self._writer.encoded(data)
 
     WireSpans.__name__ = base.__name__
     return WireSpans

@@ -42,6 +42,8 @@ _pack_fixed32 = struct.Struct("<I").pack
 def _varint(n: int) -> bytes:
     if n < 0x80:
         return bytes((n,))
+    if n < 0x4000:  # a span's or an attribute's length: two bytes
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -188,11 +190,16 @@ class SpanRequestWriter:
             out.append(_field(0x0A, resource_bytes + b"".join(scope_spans)))
         return b"".join(out)
 
-    def request(self, spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
+    def encoded(self, spans: Sequence[ReadableSpan]) -> bytes:
+        """The request's bytes, what gRPC sends."""
         try:
-            return ExportTraceServiceRequest.FromString(self.request_bytes(spans))
+            return self.request_bytes(spans)
         except Exception:  # never lose a batch to this writer: the SDK's encoder
-            return encode_spans(readable(spans))
+            return encode_spans(readable(spans)).SerializeToString()
+
+    def request(self, spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
+        """The request as the SDK's message (what its encoder makes, for comparison)."""
+        return ExportTraceServiceRequest.FromString(self.encoded(spans))
 
 
 def readable(items: Sequence) -> list[ReadableSpan]:

@@ -129,3 +129,29 @@ def test_an_exporter_that_writes_frames_gets_frame_items_the_others_readable_spa
     assert all(isinstance(i, FrameSpans) for i in writer.items) and len(writer.items) == 10
     assert len(plain.get_finished_spans()) == sum(1 + len(f.spans) for f in made)
     assert exporter.handed == 2 * len(plain.get_finished_spans())
+
+
+def test_the_grpc_exporter_sends_the_written_bytes_also_on_a_new_channel():
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from otel_benchlab.exporters.otel_traces import FrameSpans
+    from otel_benchlab.exporters.otlp import TraceBytesStub, sdk_exporter_class
+    from tests.servers import OtlpCollector
+
+    collector = OtlpCollector().start()
+    exporter = sdk_exporter_class("grpc", "traces")(
+        endpoint=f"http://127.0.0.1:{collector.port}", timeout=5)
+    made_by, made = frames(6, pairs_vary=True)
+    items = [FrameSpans(f, made_by) for f in made]
+    try:
+        assert exporter.export(items[:3]) == SpanExportResult.SUCCESS
+        # What the SDK does after UNAVAILABLE: a new channel and stub; still ours.
+        exporter._initialize_channel_and_stub()
+        assert isinstance(exporter._client, TraceBytesStub)
+        assert exporter.export(items[3:]) == SpanExportResult.SUCCESS
+    finally:
+        exporter.shutdown()
+        collector.stop()
+    assert collector.trace_requests == [
+        encode_spans([s for item in part for s in item.readable()])
+        for part in (items[:3], items[3:])]
