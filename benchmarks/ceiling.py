@@ -97,9 +97,11 @@ def main() -> int:
             before = urllib.request.urlopen(url, timeout=30).read().decode()
             cpu0 = sum(proc.cpu_times()[:2])
             t0 = time.monotonic()
-            ready = multiprocessing.Event()
-            sender = multiprocessing.Process(target=load, args=(addr, rate, args.seconds,
-                                                                ready))
+            # Spawned, not forked: a fork of this process, whose collector runs gRPC
+            # threads, sometimes died at once (one round then read 0 marks).
+            spawn = multiprocessing.get_context("spawn")
+            ready = spawn.Event()
+            sender = spawn.Process(target=load, args=(addr, rate, args.seconds, ready))
             sender.start()
             sender.join()
             time.sleep(3)  # the agent drains and processes the last second
@@ -123,7 +125,7 @@ def main() -> int:
     ok = [r for r, _, d in rows if d == 0]
     print(f"ceiling: {max(ok) if ok else 0:,.0f} marks/s paired with nothing dropped "
           f"(target >= 50,000 on one core); CPU per 1000 marks/s: "
-          + ", ".join(f"{c / (r / 1000):.2f} %" for r, c, _ in rows))
+          + ", ".join(f"{c / (r / 1000):.2f} %" if r else "-" for r, c, _ in rows))
     return 0
 
 
