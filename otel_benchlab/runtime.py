@@ -54,10 +54,10 @@ TICK_S = 0.25
 BATCH_S = 1.0  # energy, metrics, traces and files work on batches of about a second
 # Python's cycle collector runs a young collection every 700 net allocations of tracked
 # objects, and the older ones after 10 of each: the agent holds a second of marks, spans
-# and frames between batches, so at 20k marks/s that was ~210 collections and 180-190 ms
-# of CPU a second, most of it full ones walking the held records (measured with
-# gc.callbacks). Records are freed by reference counting; cycles are rare. Measured at
-# 20k marks/s: (10000, 20, 50) collects 14 times and ~40 ms a second.
+# and frames between batches, each collection walking what it holds: at 20k marks/s that
+# was ~210 collections and 180-190 ms of CPU a second (measured with gc.callbacks).
+# Records are freed by reference counting; cycles are rare. Measured at 20k marks/s:
+# (10000, 20, 50) collects 14 times and ~40 ms a second.
 GC_THRESHOLDS = (10_000, 20, 50)
 
 

@@ -31,11 +31,11 @@ log = logging.getLogger("otel_benchlab")
 RCVBUF = 4 << 20  # a few seconds of marks at 100k/s if the agent is busy
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux: datagrams the kernel dropped
 # After a wake-up that found a few datagrams, let the next ones gather in the socket this
-# long: the agent takes its queue once a second and each mark carries its own time, so
-# nothing is late for it, and at 60 fps a thread wake-up per probe flush (20 a second,
-# ~100 us of CPU each here) cost more than the marks. A busy socket (many datagrams a
-# wake-up) is read again at once, so the socket's buffer only ever holds 250 ms of a quiet
-# probe.
+# long: the agent drains its queue every 250 ms, pairs once a second, and each mark carries
+# its own time, so nothing is late for it, and at 60 fps a thread wake-up per probe flush
+# (20 a second, ~100 us of CPU each here) cost more than the marks. A busy socket (many
+# datagrams a wake-up) is read again at once, so the socket's buffer only ever holds 250 ms
+# of a quiet probe.
 PACE_S = 0.25
 PACE_BELOW = 16
 
