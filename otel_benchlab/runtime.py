@@ -264,9 +264,9 @@ class Agent:
 
     def _process(self, spans: list[StageSpan], unpaired: list[Unpaired], now: int,
                  flush: bool = False) -> None:
+        # A span from an application keeps its own ids.
+        self.ids.assign_many([s for s in spans if not s.trace_id])
         for s in spans:
-            if not s.trace_id:  # a span from an application keeps its own ids
-                self.ids.assign(s)
             self.annotator.add_span(s)
         if unpaired:
             for u in unpaired:

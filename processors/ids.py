@@ -59,7 +59,12 @@ def trace_ids_np(groups: np.ndarray, frame_keys: np.ndarray) -> tuple[np.ndarray
 
 
 def span_ids_np(trace_lo: np.ndarray, name: str) -> np.ndarray:
-    return _mix_np(trace_lo ^ np.uint64(hash64(name)))
+    return span_ids_by_hash_np(trace_lo, np.uint64(hash64(name)))
+
+
+def span_ids_by_hash_np(trace_lo: np.ndarray, name_hashes: np.ndarray) -> np.ndarray:
+    """``span_id`` of each trace with a name of its own, given each name's ``hash64``."""
+    return _mix_np(trace_lo ^ name_hashes)
 
 
 # The two ASCII hex digits of every byte value, packed so that memory order is high digit
