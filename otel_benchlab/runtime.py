@@ -56,9 +56,11 @@ BATCH_S = 1.0  # energy, metrics, traces and files work on batches of about a se
 # objects, and the older ones after 10 of each: the agent holds a second of marks, spans
 # and frames between batches, each collection walking what it holds: at 20k marks/s that
 # was ~210 collections and 180-190 ms of CPU a second (measured with gc.callbacks).
-# Records are freed by reference counting; cycles are rare. Measured at 20k marks/s:
-# (10000, 20, 50) collects 14 times and ~40 ms a second.
-GC_THRESHOLDS = (10_000, 20, 50)
+# Records are freed by reference counting; cycles are rare. A young generation 14x
+# Python's, the older ones at its cadence: ~70 ms a second at 20k marks/s, and cycles (a
+# failed export's exception and traceback) still reach a full collection within ~100
+# young ones ((10000, 20, 50) was ~40 ms, but let them age for minutes).
+GC_THRESHOLDS = (10_000, 10, 10)
 
 
 class RecordQueue(queue.Queue):
