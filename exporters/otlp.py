@@ -237,7 +237,8 @@ def _wire_spans(base: type) -> type:
 
         def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
             super().__init__(*args, **kwargs)
-            self._client = TraceBytesStub(self._channel)
+            if not isinstance(self._client, TraceBytesStub):  # an SDK without the hook below
+                self._client = TraceBytesStub(self._channel)
 
         def _initialize_channel_and_stub(self) -> None:
             # The SDK makes a new channel and stub when the collector was unavailable.

@@ -118,7 +118,7 @@ class FrameAssembler:
         return ft
 
     def add_mark(self, mark: StageMark) -> None:
-        # Once per mark: one key, and the frame made here without a second lookup.
+        # Once per mark: one key, and one lookup for a frame already open (the usual case).
         if mark.frame is None:
             return  # id-less marks: each span is its own trace (see add_span)
         key = (mark.pipeline, mark.stream, mark.frame)

@@ -19,12 +19,11 @@ POOL_OF_A_COMMAND = (
 )
 
 
-def run_python(code: str, variable: str, value: str | None = None) -> str:
-    """What ``code`` prints in a fresh interpreter, with ``variable`` set to ``value`` or,
-    with None, unset."""
-    env = {k: v for k, v in os.environ.items() if k != variable}
-    if value:
-        env[variable] = value
+def run_python(code: str, changes: dict[str, str | None]) -> str:
+    """What ``code`` prints in a fresh interpreter, with this environment's variables
+    changed: each of ``changes`` set to its value or, with None, unset."""
+    env = {k: v for k, v in os.environ.items() if k not in changes}
+    env.update({k: v for k, v in changes.items() if v})
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -32,7 +31,7 @@ def run_python(code: str, variable: str, value: str | None = None) -> str:
 
 
 def pool(env_pool: str | None) -> str:
-    return run_python(POOL_OF_A_COMMAND, "ARROW_DEFAULT_MEMORY_POOL", env_pool)
+    return run_python(POOL_OF_A_COMMAND, {"ARROW_DEFAULT_MEMORY_POOL": env_pool})
 
 
 def test_arrow_allocates_with_malloc_by_default():
@@ -46,7 +45,7 @@ def test_a_pool_the_user_chose_is_kept():
 def test_replay_keeps_freed_memory_on_glibc():
     code = ("from otel_benchlab.heap import keep_freed_memory\n"
             "print(keep_freed_memory())\n")
-    assert run_python(code, "MALLOC_MMAP_MAX_") == "True"
+    assert run_python(code, {"MALLOC_MMAP_MAX_": None}) == "True"
 
 
 ARENAS_AFTER_EIGHT_THREADS = (
@@ -69,7 +68,7 @@ ARENAS_AFTER_EIGHT_THREADS = (
 
 
 def arenas(env_value: str | None) -> tuple[str, int]:
-    limited, n = run_python(ARENAS_AFTER_EIGHT_THREADS, "MALLOC_ARENA_MAX", env_value).split()
+    limited, n = run_python(ARENAS_AFTER_EIGHT_THREADS, {"MALLOC_ARENA_MAX": env_value}).split()
     return limited, int(n)
 
 
@@ -94,12 +93,11 @@ GC_OF_A_RUN = (
 def test_the_agent_runs_the_cycle_collector_less_often_than_python_does():
     from otel_benchlab.runtime import GC_THRESHOLDS
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BENCHLAB_"))}
-    env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none",
-               BENCHLAB_PROBE_ADDR="off")
-    out = subprocess.run([sys.executable, "-c", GC_OF_A_RUN], env=env, capture_output=True,
-                         text=True, timeout=60)
-    assert out.returncode == 0, out.stderr[-2000:]
-    rc, *thresholds = out.stdout.split()[-4:]
+    # None of the caller's OTEL_* and BENCHLAB_* variables; no exporters, no probe.
+    ours = {k: None for k in os.environ if k.startswith(("OTEL_", "BENCHLAB_"))}
+    out = run_python(GC_OF_A_RUN, {**ours, "OTEL_TRACES_EXPORTER": "none",
+                                   "OTEL_METRICS_EXPORTER": "none",
+                                   "BENCHLAB_PROBE_ADDR": "off"})
+    rc, *thresholds = out.split()[-4:]
     assert rc == "0" and tuple(map(int, thresholds)) == GC_THRESHOLDS
     assert GC_THRESHOLDS[0] > 700  # Python's default young-generation threshold
