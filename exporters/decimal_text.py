@@ -3,11 +3,11 @@
 CapFrameX files hold millions of numbers; formatting each through ``format`` or
 ``repr(round(...))`` cost most of a replay. These functions give the same bytes from numpy
 and Arrow kernels: the value is scaled by 10**digits, and rounded to an integer where the
-float product cannot be on the other side of a half from the exact one (its distance from
-the half is more than the product's rounding error). The few values that can (exact ties
-such as 1/128 at six digits, where Python rounds half to even), values too large for an
-exact integer, non-finite ones and numbers ``repr`` writes in exponent form go through
-Python itself, so every string equals Python's.
+exact product (the float product and its exact error) is compared with the half, so a
+value a hair either side rounds as Python rounds it, and an exact tie (1/128 at six
+digits) goes to the even neighbour as Python's does. Values too large for an exact
+integer, non-finite ones and numbers ``repr`` writes in exponent form go through Python
+itself, so every string equals Python's.
 """
 
 from __future__ import annotations
@@ -22,18 +22,41 @@ import pyarrow.compute as pc
 _EXACT_LIMIT = 2.0 ** 50  # scaled values below this round to an exact int64
 
 
+def _two_product(a: np.ndarray, b: float) -> tuple[np.ndarray, np.ndarray]:
+    """``a * b`` as its float product ``p`` and the exact error ``e`` (a*b == p + e
+    exactly; Dekker's product: each factor split into halves whose products are exact)."""
+    p = a * b
+    split = 134217729.0  # 2**27 + 1
+    c = a * split
+    ah = c - (c - a)
+    al = a - ah
+    cb = b * split
+    bh = cb - (cb - b)
+    bl = b - bh
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
 def _scaled(values: np.ndarray, digits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(10**digits * |v| rounded, sign bits, values Python must write itself)."""
     v = np.asarray(values, np.float64)
+    scale = float(10 ** digits)
     with np.errstate(invalid="ignore", over="ignore"):
-        x = np.abs(v) * float(10 ** digits)
+        x = np.abs(v) * scale
         whole = np.floor(x)
         frac = x - whole  # exact: x and its floor are close floats
-        python = ~(x < _EXACT_LIMIT) | (np.abs(frac - 0.5) <= 2 * np.spacing(x))
-        q = np.where(python, 0.0, whole + (frac > 0.5)).astype(np.int64)
+        up = frac > 0.5
+        # Where the float product may be on the other side of the half from the exact
+        # one, the exact product decides: it is whole + 0.5 + (above + err), with above
+        # exact; an exact tie goes to the even neighbour, as Python rounds.
+        near = np.flatnonzero(np.abs(frac - 0.5) <= 2 * np.spacing(x))
+        if len(near):
+            _, err = _two_product(np.abs(v[near]), scale)
+            above = frac[near] - 0.5
+            odd = np.fmod(whole[near], 2.0) == 1.0
+            up[near] = (above > -err) | ((above == -err) & odd)
+        python = ~(x < _EXACT_LIMIT)
+        q = np.where(python, 0.0, whole + up).astype(np.int64)
     return q, np.signbit(v), python
-
-
 def _text(q: np.ndarray, neg: np.ndarray, digits: int, trim: bool) -> pa.Array:
     scale = 10 ** digits
     whole = pc.cast(pa.array(q // scale), pa.string())

@@ -24,6 +24,8 @@ def awkward_values() -> np.ndarray:
         np.arange(-2000, 2000) / 128, np.arange(-2000, 2000) / 1024,  # exact ties
         np.arange(0, 20_000) / 1e4, np.arange(0, 20_000) / 1e6,
         np.round(rng.uniform(0, 100, 20_000), 7),  # near ties at six digits
+        rng.integers(0, 10**9, 20_000) / 1e6,  # latencies from whole ns: near ties at 4
+        rng.integers(0, 10**13, 20_000) / 1e9,  # seconds from whole ns: near ties at 6
         [0.0, -0.0, np.nan, np.inf, -np.inf, 1e20, -1e20, 5e-7, -5e-7, 0.5, 1.5, 2.5,
          1e-5, 1e-6, 9.99995e-5, 0.00015, 123456789.1234565, 2.0 ** 60],
     ])
