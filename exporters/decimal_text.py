@@ -117,11 +117,28 @@ def json_array(text: pa.Array) -> Text:
 
 
 def lines(columns: list[pa.Array | str], sep: str = ",") -> Text:
-    """Rows of ``columns`` (arrays of text, or one text for every row) joined by ``sep``,
-    one row a line, each ending in a newline."""
+    """Rows of ``columns`` (arrays of text, or one text for every row; at least one
+    array) joined by ``sep``, one row a line, each ending in a newline."""
+    first = next(i for i, c in enumerate(columns) if not isinstance(c, str))
+    last = max(i for i, c in enumerate(columns) if not isinstance(c, str))
+    n = len(columns[first])
+    if n == 0:
+        return ()
+    # Texts before the first array and after the last go into the line breaks (Arrow's
+    # join takes a plain text on every row at about the cost of three arrays); one
+    # between arrays becomes an array of its own.
+    head = "".join(f"{c}{sep}" for c in columns[:first]).encode()
+    tail = "".join(f"{sep}{c}" for c in columns[last + 1:]).encode()
     rows = pc.binary_join_element_wise(
-        *[pa.scalar(c, pa.string()) if isinstance(c, str) else c for c in columns], sep)
-    return _joined(rows, "\n"), b"\n"
+        *[_repeated(c, n) if isinstance(c, str) else c for c in columns[first:last + 1]], sep)
+    return head, _joined(rows, (tail + b"\n" + head).decode()), tail + b"\n"
+
+
+def _repeated(text: str, n: int) -> pa.Array:
+    """An array of ``n`` times ``text``, made from its buffers."""
+    raw = text.encode()
+    offsets = np.arange(n + 1, dtype=np.int32) * len(raw)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(raw * n))
 
 
 def joined_text(pieces: Text) -> str:

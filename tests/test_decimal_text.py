@@ -59,3 +59,10 @@ def test_json_array_is_what_json_dumps_writes_for_the_list():
 def test_lines_repeats_a_plain_text_on_every_row_and_ends_each_row():
     cells = fixed(np.array([1.0, np.nan]), 2).fill_null("")
     assert joined_text(lines(["app", cells, "z"])) == "app,1.00,z\napp,,z\n"
+
+
+def test_lines_writes_a_plain_text_between_columns_on_every_row():
+    a = fixed(np.array([1.0, 2.0, 3.0]), 1)
+    text = joined_text(lines(["x", "y", a, "0.0", a, a, "z"], sep=";"))
+    assert text == "".join(f"x;y;{v};0.0;{v};{v};z\n" for v in ("1.0", "2.0", "3.0"))
+    assert joined_text(lines([a.slice(0, 0), "z"])) == ""
