@@ -77,10 +77,16 @@ def _cells(values: np.ndarray, digits: int) -> pa.Array:
 
 def _groups(table: pa.Table, names: list[str]) -> Iterator[tuple[tuple[str, ...], np.ndarray]]:
     """Row indices of each distinct combination of ``names``, in order of first row."""
+    columns = [table[name] for name in names]
+    if table.num_rows and all(c.null_count == 0 and pc.all(pc.equal(c, c[0])).as_py()
+                              for c in columns):
+        # One group (a replayed pair): no encoding, no sorting.
+        yield tuple(c[0].as_py() for c in columns), np.arange(table.num_rows)
+        return
     codes = np.zeros(table.num_rows, np.int64)
     dictionaries = []
-    for name in names:
-        enc = pc.dictionary_encode(table[name].combine_chunks())
+    for column in columns:
+        enc = pc.dictionary_encode(column.combine_chunks())
         dictionaries.append(enc.dictionary.to_pylist())
         codes = codes * len(enc.dictionary) + enc.indices.to_numpy(zero_copy_only=False)
     uniq, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
