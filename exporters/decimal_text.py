@@ -143,11 +143,11 @@ def lines(columns: list[pa.Array | str], sep: str = ",") -> Text:
     head = "".join(f"{c}{sep}" for c in columns[:first]).encode()
     tail = "".join(f"{sep}{c}" for c in columns[last + 1:]).encode()
     rows = pc.binary_join_element_wise(
-        *[_repeated(c, n) if isinstance(c, str) else c for c in columns[first:last + 1]], sep)
+        *[repeated_text(c, n) if isinstance(c, str) else c for c in columns[first:last + 1]], sep)
     return head, _joined(rows, (tail + b"\n" + head).decode()), tail + b"\n"
 
 
-def _repeated(text: str, n: int) -> pa.Array:
+def repeated_text(text: str, n: int) -> pa.Array:
     """An array of ``n`` times ``text``, made from its buffers."""
     raw = text.encode()
     offsets = np.arange(n + 1, dtype=np.int32) * len(raw)

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from otel_benchlab.config import Config, ConfigError
 from otel_benchlab.exporters.capframex import CapFrameXWriter
+from otel_benchlab.exporters.decimal_text import repeated_text
 from otel_benchlab.exporters.parquet import ParquetPartWriter
 from otel_benchlab.processors.energy import PowerSeries, energy_between
 from otel_benchlab.processors.ids import group_hash, hex_np, span_ids_np, trace_ids_np
@@ -280,15 +281,11 @@ def _pair_table(m: _Marks, pair: tuple[str, str], start_i: np.ndarray, end_i: np
         "pipeline": _string_column(m.pipe[start_i], m.pipe_names),
         "stream": _string_column(m.stream[start_i], m.stream_names),
         "frame": pa.array(frame, pa.int64(), mask=~has),
-        "stage_from": pa.array([pair[0]] * n, pa.string()) if n < 2 else
-        _string_column(np.zeros(n, np.int64), [pair[0]]),
-        "stage_to": pa.array([pair[1]] * n, pa.string()) if n < 2 else
-        _string_column(np.zeros(n, np.int64), [pair[1]]),
+        "stage_from": repeated_text(pair[0], n), "stage_to": repeated_text(pair[1], n),
         "start_ns": pa.array(s_ns), "end_ns": pa.array(e_ns),
         "start_unix_ns": pa.array(s_ns + m.offset_ns), "end_unix_ns": pa.array(e_ns + m.offset_ns),
         "latency_ms": pa.array((e_ns - s_ns) / 1e6),
-        "power_source": _string_column(np.zeros(n, np.int64), [labels[0]]) if labels else
-        pa.nulls(n, pa.string()),
+        "power_source": repeated_text(labels[0], n) if labels else pa.nulls(n, pa.string()),
     }
     for label, mean_col, energy_col in power_columns(labels) or [(None, "power_mean_w",
                                                                   "energy_j")]:
