@@ -48,7 +48,8 @@ def _scaled(values: np.ndarray, digits: int) -> tuple[np.ndarray, np.ndarray, np
         # Where the float product may be on the other side of the half from the exact
         # one, the exact product decides: it is whole + 0.5 + (above + err), with above
         # exact; an exact tie goes to the even neighbour, as Python rounds.
-        near = np.flatnonzero(np.abs(frac - 0.5) <= 2 * np.spacing(x))
+        # (The float product is off by at most half its last place, below x * 2**-53.)
+        near = np.flatnonzero(np.abs(frac - 0.5) <= x * 2.0 ** -51)
         if len(near):
             _, err = _two_product(np.abs(v[near]), scale)
             above = frac[near] - 0.5
@@ -64,23 +65,25 @@ def _text(q: np.ndarray, neg: np.ndarray, digits: int, trim: bool) -> pa.Array:
     text = pc.binary_replace_slice(pc.utf8_lpad(pc.cast(pa.array(q), pa.string()),
                                                 digits + 1, "0"), -digits, -digits, ".")
     if trim:  # repr: no trailing zeros, but at least one digit after the point
-        text = pc.utf8_rtrim(text, "0")
-        whole = q % 10 ** digits == 0  # these end in the point now: a 0 follows it
-        if whole.any():
-            text = pc.binary_join_element_wise(text, _where_text(whole, "0"), "")
-    if neg.any():
-        text = pc.binary_join_element_wise(_where_text(neg, "-"), text, "")
-    return text
+        text = _insert_byte(pc.utf8_rtrim(text, "0"), q % 10 ** digits == 0, b"0", end=True)
+    return _insert_byte(text, neg, b"-", end=False)
 
 
-def _where_text(where: np.ndarray, text: str) -> pa.Array:
-    """``text`` where ``where`` holds, else the empty text, made from its buffers."""
-    raw = text.encode()
-    offsets = np.zeros(len(where) + 1, np.int32)
-    np.cumsum(where, out=offsets[1:])
-    offsets *= len(raw)
-    return pa.StringArray.from_buffers(len(where), pa.py_buffer(offsets),
-                                       pa.py_buffer(raw * int(where.sum())))
+def _insert_byte(text: pa.Array, where: np.ndarray, byte: bytes, end: bool) -> pa.Array:
+    """``text`` with ``byte`` put at the end (or start) of the rows ``where`` holds,
+    straight into its buffers: the rows are few (whole numbers, negative values) and a
+    join of the whole array cost more than all the rest."""
+    rows = np.flatnonzero(where)
+    if not len(rows):
+        return text
+    n = len(text)
+    offsets = np.frombuffer(text.buffers()[1], np.int32)[text.offset:text.offset + n + 1]
+    data = np.frombuffer(text.buffers()[2], np.uint8)[offsets[0]:offsets[-1]]
+    offsets = offsets - offsets[0]
+    data = np.insert(data, offsets[rows + 1] if end else offsets[rows], byte[0])
+    added = np.zeros(n + 1, np.int32)
+    np.cumsum(where, out=added[1:])  # a row starts after the bytes put in rows before it
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets + added), pa.py_buffer(data))
 
 
 def _patch(text: pa.Array, values: np.ndarray, where: np.ndarray,
