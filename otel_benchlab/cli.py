@@ -482,9 +482,12 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    # A batch process: reuse what it frees, in one arena that every thread shares (see
+    # heap.py); set before pyarrow starts its threads.
+    few_malloc_arenas(1)
+    keep_freed_memory()
     from otel_benchlab.replay import replay_session
 
-    keep_freed_memory()  # a batch process: reuse what it frees
     cfg = _config(args)
     setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])
     result = replay_session(args.session_dir, cfg, pairs=[tuple(p) for p in args.pair or []],

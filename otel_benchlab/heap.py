@@ -42,13 +42,18 @@ def arrow_on_the_c_heap() -> None:
 
 
 def few_malloc_arenas(arenas: int = 2) -> bool:
-    """For the long-running agent: glibc gives each thread that allocates an arena of its
-    own (up to 8 a core), and the agent's dozen threads (gRPC's, the receivers', the
-    SDK's, the pool threads that write a CapFrameX capture) each allocate little, so every
-    arena's partly used pages add up. Two arenas: 2.2 MB less peak RSS at the default
-    load (119.6 against 121.8 MB), and at a 4x load's first capture rollover a step of
-    ~7 MB where one build without the limit stepped by ~50 MB; CPU within the run-to-run
-    spread. A ``MALLOC_ARENA_MAX`` the user set wins. Call it before threads start."""
+    """For the long-running agent (two arenas) and replay (one): glibc gives each thread
+    that allocates an arena of its own (up to 8 a core), and the agent's dozen threads
+    (gRPC's, the receivers', the SDK's, the pool threads that write a CapFrameX capture)
+    each allocate little, so every arena's partly used pages add up. Two arenas: 2.2 MB
+    less peak RSS at the default load (119.6 against 121.8 MB), and at a 4x load's first
+    capture rollover a step of ~7 MB where one build without the limit stepped by ~50 MB;
+    CPU within the run-to-run spread. Replay's threads (Arrow's, the pair builders, the
+    Parquet and CapFrameX writers) kept what each freed in an arena of its own, where
+    another thread's next array could not reuse it, and the heap grew by fresh pages: with
+    one arena, 3 M seed marks peak at 0.85-0.88 GB RSS (was 1.25-1.31), 1.3-1.7 s of
+    system time (was 2.5-3.9). A ``MALLOC_ARENA_MAX`` the user set wins. Call it before
+    threads start."""
     libc = _libc()
     if libc is None or "MALLOC_ARENA_MAX" in os.environ:
         return False

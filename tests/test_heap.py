@@ -50,8 +50,7 @@ def test_replay_keeps_freed_memory_on_glibc():
 
 ARENAS_AFTER_EIGHT_THREADS = (
     "import ctypes, os, re, sys, tempfile, threading\n"
-    "from otel_benchlab.heap import few_malloc_arenas\n"
-    "limited = few_malloc_arenas()\n"
+    "{setup}\n"
     "def work():\n"
     "    keep = [bytearray(200_000) for _ in range(4)]  # malloc, in this thread's arena\n"
     "    barrier.wait()\n"
@@ -67,13 +66,25 @@ ARENAS_AFTER_EIGHT_THREADS = (
 )
 
 
-def arenas(env_value: str | None) -> tuple[str, int]:
-    limited, n = run_python(ARENAS_AFTER_EIGHT_THREADS, {"MALLOC_ARENA_MAX": env_value}).split()
+AGENT_SETUP = "from otel_benchlab.heap import few_malloc_arenas\nlimited = few_malloc_arenas()"
+# The replay command sets up its heap before it reads anything: a session that is not
+# there still leaves the process as replay runs it.
+REPLAY_SETUP = ("from otel_benchlab.cli import main\n"
+                "limited = main(['replay', tempfile.mkdtemp() + '/none']) != 0")
+
+
+def arenas(env_value: str | None, setup: str = AGENT_SETUP) -> tuple[str, int]:
+    code = ARENAS_AFTER_EIGHT_THREADS.replace("{setup}", setup)
+    limited, n = run_python(code, {"MALLOC_ARENA_MAX": env_value}).split()
     return limited, int(n)
 
 
 def test_the_agent_uses_two_malloc_arenas_however_many_threads_allocate():
     assert arenas(None) == ("True", 2)
+
+
+def test_replay_uses_one_malloc_arena_however_many_threads_allocate():
+    assert arenas(None, REPLAY_SETUP) == ("True", 1)
 
 
 def test_a_malloc_arena_limit_the_user_set_wins():
