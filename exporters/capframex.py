@@ -32,7 +32,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from otel_benchlab.exporters.decimal_text import Text, fixed, json_array, lines, rounded_repr
+from otel_benchlab.exporters.decimal_text import (
+    Decimals,
+    Text,
+    fixed,
+    json_array,
+    lines,
+    rounded_repr,
+)
 from otel_benchlab.heap import return_freed_memory
 
 log = logging.getLogger(__name__)
@@ -249,7 +256,7 @@ class CapFrameXWriter:
             outcomes = list(pool.map(self._write_file, jobs))
         failed = {id(c): exc for (c, _), exc in zip(jobs, outcomes, strict=True) if exc}
         for c in ready:
-            c.table, c.columns = None, {}
+            c.table, c.columns, c.frames = None, {}, None
             if id(c) in failed:
                 self._keep_for_retry(c, failed[id(c)])
                 continue
@@ -294,17 +301,22 @@ class CapFrameXWriter:
             table = table.take(pa.array(np.argsort(start, kind="stable")))
         part = self._parts.get(key, 0) + 1
         stem = self._stem(key) + ("" if part == 1 else f"_part{part}")
-        return _Capture(key, pending, table,
-                        {n: table[n].to_numpy(zero_copy_only=False) for n in self._names},
-                        part, self.directory / f"{stem}.csv", self.directory / f"{stem}.json")
+        columns = {n: table[n].to_numpy(zero_copy_only=False) for n in self._names}
+        start = columns["start_ns"]
+        # Frame times and latencies are written in both files: scaled, rounded and put
+        # into text once, here, before the two files are made side by side.
+        frames = _Frames(start, Decimals((start - start[0]) / 1e9, 6),
+                         Decimals(columns["latency_ms"], 4))
+        return _Capture(key, pending, table, columns, frames, part,
+                        self.directory / f"{stem}.csv", self.directory / f"{stem}.json")
 
     def _write_file(self, job: tuple[_Capture, str]) -> OSError | None:
         c, kind = job
         try:
             if kind == "csv":
-                _atomic_write(c.csv_path, self._csv(c.columns, c.table))
+                _atomic_write(c.csv_path, self._csv(c))
             else:
-                _atomic_write(c.json_path, _pieces(self._json(c.columns, *c.key)))
+                _atomic_write(c.json_path, _pieces(self._json(c)))
         except OSError as exc:
             return exc
         return None
@@ -320,16 +332,14 @@ class CapFrameXWriter:
             log.error("cannot copy %s to CapFrameX watch folder %s: %s", path.name,
                       self.watch_dir, exc)
 
-    def _frame_columns(self, t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        start = t["start_ns"]
-        return {"time": (start - start[0]) / 1e9, "lat": t["latency_ms"], "start": start}
-
     CSV_BLOCK = 50_000  # rows formatted at a time: a 100000-frame capture stays small
 
-    def _csv(self, t: dict[str, np.ndarray], table: pa.Table) -> Iterator[bytes | pa.Buffer]:
+    def _csv(self, c: _Capture) -> Iterator[bytes | pa.Buffer]:
         """The CSV text in blocks of rows (formatting a whole capture at once held some
-        50 MB of strings per capture at each rollover)."""
-        c = self._frame_columns(t)
+        50 MB of strings per capture at each rollover); the frame times and latencies are
+        written whole once (~9 bytes a frame each)."""
+        t, table = c.columns, c.table
+        assert table is not None
         n = len(t["start_ns"])
         fixed_cells = f"{self.app},0,0x0000000000000000,Other,0,0,0,Unknown,0"
         names = ["Frame", "Stream"] + [
@@ -340,33 +350,36 @@ class CapFrameXWriter:
         streams = pc.dictionary_encode(table["stream"].combine_chunks())
         stream = pa.array([_safe(s) for s in streams.dictionary.to_pylist()],
                           pa.string()).take(streams.indices)
+        times = c.frames.time.fixed().fill_null("")
+        lats = c.frames.lat.fixed().fill_null("")
         for lo in range(0, n, self.CSV_BLOCK):
             sl = slice(lo, min(n, lo + self.CSV_BLOCK))
-            lat = _cells(c["lat"][sl], 4)
-            cols = [fixed_cells, _cells(c["time"][sl], 6), lat, lat, "0.0000", lat, lat,
-                    frame[sl], stream[sl]]
+            lat = lats[sl]
+            cols = [fixed_cells, times[sl], lat, lat, "0.0000", lat, lat, frame[sl],
+                    stream[sl]]
             for _, mean_col, energy_col in self.power_columns:
                 cols += [_cells(t[mean_col][sl], 3), _cells(t[energy_col][sl], 6)]
             yield from lines(cols)
 
-    def _json(self, t: dict[str, np.ndarray], pipeline: str, a: str, b: str) -> dict:
-        c = self._frame_columns(t)
-        n = len(t["start_ns"])
-        lat = _json_floats(c["lat"], 4)
+    def _json(self, c: _Capture) -> dict:
+        pipeline, a, b = c.key
+        t, start = c.columns, c.frames.start
+        n = len(start)
+        lat = _Encoded(json_array(c.frames.lat.rounded_repr()))
         zeros = _json_repeated(b"0", n)
         capture = {
-            "TimeInSeconds": _json_floats(c["time"], 6),
+            "TimeInSeconds": _Encoded(json_array(c.frames.time.rounded_repr())),
             "MsBetweenPresents": lat, "MsInPresentAPI": _json_repeated(b"0.0", n),
             "MsBetweenDisplayChange": lat, "MsUntilRenderComplete": lat,
             "MsUntilDisplayed": lat,
-            "QPCTime": _json_floats(c["start"] / 1e9, 6),
+            "QPCTime": _json_floats(start / 1e9, 6),
             "PresentMode": zeros, "AllowsTearing": zeros, "SyncInterval": zeros,
             "Dropped": _json_repeated(b"false", n),
         }
         run: dict = {"PresentMonRuntime": "otel-benchlab", "SampleTime": self.sample_time_ms,
                      "CaptureData": capture}
         end = int(t["end_ns"].max())
-        grid = np.arange(int(c["start"][0]), end + 1, self.sample_time_ms * 1_000_000)
+        grid = np.arange(int(start[0]), end + 1, self.sample_time_ms * 1_000_000)
         for label, key in PMD_ARRAYS.items():
             chunks = self._power.get(label)
             if not chunks:
@@ -394,6 +407,15 @@ class CapFrameXWriter:
 
 
 @dataclass
+class _Frames:
+    """A capture's frame starts, and its frame times and latencies as decimals."""
+
+    start: np.ndarray
+    time: Decimals  # seconds from the first frame's start
+    lat: Decimals  # ms
+
+
+@dataclass
 class _Capture:
     """One capture on its way to its files."""
 
@@ -401,6 +423,7 @@ class _Capture:
     pending: _Pending
     table: pa.Table | None  # sorted by start
     columns: dict[str, np.ndarray]  # its numeric columns, for both files
+    frames: _Frames | None
     part: int
     csv_path: Path
     json_path: Path

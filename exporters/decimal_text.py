@@ -60,15 +60,6 @@ def _scaled(values: np.ndarray, digits: int) -> tuple[np.ndarray, np.ndarray, np
     return q, np.signbit(v), python
 
 
-def _text(q: np.ndarray, neg: np.ndarray, digits: int, trim: bool) -> pa.Array:
-    # One integer's text with the point put in (one cast; two casts and a join cost twice).
-    text = pc.binary_replace_slice(pc.utf8_lpad(pc.cast(pa.array(q), pa.string()),
-                                                digits + 1, "0"), -digits, -digits, ".")
-    if trim:  # repr: no trailing zeros, but at least one digit after the point
-        text = _insert_byte(pc.utf8_rtrim(text, "0"), q % 10 ** digits == 0, b"0", end=True)
-    return _insert_byte(text, neg, b"-", end=False)
-
-
 def _insert_byte(text: pa.Array, where: np.ndarray, byte: bytes, end: bool) -> pa.Array:
     """``text`` with ``byte`` put at the end (or start) of the rows ``where`` holds,
     straight into its buffers: the rows are few (whole numbers, negative values) and a
@@ -95,24 +86,49 @@ def _patch(text: pa.Array, values: np.ndarray, where: np.ndarray,
                                 pa.array([write(v) for v in values[idx].tolist()], pa.string()))
 
 
+class Decimals:
+    """An array's numbers scaled, rounded and put into text once, for both of Python's
+    ways of writing them (a CapFrameX capture writes its frame times and latencies both
+    ways: fixed in the CSV, repr in the JSON)."""
+
+    def __init__(self, values: np.ndarray, digits: int) -> None:
+        self.values = np.asarray(values, np.float64)
+        self.digits = digits
+        self.q, self.neg, self.python = _scaled(self.values, digits)
+        # One integer's text with the point put in (one cast; two casts and a join of
+        # whole and fraction cost twice as much); the sign comes last.
+        self.unsigned = pc.binary_replace_slice(
+            pc.utf8_lpad(pc.cast(pa.array(self.q), pa.string()), digits + 1, "0"),
+            -digits, -digits, ".")
+
+    def fixed(self) -> pa.Array:
+        """``f"{v:.{digits}f}"`` of each value; NaN becomes null (an empty CSV cell)."""
+        d = self.digits
+        text = _insert_byte(self.unsigned, self.neg, b"-", end=False)
+        return _patch(text, self.values, self.python, lambda v: None if v != v else f"{v:.{d}f}")
+
+    def rounded_repr(self) -> pa.Array:
+        """``json.dumps(round(v, digits))`` of each value: Python's shortest repr of the
+        rounded float (``1.5``, ``0.0``, ``-0.0``; ``NaN`` / ``Infinity`` as json writes
+        them)."""
+        d, q = self.digits, self.q
+        # No trailing zeros, but at least one digit after the point.
+        text = _insert_byte(pc.utf8_rtrim(self.unsigned, "0"), q % 10 ** d == 0, b"0",
+                            end=True)
+        text = _insert_byte(text, self.neg, b"-", end=False)
+        # repr switches to exponent form below 1e-4: those few go through Python too.
+        python = self.python | ((q > 0) & (q < 10 ** max(d - 4, 0)))
+        return _patch(text, self.values, python, lambda v: json.dumps(round(v, d)))
+
+
 def fixed(values: np.ndarray, digits: int) -> pa.Array:
     """``f"{v:.{digits}f}"`` of each value; NaN becomes null (an empty CSV cell)."""
-    values = np.asarray(values, np.float64)
-    q, neg, python = _scaled(values, digits)
-    text = _text(q, neg, digits, trim=False)
-    return _patch(text, values, python,
-                  lambda v: None if v != v else f"{v:.{digits}f}")
+    return Decimals(values, digits).fixed()
 
 
 def rounded_repr(values: np.ndarray, digits: int) -> pa.Array:
-    """``json.dumps(round(v, digits))`` of each value: Python's shortest repr of the
-    rounded float (``1.5``, ``0.0``, ``-0.0``; ``NaN`` / ``Infinity`` as json writes them)."""
-    values = np.asarray(values, np.float64)
-    q, neg, python = _scaled(values, digits)
-    # repr switches to exponent form below 1e-4: those few go through Python too.
-    python |= (q > 0) & (q < 10 ** max(digits - 4, 0))
-    text = _text(q, neg, digits, trim=True)
-    return _patch(text, values, python, lambda v: json.dumps(round(v, digits)))
+    """``json.dumps(round(v, digits))`` of each value (see ``Decimals.rounded_repr``)."""
+    return Decimals(values, digits).rounded_repr()
 
 
 Text = tuple[bytes | pa.Buffer, ...]  # pieces written one after the other
