@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -136,6 +137,14 @@ def main() -> int:
                     help="replay the seed JSONL format as a whole process, every output on")
     args = ap.parse_args()
     root = Path(args.keep or tempfile.mkdtemp(prefix="bench-replay-"))
+    try:
+        return run(args, root)
+    finally:
+        if not args.keep:  # a session and its replays: ~2 GB for 3 M marks
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, root: Path) -> int:
     t = time.perf_counter()
     session = generate(root, args.marks)
     print(f"generated {args.marks:,} marks in {time.perf_counter() - t:.1f} s at {session}")
