@@ -254,8 +254,9 @@ def test_parquet_rows_match_the_spans_sent_and_duckdb_reads_the_session(run):
         else:  # energy unknown (no power sample close enough): absent, not zero
             assert np.isnan(r.energy_j)
         assert r.latency_ms == pytest.approx((r.end_ns - r.start_ns) / 1e6)
-    n = duckdb.sql(f"select count(*) from read_parquet('{session}/aligned/*.parquet')").fetchall()
-    assert n[0][0] == len(table)
+    ids = duckdb.sql(f"select span_id, trace_id from read_parquet('{session}/aligned/*.parquet')"
+                     " order by span_id, trace_id").fetchall()
+    assert ids == sorted(zip(table.span_id, table.trace_id, strict=True))
     marks = ds.dataset(session / "raw" / "marks").to_table()
     assert marks.num_rows > 1000 and set(marks["stage"].to_pylist()) == {
         "ingress", "encoded", "inference_done"}

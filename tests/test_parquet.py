@@ -115,7 +115,22 @@ def test_a_part_is_byte_for_byte_what_pyarrow_parquet_writes(tmp_path):
     from otel_benchlab.exporters.parquet import write_part
 
     table = pa.table({"stage": ["a", "b", None] * 40, "value": [0.5, None, 1.5] * 40,
-                      "frame": pa.array([1, None, 3] * 40, pa.int64())})
+                      "frame": pa.array([1, None, 3] * 40, pa.int64()),
+                      "span_id": [f"{i:016x}" for i in range(120)]})
     expected = io.BytesIO()
-    pq.write_table(table, expected, compression="zstd", use_dictionary=["stage"])
+    pq.write_table(table, expected, compression="zstd", use_dictionary=["stage"],
+                   column_encoding={"span_id": "DELTA_LENGTH_BYTE_ARRAY"})
     assert write_part(tmp_path, table, 7).read_bytes() == expected.getvalue()
+
+
+def test_ids_are_written_as_delta_lengths_and_read_back_whole(tmp_path):
+    import pyarrow.parquet as pq
+
+    from otel_benchlab.exporters.parquet import write_part
+
+    table = pa.table({"trace_id": [f"{i * 7919:032x}" for i in range(500)],
+                      "span_id": [f"{i:016x}" for i in range(500)]})
+    path = write_part(tmp_path, table, 1)
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    assert all("DELTA_LENGTH_BYTE_ARRAY" in meta.column(i).encodings for i in range(2))
+    assert pq.read_table(path).equals(table)
