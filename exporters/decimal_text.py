@@ -61,9 +61,9 @@ def _scaled(values: np.ndarray, digits: int) -> tuple[np.ndarray, np.ndarray, np
 
 
 def _insert_byte(text: pa.Array, where: np.ndarray, byte: bytes, end: bool) -> pa.Array:
-    """``text`` with ``byte`` put at the end (or start) of the rows ``where`` holds,
-    straight into its buffers: the rows are few (whole numbers, negative values) and a
-    join of the whole array cost more than all the rest."""
+    """``text`` (without nulls) with ``byte`` put at the end (or start) of the rows
+    ``where`` holds, straight into its buffers: the rows are few (whole numbers, negative
+    values) and a join of the whole array cost more than all the rest."""
     rows = np.flatnonzero(where)
     if not len(rows):
         return text
