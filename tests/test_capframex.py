@@ -92,6 +92,18 @@ def test_names_that_sanitise_alike_get_their_own_files(tmp_path):
     assert len(set(w.files_written)) == 4
 
 
+def test_a_table_of_two_pipelines_makes_a_capture_of_each(tmp_path):
+    w = writer(tmp_path)
+    t = spans(60)
+    for i, s in enumerate(t):
+        s.pipeline = "left" if i % 2 else "right"
+    w.export(spans_to_table(t, TimeBase(0), ["sys", "gpu"]))
+    w.shutdown()
+    for pipeline, first in (("left", 1), ("right", 0)):
+        rows = check_csv(tmp_path / f"{pipeline}_ingress_to_encoded.csv")
+        assert [int(r["Frame"]) for r in rows] == list(range(first, 60, 2))
+
+
 def test_a_failed_write_is_counted_and_keeps_the_rows_for_replay(tmp_path):
     errors = []
     w = writer(tmp_path / "cx", spill=True, on_error=lambda what, n: errors.append((what, n)))
