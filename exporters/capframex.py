@@ -32,14 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from otel_benchlab.exporters.decimal_text import (
-    Decimals,
-    Text,
-    fixed,
-    json_array,
-    lines,
-    rounded_repr,
-)
+from otel_benchlab.exporters.decimal_text import Decimals, Text, json_array, lines
 from otel_benchlab.heap import return_freed_memory
 
 log = logging.getLogger(__name__)
@@ -67,9 +60,9 @@ class _Encoded:
         self.pieces = pieces
 
 
-def _json_floats(values: np.ndarray, digits: int) -> _Encoded:
+def _json_floats(numbers: Decimals) -> _Encoded:
     """``json.dumps([round(v, digits) for v in values])``, made once and reused."""
-    return _Encoded(json_array(rounded_repr(values, digits)))
+    return _Encoded(json_array(numbers.rounded_repr()))
 
 
 def _json_repeated(text: bytes, n: int) -> _Encoded:
@@ -77,9 +70,9 @@ def _json_repeated(text: bytes, n: int) -> _Encoded:
     return _Encoded((b"[", (text + b", ") * (n - 1) + text if n else b"", b"]"))
 
 
-def _cells(values: np.ndarray, digits: int) -> pa.Array:
+def _cells(numbers: Decimals) -> pa.Array:
     """CSV cells: ``f"{v:.{digits}f}"``, empty where there is no value."""
-    return fixed(np.asarray(values, np.float64), digits).fill_null("")
+    return numbers.fixed().fill_null("")
 
 
 def _groups(table: pa.Table, names: list[str]) -> Iterator[tuple[tuple[str, ...], np.ndarray]]:
@@ -305,7 +298,7 @@ class CapFrameXWriter:
         start = columns["start_ns"]
         # Frame times and latencies are written in both files: scaled, rounded and put
         # into text once, here, before the two files are made side by side.
-        frames = _Frames(start, Decimals((start - start[0]) / 1e9, 6),
+        frames = _Frames(Decimals((start - start[0]) / 1e9, 6),
                          Decimals(columns["latency_ms"], 4))
         return _Capture(key, pending, table, columns, frames, part,
                         self.directory / f"{stem}.csv", self.directory / f"{stem}.json")
@@ -350,29 +343,30 @@ class CapFrameXWriter:
         streams = pc.dictionary_encode(table["stream"].combine_chunks())
         stream = pa.array([_safe(s) for s in streams.dictionary.to_pylist()],
                           pa.string()).take(streams.indices)
-        times = c.frames.time.fixed().fill_null("")
-        lats = c.frames.lat.fixed().fill_null("")
+        times, lats = _cells(c.frames.time), _cells(c.frames.lat)
         for lo in range(0, n, self.CSV_BLOCK):
             sl = slice(lo, min(n, lo + self.CSV_BLOCK))
             lat = lats[sl]
             cols = [fixed_cells, times[sl], lat, lat, "0.0000", lat, lat, frame[sl],
                     stream[sl]]
             for _, mean_col, energy_col in self.power_columns:
-                cols += [_cells(t[mean_col][sl], 3), _cells(t[energy_col][sl], 6)]
+                cols += [_cells(Decimals(t[mean_col][sl], 3)),
+                         _cells(Decimals(t[energy_col][sl], 6))]
             yield from lines(cols)
 
     def _json(self, c: _Capture) -> dict:
         pipeline, a, b = c.key
-        t, start = c.columns, c.frames.start
+        t = c.columns
+        start = t["start_ns"]
         n = len(start)
-        lat = _Encoded(json_array(c.frames.lat.rounded_repr()))
+        lat = _json_floats(c.frames.lat)
         zeros = _json_repeated(b"0", n)
         capture = {
-            "TimeInSeconds": _Encoded(json_array(c.frames.time.rounded_repr())),
+            "TimeInSeconds": _json_floats(c.frames.time),
             "MsBetweenPresents": lat, "MsInPresentAPI": _json_repeated(b"0.0", n),
             "MsBetweenDisplayChange": lat, "MsUntilRenderComplete": lat,
             "MsUntilDisplayed": lat,
-            "QPCTime": _json_floats(start / 1e9, 6),
+            "QPCTime": _json_floats(Decimals(start / 1e9, 6)),
             "PresentMode": zeros, "AllowsTearing": zeros, "SyncInterval": zeros,
             "Dropped": _json_repeated(b"false", n),
         }
@@ -389,7 +383,7 @@ class CapFrameXWriter:
             if len(ts) == 0:
                 continue
             order = np.argsort(ts, kind="stable")
-            run[key] = _json_floats(np.interp(grid, ts[order], w[order]), 3)
+            run[key] = _json_floats(Decimals(np.interp(grid, ts[order], w[order]), 3))
         sha = hashlib.sha256()
         for piece in _pieces(run, sort_keys=True):
             sha.update(piece)
@@ -408,9 +402,8 @@ class CapFrameXWriter:
 
 @dataclass
 class _Frames:
-    """A capture's frame starts, and its frame times and latencies as decimals."""
+    """A capture's frame times and latencies as decimals (both files write them)."""
 
-    start: np.ndarray
     time: Decimals  # seconds from the first frame's start
     lat: Decimals  # ms
 
