@@ -20,17 +20,6 @@ from .test_end_to_end import agent_cmd, agent_env, wait_started
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs",
-                                            str(mnt)], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def fill(mnt, leave_bytes: int):
     filler = mnt / "filler"
     st = os.statvfs(mnt)
