@@ -16,7 +16,7 @@ import pytest
 from otel_benchlab.config import ConfigError, load_config
 
 from .test_bad_input import write_seed
-from .test_disk_full import fill, small_disk  # noqa: F401 - a fixture
+from .test_disk_full import fill
 from .test_end_to_end import agent_cmd, agent_env, wait_started
 
 
