@@ -15,7 +15,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.records import SensorInfo, StageSpan, Unpaired, power_values
+from otel_benchlab.records import SensorInfo, StageSpan, Unpaired
 
 from .histograms import BatchHistogram, BatchHistograms
 
@@ -86,9 +86,9 @@ class PipelineMetrics:
         for s in spans:
             key = (s.pipeline, s.stage_from, s.stage_to)
             latency.setdefault(key, []).append(s.end_ns - s.start_ns)
-            for label, _, joules in power_values(s.power):
-                if joules is not None:
-                    energy.setdefault((*key, label), []).append(joules)
+            for label, fig in s.power.items():
+                if fig.energy_j is not None:
+                    energy.setdefault((*key, label), []).append(fig.energy_j)
         for key, ns in latency.items():
             self.latency.record_many(self._attrs(*key), np.asarray(ns, np.float64) / 1e9)
         for ekey, joules in energy.items():

@@ -23,7 +23,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_benchlab import __version__
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.records import StageSpan, power_values
+from otel_benchlab.records import StageSpan
 from otel_benchlab.schema import column_suffix
 from otel_benchlab.timebase import TimeBase
 
@@ -78,8 +78,9 @@ def _stage_attributes(span: StageSpan) -> list[bytes]:
     out = [_LATENCY, pack_double(span.latency_ns / 1e9)]
     if span.frame is not None:
         out.append(attribute_bytes("benchlab.frame", span.frame))
-    for label, mean, energy in power_values(span.power):
+    for label, fig in span.power.items():
         mean_prefix, energy_prefix = _power_prefixes(label)
+        mean, energy = fig.mean_w, fig.energy_j
         if type(mean) is float:
             out += (mean_prefix, pack_double(mean))
         elif mean is not None:  # an integer, say, from an application's span
@@ -99,12 +100,12 @@ def span_attributes(span: StageSpan) -> dict[str, object]:
     }
     if span.frame is not None:
         attrs["benchlab.frame"] = span.frame
-    for label, mean, energy in power_values(span.power):
+    for label, fig in span.power.items():
         mean_key, energy_key = _power_keys(label)
-        if mean is not None:
-            attrs[mean_key] = mean
-        if energy is not None:
-            attrs[energy_key] = energy
+        if fig.mean_w is not None:
+            attrs[mean_key] = fig.mean_w
+        if fig.energy_j is not None:
+            attrs[energy_key] = fig.energy_j
     return attrs
 
 

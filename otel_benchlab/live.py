@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from otel_benchlab.records import StageSpan, Unpaired, power_rows
+from otel_benchlab.records import StageSpan, Unpaired
 
 _BIN = np.log(1.01)  # latency histogram: 1 % wide bins from 1 us
 _BINS = 2000  # up to ~ 1 us * 1.01**2000 = 440 s
@@ -69,9 +69,7 @@ class LiveStats:
                                            k[1], k[2], k[0]))
 
     def add(self, spans: list[StageSpan]) -> None:
-        none = [None] * len(spans)
-        means, energies = power_rows(spans, self.primary) if self.primary else (none, none)
-        for s, mean, energy in zip(spans, means, energies, strict=True):
+        for s in spans:
             key = (s.pipeline, s.stage_from, s.stage_to)
             w = self._w.get(key)
             if w is None:
@@ -79,10 +77,11 @@ class LiveStats:
             w.latencies.append(s.latency_ns / 1e6)
             w.first_end = min(w.first_end, s.end_ns)
             w.last_end = max(w.last_end, s.end_ns)
-            if mean is not None:
-                w.power.append(mean)
-            if energy is not None:
-                w.energy.append(energy)
+            fig = s.power.get(self.primary) if self.primary else None
+            if fig is not None and fig.mean_w is not None:
+                w.power.append(fig.mean_w)
+            if fig is not None and fig.energy_j is not None:
+                w.energy.append(fig.energy_j)
 
     def add_unpaired(self, items: list[Unpaired]) -> None:
         for u in items:

@@ -5,7 +5,6 @@ All timestamps are host CLOCK_MONOTONIC nanoseconds (see ``timebase``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,67 +66,6 @@ class PowerFigure:
     energy_j: float | None
 
 
-class SpanPower(Mapping[str, PowerFigure]):
-    """A span's power figures (``StageSpan.power``), as the energy processor gives them:
-    one tuple of (mean W, energy J) per source, None where not known, read through the
-    batch's shared ``index`` (label -> position of the mean).
-
-    Tens of thousands of spans a second get three figures each: as a dict of
-    ``PowerFigure`` objects that was four objects a span to make, for the cycle collector
-    to walk while the span is held, and to free (1.6-2.7 us a span in a harness); this is
-    one object and a plain tuple of numbers, which the collector stops tracking, and a
-    figure object is made only where one is asked for. The tuple is the span's own, so a
-    span held long (by an export queue) holds nothing of other spans."""
-
-    __slots__ = ("index", "values")
-
-    def __init__(self, index: dict[str, int], values: tuple[float | None, ...]) -> None:
-        self.index = index
-        self.values = values
-
-    def __getitem__(self, label: str) -> PowerFigure:
-        i = self.index[label]
-        return PowerFigure(self.values[i], self.values[i + 1])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.index)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def values_of(self) -> Iterator[tuple[str, float | None, float | None]]:
-        """(label, mean W, energy J) for each source, without figure objects."""
-        v = self.values
-        for label, i in self.index.items():
-            yield label, v[i], v[i + 1]
-
-
-def power_values(power: Mapping[str, PowerFigure]
-                 ) -> Iterator[tuple[str, float | None, float | None]]:
-    """(label, mean W, energy J) of a span's power, whichever mapping holds it."""
-    if type(power) is SpanPower:
-        return power.values_of()
-    return ((label, fig.mean_w, fig.energy_j) for label, fig in power.items())
-
-
-def power_rows(spans: list[StageSpan], label: str
-               ) -> tuple[list[float | None], list[float | None]]:
-    """Each span's mean power and energy of ``label`` (None where not known), as two
-    lists: read from the tuples when the spans were annotated together, else span by
-    span."""
-    if spans and type(spans[0].power) is SpanPower:
-        index = spans[0].power.index
-        if all(type(p) is SpanPower and p.index is index for p in (s.power for s in spans)):
-            i = index.get(label)
-            if i is None:
-                return [None] * len(spans), [None] * len(spans)
-            rows = [s.power.values for s in spans]  # type: ignore[attr-defined]
-            return [v[i] for v in rows], [v[i + 1] for v in rows]
-    figs = [s.power.get(label) for s in spans]
-    return ([f.mean_w if f else None for f in figs],
-            [f.energy_j if f else None for f in figs])
-
-
 @dataclass(slots=True)
 class StageSpan:
     """Two marks of one frame paired into an interval, later annotated with power."""
@@ -141,8 +79,7 @@ class StageSpan:
     end_ns: int
     trace_id: int = 0
     span_id: int = 0
-    # Set by the energy processor (a ``SpanPower``); any mapping of label to figure.
-    power: Mapping[str, PowerFigure] = field(default_factory=dict)
+    power: dict[str, PowerFigure] = field(default_factory=dict)
     # True for a span that came with its application's own trace and span ids (OTLP
     # intake): it stays in that trace instead of the agent's per-frame trace.
     foreign: bool = False

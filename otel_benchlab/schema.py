@@ -13,7 +13,7 @@ import re
 import numpy as np
 import pyarrow as pa
 
-from otel_benchlab.records import StageMark, StageSpan, power_rows
+from otel_benchlab.records import StageMark, StageSpan
 from otel_benchlab.timebase import TimeBase
 
 MARK_SCHEMA = pa.schema([
@@ -89,7 +89,9 @@ def spans_to_table(spans: list[StageSpan], tb: TimeBase, power_sources: list[str
         "power_source": [power_sources[0] if power_sources else None] * len(spans),
     }
     for label, mean_col, energy_col in power_columns(power_sources):
-        cols[mean_col], cols[energy_col] = power_rows(spans, label)
+        figs = [s.power.get(label) for s in spans]
+        cols[mean_col] = [f.mean_w if f else None for f in figs]
+        cols[energy_col] = [f.energy_j if f else None for f in figs]
     if not power_sources:
         cols["power_mean_w"] = [None] * len(spans)
         cols["energy_j"] = [None] * len(spans)

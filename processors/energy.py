@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from otel_benchlab.records import SpanPower, StageSpan
+from otel_benchlab.records import PowerFigure, StageSpan
 
 
 @dataclass
@@ -180,26 +180,10 @@ class EnergyAnnotator:
 
 
 def annotate(spans: list[StageSpan], series: dict[str, PowerSeries], max_gap_ns: int) -> None:
-    """Give every span its power figures for every source (a ``SpanPower``), in one
-    vector pass per source."""
+    """Set ``span.power[label]`` for every span and source, in one vector pass per source."""
     starts = np.fromiter((s.start_ns for s in spans), dtype=np.int64, count=len(spans))
     ends = np.fromiter((s.end_ns for s in spans), dtype=np.int64, count=len(spans))
-    index: dict[str, int] = {}
-    columns: list[list[float | None]] = []
     for label, s in series.items():
         energy, mean = energy_between(s, starts, ends, max_gap_ns)
-        index[label] = len(columns)
-        columns += (_known(mean), _known(energy))
-    if not columns:
-        return
-    # zip makes each span's tuple of figures in C, one pass over the batch.
-    for span, values in zip(spans, zip(*columns, strict=True), strict=True):
-        span.power = SpanPower(index, values)
-
-
-def _known(values: np.ndarray) -> list[float | None]:
-    """The values as floats, None for NaN (not known)."""
-    out = values.tolist()
-    if np.isnan(values).any():
-        out = [None if v != v else v for v in out]
-    return out
+        for span, e, m in zip(spans, energy.tolist(), mean.tolist(), strict=True):
+            span.power[label] = PowerFigure(None if m != m else m, None if e != e else e)

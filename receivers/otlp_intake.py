@@ -49,7 +49,7 @@ from otel_benchlab.components import BuildContext, Built, Component
 from otel_benchlab.config import Config, ConfigError, IntakeConfig, parse_bind
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.exporters.otlp_forward import OtlpForwarder
-from otel_benchlab.records import SensorInfo, StageMark, StageSpan, power_values
+from otel_benchlab.records import SensorInfo, StageMark, StageSpan
 from otel_benchlab.schema import column_suffix
 from otel_benchlab.timebase import TimeBase
 
@@ -152,16 +152,16 @@ class IntakeEnricher:
                 if found is None:
                     continue
                 entry, proto = found
-                for label, mean, energy in power_values(s.power):
+                for label, fig in s.power.items():
                     suffix = column_suffix(label)
-                    if mean is not None:
+                    if fig.mean_w is not None:
                         proto.attributes.append(KeyValue(
                             key=f"benchlab.power.mean.{suffix}",
-                            value=AnyValue(double_value=mean)))
-                    if energy is not None:
+                            value=AnyValue(double_value=fig.mean_w)))
+                    if fig.energy_j is not None:
                         proto.attributes.append(KeyValue(
                             key=f"benchlab.energy.{suffix}",
-                            value=AnyValue(double_value=energy)))
+                            value=AnyValue(double_value=fig.energy_j)))
                 entry[1] -= 1
                 if entry[1] <= 0 and self._held.pop(id(entry[0]), None) is not None:
                     ready.append(entry[0])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import math
 
 import numpy as np
@@ -10,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from otel_benchlab.processors.energy import EnergyAnnotator, PowerSeries, energy_between
-from otel_benchlab.records import PowerFigure, SpanPower, StageSpan, power_rows
+from otel_benchlab.records import StageSpan
 
 MS = 1_000_000
 GAP = 500 * MS
@@ -74,50 +73,3 @@ def test_annotator_gives_up_after_the_gap_and_leaves_the_value_missing():
     ann.add_span(StageSpan("p", "s", 1, "A", "B", 10 * MS, 20 * MS))
     [done] = ann.release(20 * MS + GAP + 1)
     assert done.power["SYS"].energy_j is None and done.power["SYS"].mean_w is None
-
-
-def test_annotated_spans_hold_their_figures_as_rows_of_one_batch():
-    ann = EnergyAnnotator({"SYS": "power", "GPU": "power"}, GAP, keep_ns=5_000 * MS)
-    ann.add_power("SYS", 0, 50.0)
-    ann.add_power("SYS", 100 * MS, 50.0)
-    spans = [StageSpan("p", "s", i, "A", "B", (10 + i) * MS, (20 + i) * MS) for i in range(3)]
-    for s in spans:
-        ann.add_span(s)
-    done = ann.release(22 * MS + GAP + 1)  # GPU never reported: its figures stay unknown
-    assert [type(s.power) for s in done] == [SpanPower] * 3
-    assert dict(done[1].power) == {"SYS": done[1].power["SYS"], "GPU": PowerFigure(None, None)}
-    means, energies = power_rows(done, "SYS")
-    assert np.allclose(means, 50.0) and np.allclose(energies, 0.5)
-    assert [s.power["SYS"] for s in done] == [
-        PowerFigure(m, e) for m, e in zip(means, energies, strict=True)]
-
-
-def test_power_rows_of_spans_that_are_not_one_batch_in_order_are_read_span_by_span():
-    ann = EnergyAnnotator({"SYS": "power"}, GAP, keep_ns=5_000 * MS)
-    ann.add_power("SYS", 0, 10.0)
-    ann.add_power("SYS", 100 * MS, 30.0)
-    for i in range(3):
-        ann.add_span(StageSpan("p", "s", i, "A", "B", 10 * MS * i, 10 * MS * (i + 1)))
-    done = ann.release(110 * MS)
-    other = StageSpan("p", "s", 9, "A", "B", 0, 1)
-    other.power = {"SYS": PowerFigure(7.0, None)}
-    mixed = [done[2], other, done[0]]
-    assert power_rows(mixed, "SYS") == (
-        [done[2].power["SYS"].mean_w, 7.0, done[0].power["SYS"].mean_w],
-        [done[2].power["SYS"].energy_j, None, done[0].power["SYS"].energy_j])
-    assert power_rows(mixed, "GPU") == ([None] * 3, [None] * 3)
-
-
-def test_a_span_kept_after_its_batch_holds_only_its_own_figures():
-    # An export queue may hold a span for minutes: it must not keep its batch alive.
-    ann = EnergyAnnotator({"SYS": "power", "GPU": "power"}, GAP, keep_ns=5_000 * MS)
-    ann.add_power("SYS", 0, 50.0)
-    ann.add_power("GPU", 0, 20.0)
-    ann.add_power("SYS", 2_000 * MS, 50.0)
-    ann.add_power("GPU", 2_000 * MS, 20.0)
-    for i in range(1000):
-        ann.add_span(StageSpan("p", "s", i, "A", "B", i * MS, i * MS + 1))
-    kept = ann.release(2_000 * MS)[7].power
-    assert isinstance(kept, SpanPower) and len(kept.values) == 4  # mean, energy x 2
-    assert {type(r) for r in gc.get_referents(kept) if r is not SpanPower} == {dict, tuple}
-    assert kept["GPU"] == PowerFigure(kept.values[2], kept.values[3])

@@ -134,4 +134,3 @@ def test_ids_are_written_as_delta_lengths_and_read_back_whole(tmp_path):
     meta = pq.ParquetFile(path).metadata.row_group(0)
     assert all("DELTA_LENGTH_BYTE_ARRAY" in meta.column(i).encodings for i in range(2))
     assert pq.read_table(path).equals(table)
-

@@ -12,7 +12,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TraceState
 from otel_benchlab.exporters.otel_traces import FrameTraceExporter
 from otel_benchlab.exporters.span_wire import SpanRequestWriter
 from otel_benchlab.processors.frames import FrameTrace
-from otel_benchlab.records import PowerFigure, SpanPower, StageSpan
+from otel_benchlab.records import PowerFigure, StageSpan
 from otel_benchlab.timebase import TimeBase
 
 RESOURCE = Resource.create({"service.name": "otel-benchlab", "host.name": "bench"})
@@ -155,27 +155,3 @@ def test_the_grpc_exporter_sends_the_written_bytes_also_on_a_new_channel():
     assert collector.trace_requests == [
         encode_spans([s for item in part for s in item.readable()])
         for part in (items[:3], items[3:])]
-
-
-def as_batch_rows(made: list[FrameTrace]) -> None:
-    """Give the frames' spans the same figures as the energy processor gives them
-    (``SpanPower``: a tuple a span, read through one index for the batch)."""
-    spans = [s for f in made for s in f.spans]
-    index = {label: 2 * i for i, label in enumerate(spans[0].power)}
-    for s in spans:
-        s.power = SpanPower(index, tuple(x for fig in s.power.values()
-                                         for x in (fig.mean_w, fig.energy_j)))
-
-
-def test_spans_with_their_batch_rows_as_power_encode_as_with_a_dict_of_figures():
-    from otel_benchlab.exporters.otel_traces import FrameSpans
-
-    exporter, with_dicts = frames(20, pairs_vary=True)
-    _, with_rows = frames(20, pairs_vary=True)
-    as_batch_rows(with_rows)
-    assert type(with_rows[0].spans[0].power) is SpanPower
-    for a, b in zip(with_dicts, with_rows, strict=True):
-        assert FrameSpans(a, exporter).encoded_spans() == FrameSpans(b, exporter).encoded_spans()
-        # (repr: a NaN figure is not equal to itself)
-        assert [repr(dict(s.attributes)) for s in exporter.build(a)] == \
-            [repr(dict(s.attributes)) for s in exporter.build(b)]
