@@ -144,7 +144,7 @@ def test_binding_wider_than_loopback_says_so_once(tmp_path):
 
 
 @pytest.mark.e2e
-def test_a_disk_full_at_exit_still_closes_every_file_and_names_them(small_disk, tmp_path):  # noqa: F811
+def test_a_disk_full_at_exit_still_closes_every_file_and_names_them(small_disk, tmp_path):
     proc = subprocess.Popen(
         agent_cmd("--simulate", "--data-root", str(small_disk / "data"), "--session", "s",
                   "--prom-bind", "off"),

@@ -12,6 +12,8 @@ from otel_benchlab.exporters.parquet import (
     recover_directory,
 )
 
+from .test_disk_full import fill
+
 SCHEMA = pa.schema([("x", pa.int64())])
 
 
@@ -134,3 +136,40 @@ def test_ids_are_written_as_delta_lengths_and_read_back_whole(tmp_path):
     meta = pq.ParquetFile(path).metadata.row_group(0)
     assert all("DELTA_LENGTH_BYTE_ARRAY" in meta.column(i).encodings for i in range(2))
     assert pq.read_table(path).equals(table)
+
+
+def test_rows_the_journal_holds_are_not_kept_in_memory_and_the_part_reads_them_back(tmp_path):
+    w = ParquetPartWriter(tmp_path, SCHEMA, part_rows=100)
+    w.export(pa.table({"x": [1, 2]}))
+    w.export(pa.table({"x": [3]}))
+    assert w.rows_in_memory == 0
+    assert w.force_flush()
+    assert ds.dataset(tmp_path).to_table()["x"].to_pylist() == [1, 2, 3]
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_rows_are_kept_in_memory_when_there_is_no_journal(tmp_path):
+    w = ParquetPartWriter(tmp_path, SCHEMA, part_rows=100, journal=False)
+    w.export(pa.table({"x": [1, 2]}))
+    assert w.rows_in_memory == 2 and not list(tmp_path.iterdir())
+
+
+def test_a_journal_that_fills_the_disk_gives_its_rows_back_to_memory_and_loses_none(
+        small_disk):
+    errors = []
+    w = ParquetPartWriter(small_disk / "parts", SCHEMA, part_rows=1_000_000,
+                          on_error=lambda what, n: errors.append((what, n)))
+    w.export(pa.table({"x": [1, 2]}))
+    filler = fill(small_disk, 0)
+    big = list(range(10, 200_010))  # 1.6 MB: more than the full disk takes
+    w.export(pa.table({"x": big}))
+    assert errors == [("journal", len(big))]
+    assert w.rows_in_memory == 2 + len(big)  # the journal's rows, read back, and the new
+    filler.unlink()
+    w.export(pa.table({"x": [5]}))  # a fresh journal takes every row again
+    assert w.rows_in_memory == 0
+    (journal,) = pending_journals(small_disk / "parts")
+    assert sum(b.num_rows for b in read_journal(journal)[0]) == 3 + len(big)
+    assert w.force_flush()
+    assert ds.dataset(small_disk / "parts").to_table()["x"].to_pylist() == [1, 2, *big, 5]
+    assert w.rows_dropped == 0
