@@ -8,7 +8,6 @@ the SDK's own threads.
 
 from __future__ import annotations
 
-import gc
 import logging
 import queue
 import sys
@@ -22,6 +21,7 @@ from typing import TextIO
 import numpy as np
 import pyarrow as pa
 
+from otel_benchlab.collection import BatchCollection
 from otel_benchlab.config import Config, config_as_dict
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.exporters.capframex import CapFrameXWriter
@@ -52,15 +52,6 @@ log = logging.getLogger("otel_benchlab")
 # (BATCH_S) anyway; each wake-up costs ~100 us of CPU on a VM, so 4 a second, not 10.
 TICK_S = 0.25
 BATCH_S = 1.0  # energy, metrics, traces and files work on batches of about a second
-# Python's cycle collector runs a young collection every 700 net allocations of tracked
-# objects, and the older ones after 10 of each: the agent holds a second of marks, spans
-# and frames between batches, each collection walking what it holds: at 20k marks/s that
-# was ~210 collections and 180-190 ms of CPU a second (measured with gc.callbacks).
-# Records are freed by reference counting; cycles are rare. A young generation 14x
-# Python's, the older ones at its cadence: ~70 ms a second at 20k marks/s, and cycles (a
-# failed export's exception and traceback) still reach a full collection within ~100
-# young ones ((10000, 20, 50) was ~40 ms, but let them age for minutes).
-GC_THRESHOLDS = (10_000, 10, 10)
 
 
 class RecordQueue(queue.Queue):
@@ -388,11 +379,8 @@ class Agent:
         retention.start()
         for line in self.banner():
             print(line, file=self.status_out or sys.stderr, flush=True)
-        # Everything built so far lives as long as the process: move it out of the
-        # collector's way, so full collections scan only what the agent makes while running.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
+        collection = BatchCollection()
+        collection.start()
         spans: list[StageSpan] = []
         unpaired: list[Unpaired] = []
         t_start = time.monotonic()
@@ -426,13 +414,17 @@ class Agent:
                     self._process(spans, unpaired, now_ns)
                     spans, unpaired = [], []
                     self._flush_files()
+                    collection.after_batch()
                 if now_s >= next_status:
                     self._status(now_s)
                     next_status = now_s + self.cfg.status_interval_s
         finally:
             retention.stop()
             errors_before = self.counters.get("write.errors")
-            self._shutdown(spans, unpaired, time.monotonic() - t_start)
+            try:
+                self._shutdown(spans, unpaired, time.monotonic() - t_start)
+            finally:
+                collection.stop()
         if self.close_errors or self.counters.get("write.errors") > errors_before:
             log.error("the session was closed, but not everything could be written (see the "
                       "errors above); `otel-benchlab recover %s` finishes it once they are "

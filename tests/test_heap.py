@@ -1,6 +1,6 @@
 """The process's heap: Arrow allocates with malloc unless the user chose its pool, the
 choice is made before pyarrow loads, replay keeps the memory it frees, and the agent runs
-Python's cycle collector less often."""
+Python's cycle collector once a batch."""
 
 from __future__ import annotations
 
@@ -95,20 +95,25 @@ def test_a_malloc_arena_limit_the_user_set_wins():
 GC_OF_A_RUN = (
     "import gc, sys, tempfile\n"
     "from otel_benchlab.cli import main\n"
-    "rc = main(['--simulate', '--duration', '0.5', '--data-root', tempfile.mkdtemp(),\n"
+    "explicit = []  # collections run while automatic collection was off: the agent's own\n"
+    "gc.callbacks.append(lambda phase, info: phase == 'start' and not gc.isenabled()\n"
+    "                    and explicit.append(info['generation']))\n"
+    "rc = main(['--simulate', '--duration', '2.6', '--data-root', tempfile.mkdtemp(),\n"
     "           '--prom-bind', 'off'])\n"
-    "print(rc, *gc.get_threshold())\n"
+    "print(rc, gc.isenabled(), *gc.get_threshold(), *explicit)\n"
 )
 
 
-def test_the_agent_runs_the_cycle_collector_less_often_than_python_does():
-    from otel_benchlab.runtime import GC_THRESHOLDS
-
+def test_the_agent_runs_the_cycle_collector_once_a_batch_and_leaves_it_as_it_was():
     # None of the caller's OTEL_* and BENCHLAB_* variables; no exporters, no probe.
     ours = {k: None for k in os.environ if k.startswith(("OTEL_", "BENCHLAB_"))}
     out = run_python(GC_OF_A_RUN, {**ours, "OTEL_TRACES_EXPORTER": "none",
                                    "OTEL_METRICS_EXPORTER": "none",
                                    "BENCHLAB_PROBE_ADDR": "off"})
-    rc, *thresholds = out.split()[-4:]
-    assert rc == "0" and tuple(map(int, thresholds)) == GC_THRESHOLDS
-    assert GC_THRESHOLDS[0] > 700  # Python's default young-generation threshold
+    rc, enabled, *rest = out.splitlines()[-1].split()
+    thresholds, explicit = rest[:3], rest[3:]
+    assert rc == "0" and enabled == "True"
+    assert tuple(map(int, thresholds)) == (700, 10, 10)  # Python's, untouched
+    # The young generation after each batch: the first batch is at the first tick, then
+    # one a second (0.25, 1.25, 2.25 s), and nothing collected on allocation counts.
+    assert set(explicit) == {"0"} and 2 <= len(explicit) <= 3, explicit
