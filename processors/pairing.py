@@ -155,7 +155,15 @@ class PairState:
             old = [k for k, m in table.items() if m.ts_ns < cutoff_ns]
             for k in old:
                 out.append(self._unpaired(table.pop(k), reason))
-        for k in [k for k, ts in self._done.items() if ts < cutoff_ns]:
+        # Frames are done in about the order of their ends, which is the dict's order: stop
+        # at the first one still in the window instead of scanning the window's thousands.
+        # One done out of order stays until those before it go (a duplicate is still told).
+        stale = []
+        for k, ts in self._done.items():
+            if ts >= cutoff_ns:
+                break
+            stale.append(k)
+        for k in stale:
             del self._done[k]
         for st in self._ordered.values():
             while st.starts and st.starts[0].ts_ns < cutoff_ns:

@@ -88,6 +88,20 @@ def test_expire_reports_stale_starts_as_timeouts():
     assert [u.reason for u in pairer.expire(WINDOW + 1)] == ["timeout"]
 
 
+def test_done_frames_are_forgotten_once_their_end_leaves_the_window():
+    pairer = StagePairer([("A", "B")], WINDOW)
+    fr = frames(50, 10, 5, jitter_ms=4)
+    for _, a, b in fr:
+        pairer.push(a)
+        pairer.push(b)
+    last_end = max(b.ts_ns for _, _, b in fr)
+    assert pairer.expire(last_end + WINDOW + 1) == []
+    # Forgotten: the same ends again are orphans in waiting, not duplicates.
+    again = [r for _, _, b in fr for r in pairer.push(b)]
+    assert again == []
+    assert pairer.expire(last_end + 2 * WINDOW + 2) != []
+
+
 @settings(max_examples=60, deadline=None)
 @given(loss=st.floats(0.0, 0.4), seed=st.integers(0, 10_000), ids=st.booleans(),
        pipelined=st.booleans())
