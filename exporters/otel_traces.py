@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import os
+import struct
+from collections.abc import Callable
 
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
@@ -36,7 +38,7 @@ from .span_wire import (
     field_bytes,
     name_bytes,
     pack_double,
-    pack_fixed64,
+    varint_bytes,
 )
 
 SCOPE = InstrumentationScope("otel_benchlab", __version__)
@@ -70,17 +72,55 @@ def _stage_parts(pipeline: str, stream: str, stage_from: str, stage_to: str
 
 
 _LATENCY = double_prefix("benchlab.latency")
+_ROOT_NAME = name_bytes("frame")
+_FRAME_KEY = field_bytes(0x0A, b"benchlab.frame")  # KeyValue.key
+# An int attribute is key, then AnyValue{int_value (field 3): varint}: everything before the
+# varint depends only on the varint's length (1-9 bytes for 0 <= n < 2**63).
+_FRAME_PREFIX = [b"\x4a" + bytes((len(_FRAME_KEY) + 3 + n,)) + _FRAME_KEY + b"\x12"
+                 + bytes((1 + n,)) + b"\x18" for n in range(10)]
+_IDS = struct.Struct(">BBQQ").pack  # TraceId (field 1) as 16 big-endian bytes
+_SPAN_ID = struct.Struct(">BBQ").pack  # SpanId (field 2) or ParentSpanId (field 4)
+_TIMES = struct.Struct("<BQBQ").pack  # start and end time (fields 7, 8): fixed64
+_CLOSE = EMPTY_STATUS + LOCAL_SPAN_FLAGS
+_LOW64 = (1 << 64) - 1
 
 
-def _stage_attributes(span: StageSpan) -> list[bytes]:
+def _frame_attribute(frame: int) -> bytes | None:
+    """``attribute_bytes("benchlab.frame", frame)`` without its lookups (made once a
+    frame, for its root and each stage span)."""
+    if 0 <= frame < 1 << 63:
+        v = varint_bytes(frame)
+        return _FRAME_PREFIX[len(v)] + v
+    return attribute_bytes("benchlab.frame", frame)
+
+
+@functools.lru_cache(maxsize=4096)
+def _root_names(pipeline: str, stream: str, over_target: bool) -> bytes:
+    return b"".join((attribute_bytes("benchlab.pipeline", pipeline),
+                     attribute_bytes("benchlab.stream", stream),
+                     attribute_bytes("benchlab.over_target", over_target)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _power_pack(label: str) -> Callable[[float, float], bytes]:
+    """A source's mean power and energy attributes, both floats, in one ``struct`` call."""
+    mean_prefix, energy_prefix = _power_prefixes(label)
+    pack = struct.Struct(f"<{len(mean_prefix)}sd{len(energy_prefix)}sd").pack
+    return lambda mean, energy: pack(mean_prefix, mean, energy_prefix, energy)
+
+
+def _stage_attributes(span: StageSpan, frame_attribute: bytes | None) -> list[bytes]:
     """``span_attributes(span)`` encoded, after the names: the latency, the frame, the
     power figures (a float as its 8 bytes behind a prefix made once per key)."""
     out = [_LATENCY, pack_double(span.latency_ns / 1e9)]
     if span.frame is not None:
-        out.append(attribute_bytes("benchlab.frame", span.frame))
+        out.append(frame_attribute)  # type: ignore[arg-type] # None fails the join: SDK
     for label, fig in span.power.items():
-        mean_prefix, energy_prefix = _power_prefixes(label)
         mean, energy = fig.mean_w, fig.energy_j
+        if type(mean) is float and type(energy) is float:
+            out.append(_power_pack(label)(mean, energy))
+            continue
+        mean_prefix, energy_prefix = _power_prefixes(label)
         if type(mean) is float:
             out += (mean_prefix, pack_double(mean))
         elif mean is not None:  # an integer, say, from an application's span
@@ -134,31 +174,27 @@ class FrameSpans:
         return self.owner.build(self.frame)
 
     def encoded_spans(self) -> bytes:
-        """``ScopeSpans.spans`` entries: the root, then one span per pair."""
-        f, to_unix = self.frame, self.owner.timebase.to_unix_ns
-        ids = b"\x0a\x10" + f.trace_id.to_bytes(16, "big")
-        root = f.root_span_id.to_bytes(8, "big")
-        attrs = [attribute_bytes("benchlab.pipeline", f.pipeline),
-                 attribute_bytes("benchlab.stream", f.stream),
-                 attribute_bytes("benchlab.over_target", f.over_target)]
-        if f.frame is not None:
-            attrs.append(attribute_bytes("benchlab.frame", f.frame))
-        out = [field_bytes(0x12, b"".join((
-            ids, b"\x12\x08", root, _ROOT_NAME, _INTERNAL,
-            b"\x39", pack_fixed64(to_unix(f.first_ns)), b"\x41", pack_fixed64(to_unix(f.last_ns)),
-            *attrs, EMPTY_STATUS, LOCAL_SPAN_FLAGS)))]
+        """``ScopeSpans.spans`` entries: the root, then one span per pair. Fixed parts are
+        packed together by ``struct``, names come from caches, and each span's bytes go
+        into the frame's list behind their tag and length (one copy, at the join)."""
+        f, offset = self.frame, self.owner.timebase.offset_ns
+        ids = _IDS(0x0A, 0x10, f.trace_id >> 64, f.trace_id & _LOW64)
+        parent = _SPAN_ID(0x22, 8, f.root_span_id)
+        frame_attribute = _frame_attribute(f.frame) if f.frame is not None else b""
+        body = b"".join((ids, _SPAN_ID(0x12, 8, f.root_span_id), _ROOT_NAME, _INTERNAL,
+                         _TIMES(0x39, f.first_ns + offset, 0x41, f.last_ns + offset),
+                         _root_names(f.pipeline, f.stream, f.over_target),
+                         frame_attribute, _CLOSE))  # type: ignore[arg-type]
+        out = [b"\x12", varint_bytes(len(body)), body]
         for s in f.spans:
             name, names = _stage_parts(s.pipeline, s.stream, s.stage_from, s.stage_to)
-            parts = [ids, b"\x12\x08", s.span_id.to_bytes(8, "big"), b"\x22\x08", root,
-                     name, _INTERNAL, b"\x39", pack_fixed64(to_unix(s.start_ns)),
-                     b"\x41", pack_fixed64(to_unix(s.end_ns)), names]
-            parts += _stage_attributes(s)
-            parts += (EMPTY_STATUS, LOCAL_SPAN_FLAGS)
-            out.append(field_bytes(0x12, b"".join(parts)))
+            parts = [ids, _SPAN_ID(0x12, 8, s.span_id), parent, name, _INTERNAL,
+                     _TIMES(0x39, s.start_ns + offset, 0x41, s.end_ns + offset), names]
+            parts += _stage_attributes(s, frame_attribute)
+            parts.append(_CLOSE)
+            body = b"".join(parts)
+            out += (b"\x12", varint_bytes(len(body)), body)
         return b"".join(out)
-
-
-_ROOT_NAME = name_bytes("frame")
 
 
 class FrameTraceExporter:

@@ -58,6 +58,7 @@ def _field(tag: int, payload: bytes) -> bytes:
 
 
 field_bytes = _field
+varint_bytes = _varint
 
 
 @lru_cache(maxsize=4096)

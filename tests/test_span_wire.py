@@ -108,6 +108,22 @@ def test_a_frame_item_writes_its_spans_as_the_sdk_encodes_its_readable_spans():
     assert SpanRequestWriter().request(items) == encode_spans(spans)
 
 
+def test_frame_ids_of_every_varint_length_and_negative_ones_encode_as_the_sdk_does():
+    from otel_benchlab.exporters.otel_traces import FrameSpans
+
+    exporter, made = frames(24)
+    ids = [0, 1, 127, 128, 16_383, 16_384, 2**21, 2**28, 2**35, 2**42, 2**49, 2**56,
+           2**63 - 1, -1, -(2**63), 5_000_000, 2**32 + 7, 300, 2**62, 99, 2**56 - 1,
+           2**49 - 1, 2**42 - 1, 2**35 - 1]
+    for frame, frame_id in zip(made, ids, strict=True):
+        frame.frame = frame_id
+        for s in frame.spans:
+            s.frame = frame_id
+    items = [FrameSpans(f, exporter) for f in made]
+    spans = [s for item in items for s in item.readable()]
+    assert SpanRequestWriter().request_bytes(items) == encode_spans(spans).SerializeToString()
+
+
 def test_an_exporter_that_writes_frames_gets_frame_items_the_others_readable_spans():
     from opentelemetry.sdk.trace.export import SpanExportResult
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
