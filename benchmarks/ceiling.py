@@ -4,11 +4,19 @@ CPU grows with the rate.
 A load process sends marks over the probe transport (otel_benchlab.probe, batched
 datagrams, as applications do) at a fixed rate: frames with ids through 3 stages (2 pairs),
 spread over 16 streams. The agent runs as users run it: the emulated BENCHLAB for power,
-every exporter on (OTLP to a local collector, Prometheus, Parquet, CapFrameX). For each rate
-it measures the agent's CPU (psutil) and what it dropped (queue.dropped, input.dropped from
-/metrics) over --seconds; the ceiling is the highest rate with nothing dropped.
+every exporter on (OTLP to a local collector, Prometheus, Parquet, CapFrameX), every frame
+traced. For each rate it measures the agent's CPU (psutil) and what it dropped over
+--seconds: marks (queue.dropped, input.dropped) and trace spans (export.dropped, from
+/metrics); the ceiling is the highest rate with nothing dropped.
+
+The agent hands its traces to the SDK's batch span processor a second at a time, so the
+processor's queue must hold more than a second of spans (here one span a mark: a frame of 3
+marks is a root and 2 stage spans); the agent's default (8,192 spans) holds about 8,000
+marks/s of such frames. As a user at these rates would, the run sets
+OTEL_BSP_MAX_QUEUE_SIZE to 3 seconds of the highest rate asked (--bsp-queue to choose).
 
 Usage: python benchmarks/ceiling.py [--seconds 60] [--rates 180,5000,20000,50000,80000]
+       [--bsp-queue SPANS]
 """
 
 from __future__ import annotations
@@ -70,8 +78,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--rates", default="180,5000,20000,50000,80000")
+    ap.add_argument("--bsp-queue", type=int, default=0,
+                    help="OTEL_BSP_MAX_QUEUE_SIZE for the agent (default: 3 s of the "
+                         "highest rate)")
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
+    bsp_queue = args.bsp_queue or int(3 * max(rates))
     collector = OtlpCollector().start()
     tmp = Path(tempfile.mkdtemp(prefix="ceiling-"))
     addr = f"udp://127.0.0.1:{free_port()}"
@@ -81,7 +93,8 @@ def main() -> int:
         '[sim]\nsources = ["benchlab"]\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BENCHLAB_"))}
     env.update(BENCHLAB_PROBE_ADDR=addr,
-               OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.port}")
+               OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.port}",
+               OTEL_BSP_MAX_QUEUE_SIZE=str(bsp_queue))
     agent = subprocess.Popen(
         [sys.executable, "-m", "otel_benchlab", "--simulate", "--config",
          str(tmp / "agent.toml"), "--data-root", str(tmp / "data"), "--prom-bind",
@@ -111,22 +124,26 @@ def main() -> int:
             after = urllib.request.urlopen(url, timeout=30).read().decode()
             dropped = sum(counter(after, n) - counter(before, n) for n in (
                 "benchlab_agent_queue_dropped_total", "benchlab_agent_input_dropped_total"))
+            traces = counter(after, "benchlab_agent_export_dropped_total") - \
+                counter(before, "benchlab_agent_export_dropped_total")
             # What arrived, from the spans the agent made (2 per frame of 3 marks): the
             # sender shares the machine and may fall short of the rate it was asked for.
             spans = sum(counter(after, n) - counter(before, n) for n in (
                 "benchlab_pipeline_latency_seconds_count",))
             got = spans * len(STAGES) / (len(STAGES) - 1) / args.seconds
-            rows.append((got, 100 * cpu / wall, dropped))
+            rows.append((got, 100 * cpu / wall, dropped + traces))
             print(f"  {rate:>9,.0f} marks/s asked, {got:>9,.0f} paired: agent CPU "
-                  f"{100 * cpu / wall:5.1f} % of a core, dropped {dropped:,.0f}", flush=True)
+                  f"{100 * cpu / wall:5.1f} % of a core, dropped {dropped:,.0f} marks and "
+                  f"{traces:,.0f} trace spans", flush=True)
     finally:
         agent.send_signal(2)
         agent.wait(timeout=120)
         collector.stop()
         shutil.rmtree(tmp, ignore_errors=True)  # the agent's session: 0.3-1.2 GB a run
     ok = [r for r, _, d in rows if d == 0]
-    print(f"ceiling: {max(ok) if ok else 0:,.0f} marks/s paired with nothing dropped "
-          f"(target >= 50,000 on one core); CPU per 1000 marks/s: "
+    print(f"ceiling: {max(ok) if ok else 0:,.0f} marks/s paired and traced with nothing "
+          f"dropped (target >= 50,000 on one core; OTEL_BSP_MAX_QUEUE_SIZE={bsp_queue}); "
+          f"CPU per 1000 marks/s: "
           + ", ".join(f"{c / (r / 1000):.2f} %" if r else "-" for r, c, _ in rows))
     return 0
 
