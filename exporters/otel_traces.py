@@ -260,11 +260,9 @@ class FrameTraceExporter:
             room = _room(processor)
             take = items if room is None or room >= len(items) else items[:room]
             if len(take) < len(items):
-                self.counters.add(
-                    "export.dropped", span_count(items) - span_count(take),
-                    "the span export queue is full (the collector is slow or down); spans "
-                    "are dropped, Parquet keeps every frame", signal="traces",
-                    reason="queue_full")
+                self.counters.add("export.dropped", span_count(items) - span_count(take),
+                                  _queue_full_hint(processor, items), signal="traces",
+                                  reason="queue_full")
             for item in take:
                 processor.on_end(item)
             self.handed += span_count(take)
@@ -285,6 +283,22 @@ def _bsp_size(variable: str, default: int) -> int:
     except ValueError:
         return default
     return value if value > 0 else default
+
+
+def _queue_full_hint(processor: BatchSpanProcessor, items: list) -> str:
+    """What to do about a full queue: a collector that does not keep up, or a batch (about
+    a second of frames) larger than the whole queue, which no collector can help."""
+    q = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
+    size = getattr(q, "maxlen", None)
+    if size is not None and len(items) > size:
+        per = span_count(items) / len(items)
+        return (f"a second of frames ({span_count(items)} spans) is more than the span "
+                f"export queue holds ({int(size * per)} spans); spans are dropped, Parquet "
+                "keeps every frame. Raise OTEL_BSP_MAX_QUEUE_SIZE above twice the spans a "
+                "second (about 0.5 KB of memory a queued span), or sample traces "
+                "(OTEL_TRACES_SAMPLER_ARG)")
+    return ("the span export queue is full (the collector is slow or down); spans are "
+            "dropped, Parquet keeps every frame")
 
 
 def _room(processor: BatchSpanProcessor) -> int | None:

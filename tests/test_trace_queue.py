@@ -1,0 +1,70 @@
+"""A full span export queue: every span that does not fit is counted, and the one log line
+says which of the two causes it is (a slow collector, or a batch the queue cannot hold)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otel_benchlab.counters import AgentCounters
+from otel_benchlab.exporters.otel_traces import FrameTraceExporter
+from otel_benchlab.processors.frames import FrameTrace
+from otel_benchlab.records import StageSpan
+from otel_benchlab.timebase import TimeBase
+
+
+class HeldFrames(SpanExporter):
+    """Takes frame items and does not return until released (a collector that hangs)."""
+
+    accepts_frame_items = True
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def export(self, spans):  # type: ignore[no-untyped-def]
+        self.release.wait(10)
+        return SpanExportResult.SUCCESS
+
+
+def made_frames(n: int) -> list[FrameTrace]:
+    out = []
+    for f in range(n):
+        frame = FrameTrace("p", "cam0", f, (1 << 100) + f, 7 + f, 10**9, 10**9 + 10**7)
+        frame.spans = [StageSpan("p", "cam0", f, "a", "b", 10**9, 10**9 + 5 * 10**6),
+                       StageSpan("p", "cam0", f, "b", "c", 10**9 + 5 * 10**6, 10**9 + 10**7)]
+        out.append(frame)
+    return out
+
+
+def exporter(queue_spans: int) -> tuple[FrameTraceExporter, HeldFrames, AgentCounters]:
+    held, counters = HeldFrames(), AgentCounters()
+    return FrameTraceExporter([held], Resource.create({}), TimeBase(0), counters,
+                              max_queue_size=queue_spans), held, counters
+
+
+def test_a_batch_larger_than_the_whole_queue_says_to_raise_the_queue_size(caplog):
+    traces, held, counters = exporter(30)  # 10 frames of 3 spans
+    with caplog.at_level(logging.WARNING, logger="otel_benchlab"):
+        traces.export(made_frames(25))
+    held.release.set()
+    traces.shutdown()
+    assert counters.get("export.dropped", signal="traces", reason="queue_full") == 15 * 3
+    line = "\n".join(r.getMessage() for r in caplog.records)
+    assert "(75 spans) is more than the span export queue holds (30 spans)" in line
+    assert "OTEL_BSP_MAX_QUEUE_SIZE" in line
+
+
+def test_a_batch_that_meets_a_queue_filled_by_a_hanging_collector_blames_the_collector(
+        caplog):
+    traces, held, counters = exporter(30)  # 10 frames; the worker waits for a batch of 10
+    with caplog.at_level(logging.WARNING, logger="otel_benchlab"):
+        traces.export(made_frames(8))  # queued, waiting for the export (the collector)
+        traces.export(made_frames(8))  # room for 2 of them
+    held.release.set()
+    traces.shutdown()
+    assert counters.get("export.dropped", signal="traces", reason="queue_full") == 6 * 3
+    line = "\n".join(r.getMessage() for r in caplog.records)
+    assert "the collector is slow or down" in line and "more than the span" not in line
