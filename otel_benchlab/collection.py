@@ -21,12 +21,22 @@ class BatchCollection:
     """Automatic collection off from ``start()`` to ``stop()``, and ``after_batch()`` after
     each batch: the young generation every batch, the middle one every ``middle_every``
     batches, everything every ``full_every``. What exists at ``start()`` lives as long as
-    the process and is frozen out of every collection."""
+    the process and is frozen out of every collection.
 
-    def __init__(self, middle_every: int = 10, full_every: int = 60) -> None:
+    A young collection walks every object made since the last one that is still alive. At
+    tens of thousands of marks a second that is the second of frames just handed to the
+    span export queue (~40 ms at 30,000 marks/s, ~100,000 objects); with more than
+    ``young_limit`` young objects it runs every ``young_every`` batches instead, when
+    most of them are long gone (freed by reference counting), at a fifth of the cost."""
+
+    def __init__(self, middle_every: int = 10, full_every: int = 60,
+                 young_limit: int = 20_000, young_every: int = 5) -> None:
         self.middle_every = middle_every
         self.full_every = full_every
+        self.young_limit = young_limit
+        self.young_every = young_every
         self.batches = 0
+        self._since_collected = 0
         self._was_enabled = True
 
     def start(self) -> None:
@@ -43,6 +53,12 @@ class BatchCollection:
     def after_batch(self) -> int:
         """Collect the generation that is due; returns the unreachable objects found."""
         self.batches += 1
+        self._since_collected += 1
         generation = (2 if self.batches % self.full_every == 0 else
                       1 if self.batches % self.middle_every == 0 else 0)
+        # get_count()[0]: objects made minus objects freed since the last collection.
+        if generation == 0 and gc.get_count()[0] > self.young_limit and \
+                self._since_collected < self.young_every:
+            return 0
+        self._since_collected = 0
         return gc.collect(generation)

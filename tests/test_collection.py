@@ -69,6 +69,24 @@ def test_each_batch_collects_the_young_generation_and_the_older_ones_at_their_ca
     assert generations == [0, 0, 1, 0, 0, 2]
 
 
+def test_with_many_young_objects_alive_the_young_generation_waits_a_few_batches(
+        generations):
+    c = BatchCollection(middle_every=100, full_every=100, young_limit=1000, young_every=3)
+    c.start()
+    try:
+        for _ in range(2):
+            c.after_batch()  # few young objects: collected each batch
+        assert generations == [2, 0, 0]  # start() collects everything once
+        held = []
+        for _ in range(6):
+            held += [Node() for _ in range(1500)]  # a batch's objects, still alive
+            c.after_batch()
+        assert generations == [2, 0, 0, 0, 0]  # every third batch while over the limit
+    finally:
+        c.stop()
+        gc.unfreeze()
+
+
 def test_a_cycle_made_during_a_batch_is_freed_after_it(collection):
     a, b = Node(), Node()
     a.other, b.other = b, a
