@@ -36,7 +36,8 @@ class BatchCollection:
         self.young_limit = young_limit
         self.young_every = young_every
         self.batches = 0
-        self._since_collected = 0
+        # The first batch collects whatever its count: what starting the receivers made.
+        self._since_collected = young_every - 1
         self._was_enabled = True
 
     def start(self) -> None:
