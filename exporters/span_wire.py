@@ -44,6 +44,11 @@ def _varint(n: int) -> bytes:
         return bytes((n,))
     if n < 0x4000:  # a span's or an attribute's length: two bytes
         return bytes(((n & 0x7F) | 0x80, n >> 7))
+    if n < 0x10000000:  # a frame id up to 268 million: three or four bytes
+        if n < 0x200000:
+            return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, n >> 14))
+        return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80,
+                      ((n >> 14) & 0x7F) | 0x80, n >> 21))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -176,14 +181,21 @@ class SpanRequestWriter:
 
     def request_bytes(self, spans: Sequence[ReadableSpan]) -> bytes:
         groups: dict[int, tuple[bytes, dict[int, tuple[bytes, list[bytes]]]]] = {}
+        last: tuple[object, object] | None = None
+        into: list[bytes] = []
         for span in spans:
-            resource, resource_bytes = self._encoded("resource", span.resource)
-            scope, scope_bytes = self._encoded("scope", span.instrumentation_scope or None)
-            by_scope = groups.setdefault(id(resource), (resource_bytes, {}))[1]
+            # A batch's items share one resource and scope, mostly: looked up once.
+            if last is None or span.resource is not last[0] or \
+                    span.instrumentation_scope is not last[1]:
+                last = (span.resource, span.instrumentation_scope)
+                resource, resource_bytes = self._encoded("resource", span.resource)
+                scope, scope_bytes = self._encoded("scope",
+                                                   span.instrumentation_scope or None)
+                by_scope = groups.setdefault(id(resource), (resource_bytes, {}))[1]
+                into = by_scope.setdefault(id(scope), (scope_bytes, []))[1]
             encoded = getattr(span, "encoded_spans", None)  # an item that writes itself
-            by_scope.setdefault(id(scope), (scope_bytes, []))[1].append(
-                encoded() if encoded is not None else
-                _field(0x12, span_bytes(span)))  # ScopeSpans.spans
+            into.append(encoded() if encoded is not None else
+                        _field(0x12, span_bytes(span)))  # ScopeSpans.spans
         out = []
         for resource_bytes, by_scope in groups.values():
             scope_spans = [_field(0x12, scope_bytes + b"".join(encoded))
