@@ -38,3 +38,15 @@ def test_a_frame_id_beyond_64_bits_gets_its_ids_as_alone():
 
 def test_an_empty_batch_is_nothing_to_do():
     TraceIds("session-1").assign_many([])
+
+
+def test_hex_columns_of_ids_read_as_each_id_formatted_alone():
+    from otel_benchlab.schema import hex_column
+
+    ids = [0, 1, 0xABCDEF, (1 << 128) - 1, 1 << 127, 0x0123456789ABCDEF0123456789ABCDEF]
+    assert hex_column(ids, 16).to_pylist() == [f"{i:032x}" for i in ids]
+    spans = [0, 1, (1 << 64) - 1, 0x00FF00FF00FF00FF]
+    assert hex_column(spans, 8).to_pylist() == [f"{i:016x}" for i in spans]
+    assert hex_column([], 8).to_pylist() == []
+    # Not an id of that size (a negative or a wider number): formatted as it is.
+    assert hex_column([5, 1 << 70], 8).to_pylist() == ["0000000000000005", f"{1 << 70:016x}"]
