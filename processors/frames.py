@@ -97,7 +97,7 @@ class FrameAssembler:
     def __init__(self, ids: TraceIds, pairs: list[tuple[str, str]], linger_ns: int,
                  sample_ratio: float, latency_targets_ns: dict[str, int]) -> None:
         self.ids = ids
-        self.pairs = {f"{a}->{b}" for a, b in pairs}
+        self._pair_keys = {(a, b) for a, b in pairs}
         self.linger_ns = linger_ns
         self.targets = latency_targets_ns
         self._sampler = TraceIdRatioBased(sample_ratio)
@@ -139,13 +139,19 @@ class FrameAssembler:
                             [span])
             return self._decide([ft])
         key = (span.pipeline, span.stream, span.frame)
-        ft = self._frame(span.pipeline, span.stream, span.frame, span.start_ns)
+        ft = self._frames.get(key)
+        if ft is None:
+            ft = self._frame(span.pipeline, span.stream, span.frame, span.start_ns)
         ft.spans.append(span)
-        ft.first_ns = min(ft.first_ns, span.start_ns)
-        ft.last_ns = max(ft.last_ns, span.end_ns)
-        self._touched[key] = max(self._touched.get(key, 0), span.end_ns)
-        if self.pairs and len(ft.spans) >= len(self.pairs) and \
-                {x.pair for x in ft.spans} == self.pairs:
+        if span.start_ns < ft.first_ns:
+            ft.first_ns = span.start_ns
+        if span.end_ns > ft.last_ns:
+            ft.last_ns = span.end_ns
+        touched = self._touched.get(key, 0)
+        self._touched[key] = span.end_ns if span.end_ns > touched else touched
+        # Pairs as (from, to) tuples: a span's ``pair`` text is made per call.
+        if self._pair_keys and len(ft.spans) >= len(self._pair_keys) and \
+                {(x.stage_from, x.stage_to) for x in ft.spans} == self._pair_keys:
             del self._frames[key]
             self._touched.pop(key, None)
             return self._decide([ft])
@@ -163,8 +169,10 @@ class FrameAssembler:
 
     def _decide(self, frames: list[FrameTrace]) -> list[FrameTrace]:
         kept = []
+        targets = self.targets
         for ft in frames:
-            over = any(s.latency_ns > self.targets.get(s.pair, 1 << 62) for s in ft.spans)
+            over = bool(targets) and any(s.latency_ns > targets.get(s.pair, 1 << 62)
+                                         for s in ft.spans)
             ft.over_target = over
             if (ft.trace_id & TraceIdRatioBased.TRACE_ID_LIMIT) < self._bound:
                 self.sampled += 1
