@@ -92,8 +92,11 @@ class PairState:
         return False
 
     # -- pairing by frame id -----------------------------------------------------------
-    def push_keyed(self, mark: StageMark, out: list[Result]) -> None:
-        key = (mark.pipeline, mark.stream, mark.frame)
+    def push_keyed(self, mark: StageMark, out: list[Result], key: tuple | None = None
+                   ) -> None:
+        """``key``: the mark's (pipeline, stream, frame), when the caller made it already."""
+        if key is None:
+            key = (mark.pipeline, mark.stream, mark.frame)
         is_start = mark.stage == self.stage_from
         mine, other = (self._starts, self._ends) if is_start else (self._ends, self._starts)
         if key in self._done or key in mine:
@@ -190,10 +193,12 @@ class StagePairer:
         states = self._by_stage.get(mark.stage)
         if not states:
             return out
-        self._latest = max(self._latest, mark.ts_ns)
+        if mark.ts_ns > self._latest:
+            self._latest = mark.ts_ns
         if mark.frame is not None:
+            key = (mark.pipeline, mark.stream, mark.frame)  # one key for every pair
             for p in states:
-                p.push_keyed(mark, out)
+                p.push_keyed(mark, out, key)
         else:
             self._intervals.setdefault((mark.pipeline, mark.stream, mark.stage),
                                        _Interval()).add(mark.ts_ns)
