@@ -11,7 +11,7 @@ traced. For each rate it measures the agent's CPU (psutil) and what it dropped o
 
 The agent hands its traces to the SDK's batch span processor a second at a time, so the
 processor's queue must hold more than a second of spans (here one span a mark: a frame of 3
-marks is a root and 2 stage spans); the agent's default (8,192 spans) holds about 8,000
+marks is a root and 2 stage spans); the agent's default (16,384 spans) holds about 16,000
 marks/s of such frames. As a user at these rates would, the run sets
 OTEL_BSP_MAX_QUEUE_SIZE to 3 seconds of the highest rate asked (--bsp-queue to choose).
 
