@@ -282,7 +282,7 @@ class Agent:
                 sink.export(done)
         # Spans that arrived with their own ids are already in their application's trace
         # (the forwarder sends them on); the agent's frame traces are made of the rest.
-        frames = [f for s in done if not s.foreign for f in self.frames.add_span(s)]
+        frames = self.frames.add_spans([s for s in done if not s.foreign])
         frames += self.frames.expire(now, flush=flush)
         if frames and self.telemetry.traces is not None:
             self.telemetry.traces.export(frames)

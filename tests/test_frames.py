@@ -69,3 +69,21 @@ def test_a_span_without_a_frame_id_is_a_trace_of_its_own_at_once():
     s.trace_id = 1 << 100
     done = fa.add_span(s)
     assert len(done) == 1 and done[0].trace_id == 1 << 100 and done[0].frame is None
+
+
+def test_a_frames_ids_are_the_hash_of_its_pipeline_stream_and_frame_in_batches_of_any_size():
+    from otel_benchlab.processors.ids import span_id
+
+    for n in (1, 5, 40):  # one frame at a time, a few, a batch (done in one vector pass)
+        ids = TraceIds("s")
+        fa = FrameAssembler(ids, PAIRS, 500 * MS, 1.0, {})
+        spans = []
+        for f in range(n):
+            fa.add_mark(StageMark(10 * MS, "p", "cam0", "ingress", f))
+            spans += [span(f, PAIRS[0], 10 * MS, 12 * MS), span(f, PAIRS[1], 12 * MS, 20 * MS)]
+        ids.assign_many(spans[: n // 2 * 2])  # some spans come with their ids, some not
+        done = fa.add_spans(spans)
+        assert len(done) == n
+        for ft in done:
+            expected = ids.trace_for("p", "cam0", ft.frame)
+            assert ft.trace_id == expected and ft.root_span_id == span_id(expected, "frame")
