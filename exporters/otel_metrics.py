@@ -81,18 +81,22 @@ class PipelineMetrics:
 
     def export(self, spans: Iterable[StageSpan]) -> None:
         """A batch: grouped by series here, counted into buckets by numpy."""
-        latency: dict[tuple[str, str, str], list[int]] = {}
-        energy: dict[tuple[str, str, str, str], list[float]] = {}
+        groups: dict[tuple[str, str, str], list[StageSpan]] = {}
         for s in spans:
             key = (s.pipeline, s.stage_from, s.stage_to)
-            latency.setdefault(key, []).append(s.end_ns - s.start_ns)
-            for label, fig in s.power.items():
-                if fig.energy_j is not None:
-                    energy.setdefault((*key, label), []).append(fig.energy_j)
-        for key, ns in latency.items():
-            self.latency.record_many(self._attrs(*key), np.asarray(ns, np.float64) / 1e9)
-        for ekey, joules in energy.items():
-            self.energy.record_many(self._attrs(*ekey), joules)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = []
+            group.append(s)
+        for key, group in groups.items():
+            ns = np.fromiter((s.end_ns - s.start_ns for s in group), np.float64, len(group))
+            self.latency.record_many(self._attrs(*key), ns / 1e9)
+            powers = [s.power for s in group]
+            for label in set().union(*powers):
+                figs = [p.get(label) for p in powers]
+                joules = [f.energy_j for f in figs if f is not None and f.energy_j is not None]
+                if joules:
+                    self.energy.record_many(self._attrs(*key, label), joules)
 
     def export_unpaired(self, items: Iterable[Unpaired]) -> None:
         for u in items:

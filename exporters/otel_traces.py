@@ -154,21 +154,16 @@ class FrameSpans:
     frames itself (``accepts_frame_items``). ``encoded_spans`` writes its spans as the
     SDK's encoder writes the ``ReadableSpan``s of ``readable`` (a test holds them equal)."""
 
-    __slots__ = ("frame", "owner")
+    __slots__ = ("frame", "owner", "span_count", "resource")
     context = _SAMPLED  # all the batch processor looks at: exported frames are sampled
     instrumentation_scope = SCOPE
 
     def __init__(self, frame, owner: FrameTraceExporter) -> None:  # type: ignore[no-untyped-def]
         self.frame = frame
         self.owner = owner
-
-    @property
-    def resource(self) -> Resource:
-        return self.owner.resource
-
-    @property
-    def span_count(self) -> int:
-        return 1 + len(self.frame.spans)
+        # Plain attributes: counted and grouped a few times a frame on the way out.
+        self.span_count: int = 1 + len(frame.spans)  # a finished frame: no more spans
+        self.resource: Resource = owner.resource
 
     def readable(self) -> list[ReadableSpan]:
         return self.owner.build(self.frame)
