@@ -61,6 +61,29 @@ def test_a_malformed_datagram_is_rejected_with_its_reason(data, reason):
     assert records == [] and rejected == [reason]
 
 
+LINES = ["m\t100\tapp\tcam0\tdecoded\t7", "m\t150\tapp\tcam0\tencoded\t",
+         "m\t160\tapp\tcam0\t\t8", "m\t170\t\t\tdone\t9", "m\tx\tapp\tcam0\tdone\t9",
+         "m\t180\tapp\tcam0\tdone\t9\textra", "x\t190\tapp\tcam0\tdone\t9",
+         "s\t10\t20\tapp\tcam0\ta\tb\t7", "m\t200\tapp\tcam0\tdone\t-3",
+         "m\t210\tapp\tm\tdone\t10", "m\t220\tapp\tcam0\tdone\t1.5", ""]
+
+
+@pytest.mark.parametrize("good", [0, 1, 2, 30])
+@pytest.mark.parametrize("odd", LINES[1:])
+def test_a_datagram_reads_as_its_lines_would_one_by_one(good, odd):
+    # Well-formed marks with ids, then one line of another kind, then more marks: the
+    # datagram's records and rejections are those of each line read alone, in order.
+    lines = [f"m\t{1000 + i}\tapp\tcam{i % 3}\tencoded\t{i}" for i in range(good)]
+    lines += [odd] + [LINES[0]] * good
+    whole = parse_datagram(("bl1\n" + "\n".join(lines) + "\n").encode())
+    alone = ([], [])
+    for line in lines:
+        records, rejected = parse_datagram(f"bl1\n{line}\n".encode())
+        alone[0].extend(records)
+        alone[1].extend(rejected)
+    assert whole == alone
+
+
 def test_a_probe_with_no_agent_drops_and_counts_and_never_raises(tmp_path):
     p = probe.Probe(f"unix://{tmp_path}/nobody.sock")
     for n in range(300):
