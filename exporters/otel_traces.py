@@ -61,14 +61,21 @@ def _power_prefixes(label: str) -> tuple[bytes, bytes]:
 
 @functools.lru_cache(maxsize=4096)
 def _stage_parts(pipeline: str, stream: str, stage_from: str, stage_to: str
-                 ) -> tuple[bytes, bytes]:
-    """A stage span's name field and its four name attributes, in ``span_attributes``'
-    order: the same for every frame of a stream, so written once."""
-    return name_bytes(f"{stage_from}->{stage_to}"), b"".join((
-        attribute_bytes("benchlab.pipeline", pipeline),
-        attribute_bytes("benchlab.stream", stream),
-        attribute_bytes("benchlab.stage.from", stage_from),
-        attribute_bytes("benchlab.stage.to", stage_to)))
+                 ) -> tuple[bytes, Callable[[int, int, float], bytes]]:
+    """A stage span's name and kind fields, and a ``struct`` pack of what follows them:
+    its times, its four name attributes (in ``span_attributes``' order) and its latency.
+    The same for every frame of a stream and pair, so made once."""
+    names = b"".join((attribute_bytes("benchlab.pipeline", pipeline),
+                      attribute_bytes("benchlab.stream", stream),
+                      attribute_bytes("benchlab.stage.from", stage_from),
+                      attribute_bytes("benchlab.stage.to", stage_to)))
+    pack = struct.Struct(f"<BQBQ{len(names) + len(_LATENCY)}sd").pack
+    middle = names + _LATENCY
+
+    def times_names_latency(start: int, end: int, latency_s: float) -> bytes:
+        return pack(0x39, start, 0x41, end, middle, latency_s)
+
+    return name_bytes(f"{stage_from}->{stage_to}") + _INTERNAL, times_names_latency
 
 
 _LATENCY = double_prefix("benchlab.latency")
@@ -109,12 +116,9 @@ def _power_pack(label: str) -> Callable[[float, float], bytes]:
     return lambda mean, energy: pack(mean_prefix, mean, energy_prefix, energy)
 
 
-def _stage_attributes(span: StageSpan, frame_attribute: bytes | None) -> list[bytes]:
-    """``span_attributes(span)`` encoded, after the names: the latency, the frame, the
-    power figures (a float as its 8 bytes behind a prefix made once per key)."""
-    out = [_LATENCY, pack_double(span.latency_ns / 1e9)]
-    if span.frame is not None:
-        out.append(frame_attribute)  # type: ignore[arg-type] # None fails the join: SDK
+def _power_attributes(span: StageSpan, out: list[bytes]) -> None:
+    """``span_attributes(span)``'s power figures, encoded onto ``out`` (a float as its 8
+    bytes behind a prefix made once per key)."""
     for label, fig in span.power.items():
         mean, energy = fig.mean_w, fig.energy_j
         if type(mean) is float and type(energy) is float:
@@ -129,7 +133,6 @@ def _stage_attributes(span: StageSpan, frame_attribute: bytes | None) -> list[by
             out += (energy_prefix, pack_double(energy))
         elif energy is not None:
             out.append(attribute_bytes(_power_keys(label)[1], energy))
-    return out
 
 
 def span_attributes(span: StageSpan) -> dict[str, object]:
@@ -182,10 +185,14 @@ class FrameSpans:
                          frame_attribute, _CLOSE))  # type: ignore[arg-type]
         out = [b"\x12", varint_bytes(len(body)), body]
         for s in f.spans:
-            name, names = _stage_parts(s.pipeline, s.stream, s.stage_from, s.stage_to)
-            parts = [ids, _SPAN_ID(0x12, 8, s.span_id), parent, name, _INTERNAL,
-                     _TIMES(0x39, s.start_ns + offset, 0x41, s.end_ns + offset), names]
-            parts += _stage_attributes(s, frame_attribute)
+            name_kind, middle = _stage_parts(s.pipeline, s.stream, s.stage_from, s.stage_to)
+            parts = [ids, _SPAN_ID(0x12, 8, s.span_id), parent, name_kind,
+                     middle(s.start_ns + offset, s.end_ns + offset,
+                            (s.end_ns - s.start_ns) / 1e9)]
+            if s.frame is not None:
+                parts.append(frame_attribute)  # type: ignore[arg-type] # None: the SDK's
+            if s.power:
+                _power_attributes(s, parts)
             parts.append(_CLOSE)
             body = b"".join(parts)
             out += (b"\x12", varint_bytes(len(body)), body)
