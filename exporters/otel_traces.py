@@ -215,7 +215,7 @@ class FrameTraceExporter:
         if max_queue_size is None:
             # More than the SDK's 2048: a second of frames is handed over at once, and
             # this holds two seconds of a node's worth (16 cameras at 60 fps, 8 stages:
-            # 7,680 spans a second), ~8 MB while the collector is down.
+            # 7,680 spans a second); full (a collector down) it holds ~6 MB more than 8,192 did.
             max_queue_size = _bsp_size("OTEL_BSP_MAX_QUEUE_SIZE", 16384)
         batch = _bsp_size("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
         # (processor, takes frames): the queue and batch sizes are counted in spans (as
@@ -299,7 +299,7 @@ def _queue_full_hint(processor: BatchSpanProcessor, items: list) -> str:
         return (f"a second of frames ({span_count(items)} spans) is more than the span "
                 f"export queue holds ({int(size * per)} spans); spans are dropped, Parquet "
                 "keeps every frame. Raise OTEL_BSP_MAX_QUEUE_SIZE above twice the spans a "
-                "second (about 0.5 KB of memory a queued span), or sample traces "
+                "second (0.5-0.7 KB of memory a queued span), or sample traces "
                 "(OTEL_TRACES_SAMPLER_ARG)")
     return ("the span export queue is full (the collector is slow or down); spans are "
             "dropped, Parquet keeps every frame")
