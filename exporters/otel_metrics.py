@@ -15,7 +15,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.records import SensorInfo, StageSpan, Unpaired
+from otel_benchlab.records import SensorInfo, StageSpan, Unpaired, spans_by_pair
 
 from .histograms import BatchHistogram, BatchHistograms
 
@@ -81,14 +81,7 @@ class PipelineMetrics:
 
     def export(self, spans: Iterable[StageSpan]) -> None:
         """A batch: grouped by series here, counted into buckets by numpy."""
-        groups: dict[tuple[str, str, str], list[StageSpan]] = {}
-        for s in spans:
-            key = (s.pipeline, s.stage_from, s.stage_to)
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = []
-            group.append(s)
-        for key, group in groups.items():
+        for key, group in spans_by_pair(spans).items():
             ns = np.fromiter((s.end_ns - s.start_ns for s in group), np.float64, len(group))
             self.latency.record_many(self._attrs(*key), ns / 1e9)
             powers = [s.power for s in group]

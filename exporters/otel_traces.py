@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
+from collections import deque
 from collections.abc import Callable
 
 from opentelemetry import trace as trace_api
@@ -35,7 +36,7 @@ from .span_wire import (
     LOCAL_SPAN_FLAGS,
     attribute_bytes,
     double_prefix,
-    field_bytes,
+    int_attribute,
     name_bytes,
     pack_double,
     varint_bytes,
@@ -80,25 +81,11 @@ def _stage_parts(pipeline: str, stream: str, stage_from: str, stage_to: str
 
 _LATENCY = double_prefix("benchlab.latency")
 _ROOT_NAME = name_bytes("frame")
-_FRAME_KEY = field_bytes(0x0A, b"benchlab.frame")  # KeyValue.key
-# An int attribute is key, then AnyValue{int_value (field 3): varint}: everything before the
-# varint depends only on the varint's length (1-9 bytes for 0 <= n < 2**63).
-_FRAME_PREFIX = [b"\x4a" + bytes((len(_FRAME_KEY) + 3 + n,)) + _FRAME_KEY + b"\x12"
-                 + bytes((1 + n,)) + b"\x18" for n in range(10)]
 _IDS = struct.Struct(">BBQQ").pack  # TraceId (field 1) as 16 big-endian bytes
 _SPAN_ID = struct.Struct(">BBQ").pack  # SpanId (field 2) or ParentSpanId (field 4)
 _TIMES = struct.Struct("<BQBQ").pack  # start and end time (fields 7, 8): fixed64
 _CLOSE = EMPTY_STATUS + LOCAL_SPAN_FLAGS
 _LOW64 = (1 << 64) - 1
-
-
-def _frame_attribute(frame: int) -> bytes | None:
-    """``attribute_bytes("benchlab.frame", frame)`` without its lookups (made once a
-    frame, for its root and each stage span)."""
-    if 0 <= frame < 1 << 63:
-        v = varint_bytes(frame)
-        return _FRAME_PREFIX[len(v)] + v
-    return attribute_bytes("benchlab.frame", frame)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -178,7 +165,9 @@ class FrameSpans:
         f, offset = self.frame, self.owner.timebase.offset_ns
         ids = _IDS(0x0A, 0x10, f.trace_id >> 64, f.trace_id & _LOW64)
         parent = _SPAN_ID(0x22, 8, f.root_span_id)
-        frame_attribute = _frame_attribute(f.frame) if f.frame is not None else b""
+        # Made once a frame, for its root and each stage span.
+        frame_attribute = int_attribute("benchlab.frame", f.frame) if f.frame is not None \
+            else b""
         body = b"".join((ids, _SPAN_ID(0x12, 8, f.root_span_id), _ROOT_NAME, _INTERNAL,
                          _TIMES(0x39, f.first_ns + offset, 0x41, f.last_ns + offset),
                          _root_names(f.pipeline, f.stream, f.over_target),
@@ -292,8 +281,8 @@ def _bsp_size(variable: str, default: int) -> int:
 def _queue_full_hint(processor: BatchSpanProcessor, items: list) -> str:
     """What to do about a full queue: a collector that does not keep up, or a batch (about
     a second of frames) larger than the whole queue, which no collector can help."""
-    q = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
-    size = getattr(q, "maxlen", None)
+    q = _queue(processor)
+    size = q.maxlen if q is not None else None
     if size is not None and len(items) > size:
         per = span_count(items) / len(items)
         return (f"a second of frames ({span_count(items)} spans) is more than the span "
@@ -305,11 +294,14 @@ def _queue_full_hint(processor: BatchSpanProcessor, items: list) -> str:
             "dropped, Parquet keeps every frame")
 
 
+def _queue(processor: BatchSpanProcessor) -> deque | None:
+    """The processor's bounded queue; None where this SDK version does not show it."""
+    q = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
+    return q if q is not None and getattr(q, "maxlen", None) is not None else None
+
+
 def _room(processor: BatchSpanProcessor) -> int | None:
     """Free places in the processor's queue; None where this SDK version does not show
     them."""
-    inner = getattr(processor, "_batch_processor", None)
-    q = getattr(inner, "_queue", None)
-    if q is None or getattr(q, "maxlen", None) is None:
-        return None
-    return q.maxlen - len(q)
+    q = _queue(processor)
+    return None if q is None else q.maxlen - len(q)

@@ -62,7 +62,6 @@ def _field(tag: int, payload: bytes) -> bytes:
     return bytes((tag,)) + _varint(len(payload)) + payload
 
 
-field_bytes = _field
 varint_bytes = _varint
 
 
@@ -84,6 +83,23 @@ def _double_prefix(key: str) -> bytes:
     return b"\x4a" + _varint(len(key_field) + 11) + key_field + b"\x12\x09\x21"
 
 
+@lru_cache(maxsize=4096)
+def _int_prefixes(key: str) -> tuple[bytes, ...]:
+    """Everything of an int attribute up to its varint, by the varint's length (1-10
+    bytes): the key's field and the lengths around it depend on nothing else."""
+    key_field = _key(key)
+    return tuple(b"\x4a" + _varint(len(key_field) + 3 + n) + key_field + b"\x12"
+                 + bytes((1 + n,)) + b"\x18" for n in range(11))
+
+
+def _int_attribute(key: str, value: int) -> bytes | None:
+    """Span.attributes entry for an int (AnyValue.int_value); None outside int64."""
+    if not -(1 << 63) <= value < (1 << 63):
+        return None
+    v = _varint(value & 0xFFFFFFFFFFFFFFFF)
+    return _int_prefixes(key)[len(v)] + v
+
+
 def _attribute(key: str, value: object) -> bytes | None:
     """Span.attributes entry (field 9) for one scalar value; None for other kinds."""
     kind = type(value)
@@ -96,9 +112,7 @@ def _attribute(key: str, value: object) -> bytes | None:
     elif isinstance(value, str):
         return _string_attribute(key, str(value))
     elif isinstance(value, int):
-        if not -(1 << 63) <= value < (1 << 63):
-            return None
-        any_value = b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)
+        return _int_attribute(key, value)
     elif isinstance(value, float):
         return _double_prefix(key) + _pack_double(value)
     else:
@@ -113,6 +127,7 @@ def _name(name: str) -> bytes:
 
 name_bytes = _name
 attribute_bytes = _attribute  # scalar values only (None for others)
+int_attribute = _int_attribute
 double_prefix = _double_prefix  # + 8 bytes of a double: a float attribute
 pack_double = _pack_double
 _EMPTY_STATUS = EMPTY_STATUS = b"\x7a\x00"  # the SDK always sets Span.status: empty (unset)

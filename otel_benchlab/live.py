@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from otel_benchlab.records import StageSpan, Unpaired
+from otel_benchlab.records import StageSpan, Unpaired, spans_by_pair
 
 _BIN = np.log(1.01)  # latency histogram: 1 % wide bins from 1 us
 _BINS = 2000  # up to ~ 1 us * 1.01**2000 = 440 s
@@ -69,16 +69,9 @@ class LiveStats:
                                            k[1], k[2], k[0]))
 
     def add(self, spans: list[StageSpan]) -> None:
-        # A batch holds a few pairs' spans: grouped first, then each group's figures
-        # taken in bulk (per span and figure otherwise, tens of thousands a second).
-        groups: dict[tuple[str, str, str], list[StageSpan]] = {}
-        for s in spans:
-            key = (s.pipeline, s.stage_from, s.stage_to)
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = []
-            group.append(s)
-        for key, group in groups.items():
+        # Each pair's figures taken in bulk (per span and figure otherwise, tens of
+        # thousands a second).
+        for key, group in spans_by_pair(spans).items():
             ends = [s.end_ns for s in group]
             w = self._w.get(key)
             if w is None:

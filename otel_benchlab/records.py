@@ -5,6 +5,7 @@ All timestamps are host CLOCK_MONOTONIC nanoseconds (see ``timebase``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +92,19 @@ class StageSpan:
     @property
     def pair(self) -> str:
         return f"{self.stage_from}->{self.stage_to}"
+
+
+def spans_by_pair(spans: Iterable[StageSpan]) -> dict[tuple[str, str, str], list[StageSpan]]:
+    """A batch's spans by (pipeline, stage_from, stage_to), each in batch order: what is
+    kept per pair is then taken a whole group at a time."""
+    groups: dict[tuple[str, str, str], list[StageSpan]] = {}
+    for s in spans:
+        key = (s.pipeline, s.stage_from, s.stage_to)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = []
+        group.append(s)
+    return groups
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,12 @@ from otel_benchlab.processors.ids import group_hash, hex_np, span_ids_np, trace_
 from otel_benchlab.processors.pairing import StagePairer, pair_keyed_arrays
 from otel_benchlab.receivers.stored import StoredSession, read_session
 from otel_benchlab.records import StageMark, StageSpan
-from otel_benchlab.schema import aligned_schema, power_columns, power_source_order
+from otel_benchlab.schema import (
+    aligned_schema,
+    fixed_width_strings,
+    power_columns,
+    power_source_order,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +84,7 @@ def _string_column(codes: np.ndarray, names: list[str]) -> pa.Array:
 
 def _hex_strings(*words: np.ndarray) -> pa.Array:
     raw = hex_np(*words)
-    width = raw.dtype.itemsize
-    offsets = np.arange(len(raw) + 1, dtype=np.int32) * width
-    return pa.StringArray.from_buffers(len(raw), pa.py_buffer(offsets), pa.py_buffer(raw))
+    return fixed_width_strings(raw, len(raw), raw.dtype.itemsize)
 
 
 def replay_session(session_dir: str | Path, cfg: Config,

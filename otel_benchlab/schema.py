@@ -108,8 +108,14 @@ def hex_column(ids: list[int], size: int) -> pa.Array:
         text = b"".join(map(int.to_bytes, ids, [size] * n, ["big"] * n)).hex().encode()
     except OverflowError:  # not an id of that size: formatted one by one, as it is
         return pa.array([f"{i:0{2 * size}x}" for i in ids], pa.string())
-    offsets = np.arange(n + 1, dtype=np.int32) * (2 * size)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
+    return fixed_width_strings(text, n, 2 * size)
+
+
+def fixed_width_strings(data: bytes | np.ndarray, n: int, width: int) -> pa.Array:
+    """``n`` strings of ``width`` bytes each, laid end to end in ``data``, as Arrow text
+    without a copy of it."""
+    offsets = np.arange(n + 1, dtype=np.int32) * width
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def marks_to_table(marks: list[StageMark], tb: TimeBase) -> pa.Table:

@@ -23,12 +23,10 @@ from .ids import (
     hash64,
     span_id,
     span_ids_by_hash_np,
+    span_ids_of,
     trace_id,
     trace_ids_np,
 )
-
-_M64 = (1 << 64) - 1
-_ROOT_HASH = np.uint64(hash64("frame"))
 
 
 @dataclass
@@ -192,10 +190,9 @@ class FrameAssembler:
                 kept.append(ft)
             else:
                 self.unsampled += 1
-        if len(kept) > 8:  # span_id(trace_id, "frame") of each, in one vector pass
-            lo = np.fromiter((ft.trace_id & _M64 for ft in kept), np.uint64, len(kept))
-            for ft, root in zip(kept, span_ids_by_hash_np(lo, _ROOT_HASH).tolist(),
-                                strict=True):
+        if len(kept) > 8:  # the numpy form pays from a few frames on
+            roots = span_ids_of([ft.trace_id for ft in kept], "frame")
+            for ft, root in zip(kept, roots, strict=True):
                 ft.root_span_id = root
         else:
             for ft in kept:

@@ -92,11 +92,8 @@ class PairState:
         return False
 
     # -- pairing by frame id -----------------------------------------------------------
-    def push_keyed(self, mark: StageMark, out: list[Result], key: tuple | None = None
-                   ) -> None:
-        """``key``: the mark's (pipeline, stream, frame), when the caller made it already."""
-        if key is None:
-            key = (mark.pipeline, mark.stream, mark.frame)
+    def push_keyed(self, mark: StageMark, key: tuple, out: list[Result]) -> None:
+        """``key``: the mark's (pipeline, stream, frame), made once for all its pairs."""
         is_start = mark.stage == self.stage_from
         mine, other = (self._starts, self._ends) if is_start else (self._ends, self._starts)
         if key in self._done or key in mine:
@@ -198,7 +195,7 @@ class StagePairer:
         if mark.frame is not None:
             key = (mark.pipeline, mark.stream, mark.frame)  # one key for every pair
             for p in states:
-                p.push_keyed(mark, out, key)
+                p.push_keyed(mark, key, out)
         else:
             self._intervals.setdefault((mark.pipeline, mark.stream, mark.stage),
                                        _Interval()).add(mark.ts_ns)
