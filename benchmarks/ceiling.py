@@ -99,7 +99,7 @@ def main() -> int:
         [sys.executable, "-m", "otel_benchlab", "--simulate", "--config",
          str(tmp / "agent.toml"), "--data-root", str(tmp / "data"), "--prom-bind",
          f"127.0.0.1:{prom}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True)
+        text=True, cwd=tmp)  # not the source tree, whose otel_benchlab/ would shadow the install
     for line in agent.stdout:
         if line.startswith("  power sources"):
             break
