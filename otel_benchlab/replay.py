@@ -73,7 +73,8 @@ def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if isinstance(arr, pa.ChunkedArray):  # pragma: no cover
         arr = arr.combine_chunks()
-    return arr.indices.to_numpy(zero_copy_only=False).astype(np.int64), \
+    # int32, as Arrow holds them (no copy): replay's peak memory is its time (heap.py)
+    return arr.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False), \
         arr.dictionary.to_pylist()
 
 
@@ -110,7 +111,7 @@ def replay_session(session_dir: str | Path, cfg: Config,
     out_dir = Path(out) if out else session_dir / "replay"
     _prepare_out(out_dir, force, named=out is not None)
     result = ReplayResult(out_dir, stored.marks.num_rows, 0.0, rejected=dict(stored.rejected))
-    tables = build_aligned(stored, pairs, cfg, result)
+    tables = build_aligned(encode_marks(stored), stored, pairs, cfg, result)
     labels = _labels(stored, cfg)
     schema = aligned_schema(labels)
     table = pa.concat_tables(tables) if tables else schema.empty_table()
@@ -207,27 +208,30 @@ class _Marks:
     offset_ns: int
 
 
-def _encode(stored: StoredSession) -> _Marks:
+def encode_marks(stored: StoredSession) -> _Marks:
+    """The session's marks as arrays, for every pair. The marks table is let go here
+    (``stored.marks`` becomes empty): what replay holds at its peak is what it pays for
+    in fresh pages (see heap.py), and the table is ~0.1 GB for 3 M marks."""
     marks = stored.marks
+    stored.marks = marks.schema.empty_table()
     pipe, pipe_names = _codes(marks["pipeline"])
     stream, stream_names = _codes(marks["stream"])
     stage, stage_names = _codes(marks["stage"])
     frame_col = marks["frame"].combine_chunks() if marks.num_rows else pa.array([], pa.int64())
     has_frame = frame_col.is_valid().to_numpy(zero_copy_only=False) if marks.num_rows else \
         np.zeros(0, bool)
-    group = pipe * max(len(stream_names), 1) + stream
+    group = pipe.astype(np.int64) * max(len(stream_names), 1) + stream
     hashes = np.array([group_hash(stored.session_id, p, s) for p in pipe_names
                        for s in (stream_names or [""])], dtype=np.uint64)
     return _Marks(marks["ts_ns"].to_numpy(), pipe, pipe_names, stream, stream_names, stage,
                   stage_names, frame_col.fill_null(0).to_numpy(zero_copy_only=False)
-                  .astype(np.int64), has_frame, group, hashes, _unix_offset(marks))
+                  .astype(np.int64, copy=False), has_frame, group, hashes, _unix_offset(marks))
 
 
-def build_aligned(stored: StoredSession, pairs: list[tuple[str, str]], cfg: Config,
+def build_aligned(m: _Marks, stored: StoredSession, pairs: list[tuple[str, str]], cfg: Config,
                   result: ReplayResult, threads: int = 2) -> list[pa.Table]:
     """The aligned rows of each pair, a table a pair; pairs are computed in parallel
     (numpy and Arrow release the GIL for the heavy work)."""
-    m = _encode(stored)
     labels = _labels(stored, cfg)
     schema = aligned_schema(labels)
     series = {}
@@ -240,7 +244,8 @@ def build_aligned(stored: StoredSession, pairs: list[tuple[str, str]], cfg: Conf
     keyed = np.flatnonzero(m.has_frame)
     all_keyed = len(keyed) == len(m.ts)
     result.idless_marks = len(m.ts) - len(keyed)
-    key = (m.group << FRAME_BITS) | (m.frame & ((1 << FRAME_BITS) - 1))
+    key = m.frame & ((1 << FRAME_BITS) - 1)
+    key |= m.group << FRAME_BITS
     k_key, k_stage, k_ts = (key, m.stage, m.ts) if all_keyed else (
         key[keyed], m.stage[keyed], m.ts[keyed])
 
