@@ -101,7 +101,6 @@ def generate(root: Path, n_marks: int, part_rows: int = 2_000_000) -> Path:
 def write_seed(session: Path, root: Path) -> Path:
     """The generated session's marks and power as the seed project's JSONL."""
     import pyarrow.dataset as ds
-    import pyarrow.json as pj  # noqa: F401 - the reader whose rate is the limit
 
     seed = root / "sessions" / "seed"
     (seed / "raw").mkdir(parents=True)

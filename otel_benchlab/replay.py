@@ -79,7 +79,7 @@ def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
 
 
 def _string_column(codes: np.ndarray, names: list[str]) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)),
+    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32, copy=False)),
                                           pa.array(names, pa.string())).cast(pa.string())
 
 
