@@ -12,11 +12,9 @@ HTTP) gets the ``ReadableSpan``s.
 
 from __future__ import annotations
 
-import functools
 import os
-import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Sequence
 
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
@@ -27,99 +25,13 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from otel_benchlab import __version__
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.records import StageSpan
-from otel_benchlab.schema import column_suffix
 from otel_benchlab.timebase import TimeBase
 
+from .frame_wire import frame_bytes, frames_bytes, power_keys
 from .otlp import span_count
-from .span_wire import (
-    EMPTY_STATUS,
-    LOCAL_SPAN_FLAGS,
-    attribute_bytes,
-    double_prefix,
-    int_attribute,
-    name_bytes,
-    pack_double,
-    varint_bytes,
-)
 
 SCOPE = InstrumentationScope("otel_benchlab", __version__)
 _SAMPLED = trace_api.SpanContext(0, 0, is_remote=False, trace_flags=trace_api.TraceFlags(1))
-_INTERNAL = b"\x30\x01"  # Span.kind = SPAN_KIND_INTERNAL
-
-
-@functools.lru_cache(maxsize=1024)
-def _power_keys(label: str) -> tuple[str, str]:
-    # Per span and power source otherwise: a regex and two f-strings, thousands a second.
-    suffix = column_suffix(label)
-    return f"benchlab.power.mean.{suffix}", f"benchlab.energy.{suffix}"
-
-
-@functools.lru_cache(maxsize=1024)
-def _power_prefixes(label: str) -> tuple[bytes, bytes]:
-    mean_key, energy_key = _power_keys(label)
-    return double_prefix(mean_key), double_prefix(energy_key)
-
-
-@functools.lru_cache(maxsize=4096)
-def _stage_parts(pipeline: str, stream: str, stage_from: str, stage_to: str
-                 ) -> tuple[bytes, Callable[[int, int, float], bytes]]:
-    """A stage span's name and kind fields, and a ``struct`` pack of what follows them:
-    its times, its four name attributes (in ``span_attributes``' order) and its latency.
-    The same for every frame of a stream and pair, so made once."""
-    names = b"".join((attribute_bytes("benchlab.pipeline", pipeline),
-                      attribute_bytes("benchlab.stream", stream),
-                      attribute_bytes("benchlab.stage.from", stage_from),
-                      attribute_bytes("benchlab.stage.to", stage_to)))
-    pack = struct.Struct(f"<BQBQ{len(names) + len(_LATENCY)}sd").pack
-    middle = names + _LATENCY
-
-    def times_names_latency(start: int, end: int, latency_s: float) -> bytes:
-        return pack(0x39, start, 0x41, end, middle, latency_s)
-
-    return name_bytes(f"{stage_from}->{stage_to}") + _INTERNAL, times_names_latency
-
-
-_LATENCY = double_prefix("benchlab.latency")
-_ROOT_NAME = name_bytes("frame")
-_IDS = struct.Struct(">BBQQ").pack  # TraceId (field 1) as 16 big-endian bytes
-_SPAN_ID = struct.Struct(">BBQ").pack  # SpanId (field 2) or ParentSpanId (field 4)
-_TIMES = struct.Struct("<BQBQ").pack  # start and end time (fields 7, 8): fixed64
-_CLOSE = EMPTY_STATUS + LOCAL_SPAN_FLAGS
-_LOW64 = (1 << 64) - 1
-
-
-@functools.lru_cache(maxsize=4096)
-def _root_names(pipeline: str, stream: str, over_target: bool) -> bytes:
-    return b"".join((attribute_bytes("benchlab.pipeline", pipeline),
-                     attribute_bytes("benchlab.stream", stream),
-                     attribute_bytes("benchlab.over_target", over_target)))
-
-
-@functools.lru_cache(maxsize=1024)
-def _power_pack(label: str) -> Callable[[float, float], bytes]:
-    """A source's mean power and energy attributes, both floats, in one ``struct`` call."""
-    mean_prefix, energy_prefix = _power_prefixes(label)
-    pack = struct.Struct(f"<{len(mean_prefix)}sd{len(energy_prefix)}sd").pack
-    return lambda mean, energy: pack(mean_prefix, mean, energy_prefix, energy)
-
-
-def _power_attributes(span: StageSpan, out: list[bytes]) -> None:
-    """``span_attributes(span)``'s power figures, encoded onto ``out`` (a float as its 8
-    bytes behind a prefix made once per key)."""
-    for label, fig in span.power.items():
-        mean, energy = fig.mean_w, fig.energy_j
-        if type(mean) is float and type(energy) is float:
-            out.append(_power_pack(label)(mean, energy))
-            continue
-        mean_prefix, energy_prefix = _power_prefixes(label)
-        if type(mean) is float:
-            out += (mean_prefix, pack_double(mean))
-        elif mean is not None:  # an integer, say, from an application's span
-            out.append(attribute_bytes(_power_keys(label)[0], mean))
-        if type(energy) is float:
-            out += (energy_prefix, pack_double(energy))
-        elif energy is not None:
-            out.append(attribute_bytes(_power_keys(label)[1], energy))
 
 
 def span_attributes(span: StageSpan) -> dict[str, object]:
@@ -131,7 +43,7 @@ def span_attributes(span: StageSpan) -> dict[str, object]:
     if span.frame is not None:
         attrs["benchlab.frame"] = span.frame
     for label, fig in span.power.items():
-        mean_key, energy_key = _power_keys(label)
+        mean_key, energy_key = power_keys(label)
         if fig.mean_w is not None:
             attrs[mean_key] = fig.mean_w
         if fig.energy_j is not None:
@@ -159,32 +71,23 @@ class FrameSpans:
         return self.owner.build(self.frame)
 
     def encoded_spans(self) -> bytes:
-        """``ScopeSpans.spans`` entries: the root, then one span per pair. Fixed parts are
-        packed together by ``struct``, names come from caches, and each span's bytes go
-        into the frame's list behind their tag and length (one copy, at the join)."""
-        f, offset = self.frame, self.owner.timebase.offset_ns
-        ids = _IDS(0x0A, 0x10, f.trace_id >> 64, f.trace_id & _LOW64)
-        parent = _SPAN_ID(0x22, 8, f.root_span_id)
-        # Made once a frame, for its root and each stage span.
-        frame_attribute = int_attribute("benchlab.frame", f.frame) if f.frame is not None \
-            else b""
-        body = b"".join((ids, _SPAN_ID(0x12, 8, f.root_span_id), _ROOT_NAME, _INTERNAL,
-                         _TIMES(0x39, f.first_ns + offset, 0x41, f.last_ns + offset),
-                         _root_names(f.pipeline, f.stream, f.over_target),
-                         frame_attribute, _CLOSE))  # type: ignore[arg-type]
-        out = [b"\x12", varint_bytes(len(body)), body]
-        for s in f.spans:
-            name_kind, middle = _stage_parts(s.pipeline, s.stream, s.stage_from, s.stage_to)
-            parts = [ids, _SPAN_ID(0x12, 8, s.span_id), parent, name_kind,
-                     middle(s.start_ns + offset, s.end_ns + offset,
-                            (s.end_ns - s.start_ns) / 1e9)]
-            if s.frame is not None:
-                parts.append(frame_attribute)  # type: ignore[arg-type] # None: the SDK's
-            if s.power:
-                _power_attributes(s, parts)
-            parts.append(_CLOSE)
-            body = b"".join(parts)
-            out += (b"\x12", varint_bytes(len(body)), body)
+        """``ScopeSpans.spans`` entries: the root, then one span per pair."""
+        return frame_bytes(self.frame, self.owner.timebase.offset_ns)
+
+    @staticmethod
+    def encode_many(items: Sequence[FrameSpans]) -> bytes:
+        """``encoded_spans`` of each item, joined in order, written in one pass per
+        exporter (see ``frame_wire.frames_bytes``)."""
+        owners: dict[int, tuple[FrameTraceExporter, list[int]]] = {}
+        for k, item in enumerate(items):
+            owners.setdefault(id(item.owner), (item.owner, []))[1].append(k)
+        if len(owners) == 1:
+            return frames_bytes([i.frame for i in items], items[0].owner.timebase.offset_ns)
+        out: list[bytes] = [b""] * len(items)
+        for owner, where in owners.values():  # frames of several time bases: rare
+            offset = owner.timebase.offset_ns
+            for k in where:
+                out[k] = frame_bytes(items[k].frame, offset)
         return b"".join(out)
 
 

@@ -8,8 +8,9 @@ and reused, a float or an integer is one ``struct.pack``. The request is then pa
 into the SDK's message (C code), so the exporter sends what it always sends; a test holds
 the result equal to the SDK's own ``encode_spans`` for the same spans.
 
-An item with ``encoded_spans()`` (``otel_traces.FrameSpans``, one frame's whole trace)
-writes its spans itself, grouped by its ``resource`` and ``instrumentation_scope``.
+An item with ``encode_many(items)`` (``otel_traces.FrameSpans``, one frame's whole trace)
+writes its spans itself, a run of its kind at a time, grouped by its ``resource`` and
+``instrumentation_scope``.
 
 Spans this writer does not cover (events, links, a trace state, a status other than
 unset, array or map attributes, dropped counts) are encoded by the SDK, span by span.
@@ -90,6 +91,19 @@ def _int_prefixes(key: str) -> tuple[bytes, ...]:
     key_field = _key(key)
     return tuple(b"\x4a" + _varint(len(key_field) + 3 + n) + key_field + b"\x12"
                  + bytes((1 + n,)) + b"\x18" for n in range(11))
+
+
+def int_prefix(key: str, varint_length: int) -> bytes:
+    """An int attribute's bytes before a varint of ``varint_length`` bytes."""
+    return _int_prefixes(key)[varint_length]
+
+
+@lru_cache(maxsize=4096)
+def string_prefix(key: str, value_length: int) -> bytes:
+    """A string attribute's bytes before a value of ``value_length`` UTF-8 bytes: its
+    lengths depend on nothing else."""
+    whole = _field(0x4A, _key(key) + _field(0x12, _field(0x0A, bytes(value_length))))
+    return whole[:len(whole) - value_length]
 
 
 def _int_attribute(key: str, value: int) -> bytes | None:
@@ -195,9 +209,9 @@ class SpanRequestWriter:
         return found
 
     def request_bytes(self, spans: Sequence[ReadableSpan]) -> bytes:
-        groups: dict[int, tuple[bytes, dict[int, tuple[bytes, list[bytes]]]]] = {}
+        groups: dict[int, tuple[bytes, dict[int, tuple[bytes, list]]]] = {}
         last: tuple[object, object] | None = None
-        into: list[bytes] = []
+        into: list = []
         for span in spans:
             # A batch's items share one resource and scope, mostly: looked up once.
             if last is None or span.resource is not last[0] or \
@@ -208,12 +222,12 @@ class SpanRequestWriter:
                                                    span.instrumentation_scope or None)
                 by_scope = groups.setdefault(id(resource), (resource_bytes, {}))[1]
                 into = by_scope.setdefault(id(scope), (scope_bytes, []))[1]
-            encoded = getattr(span, "encoded_spans", None)  # an item that writes itself
-            into.append(encoded() if encoded is not None else
+            # An item that writes itself (and its kind, many at once) stays an item here.
+            into.append(span if hasattr(span, "encode_many") else
                         _field(0x12, span_bytes(span)))  # ScopeSpans.spans
         out = []
         for resource_bytes, by_scope in groups.values():
-            scope_spans = [_field(0x12, scope_bytes + b"".join(encoded))
+            scope_spans = [_field(0x12, scope_bytes + b"".join(_written(encoded)))
                            for scope_bytes, encoded in by_scope.values()]
             out.append(_field(0x0A, resource_bytes + b"".join(scope_spans)))
         return b"".join(out)
@@ -228,6 +242,27 @@ class SpanRequestWriter:
     def request(self, spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
         """The request as the SDK's message (what its encoder makes, for comparison)."""
         return ExportTraceServiceRequest.FromString(self.encoded(spans))
+
+
+def _written(entries: list) -> list[bytes]:
+    """A scope's span entries as bytes: each run of items of one kind that writes itself
+    written by that kind's ``encode_many`` in one call."""
+    out: list[bytes] = []
+    run: list = []
+    for entry in entries:
+        if type(entry) is bytes:
+            if run:
+                out.append(type(run[0]).encode_many(run))
+                run = []
+            out.append(entry)
+        elif run and type(entry) is not type(run[0]):
+            out.append(type(run[0]).encode_many(run))
+            run = [entry]
+        else:
+            run.append(entry)
+    if run:
+        out.append(type(run[0]).encode_many(run))
+    return out
 
 
 def readable(items: Sequence) -> list[ReadableSpan]:
