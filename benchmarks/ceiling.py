@@ -16,7 +16,7 @@ marks/s of such frames. As a user at these rates would, the run sets
 OTEL_BSP_MAX_QUEUE_SIZE to 3 seconds of the highest rate asked (--bsp-queue to choose).
 
 Usage: python benchmarks/ceiling.py [--seconds 60] [--rates 180,5000,20000,50000,80000]
-       [--bsp-queue SPANS]
+       [--bsp-queue SPANS] [--bsp-batch SPANS]
 """
 
 from __future__ import annotations
@@ -81,6 +81,9 @@ def main() -> int:
     ap.add_argument("--bsp-queue", type=int, default=0,
                     help="OTEL_BSP_MAX_QUEUE_SIZE for the agent (default: 3 s of the "
                          "highest rate)")
+    ap.add_argument("--bsp-batch", type=int, default=0,
+                    help="OTEL_BSP_MAX_EXPORT_BATCH_SIZE for the agent (default: unset, the "
+                         "agent's 2048)")
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     bsp_queue = args.bsp_queue or int(3 * max(rates))
@@ -95,6 +98,8 @@ def main() -> int:
     env.update(BENCHLAB_PROBE_ADDR=addr,
                OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.port}",
                OTEL_BSP_MAX_QUEUE_SIZE=str(bsp_queue))
+    if args.bsp_batch:
+        env["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"] = str(args.bsp_batch)
     agent = subprocess.Popen(
         [sys.executable, "-m", "otel_benchlab", "--simulate", "--config",
          str(tmp / "agent.toml"), "--data-root", str(tmp / "data"), "--prom-bind",
@@ -142,7 +147,8 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)  # the agent's session: 0.3-1.2 GB a run
     ok = [r for r, _, d in rows if d == 0]
     print(f"ceiling: {max(ok) if ok else 0:,.0f} marks/s paired and traced with nothing "
-          f"dropped (target >= 50,000 on one core; OTEL_BSP_MAX_QUEUE_SIZE={bsp_queue}); "
+          f"dropped (target >= 50,000 on one core; OTEL_BSP_MAX_QUEUE_SIZE={bsp_queue}, "
+          f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE={args.bsp_batch or 'unset'}); "
           f"CPU per 1000 marks/s: "
           + ", ".join(f"{c / (r / 1000):.2f} %" if r else "-" for r, c, _ in rows))
     return 0
