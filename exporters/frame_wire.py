@@ -6,11 +6,12 @@ span per stage pair, as ``ScopeSpans.spans`` entries.
 lengths of pipeline and stream names, frame id varint length, pairs in the same order and
 the same power sources) differ only in fixed-size fields at fixed places, so a shape is a
 numpy record: its constant bytes are made once, and a batch's ids, times, latencies and
-power figures go into their columns a column at a time. Per frame that leaves taking its
-values out of its objects (about a fifth of what ``frame_bytes`` costs a frame, measured by
-``benchmarks/frame_wire.py``). Both write the bytes the SDK's encoder writes for the
-same spans (tests hold them equal); a frame the shapes do not cover (a power figure that is
-not a float, a frame id outside int64) is written by ``frame_bytes``.
+power figures go into their columns a column at a time. A batch costs 0.64-0.74 of
+writing its frames one by one (``benchmarks/frame_wire.py``); most of what is left is
+taking the values out of the frame and span objects, an attribute at a time. Both write
+the bytes the SDK's encoder writes for the same spans (tests hold them equal); a frame the
+shapes do not cover (a power figure that is not a float, a frame id outside int64) is
+written by ``frame_bytes``.
 """
 
 from __future__ import annotations
@@ -245,11 +246,13 @@ _VARINT_STEPS = np.array([1 << (7 * k) for k in range(1, 10)], np.uint64)
 def _layout(frames: list[FrameTrace]) -> tuple | None:
     """The shape all these frames have (``_shape``'s arguments) and their frame ids'
     varints, or None where they differ (names of other lengths, pairs in another order,
-    other power sources, ids of other varint lengths)."""
+    other power sources, ids of other varint lengths). A stage span's pipeline and stream
+    are its frame's: the frame assembler keys frames by them."""
     first = frames[0]
     pipelines = [_encoded(f.pipeline) for f in frames]
     streams = [_encoded(f.stream) for f in frames]
-    if len(set(map(len, pipelines))) > 1 or len(set(map(len, streams))) > 1:
+    if len(set(map(len, pipelines))) > 1 or len(set(map(len, streams))) > 1 or \
+            not pipelines[0] or not streams[0]:  # numpy has no zero-width text field
         return None
     frame_len, digits = 0, None
     if first.frame is not None:

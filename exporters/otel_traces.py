@@ -53,8 +53,8 @@ def span_attributes(span: StageSpan) -> dict[str, object]:
 
 class FrameSpans:
     """One frame's trace as one item of a batch span processor whose exporter writes
-    frames itself (``accepts_frame_items``). ``encoded_spans`` writes its spans as the
-    SDK's encoder writes the ``ReadableSpan``s of ``readable`` (a test holds them equal)."""
+    frames itself (``accepts_frame_items``). ``encode_many`` writes items' spans as the
+    SDK's encoder writes the ``ReadableSpan``s of ``readable`` (tests hold them equal)."""
 
     __slots__ = ("frame", "owner", "span_count", "resource")
     context = _SAMPLED  # all the batch processor looks at: exported frames are sampled
@@ -70,25 +70,14 @@ class FrameSpans:
     def readable(self) -> list[ReadableSpan]:
         return self.owner.build(self.frame)
 
-    def encoded_spans(self) -> bytes:
-        """``ScopeSpans.spans`` entries: the root, then one span per pair."""
-        return frame_bytes(self.frame, self.owner.timebase.offset_ns)
-
     @staticmethod
     def encode_many(items: Sequence[FrameSpans]) -> bytes:
-        """``encoded_spans`` of each item, joined in order, written in one pass per
-        exporter (see ``frame_wire.frames_bytes``)."""
-        owners: dict[int, tuple[FrameTraceExporter, list[int]]] = {}
-        for k, item in enumerate(items):
-            owners.setdefault(id(item.owner), (item.owner, []))[1].append(k)
-        if len(owners) == 1:
-            return frames_bytes([i.frame for i in items], items[0].owner.timebase.offset_ns)
-        out: list[bytes] = [b""] * len(items)
-        for owner, where in owners.values():  # frames of several time bases: rare
-            offset = owner.timebase.offset_ns
-            for k in where:
-                out[k] = frame_bytes(items[k].frame, offset)
-        return b"".join(out)
+        """``ScopeSpans.spans`` entries of each item (its root, then one span per pair),
+        joined in order, written in one pass (see ``frame_wire.frames_bytes``)."""
+        owner = items[0].owner
+        if all(i.owner is owner for i in items):  # one processor's batch: the agent's case
+            return frames_bytes([i.frame for i in items], owner.timebase.offset_ns)
+        return b"".join([frame_bytes(i.frame, i.owner.timebase.offset_ns) for i in items])
 
 
 class FrameTraceExporter:

@@ -118,3 +118,23 @@ def test_frames_in_a_batch_keep_their_order_across_shapes():
         s.power = {}
     written = frame_wire.frames_bytes(frames, OFFSET)
     assert written == one_at_a_time(frames)
+
+
+def test_items_of_exporters_with_other_time_bases_keep_their_own_offsets():
+    first = FrameTraceExporter([], RESOURCE, TimeBase(OFFSET))
+    second = FrameTraceExporter([], RESOURCE, TimeBase(OFFSET + 5 * 10**9))
+    items = [FrameSpans(f, first if k % 2 else second)
+             for k, f in enumerate(agent_frames(40))]
+    spans = [s for item in items for s in item.readable()]
+    assert SpanRequestWriter().request_bytes(items) == encode_spans(spans).SerializeToString()
+
+
+def test_an_empty_stream_name_is_written_frame_by_frame(frame_bytes_calls):
+    frames = agent_frames(20)
+    for f in frames:
+        f.stream = ""
+        for s in f.spans:
+            s.stream = ""
+    written = frame_wire.frames_bytes(frames, OFFSET)
+    assert len(frame_bytes_calls) == len(frames)
+    assert written == one_at_a_time(frames)
