@@ -14,6 +14,8 @@ processor's queue must hold more than a second of spans (here one span a mark: a
 marks is a root and 2 stage spans); the agent's default (16,384 spans) holds about 16,000
 marks/s of such frames. As a user at these rates would, the run sets
 OTEL_BSP_MAX_QUEUE_SIZE to 3 seconds of the highest rate asked (--bsp-queue to choose).
+The export batch is the agent's default (2,048 spans) unless --bsp-batch sets
+OTEL_BSP_MAX_EXPORT_BATCH_SIZE (512, the SDK's, to compare).
 
 Usage: python benchmarks/ceiling.py [--seconds 60] [--rates 180,5000,20000,50000,80000]
        [--bsp-queue SPANS] [--bsp-batch SPANS]
