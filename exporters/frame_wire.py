@@ -66,21 +66,16 @@ def _power_prefixes(label: str) -> tuple[bytes, bytes]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _stage_names(pipeline: str, stream: str, stage_from: str, stage_to: str) -> bytes:
-    # The four name attributes, in ``otel_traces.span_attributes``' order.
-    return b"".join((attribute_bytes("benchlab.pipeline", pipeline),
-                     attribute_bytes("benchlab.stream", stream),
-                     attribute_bytes("benchlab.stage.from", stage_from),
-                     attribute_bytes("benchlab.stage.to", stage_to)))
-
-
-@functools.lru_cache(maxsize=4096)
 def _stage_parts(pipeline: str, stream: str, stage_from: str, stage_to: str
                  ) -> tuple[bytes, Callable[[int, int, float], bytes]]:
     """A stage span's name and kind fields, and a ``struct`` pack of what follows them:
     its times, its four name attributes and its latency. The same for every frame of a
     stream and pair, so made once."""
-    middle = _stage_names(pipeline, stream, stage_from, stage_to) + _LATENCY
+    # The four name attributes, in ``otel_traces.span_attributes``' order, and the latency.
+    middle = b"".join((attribute_bytes("benchlab.pipeline", pipeline),
+                       attribute_bytes("benchlab.stream", stream),
+                       attribute_bytes("benchlab.stage.from", stage_from),
+                       attribute_bytes("benchlab.stage.to", stage_to), _LATENCY))
     pack = struct.Struct(f"<BQBQ{len(middle)}sd").pack
 
     def times_names_latency(start: int, end: int, latency_s: float) -> bytes:
@@ -244,10 +239,11 @@ _VARINT_STEPS = np.array([1 << (7 * k) for k in range(1, 10)], np.uint64)
 
 
 def _layout(frames: list[FrameTrace]) -> tuple | None:
-    """The shape all these frames have (``_shape``'s arguments) and their frame ids'
-    varints, or None where they differ (names of other lengths, pairs in another order,
-    other power sources, ids of other varint lengths). A stage span's pipeline and stream
-    are its frame's: the frame assembler keys frames by them."""
+    """The shape all these frames have (``_shape``'s arguments), their names, their frame
+    ids' varints and their spans a pair at a time; None where they differ (names of other
+    lengths, pairs in another order, other power sources, ids of other varint lengths). A
+    stage span's pipeline and stream are its frame's: the frame assembler keys frames by
+    them."""
     first = frames[0]
     pipelines = [_encoded(f.pipeline) for f in frames]
     streams = [_encoded(f.stream) for f in frames]
@@ -268,9 +264,10 @@ def _layout(frames: list[FrameTrace]) -> tuple | None:
         for k in range(frame_len):
             digits[:, k] = (ids >> np.uint64(7 * k)) & np.uint64(0x7F)
         digits[:, :-1] |= 0x80
-    spans = []
+    spans, columns = [], []
     for i, s in enumerate(first.spans):
         column = [f.spans[i] for f in frames]
+        columns.append(column)
         if len({x.stage_from for x in column}) > 1 or len({x.stage_to for x in column}) > 1:
             return None
         idless = [x.frame for x in column].count(None)
@@ -281,11 +278,12 @@ def _layout(frames: list[FrameTrace]) -> tuple | None:
             return None
         spans.append((s.stage_from, s.stage_to, idless > 0, labels.pop()))
     return (len(pipelines[0]), len(streams[0]), frame_len, tuple(spans)), \
-        pipelines, streams, digits
+        pipelines, streams, digits, columns
 
 
 def _columns(shape: _Shape, frames: list[FrameTrace], offset: int, pipelines: list[bytes],
-             streams: list[bytes], digits: np.ndarray | None) -> dict | None:
+             streams: list[bytes], digits: np.ndarray | None,
+             span_columns: list[list[StageSpan]]) -> dict | None:
     """Each variable field's values for these frames; None if a value is outside what the
     shape writes (a power figure that is not a float, a time before 1970)."""
     trace_ids = [f.trace_id for f in frames]
@@ -304,7 +302,7 @@ def _columns(shape: _Shape, frames: list[FrameTrace], offset: int, pipelines: li
     if cols[("first",)].min() < 0:  # type: ignore[union-attr] # no fixed64 (frame_bytes
         return None  # raises, and the SDK's encoder writes the batch)
     for i, (_, _, _, labels) in enumerate(shape.spans):
-        spans = [f.spans[i] for f in frames]
+        spans = span_columns[i]
         start = np.array([s.start_ns for s in spans], np.int64)
         end = np.array([s.end_ns for s in spans], np.int64)
         cols[("span", i)] = np.array([s.span_id for s in spans], np.uint64)
@@ -329,9 +327,9 @@ def _written(frames: list[FrameTrace], offset: int) -> memoryview | None:
     layout = _layout(frames)
     if layout is None:
         return None
-    key, pipelines, streams, digits = layout
+    key, *values = layout
     shape = _shape(*key)
-    cols = _columns(shape, frames, offset, pipelines, streams, digits)
+    cols = _columns(shape, frames, offset, *values)
     if cols is None:
         return None
     # The records' constant bytes are the template's, in a buffer of their own: numpy
