@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from functools import lru_cache
+from itertools import groupby
 
 from opentelemetry.exporter.otlp.proto.common._internal import (
     _encode_instrumentation_scope,
@@ -248,20 +249,11 @@ def _written(entries: list) -> list[bytes]:
     """A scope's span entries as bytes: each run of items of one kind that writes itself
     written by that kind's ``encode_many`` in one call."""
     out: list[bytes] = []
-    run: list = []
-    for entry in entries:
-        if type(entry) is bytes:
-            if run:
-                out.append(type(run[0]).encode_many(run))
-                run = []
-            out.append(entry)
-        elif run and type(entry) is not type(run[0]):
-            out.append(type(run[0]).encode_many(run))
-            run = [entry]
+    for kind, run in groupby(entries, key=type):
+        if kind is bytes:
+            out += run
         else:
-            run.append(entry)
-    if run:
-        out.append(type(run[0]).encode_many(run))
+            out.append(kind.encode_many(list(run)))
     return out
 
 

@@ -138,3 +138,14 @@ def test_an_empty_stream_name_is_written_frame_by_frame(frame_bytes_calls):
     written = frame_wire.frames_bytes(frames, OFFSET)
     assert len(frame_bytes_calls) == len(frames)
     assert written == one_at_a_time(frames)
+
+
+def test_frame_items_between_plain_spans_of_their_scope_keep_the_batch_order():
+    exporter = FrameTraceExporter([], RESOURCE, TimeBase(OFFSET))
+    frames = agent_frames(30)
+    items: list = []
+    for k, f in enumerate(frames):
+        items += exporter.build(f) if k % 7 == 3 else [FrameSpans(f, exporter)]
+    spans = [s for item in items for s in (item.readable() if isinstance(item, FrameSpans)
+                                           else [item])]
+    assert SpanRequestWriter().request_bytes(items) == encode_spans(spans).SerializeToString()
