@@ -342,8 +342,8 @@ def _written(frames: list[FrameTrace], offset: int) -> memoryview | None:
 
 
 def _shape_key(f: FrameTrace) -> tuple:
-    frame_len = 0 if f.frame is None else (f.frame.bit_length() + 6) // 7 if f.frame >= 0 \
-        else 10  # a negative id: ten bytes, its two's complement
+    # The varint's length, as frame_bytes writes it (a negative id: its two's complement).
+    frame_len = 0 if f.frame is None else len(varint_bytes(f.frame & _LOW64))
     return (f.pipeline, f.stream, frame_len,
             tuple([(s.stage_from, s.stage_to, s.frame is None, tuple(s.power))
                    for s in f.spans]))
