@@ -98,11 +98,11 @@ class FrameTraceExporter:
             # this holds two seconds of a node's worth (16 cameras at 60 fps, 8 stages:
             # 7,680 spans a second); full (a collector down) it holds ~6 MB more than 8,192 did.
             max_queue_size = _bsp_size("OTEL_BSP_MAX_QUEUE_SIZE", 16384)
-        # More than the SDK's 512 as well: at tens of thousands of marks a second the
-        # export thread fell behind by its per-request cost (measured at 45,000 marks/s:
-        # 64,000-141,000 spans dropped in 30 s with 512, 0-1,500 with 2048); at a
-        # bench's rates the schedule delay sends the batches, whatever their size.
-        batch = _bsp_size("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2048)
+        # The SDK's 512. At tens of thousands of marks a second the export thread falls
+        # behind by its per-request cost and OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048 keeps it
+        # up (the queue-full line says so); as a default it held ~5 MB more while a
+        # collector hung (soak at 4x: 173 against 168 MB), for nothing at a bench's rates.
+        batch = _bsp_size("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
         # (processor, takes frames): the queue and batch sizes are counted in spans (as
         # OTEL_BSP_* say) and a frame item holds ``spans_per_frame`` of them.
         self.processors: list[tuple[BatchSpanProcessor, bool]] = []
@@ -187,7 +187,9 @@ def _queue_full_hint(processor: BatchSpanProcessor, items: list) -> str:
                 "second (0.5-0.7 KB of memory a queued span), or sample traces "
                 "(OTEL_TRACES_SAMPLER_ARG)")
     return ("the span export queue is full (the collector is slow or down); spans are "
-            "dropped, Parquet keeps every frame")
+            "dropped, Parquet keeps every frame. At tens of thousands of spans a second the "
+            "export itself may be what is slow: OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048 sends "
+            "them in fewer requests")
 
 
 def _queue(processor: BatchSpanProcessor) -> deque | None:

@@ -68,20 +68,22 @@ def test_a_batch_that_meets_a_queue_filled_by_a_hanging_collector_blames_the_col
     assert counters.get("export.dropped", signal="traces", reason="queue_full") == 6 * 3
     line = "\n".join(r.getMessage() for r in caplog.records)
     assert "the collector is slow or down" in line and "more than the span" not in line
+    assert "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048" in line
 
 
 def batch_sizes(traces: FrameTraceExporter) -> list[int]:
     return [p._batch_processor._max_export_batch_size for p, _ in traces.processors]
 
 
-def test_an_export_batch_holds_2048_spans_unless_the_variable_says_otherwise(monkeypatch):
+def test_an_export_batch_holds_the_sdks_512_spans_unless_the_variable_says_otherwise(
+        monkeypatch):
     monkeypatch.delenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", raising=False)
     traces, held, _ = exporter(16384)
-    assert batch_sizes(traces) == [2048 // 3]  # frame items of 3 spans
+    assert batch_sizes(traces) == [512 // 3]  # frame items of 3 spans
     held.release.set()
     traces.shutdown()
-    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2048")
     traces, held, _ = exporter(16384)
-    assert batch_sizes(traces) == [512 // 3]
+    assert batch_sizes(traces) == [2048 // 3]
     held.release.set()
     traces.shutdown()
