@@ -15,7 +15,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.records import SensorInfo, StageSpan, Unpaired, spans_by_pair
+from otel_benchlab.records import SensorInfo, SpanBatch, Unpaired
 
 from .histograms import BatchHistogram, BatchHistograms
 
@@ -79,16 +79,15 @@ class PipelineMetrics:
             attrs = self._attr_cache[key] = attrs
         return attrs
 
-    def export(self, spans: Iterable[StageSpan]) -> None:
+    def export(self, batch: SpanBatch) -> None:
         """A batch: grouped by series here, counted into buckets by numpy."""
-        for key, group in spans_by_pair(spans).items():
-            ns = np.fromiter((s.end_ns - s.start_ns for s in group), np.float64, len(group))
-            self.latency.record_many(self._attrs(*key), ns / 1e9)
-            powers = [s.power for s in group]
-            for label in set().union(*powers):
-                figs = [p.get(label) for p in powers]
-                joules = [f.energy_j for f in figs if f is not None and f.energy_j is not None]
-                if joules:
+        latency_s = (batch.end_ns - batch.start_ns) / 1e9
+        for key, idx in batch.by_pair():
+            self.latency.record_many(self._attrs(*key), latency_s[idx])
+            for label, (_, energy) in batch.power.items():
+                joules = energy[idx]
+                joules = joules[~np.isnan(joules)]
+                if joules.size:
                     self.energy.record_many(self._attrs(*key, label), joules)
 
     def export_unpaired(self, items: Iterable[Unpaired]) -> None:

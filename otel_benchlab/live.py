@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from otel_benchlab.records import StageSpan, Unpaired, spans_by_pair
+from otel_benchlab.records import SpanBatch, Unpaired
 
 _BIN = np.log(1.01)  # latency histogram: 1 % wide bins from 1 us
 _BINS = 2000  # up to ~ 1 us * 1.01**2000 = 440 s
@@ -68,22 +68,22 @@ class LiveStats:
         return sorted(keys, key=lambda k: (self.order.get((k[1], k[2]), len(self.order)),
                                            k[1], k[2], k[0]))
 
-    def add(self, spans: list[StageSpan]) -> None:
-        # Each pair's figures taken in bulk (per span and figure otherwise, tens of
-        # thousands a second).
-        for key, group in spans_by_pair(spans).items():
-            ends = [s.end_ns for s in group]
+    def add(self, batch: SpanBatch) -> None:
+        # Each pair's figures taken in bulk from the batch's columns.
+        latency_ms = (batch.end_ns - batch.start_ns) / 1e6
+        primary = batch.power.get(self.primary) if self.primary else None
+        for key, idx in batch.by_pair():
+            ends = batch.end_ns[idx]
             w = self._w.get(key)
             if w is None:
-                w = self._w[key] = _Window(first_end=ends[0])
-            w.latencies += [(s.end_ns - s.start_ns) / 1e6 for s in group]
-            w.first_end = min(w.first_end, min(ends))
-            w.last_end = max(w.last_end, max(ends))
-            if self.primary:
-                figs = [f for f in (s.power.get(self.primary) for s in group)
-                        if f is not None]
-                w.power += [f.mean_w for f in figs if f.mean_w is not None]
-                w.energy += [f.energy_j for f in figs if f.energy_j is not None]
+                w = self._w[key] = _Window(first_end=int(ends[0]))
+            w.latencies += latency_ms[idx].tolist()
+            w.first_end = min(w.first_end, int(ends.min()))
+            w.last_end = max(w.last_end, int(ends.max()))
+            if primary is not None:
+                mean, energy = primary[0][idx], primary[1][idx]
+                w.power += mean[~np.isnan(mean)].tolist()
+                w.energy += energy[~np.isnan(energy)].tolist()
 
     def add_unpaired(self, items: list[Unpaired]) -> None:
         for u in items:

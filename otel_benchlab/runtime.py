@@ -31,7 +31,7 @@ from otel_benchlab.processors.energy import EnergyAnnotator
 from otel_benchlab.processors.frames import FrameAssembler, TraceIds
 from otel_benchlab.processors.pairing import StagePairer
 from otel_benchlab.receivers import Receiver, Record
-from otel_benchlab.records import Sample, SensorInfo, StageMark, StageSpan, Unpaired
+from otel_benchlab.records import Sample, SensorInfo, SpanBatch, StageMark, StageSpan, Unpaired
 from otel_benchlab.retention import RetentionSchedule
 from otel_benchlab.schema import (
     MARK_SCHEMA,
@@ -138,7 +138,7 @@ class Agent:
         self.unpaired_by_reason: dict[str, int] = {}
         self._idless_seen: set[tuple[str, str]] = set()
         self._raw_marks: list[StageMark] = []
-        self._aligned: list[StageSpan] = []
+        self._aligned: list[SpanBatch] = []  # until the files' next flush
         self._cx_power: dict[str, tuple[list[int], list[float]]] = {}
         self._raw_samples: dict[str, list] = {f.name: [] for f in SAMPLE_SCHEMA}
         self._stop = threading.Event()
@@ -268,7 +268,7 @@ class Agent:
             self.stats.add_unpaired(unpaired)
         done = self.annotator.release(now, flush=flush)
         if done and self._latency_observers:
-            lat = [s.latency_ns for s in done if s.pair == self._control_pair]
+            lat = [s.latency_ns for s in done.spans if s.pair == self._control_pair]
             if lat:
                 ms = float(np.median(lat)) / 1e6
                 for r in self._latency_observers:
@@ -277,12 +277,12 @@ class Agent:
             self.spans_total += len(done)
             self.telemetry.pipeline.export(done)
             self.stats.add(done)
-            self._aligned.extend(done)
+            self._aligned.append(done)
             for sink in self.span_sinks:
-                sink.export(done)
+                sink.export(done.spans)
         # Spans that arrived with their own ids are already in their application's trace
         # (the forwarder sends them on); the agent's frame traces are made of the rest.
-        frames = self.frames.add_spans([s for s in done if not s.foreign])
+        frames = self.frames.add_spans([s for s in done.spans if not s.foreign])
         frames += self.frames.expire(now, flush=flush)
         if frames and self.telemetry.traces is not None:
             self.telemetry.traces.export(frames)
@@ -298,7 +298,8 @@ class Agent:
 
     def _flush_files(self) -> None:
         if self._aligned:
-            table = spans_to_table(self._aligned, self.timebase, self.labels)
+            table = spans_to_table(SpanBatch.concat(self._aligned), self.timebase,
+                                   self.labels)
             self._aligned = []
             if self.parquet:
                 self.parquet["aligned"].export(table)

@@ -13,7 +13,7 @@ import re
 import numpy as np
 import pyarrow as pa
 
-from otel_benchlab.records import StageMark, StageSpan
+from otel_benchlab.records import SpanBatch, StageMark, StageSpan
 from otel_benchlab.timebase import TimeBase
 
 MARK_SCHEMA = pa.schema([
@@ -76,27 +76,34 @@ def power_columns(power_sources: list[str]) -> list[tuple[str, str, str]]:
     return out
 
 
-def spans_to_table(spans: list[StageSpan], tb: TimeBase, power_sources: list[str]) -> pa.Table:
+def spans_to_table(spans: SpanBatch | list[StageSpan], tb: TimeBase,
+                   power_sources: list[str]) -> pa.Table:
+    batch = spans if isinstance(spans, SpanBatch) else SpanBatch.of(spans)
     schema = aligned_schema(power_sources)
-    start = np.fromiter((s.start_ns for s in spans), np.int64, len(spans))
-    end = np.fromiter((s.end_ns for s in spans), np.int64, len(spans))
+    n = len(batch)
+    start, end = batch.start_ns, batch.end_ns
+    codes, names = batch.names()
+    codes = pa.array(codes)
     cols: dict[str, object] = {
-        "pipeline": [s.pipeline for s in spans], "stream": [s.stream for s in spans],
-        "frame": [s.frame for s in spans], "stage_from": [s.stage_from for s in spans],
-        "stage_to": [s.stage_to for s in spans], "start_ns": start, "end_ns": end,
+        "frame": [s.frame for s in batch.spans], "start_ns": start, "end_ns": end,
         "start_unix_ns": start + tb.offset_ns, "end_unix_ns": end + tb.offset_ns,
         "latency_ms": (end - start) / 1e6,
-        "power_source": [power_sources[0] if power_sources else None] * len(spans),
+        "power_source": [power_sources[0] if power_sources else None] * n,
     }
+    # Names as each distinct (pipeline, stream, from, to) taken by code: Arrow builds the
+    # text columns without a Python string a span.
+    for i, col in enumerate(("pipeline", "stream", "stage_from", "stage_to")):
+        cols[col] = pa.array([k[i] for k in names], pa.string()).take(codes)
+    unknown = np.full(n, np.nan)
     for label, mean_col, energy_col in power_columns(power_sources):
-        figs = [s.power.get(label) for s in spans]
-        cols[mean_col] = [f.mean_w if f else None for f in figs]
-        cols[energy_col] = [f.energy_j if f else None for f in figs]
+        mean, energy = batch.power.get(label, (unknown, unknown))
+        cols[mean_col] = pa.array(mean, pa.float64(), from_pandas=True)
+        cols[energy_col] = pa.array(energy, pa.float64(), from_pandas=True)
     if not power_sources:
-        cols["power_mean_w"] = [None] * len(spans)
-        cols["energy_j"] = [None] * len(spans)
-    cols["trace_id"] = hex_column([s.trace_id for s in spans], 16)
-    cols["span_id"] = hex_column([s.span_id for s in spans], 8)
+        cols["power_mean_w"] = [None] * n
+        cols["energy_j"] = [None] * n
+    cols["trace_id"] = hex_column([s.trace_id for s in batch.spans], 16)
+    cols["span_id"] = hex_column([s.span_id for s in batch.spans], 8)
     return pa.table({f.name: pa.array(cols[f.name], f.type) for f in schema}, schema=schema)
 
 

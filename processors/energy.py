@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from otel_benchlab.records import PowerFigure, StageSpan
+from otel_benchlab.records import PowerFigure, SpanBatch, StageSpan
 
 
 @dataclass
@@ -155,7 +155,7 @@ class EnergyAnnotator:
     def add_span(self, span: StageSpan) -> None:
         self._pending.append(span)
 
-    def release(self, now_ns: int, flush: bool = False) -> list[StageSpan]:
+    def release(self, now_ns: int, flush: bool = False) -> SpanBatch:
         # A span is ready once every source has a sample past its end, or once it has
         # waited max_gap (what is missing then stays missing): one bound for the batch.
         last = [tl.last_ts for tl in self.timelines.values()]
@@ -166,24 +166,42 @@ class EnergyAnnotator:
         for span in self._pending:
             (out if flush or span.end_ns <= ready_to else keep).append(span)
         self._pending = keep
-        if out:
-            annotate(out, {k: tl.series() for k, tl in self.timelines.items()},
-                     self.max_gap_ns)
+        done = annotate(out, {k: tl.series() for k, tl in self.timelines.items()},
+                        self.max_gap_ns)
         oldest = min((s.start_ns for s in self._pending), default=now_ns)
         for tl in self.timelines.values():
             tl.trim(min(oldest, now_ns - self.keep_ns))
-        return out
+        return done
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
 
-def annotate(spans: list[StageSpan], series: dict[str, PowerSeries], max_gap_ns: int) -> None:
-    """Set ``span.power[label]`` for every span and source, in one vector pass per source."""
+def annotate(spans: list[StageSpan], series: dict[str, PowerSeries],
+             max_gap_ns: int) -> SpanBatch:
+    """Set ``span.power[label]`` for every span and source, in one vector pass per source;
+    the spans with the columns made on the way."""
     starts = np.fromiter((s.start_ns for s in spans), dtype=np.int64, count=len(spans))
     ends = np.fromiter((s.end_ns for s in spans), dtype=np.int64, count=len(spans))
+    power = {}
     for label, s in series.items():
+        if not spans:
+            power[label] = (np.empty(0), np.empty(0))
+            continue
         energy, mean = energy_between(s, starts, ends, max_gap_ns)
-        for span, e, m in zip(spans, energy.tolist(), mean.tolist(), strict=True):
-            span.power[label] = PowerFigure(None if m != m else m, None if e != e else e)
+        power[label] = (mean, energy)
+        figures = map(PowerFigure._make, zip(_known(mean), _known(energy), strict=True))
+        for span, figure in zip(spans, figures, strict=True):
+            span.power[label] = figure
+    return SpanBatch(spans, starts, ends, power)
+
+
+def _known(values: np.ndarray) -> list[float | None]:
+    """The values as Python floats, None for NaN (unknown)."""
+    unknown = np.isnan(values)
+    if not unknown.any():
+        return values.tolist()
+    out = values.astype(object)
+    out[unknown] = None
+    return out.tolist()

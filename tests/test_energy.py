@@ -61,9 +61,9 @@ def test_annotator_waits_for_a_sample_past_the_span_end():
     ann.add_power("SYS", 0, 50.0)
     span = StageSpan("p", "s", 1, "A", "B", 10 * MS, 20 * MS)
     ann.add_span(span)
-    assert ann.release(30 * MS) == []
+    assert ann.release(30 * MS).spans == []
     ann.add_power("SYS", 100 * MS, 50.0)
-    [done] = ann.release(110 * MS)
+    [done] = ann.release(110 * MS).spans
     assert math.isclose(done.power["SYS"].energy_j, 0.5)
 
 
@@ -71,5 +71,5 @@ def test_annotator_gives_up_after_the_gap_and_leaves_the_value_missing():
     ann = EnergyAnnotator({"SYS": "power"}, GAP, keep_ns=5_000 * MS)
     ann.add_power("SYS", 0, 50.0)
     ann.add_span(StageSpan("p", "s", 1, "A", "B", 10 * MS, 20 * MS))
-    [done] = ann.release(20 * MS + GAP + 1)
+    [done] = ann.release(20 * MS + GAP + 1).spans
     assert done.power["SYS"].energy_j is None and done.power["SYS"].mean_w is None

@@ -4,7 +4,7 @@ primary source's mean power and energy per frame, over the spans of the window."
 from __future__ import annotations
 
 from otel_benchlab.live import LiveStats
-from otel_benchlab.records import PowerFigure, StageSpan
+from otel_benchlab.records import PowerFigure, SpanBatch, StageSpan
 
 MS = 1_000_000
 
@@ -26,8 +26,8 @@ def test_a_line_per_pair_with_its_frames_latencies_and_the_primary_sources_figur
                            "GPU": PowerFigure(999.0, 9.0)}))
         spans.append(span("p", ("encoded", "done"), 1000 + 100 * i, 4,
                           {"GPU": PowerFigure(50.0, 1.0)} if i else {}))
-    stats.add(spans[:9])  # a batch may end anywhere
-    stats.add(spans[9:])
+    stats.add(SpanBatch.of(spans[:9]))  # a batch may end anywhere
+    stats.add(SpanBatch.of(spans[9:]))
     first, second = stats.lines()
     assert "p ingress->encoded:  10.0 fps  p50  15.00" in first
     assert " 105.0 W SYS " in first  # the mean of 100..110 W
@@ -40,7 +40,8 @@ def test_unpaired_marks_and_other_pipelines_keep_lines_of_their_own():
     from otel_benchlab.records import StageMark, Unpaired
 
     stats = LiveStats(None, [("a", "b")])
-    stats.add([span("p2", ("a", "b"), 1000, 5, {}), span("p1", ("a", "b"), 1000, 7, {})])
+    stats.add(SpanBatch.of([span("p2", ("a", "b"), 1000, 5, {}),
+                            span("p1", ("a", "b"), 1000, 7, {})]))
     stats.add_unpaired([Unpaired("p1", "a", "b", "timeout", StageMark(1, "p1", "c", "a", 1))])
     lines = stats.lines()
     assert len(lines) == 2 and "p1 a->b" in lines[0] and "unpaired 1" in lines[0]

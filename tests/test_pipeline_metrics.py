@@ -4,7 +4,7 @@ holding every span's value of the batches it was given."""
 from __future__ import annotations
 
 from otel_benchlab.exporters.otel_metrics import PipelineMetrics
-from otel_benchlab.records import PowerFigure, StageSpan
+from otel_benchlab.records import PowerFigure, SpanBatch, StageSpan
 
 MS = 1_000_000
 
@@ -37,8 +37,8 @@ def key(pair: tuple[str, str], source: str | None = None) -> tuple:
 def test_each_pair_and_source_is_a_series_of_every_value_it_was_given_in_any_batches():
     made = spans()
     metrics = PipelineMetrics()
-    metrics.export(made[:11])
-    metrics.export(made[11:])
+    metrics.export(SpanBatch.of(made[:11]))
+    metrics.export(SpanBatch.of(made[11:]))
     want_latency: dict[tuple, tuple[int, float]] = {}
     want_energy: dict[tuple, tuple[int, float]] = {}
     for s in made:
