@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -87,3 +88,44 @@ def test_an_export_batch_holds_the_sdks_512_spans_unless_the_variable_says_other
     assert batch_sizes(traces) == [2048 // 3]
     held.release.set()
     traces.shutdown()
+
+
+class Recorded(SpanExporter):
+    accepts_frame_items = True
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def export(self, spans):  # type: ignore[no-untyped-def]
+        self.batches.append([item.frame.frame for item in spans])
+        return SpanExportResult.SUCCESS
+
+
+def test_frames_handed_over_at_once_are_exported_in_order_in_batches_of_the_batch_size(
+        monkeypatch):
+    monkeypatch.delenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", raising=False)
+    recorded = Recorded()
+    traces = FrameTraceExporter([recorded], Resource.create({}), TimeBase(0),
+                                max_queue_size=16384)
+    frames = made_frames(1000)
+    traces.export(frames[:600])
+    deadline = time.monotonic() + 3  # a full batch wakes the worker: not the 5 s timer
+    while not recorded.batches and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert recorded.batches
+    traces.export(frames[600:])
+    traces.force_flush()
+    assert [f for batch in recorded.batches for f in batch] == list(range(1000))
+    assert max(len(b) for b in recorded.batches) == 512 // 3
+    assert traces.handed == 3000
+    traces.shutdown()
+
+
+def test_frames_handed_to_a_shut_down_exporter_are_not_queued():
+    recorded = Recorded()
+    traces = FrameTraceExporter([recorded], Resource.create({}), TimeBase(0))
+    traces.shutdown()
+    traces.export(made_frames(5))
+    processor = traces.processors[0][0]
+    assert len(processor._batch_processor._queue) == 0
+    assert recorded.batches == []
