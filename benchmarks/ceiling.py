@@ -18,7 +18,10 @@ It sets OTEL_BSP_MAX_EXPORT_BATCH_SIZE to 2,048 as well (--bsp-batch to choose; 
 SDK's): with 512 the export thread fell behind at 45,000 marks/s by its per-request cost.
 
 Usage: python benchmarks/ceiling.py [--seconds 60] [--rates 180,5000,20000,50000,80000]
-       [--bsp-queue SPANS] [--bsp-batch SPANS]
+       [--bsp-queue SPANS] [--bsp-batch SPANS] [--agent-python PYTHON]
+
+To compare two builds, run it once with each installation's Python as --agent-python, one
+after the other, at a rate both take: the CPU at the same rate is the figure that compares.
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ def main() -> int:
     ap.add_argument("--bsp-batch", type=int, default=2048,
                     help="OTEL_BSP_MAX_EXPORT_BATCH_SIZE for the agent (0: unset, the SDK's "
                          "512)")
+    ap.add_argument("--agent-python", default=sys.executable,
+                    help="the Python of the installation to measure (default: this one)")
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     bsp_queue = args.bsp_queue or int(3 * max(rates))
@@ -103,7 +108,7 @@ def main() -> int:
     if args.bsp_batch:
         env["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"] = str(args.bsp_batch)
     agent = subprocess.Popen(
-        [sys.executable, "-m", "otel_benchlab", "--simulate", "--config",
+        [args.agent_python, "-m", "otel_benchlab", "--simulate", "--config",
          str(tmp / "agent.toml"), "--data-root", str(tmp / "data"), "--prom-bind",
          f"127.0.0.1:{prom}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         text=True, cwd=tmp)  # not the source tree, whose otel_benchlab/ would shadow the install
