@@ -16,7 +16,7 @@ import pytest
 
 from otel_benchlab import probe
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.receivers.probe import ProbeReceiver, parse_datagram
+from otel_benchlab.receivers.probe import MAX_NAMES, ProbeReceiver, parse_datagram
 from otel_benchlab.records import StageMark, StageSpan
 
 from .servers import free_port
@@ -49,6 +49,23 @@ def test_a_datagram_holds_marks_and_spans():
                        StageMark(150, "app", "cam0", "encoded", None),
                        StageSpan("app", "cam0", 7, "infer.start", "infer.end", 10, 20)]
     assert rejected == []
+
+
+def test_marks_of_every_datagram_share_one_string_object_per_name():
+    names: dict[str, str] = {}
+    first, _ = parse_datagram(b"bl1\nm\t1\tapp\tcam0\tdecoded\t7", names)
+    second, _ = parse_datagram(b"bl1\nm\t2\tapp\tcam0\tdecoded\t8", names)
+    assert first[0] == StageMark(1, "app", "cam0", "decoded", 7)
+    assert first[0].pipeline is second[0].pipeline and first[0].stream is second[0].stream
+    assert first[0].stage is second[0].stage
+
+
+def test_a_sender_making_up_names_does_not_grow_the_shared_names_without_end():
+    names: dict[str, str] = {}
+    for i in range(MAX_NAMES):
+        parse_datagram(f"bl1\nm\t1\tapp\tcam{i}\tdecoded\t7".encode(), names)
+    records, _ = parse_datagram(b"bl1\nm\t1\tapp\tnew\tdecoded\t7", names)
+    assert len(names) == MAX_NAMES and records[0].stream == "new"
 
 
 @pytest.mark.parametrize("data,reason", [
