@@ -102,6 +102,24 @@ def test_done_frames_are_forgotten_once_their_end_leaves_the_window():
     assert pairer.expire(last_end + 2 * WINDOW + 2) != []
 
 
+def test_a_done_frame_is_told_as_a_duplicate_while_its_end_is_in_the_window():
+    # Frames every 10 ms over 8 windows, the agent's expiry once a second of them; each
+    # frame's end sent again 1.9 s later (inside the 2 s window) is a duplicate, every time.
+    pairer = StagePairer([("A", "B")], WINDOW)
+    reasons, spans = [], 0
+    for f in range(1600):
+        t = WINDOW + f * 10 * MS
+        results = pairer.push(StageMark(t, "p", "s", "A", f))
+        results += pairer.push(StageMark(t + 5 * MS, "p", "s", "B", f))
+        if f >= 190:
+            results += pairer.push(StageMark(t, "p", "s", "B", f - 190))
+        if f % 100 == 0:
+            results += pairer.expire(t)
+        spans += sum(isinstance(r, StageSpan) for r in results)
+        reasons += [r.reason for r in results if isinstance(r, Unpaired)]
+    assert spans == 1600 and reasons == ["duplicate"] * (1600 - 190)
+
+
 @settings(max_examples=60, deadline=None)
 @given(loss=st.floats(0.0, 0.4), seed=st.integers(0, 10_000), ids=st.booleans(),
        pipelined=st.booleans())
