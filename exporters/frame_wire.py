@@ -40,7 +40,7 @@ from .span_wire import (
 
 if TYPE_CHECKING:
     from otel_benchlab.processors.frames import FrameTrace
-    from otel_benchlab.records import StageSpan
+    from otel_benchlab.records import PowerRows, StageSpan
 
 _INTERNAL = b"\x30\x01"  # Span.kind = SPAN_KIND_INTERNAL
 _LATENCY = double_prefix("benchlab.latency")
@@ -273,7 +273,7 @@ def _layout(frames: list[FrameTrace]) -> tuple | None:
         idless = [x.frame for x in column].count(None)
         if idless not in (0, len(frames)):
             return None
-        labels = set(map(tuple, [x.power for x in column]))
+        labels = {x.power_labels for x in column}
         if len(labels) > 1:
             return None
         spans.append((s.stage_from, s.stage_to, idless > 0, labels.pop()))
@@ -311,15 +311,49 @@ def _columns(shape: _Shape, frames: list[FrameTrace], offset: int, pipelines: li
         cols[("latency", i)] = (end - start) / 1e9
         if cols[("start", i)].min() < 0:  # type: ignore[union-attr]
             return None
+        if not labels:
+            continue
+        values = _power_matrix(spans, labels)
+        if values is None:
+            return None
+        for j in range(len(labels)):
+            cols[("mean", i, j)] = values[:, 2 * j]
+            cols[("energy", i, j)] = values[:, 2 * j + 1]
+    return cols
+
+
+def _power_matrix(spans: list[StageSpan], labels: tuple[str, ...]) -> np.ndarray | None:
+    """The spans' figures for ``labels`` as rows (mean_0, energy_0, mean_1, ...), taken
+    from the energy pass's matrices where the spans still point into them; None where a
+    figure is unknown or not a float (the one-frame writer leaves it out, or writes it as
+    what it is)."""
+    rows = [s._rows for s in spans]
+    first = rows[0]
+    if first is not None and rows.count(first) == len(rows):  # one pass's spans: usual
+        values = first.values[np.fromiter((s._row for s in spans), np.intp, len(spans))]
+    elif None not in rows:  # spans of a few passes (a batch that straddles two)
+        values = np.empty((len(spans), 2 * len(labels)))
+        where: dict[int, tuple[PowerRows, list[int], list[int]]] = {}
+        for k, (s, r) in enumerate(zip(spans, rows, strict=True)):
+            entry = where.get(id(r))
+            if entry is None:
+                entry = where[id(r)] = (r, [], [])
+            entry[1].append(k)
+            entry[2].append(s._row)
+        for r, at, row in where.values():
+            values[at] = r.values[row]
+    else:  # figures set as dicts: an application's, a test's
+        values = np.empty((len(spans), 2 * len(labels)))
         for j, label in enumerate(labels):
             figures = [s.power[label] for s in spans]
             means = [p.mean_w for p in figures]
             energies = [p.energy_j for p in figures]
             if set(map(type, means)) != {float} or set(map(type, energies)) != {float}:
                 return None
-            cols[("mean", i, j)] = np.array(means)
-            cols[("energy", i, j)] = np.array(energies)
-    return cols
+            values[:, 2 * j] = means
+            values[:, 2 * j + 1] = energies
+        return values  # a NaN here is a float like any other, written as one
+    return None if np.isnan(values).any() else values  # a matrix's NaN: not known
 
 
 def _written(frames: list[FrameTrace], offset: int) -> memoryview | None:
@@ -345,7 +379,7 @@ def _shape_key(f: FrameTrace) -> tuple:
     # The varint's length, as frame_bytes writes it (a negative id: its two's complement).
     frame_len = 0 if f.frame is None else len(varint_bytes(f.frame & _LOW64))
     return (f.pipeline, f.stream, frame_len,
-            tuple([(s.stage_from, s.stage_to, s.frame is None, tuple(s.power))
+            tuple([(s.stage_from, s.stage_to, s.frame is None, s.power_labels)
                    for s in f.spans]))
 
 

@@ -268,9 +268,12 @@ class Agent:
             self.stats.add_unpaired(unpaired)
         done = self.annotator.release(now, flush=flush)
         if done and self._latency_observers:
-            lat = [s.latency_ns for s in done.spans if s.pair == self._control_pair]
-            if lat:
-                ms = float(np.median(lat)) / 1e6
+            codes, names = done.names()
+            pair = [k for k, (_, _, a, b) in enumerate(names)
+                    if f"{a}->{b}" == self._control_pair]
+            if pair:
+                chosen = np.isin(codes, pair)
+                ms = float(np.median((done.end_ns - done.start_ns)[chosen])) / 1e6
                 for r in self._latency_observers:
                     r.observe_latency(ms)
         if done:

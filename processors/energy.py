@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from otel_benchlab.records import PowerFigure, SpanBatch, StageSpan
+from otel_benchlab.records import PowerRows, SpanBatch, StageSpan
 
 
 @dataclass
@@ -180,28 +180,21 @@ class EnergyAnnotator:
 
 def annotate(spans: list[StageSpan], series: dict[str, PowerSeries],
              max_gap_ns: int) -> SpanBatch:
-    """Set ``span.power[label]`` for every span and source, in one vector pass per source;
-    the spans with the columns made on the way."""
-    starts = np.fromiter((s.start_ns for s in spans), dtype=np.int64, count=len(spans))
-    ends = np.fromiter((s.end_ns for s in spans), dtype=np.int64, count=len(spans))
+    """Every span's mean power and energy for every source, in one vector pass per source:
+    the spans with the columns made on the way. Each span points at its row of the pass's
+    matrix (``PowerRows``) and makes its ``power`` dict only if something asks for it."""
+    n = len(spans)
+    starts = np.fromiter((s.start_ns for s in spans), dtype=np.int64, count=n)
+    ends = np.fromiter((s.end_ns for s in spans), dtype=np.int64, count=n)
     power = {}
-    for label, s in series.items():
-        if not spans:
-            power[label] = (np.empty(0), np.empty(0))
-            continue
-        energy, mean = energy_between(s, starts, ends, max_gap_ns)
+    matrix = np.empty((n, 2 * len(series)))
+    for j, (label, s) in enumerate(series.items()):
+        energy, mean = energy_between(s, starts, ends, max_gap_ns) if n else \
+            (np.empty(0), np.empty(0))
         power[label] = (mean, energy)
-        figures = map(PowerFigure._make, zip(_known(mean), _known(energy), strict=True))
-        for span, figure in zip(spans, figures, strict=True):
-            span.power[label] = figure
+        matrix[:, 2 * j] = mean
+        matrix[:, 2 * j + 1] = energy
+    rows = PowerRows(tuple(series), matrix)
+    for i, span in enumerate(spans):
+        span._power, span._rows, span._row = None, rows, i
     return SpanBatch(spans, starts, ends, power)
-
-
-def _known(values: np.ndarray) -> list[float | None]:
-    """The values as Python floats, None for NaN (unknown)."""
-    unknown = np.isnan(values)
-    if not unknown.any():
-        return values.tolist()
-    out = values.astype(object)
-    out[unknown] = None
-    return out.tolist()

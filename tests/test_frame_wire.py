@@ -3,6 +3,7 @@ the same spans, and what writing each frame alone writes."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
@@ -10,6 +11,7 @@ from opentelemetry.sdk.resources import Resource
 from otel_benchlab.exporters import frame_wire
 from otel_benchlab.exporters.otel_traces import FrameSpans, FrameTraceExporter
 from otel_benchlab.exporters.span_wire import SpanRequestWriter
+from otel_benchlab.processors.energy import PowerSeries, annotate
 from otel_benchlab.processors.frames import FrameTrace
 from otel_benchlab.records import PowerFigure, StageSpan
 from otel_benchlab.timebase import TimeBase
@@ -65,6 +67,53 @@ def test_agent_frames_are_written_a_shape_at_a_time(frame_bytes_calls):
     written = frame_wire.frames_bytes(frames, OFFSET)
     assert frame_bytes_calls == []
     assert written == one_at_a_time(frames)
+
+
+def annotated(frames: list[FrameTrace], passes: int = 1,
+              gap_from_ns: int | None = None) -> list[FrameTrace]:
+    """The frames' spans given figures by the energy pass, as the agent's are (each span
+    then points at its row of the pass's matrix), over ``passes`` batches of spans; no
+    GPU samples from ``gap_from_ns`` on."""
+    ts = np.arange(0, 10 * 10**9, 10**7, dtype=np.int64)
+    gpu_ts = ts if gap_from_ns is None else ts[ts < gap_from_ns]
+    series = {"SYS": PowerSeries.from_power(ts, 100 + (ts % 7_000_000) / 1e5),
+              "GPU 0": PowerSeries.from_power(gpu_ts, np.full(len(gpu_ts), 55.5))}
+    spans = [s for f in frames for s in f.spans]
+    for k in range(passes):
+        annotate(spans[k::passes], series, max_gap_ns=5 * 10**7)
+    return frames
+
+
+def unmade(frames: list[FrameTrace]) -> bool:
+    """No span has made its figures' dict (the writer read the matrices)."""
+    return all(s._power is None and s._rows is not None for f in frames for s in f.spans)
+
+
+def test_figures_of_the_energy_pass_are_written_by_shapes_from_its_matrix(frame_bytes_calls):
+    frames = annotated(agent_frames(200))
+    written = frame_wire.frames_bytes(frames, OFFSET)
+    assert frame_bytes_calls == [] and unmade(frames)
+    assert written == one_at_a_time(frames)  # which reads each span's figures' dict
+    gpu = frames[0].spans[0].power["GPU 0"]
+    assert gpu.mean_w == pytest.approx(55.5) and gpu.energy_j == pytest.approx(55.5 * 0.004)
+
+
+def test_spans_of_several_energy_passes_in_one_batch_are_written_by_shapes(
+        frame_bytes_calls):
+    frames = annotated(agent_frames(200), passes=3)
+    written = frame_wire.frames_bytes(frames, OFFSET)
+    assert frame_bytes_calls == [] and unmade(frames)
+    assert written == one_at_a_time(frames)
+
+
+def test_an_unknown_figure_of_the_energy_pass_is_left_out_by_the_one_frame_writer(
+        frame_bytes_calls):
+    frames = annotated(agent_frames(200), gap_from_ns=2 * 10**9)  # frames 60 on: no GPU
+    written = frame_wire.frames_bytes(frames, OFFSET)
+    assert frame_bytes_calls and written == one_at_a_time(frames)
+    late = frames[-1].spans[0].power["GPU 0"]
+    assert late == PowerFigure(None, None)
+    assert b"benchlab.energy.gpu_0" not in frame_wire.frame_bytes(frames[-1], OFFSET)
 
 
 def test_a_batch_written_by_shapes_is_what_the_sdk_writes_for_its_spans():
