@@ -81,6 +81,11 @@ class PowerRows:
         self.labels = labels
         self.values = values
 
+    def attach(self, spans: list[StageSpan]) -> None:
+        """Span i's figures are row i (whatever figures it had before)."""
+        for i, span in enumerate(spans):
+            span._power, span._rows, span._row = None, self, i
+
     def figures(self, i: int) -> dict[str, PowerFigure]:
         row = self.values[i].tolist()
         return {label: PowerFigure(None if m != m else m, None if e != e else e)

@@ -194,7 +194,5 @@ def annotate(spans: list[StageSpan], series: dict[str, PowerSeries],
         power[label] = (mean, energy)
         matrix[:, 2 * j] = mean
         matrix[:, 2 * j + 1] = energy
-    rows = PowerRows(tuple(series), matrix)
-    for i, span in enumerate(spans):
-        span._power, span._rows, span._row = None, rows, i
+    PowerRows(tuple(series), matrix).attach(spans)
     return SpanBatch(spans, starts, ends, power)
