@@ -182,8 +182,8 @@ class SpanBatch:
         if len(batches) == 1:
             return batches[0]
         power = {}
+        unknown = (None, None)
         for label in dict.fromkeys(label for b in batches for label in b.power):
-            unknown = (None, None)
             parts = [b.power.get(label, unknown) for b in batches]
             power[label] = tuple(
                 np.concatenate([np.full(len(b), np.nan) if p[k] is None else p[k]

@@ -186,13 +186,13 @@ def annotate(spans: list[StageSpan], series: dict[str, PowerSeries],
     n = len(spans)
     starts = np.fromiter((s.start_ns for s in spans), dtype=np.int64, count=n)
     ends = np.fromiter((s.end_ns for s in spans), dtype=np.int64, count=n)
-    power = {}
     matrix = np.empty((n, 2 * len(series)))
-    for j, (label, s) in enumerate(series.items()):
-        energy, mean = energy_between(s, starts, ends, max_gap_ns) if n else \
-            (np.empty(0), np.empty(0))
-        power[label] = (mean, energy)
-        matrix[:, 2 * j] = mean
-        matrix[:, 2 * j + 1] = energy
+    for j, s in enumerate(series.values()):
+        if n:
+            matrix[:, 2 * j + 1], matrix[:, 2 * j] = energy_between(s, starts, ends,
+                                                                    max_gap_ns)
     PowerRows(tuple(series), matrix).attach(spans)
+    # The batch's columns are the matrix's (views, not copies).
+    power = {label: (matrix[:, 2 * j], matrix[:, 2 * j + 1])
+             for j, label in enumerate(series)}
     return SpanBatch(spans, starts, ends, power)
