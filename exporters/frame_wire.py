@@ -6,9 +6,11 @@ span per stage pair, as ``ScopeSpans.spans`` entries.
 lengths of pipeline and stream names, frame id varint length, pairs in the same order and
 the same power sources) differ only in fixed-size fields at fixed places, so a shape is a
 numpy record: its constant bytes are made once, and a batch's ids, times, latencies and
-power figures go into their columns a column at a time. A batch costs 0.64-0.74 of
-writing its frames one by one (``benchmarks/frame_wire.py``); most of what is left is
-taking the values out of the frame and span objects, an attribute at a time. Both write
+power figures go into their columns a column at a time (the figures as rows of the energy
+pass's matrix, ``records.PowerRows``, where the spans still point into it). A batch costs
+0.52 of writing its frames one by one with figures in the matrix, 0.64-0.74 with figures
+in dicts (``benchmarks/frame_wire.py``); most of what is left is taking the values out of
+the frame and span objects, an attribute at a time. Both write
 the bytes the SDK's encoder writes for the same spans (tests hold them equal); a frame the
 shapes do not cover (a power figure that is not a float, a frame id outside int64) is
 written by ``frame_bytes``.
@@ -40,7 +42,7 @@ from .span_wire import (
 
 if TYPE_CHECKING:
     from otel_benchlab.processors.frames import FrameTrace
-    from otel_benchlab.records import PowerRows, StageSpan
+    from otel_benchlab.records import StageSpan
 
 _INTERNAL = b"\x30\x01"  # Span.kind = SPAN_KIND_INTERNAL
 _LATENCY = double_prefix("benchlab.latency")
@@ -328,20 +330,16 @@ def _power_matrix(spans: list[StageSpan], labels: tuple[str, ...]) -> np.ndarray
     figure is unknown or not a float (the one-frame writer leaves it out, or writes it as
     what it is)."""
     rows = [s._rows for s in spans]
-    first = rows[0]
-    if first is not None and rows.count(first) == len(rows):  # one pass's spans: usual
-        values = first.values[np.fromiter((s._row for s in spans), np.intp, len(spans))]
-    elif None not in rows:  # spans of a few passes (a batch that straddles two)
-        values = np.empty((len(spans), 2 * len(labels)))
-        where: dict[int, tuple[PowerRows, list[int], list[int]]] = {}
-        for k, (s, r) in enumerate(zip(spans, rows, strict=True)):
-            entry = where.get(id(r))
-            if entry is None:
-                entry = where[id(r)] = (r, [], [])
-            entry[1].append(k)
-            entry[2].append(s._row)
-        for r, at, row in where.values():
-            values[at] = r.values[row]
+    if None not in rows:
+        at = np.fromiter((s._row for s in spans), np.intp, len(spans))
+        first = rows[0]
+        if rows.count(first) == len(rows):  # one pass's spans: the usual case
+            values = first.values[at]
+        else:  # spans of a few passes (a batch that straddles two)
+            values = np.empty((len(spans), 2 * len(labels)))
+            for r in {id(r): r for r in rows}.values():
+                mine = np.fromiter((x is r for x in rows), bool, len(rows))
+                values[mine] = r.values[at[mine]]
     else:  # figures set as dicts: an application's, a test's
         values = np.empty((len(spans), 2 * len(labels)))
         for j, label in enumerate(labels):
