@@ -15,6 +15,7 @@ from otel_benchlab import __version__
 from otel_benchlab.config import Config, ConfigError, load_config
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.heap import arrow_on_the_c_heap, few_malloc_arenas, keep_freed_memory
+from otel_benchlab.no_pandas import pyarrow_without_pandas
 
 log = logging.getLogger("otel_benchlab")
 
@@ -505,7 +506,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cut = rest.index("--") if "--" in rest else len(rest)
         args = gst_parser().parse_args(rest[:cut])
         try:
-            return cmd_gst(args, rest[cut + 1:])
+            with pyarrow_without_pandas():
+                return cmd_gst(args, rest[cut + 1:])
         except ConfigError as exc:
             print(f"otel-benchlab: {exc}", file=sys.stderr)
             return 2
@@ -514,16 +516,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = agent_parser().parse_args(argv[1:] if argv and argv[0] == "run" else argv)
     try:
-        if args.command == "replay":
-            return cmd_replay(args)
-        if args.command == "recover":
-            return cmd_recover(args)
-        if args.command == "retention":
-            return cmd_retention(args)
-        return cmd_devices(args) if args.command == "devices" else cmd_run(args)
+        with pyarrow_without_pandas():
+            return _command(args)
     except ConfigError as exc:
         print(f"otel-benchlab: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"otel-benchlab: {exc}", file=sys.stderr)
         return 1
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "replay":
+        return cmd_replay(args)
+    if args.command == "recover":
+        return cmd_recover(args)
+    if args.command == "retention":
+        return cmd_retention(args)
+    return cmd_devices(args) if args.command == "devices" else cmd_run(args)
