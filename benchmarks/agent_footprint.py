@@ -21,8 +21,9 @@ alternating with the agent round by round, and prints the ratio of the medians: 
 shared machine only figures taken side by side compare.
 
 Measure the agent as it is deployed: ``--agent-python`` names the interpreter of a plain
-``pip install .`` (no test extras). In the test environment pyarrow finds pandas and loads
-it on its first array, some 40 MB more that a deployed agent does not carry.
+``pip install .`` (no test extras). Builds before aafd330 let pyarrow load pandas, where
+installed, on its first array (some 40 MB); the agent now hides it (``no_pandas.py``), and
+the line above the figures says whether the interpreter has pandas.
 """
 
 from __future__ import annotations
