@@ -4,9 +4,8 @@ pyarrow imports pandas, where it is installed, on its first conversion of a nump
 a Python scalar, only to ask whether that argument is a pandas object; none of ours is.
 Where a user installed otel-benchlab beside pandas (to query its Parquet), that import
 cost the agent ~34 MB of RSS (152 against 119 MB at the default load) and replay
-0.25-0.3 s of its ~2 s for 3 M marks. While a
-command runs, ``import pandas`` fails as if it were absent, and pyarrow carries on
-without it, as it does in a plain install.
+0.25-0.3 s of its ~2 s for 3 M marks. While a command runs, ``import pandas`` fails as if
+it were absent, and pyarrow carries on without it, as it does in a plain install.
 """
 
 from __future__ import annotations
