@@ -500,14 +500,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arrow_on_the_c_heap()  # before pyarrow is imported: see heap.py
-    argv = list(sys.argv[1:] if argv is None else argv)
+    with pyarrow_without_pandas():  # see no_pandas.py
+        return _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] == "gst":
         rest = argv[1:]
         cut = rest.index("--") if "--" in rest else len(rest)
         args = gst_parser().parse_args(rest[:cut])
         try:
-            with pyarrow_without_pandas():
-                return cmd_gst(args, rest[cut + 1:])
+            return cmd_gst(args, rest[cut + 1:])
         except ConfigError as exc:
             print(f"otel-benchlab: {exc}", file=sys.stderr)
             return 2
@@ -516,21 +519,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = agent_parser().parse_args(argv[1:] if argv and argv[0] == "run" else argv)
     try:
-        with pyarrow_without_pandas():
-            return _command(args)
+        if args.command == "replay":
+            return cmd_replay(args)
+        if args.command == "recover":
+            return cmd_recover(args)
+        if args.command == "retention":
+            return cmd_retention(args)
+        return cmd_devices(args) if args.command == "devices" else cmd_run(args)
     except ConfigError as exc:
         print(f"otel-benchlab: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"otel-benchlab: {exc}", file=sys.stderr)
         return 1
-
-
-def _command(args: argparse.Namespace) -> int:
-    if args.command == "replay":
-        return cmd_replay(args)
-    if args.command == "recover":
-        return cmd_recover(args)
-    if args.command == "retention":
-        return cmd_retention(args)
-    return cmd_devices(args) if args.command == "devices" else cmd_run(args)
