@@ -293,6 +293,9 @@ class AgentMetrics:
              "reason"),
             ("input.dropped", "{datagram}", "Input lost before the agent could read it "
              "(a full probe socket), by source"),
+            ("input.late", "{record}", "Marks and spans that arrived more than "
+             "intake.max_delay_s after their own time, by source (kept; without energy "
+             "where the power history no longer covers them)"),
             ("forward.sent", "{request}", "OTLP requests from the intake forwarded "
              "upstream, by signal"),
             ("forward.dropped", "{request}", "OTLP requests from the intake not forwarded, "

@@ -19,9 +19,11 @@ endpoint and what to check.
 from __future__ import annotations
 
 import importlib
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
@@ -108,6 +110,32 @@ def _hint(endpoint: str) -> str:
             "(OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL) or set "
             "OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none to turn OTLP off; the "
             "data is still in Parquet")
+
+
+def endpoint_refuses(endpoint: str, timeout_s: float = 0.25) -> bool:
+    """Whether nothing listens at an OTLP endpoint (``host:port`` or a URL): every address
+    it resolves to refuses a TCP connection, or the name does not resolve. A connection
+    that is accepted, or that neither connects nor is refused in ``timeout_s`` (a collector
+    that hangs, a firewall that drops), is not a refusal."""
+    url = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}")
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80 if url.scheme == "http"
+                            else 4317)
+        infos = socket.getaddrinfo(url.hostname or "localhost", port,
+                                   type=socket.SOCK_STREAM)
+    except (OSError, ValueError):
+        return True
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.settimeout(timeout_s)
+            try:
+                sock.connect(address)
+            except ConnectionRefusedError:
+                continue
+            except OSError:
+                return False
+            return False
+    return True
 
 
 def span_count(items: Sequence) -> int:
@@ -309,3 +337,9 @@ def make_exporters(plan: SignalPlan, counters: AgentCounters) -> list[tuple[str,
                    CountingMetricExporter)(inner, counters, endpoint)
         out.append((f"OTLP {plan.protocol} {endpoint}", wrapped))
     return out
+
+
+def otlp_endpoints(exporters: Sequence[object]) -> list[str]:
+    """The endpoints of the OTLP exporters among ``exporters`` (console ones have none)."""
+    return [e.endpoint for e in exporters
+            if isinstance(e, (CountingSpanExporter, CountingMetricExporter))]

@@ -16,11 +16,12 @@ import gzip
 import logging
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+
+from otel_benchlab.bounded_http import BoundedHTTPServer, BoundedRequestHandler
 
 log = logging.getLogger(__name__)
 
@@ -49,23 +50,18 @@ class RenderedExposition:
         return content_type, zipped, hit[1]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256  # a burst of scrapes waits in the backlog, is not refused
-
-
 class PrometheusEndpoint:
     def __init__(self, host: str, port: int, max_age_s: float = 1.0) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.reader = PrometheusMetricReader(registry=self.registry)
         self.exposition = RenderedExposition(self.registry, max_age_s)
         self.host, self.port = host, port
-        self._server: _Server | None = None
+        self._server: BoundedHTTPServer | None = None
 
     def start(self) -> None:
         exposition = self.exposition
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(BoundedRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 if self.path.split("?")[0] not in ("/metrics", "/"):
                     self.send_error(404, "only /metrics is served here")
@@ -86,14 +82,8 @@ class PrometheusEndpoint:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        family = __import__("socket").AF_INET6 if ":" in self.host else \
-            __import__("socket").AF_INET
-        _Server.address_family = family
         try:
-            self._server = _Server((self.host, self.port), Handler)
+            self._server = BoundedHTTPServer((self.host, self.port), Handler)
         except OSError as exc:
             raise OSError(f"cannot serve Prometheus metrics on {self.host}:{self.port}: {exc}; "
                           "choose another with --prom-bind HOST:PORT or BENCHLAB_PROM") from exc

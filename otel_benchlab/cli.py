@@ -57,11 +57,30 @@ NOISY_SDK_LOGGERS = ("opentelemetry.exporter.otlp.proto.grpc.exporter",
                      "opentelemetry.sdk.metrics._internal.export")
 
 
+class ExporterMessagesToDebug(logging.Filter):
+    """The OTel SDK's OTLP exporters log each attempt against a collector that is down
+    ("Transient error ... retrying", "Failed to export", "Shutdown in progress, aborting
+    retry", "Exporter already shutdown"). The agent says once per cause and signal what to
+    do (``export.failures``); the exporters' own lines become debug, shown with
+    ``--log-level debug``. Only loggers under ``opentelemetry.exporter.`` are touched:
+    everything else the SDK says keeps its level."""
+
+    PREFIX = "opentelemetry.exporter."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(self.PREFIX) and record.levelno > logging.DEBUG:
+            if not logging.getLogger().isEnabledFor(logging.DEBUG):
+                return False
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 def setup_logging(fmt: str, level: str = "INFO") -> None:
     once = OncePerMessage()
     for name in NOISY_SDK_LOGGERS:
         logging.getLogger(name).addFilter(once)
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ExporterMessagesToDebug())
     handler.setFormatter(_JsonFormatter() if fmt == "json" else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

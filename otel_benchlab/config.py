@@ -161,6 +161,11 @@ class IntakeConfig:
     event_stages: list[str] = field(default_factory=list)
     frame_attribute: str = "benchlab.frame"  # where a span or event carries its frame id
     forward_queue: int = 2048  # OTLP requests held for upstream; more are dropped, counted
+    # How late a mark or span may arrive after its own time (a sender's batching and
+    # retries: the OTel SDK's batch processor waits 5 s, then retries with back-off) and
+    # still get its energy: the power history is kept this much longer than the pairing
+    # window. Later ones are kept without energy and counted (benchlab.agent.input.late).
+    max_delay_s: float = 60.0
     # Seed-format JSONL mark files to follow (ts_ns monotonic or Unix epoch ns).
     jsonl: list[str] = field(default_factory=list)
     jsonl_from_start: bool = True  # read what the file holds already, then follow it
@@ -390,7 +395,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "otlp.flush_timeout_s": (0.0, 600),
     "parquet.part_rows": (1, 100_000_000), "parquet.part_seconds": (0, 86400),
     "capframex.sample_time_ms": (1, 60_000),
-    "intake.forward_queue": (1, 1_000_000),
+    "intake.forward_queue": (1, 1_000_000), "intake.max_delay_s": (0.0, 3600),
     "kubernetes.pod_resources_refresh_s": (0, 86400),
 }
 

@@ -125,7 +125,11 @@ class Agent:
         window_ns = int(cfg.pair_window_s * 1e9)
         gap_ns = int(cfg.power_max_gap_s * 1e9)
         self.pairer = StagePairer(cfg.pair_tuples(), window_ns)
-        self.annotator = EnergyAnnotator(self.power_sources, gap_ns, keep_ns=window_ns + gap_ns)
+        # Power history for a span whose last mark (or the span itself) arrives up to
+        # intake.max_delay_s late and that began up to a window before that mark.
+        self.late_ns = int(cfg.intake.max_delay_s * 1e9)
+        self.annotator = EnergyAnnotator(self.power_sources, gap_ns,
+                                         keep_ns=window_ns + self.late_ns + gap_ns)
         self.ids = TraceIds(session.id)
         targets = {k: int(v * 1e9) for k, v in cfg.traces.latency_targets_s.items()}
         self.frames = FrameAssembler(self.ids, cfg.pair_tuples(), window_ns + gap_ns,
@@ -189,6 +193,36 @@ class Agent:
                               "the processors cannot keep up; records are dropped (raise "
                               "queue_size or lower the sample rate)")
             return False
+
+    def emitter(self, receiver: Receiver) -> Callable[[Record | list[Record]], bool]:
+        """``emit`` for one receiver: marks and spans that arrive more than
+        ``intake.max_delay_s`` after their own time are counted by source (the first
+        record of a list stands for it: a datagram's or a request's records come in time
+        order), then queued as any other."""
+        emit, counters, late_ns, monotonic_ns = self.emit, self.counters, self.late_ns, \
+            time.monotonic_ns
+        source = getattr(receiver, "input_source", "") or \
+            str(getattr(receiver, "name", type(receiver).__name__)).split(":")[0]
+        hint = (f"marks or spans arrived more than intake.max_delay_s "
+                f"({self.cfg.intake.max_delay_s:g} s) after their own time (a sender's "
+                "batching and retries, or a file read from its start); they are kept, "
+                "without energy where the power history no longer covers them. Raise "
+                "[intake] max_delay_s for a sender that slow")
+
+        def late_at(rec: Record) -> int:
+            return rec.end_ns if type(rec) is StageSpan else rec.ts_ns  # type: ignore
+
+        def emit_counting_late(record: Record | list[Record]) -> bool:
+            first = record[0] if type(record) is list else record
+            if type(first) is not Sample:
+                horizon = monotonic_ns() - late_ns
+                if late_at(first) < horizon:
+                    n = sum(1 for r in record if type(r) is not Sample and
+                            late_at(r) < horizon) if type(record) is list else 1
+                    counters.add("input.late", n, hint, source=source)
+            return emit(record)
+
+        return emit_counting_late
 
     def _handle(self, records: list[Record], spans: list[StageSpan],
                 unpaired: list[Unpaired]) -> None:
@@ -390,7 +424,7 @@ class Agent:
         t_start = time.monotonic()
         try:
             for r in self.receivers:
-                r.start(self.emit)
+                r.start(self.emitter(r))
             if on_started:
                 on_started()
             next_tick = next_flush = t_start
@@ -499,6 +533,7 @@ class Agent:
                        "kept_over_target": self.frames.kept_over_target,
                        "unsampled": self.frames.unsampled},
             "queue_dropped": self.counters.get("queue.dropped"),
+            "late": {lbl["source"]: n for lbl, n in self.counters.items("input.late")},
             "export_failures": self.counters.get("export.failures"),
             "export_dropped": self.counters.get("export.dropped"),
             "write_errors": self.counters.get("write.errors"),

@@ -79,7 +79,12 @@ class Telemetry:
     def __init__(self, cfg: Config, counters: AgentCounters, sensors: list[SensorInfo],
                  queue_depth: Callable[[], int], timebase: TimeBase,
                  env: Mapping[str, str] = os.environ) -> None:
-        from otel_benchlab.exporters.otlp import make_exporters, plan_signal, sdk_disabled
+        from otel_benchlab.exporters.otlp import (
+            make_exporters,
+            otlp_endpoints,
+            plan_signal,
+            sdk_disabled,
+        )
 
         self.counters = c = counters
         self.resource = make_resource()
@@ -109,6 +114,11 @@ class Telemetry:
                 exporters[signal].append(exp)
             if plan.otlp:
                 c.declare("export.failures", signal=signal)
+        # Where the pushes go when all are OTLP: at exit, if nothing listens at any of
+        # them, there is nothing to wait for.
+        pushes = exporters["traces"] + exporters["metrics"]
+        endpoints = otlp_endpoints(pushes)
+        self.otlp_endpoints = sorted(set(endpoints)) if len(endpoints) == len(pushes) else []
         self.traces = FrameTraceExporter(exporters["traces"], self.resource, timebase, c,
                                          spans_per_frame=1 + len(cfg.pair_tuples())) \
             if exporters["traces"] else None
@@ -158,10 +168,19 @@ class Telemetry:
                 self.traces.force_flush()
             self.meter_provider.force_flush()
 
+        from otel_benchlab.exporters.otlp import endpoint_refuses
+
         t0 = time.monotonic()
         flusher = threading.Thread(target=flush, name="otel-flush", daemon=True)
         flusher.start()
-        while flusher.is_alive() and not hurry.is_set():
+        # A collector that refuses connections cannot take anything in the deadline: the
+        # exit does not wait for it (one that accepts and hangs still gets the deadline).
+        refused = bool(self.otlp_endpoints) and all(endpoint_refuses(e)
+                                                    for e in self.otlp_endpoints)
+        if refused:
+            log.info("nothing listens at %s: not waiting for the OTLP flush",
+                     ", ".join(self.otlp_endpoints))
+        while flusher.is_alive() and not hurry.is_set() and not refused:
             left = flush_s - (time.monotonic() - t0)
             if left <= 0:
                 break
@@ -186,7 +205,7 @@ class Telemetry:
         closer.start()
         # Exporters abandon retries on shutdown; bounded all the same, and not waited for at
         # all after a second signal (the threads are daemons: exit does not wait on them).
-        closer.join(0.0 if hurry.is_set() else 0.5)
+        closer.join(0.0 if hurry.is_set() else 0.1 if refused else 0.5)
         if self._system is not None:
             with contextlib.suppress(Exception):
                 self._system.uninstrument()

@@ -105,41 +105,74 @@ def power_at(s: PowerSeries, t: np.ndarray, max_gap_ns: int) -> tuple[np.ndarray
 
 
 class PowerTimeline:
-    """A live, bounded series for one power source."""
+    """A live, bounded series for one power source, in numpy buffers: a span that arrives
+    late (a sender's batching and retries) needs a minute or more of history, and the
+    energy pass takes only the part of it that the batch's spans cover, so a longer history
+    costs memory (16 bytes a sample) but no time."""
 
     def __init__(self, kind: str = "power") -> None:
         if kind not in ("power", "energy"):
             raise ValueError(f"power source kind must be 'power' or 'energy', not {kind!r}")
         self.kind = kind
-        self._ts: deque[int] = deque()
-        self._v: deque[float] = deque()
+        self._ts = np.empty(256, np.int64)
+        self._v = np.empty(256, np.float64)
+        self._lo = self._hi = 0  # the samples held are [lo, hi)
 
     def add(self, ts_ns: int, value: float) -> None:
-        if self._ts and ts_ns <= self._ts[-1]:
+        hi = self._hi
+        if hi > self._lo and ts_ns <= self._ts[hi - 1]:
             return  # out of order or repeated: a series must grow in time
-        self._ts.append(ts_ns)
-        self._v.append(value)
+        if hi == len(self._ts):
+            hi = self._make_room()
+        self._ts[hi] = ts_ns
+        self._v[hi] = value
+        self._hi = hi + 1
+
+    def _make_room(self) -> int:
+        lo, hi = self._lo, self._hi
+        n = hi - lo
+        if 2 * n > len(self._ts):  # more than half full: a bigger buffer
+            ts, v = np.empty(2 * len(self._ts), np.int64), np.empty(2 * len(self._ts))
+        else:  # mostly trimmed: slide the held samples to the front
+            ts, v = self._ts, self._v
+        ts[:n], v[:n] = self._ts[lo:hi], self._v[lo:hi]
+        self._ts, self._v, self._lo, self._hi = ts, v, 0, n
+        return n
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
 
     @property
     def last_ts(self) -> int | None:
-        return self._ts[-1] if self._ts else None
+        return int(self._ts[self._hi - 1]) if self._hi > self._lo else None
+
+    @property
+    def first_ts(self) -> int | None:
+        return int(self._ts[self._lo]) if self._hi > self._lo else None
 
     def trim(self, before_ns: int) -> None:
         # Keep one sample before the cut so spans starting right at it still interpolate.
-        while len(self._ts) > 1 and self._ts[1] < before_ns:
-            self._ts.popleft()
-            self._v.popleft()
+        older = int(np.searchsorted(self._ts[self._lo:self._hi], before_ns, side="left"))
+        self._lo += max(0, min(older - 1, self._hi - self._lo - 1))
 
-    def series(self) -> PowerSeries:
-        ts = np.fromiter(self._ts, dtype=np.int64, count=len(self._ts))
-        v = np.fromiter(self._v, dtype=np.float64, count=len(self._v))
+    def series(self, start_ns: int | None = None, end_ns: int | None = None) -> PowerSeries:
+        """The held samples, or those that interpolate [start_ns, end_ns] (one sample
+        either side of it)."""
+        ts, v = self._ts[self._lo:self._hi], self._v[self._lo:self._hi]
+        if start_ns is not None and end_ns is not None and len(ts):
+            i0 = max(int(np.searchsorted(ts, start_ns, side="right")) - 1, 0)
+            i1 = int(np.searchsorted(ts, end_ns, side="left")) + 1
+            ts, v = ts[i0:i1], v[i0:i1]
+        ts, v = ts.copy(), v.copy()  # the buffers change as samples come
         return PowerSeries.from_power(ts, v) if self.kind == "power" else \
             PowerSeries.from_counter(ts, v)
 
 
 class EnergyAnnotator:
     """Holds finished StageSpans until every power source has a sample past their end,
-    then annotates them with mean power and energy per source."""
+    then annotates them with mean power and energy per source. Power history is kept for
+    ``keep_ns`` (the pairing window, the late-arrival horizon and the gap), so a span that
+    arrives that late still gets its energy."""
 
     def __init__(self, sources: dict[str, str], max_gap_ns: int, keep_ns: int) -> None:
         self.timelines = {label: PowerTimeline(kind) for label, kind in sources.items()}
@@ -166,7 +199,9 @@ class EnergyAnnotator:
         for span in self._pending:
             (out if flush or span.end_ns <= ready_to else keep).append(span)
         self._pending = keep
-        done = annotate(out, {k: tl.series() for k, tl in self.timelines.items()},
+        lo = min((s.start_ns for s in out), default=0)
+        hi = max((s.end_ns for s in out), default=0)
+        done = annotate(out, {k: tl.series(lo, hi) for k, tl in self.timelines.items()},
                         self.max_gap_ns)
         oldest = min((s.start_ns for s in self._pending), default=now_ns)
         for tl in self.timelines.values():

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import fnmatch
 import gzip
-import http.server
 import logging
 import os
 import socket
@@ -45,6 +44,7 @@ from opentelemetry.proto.collector.metrics.v1 import (
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 
+from otel_benchlab.bounded_http import BoundedHTTPServer, BoundedRequestHandler
 from otel_benchlab.components import BuildContext, Built, Component
 from otel_benchlab.config import Config, ConfigError, IntakeConfig, parse_bind
 from otel_benchlab.counters import AgentCounters
@@ -194,6 +194,7 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
                          metrics_service_pb2_grpc.MetricsServiceServicer,
                          logs_service_pb2_grpc.LogsServiceServicer):
     name = "otlp_intake"
+    input_source = "otlp"  # the label its counts carry (input.rejected, input.late)
 
     def __init__(self, cfg: IntakeConfig, counters: AgentCounters, forwarder: OtlpForwarder,
                  enricher: IntakeEnricher, timebase: TimeBase | None = None) -> None:
@@ -207,7 +208,7 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
         self.events = set(cfg.event_stages)
         self._emit: Emit | None = None
         self._grpc: grpc.Server | None = None
-        self._http: http.server.ThreadingHTTPServer | None = None
+        self._http: BoundedHTTPServer | None = None
         for reason in ("not_protobuf", "bad_time"):
             counters.declare("input.rejected", source="otlp", reason=reason)
 
@@ -284,10 +285,10 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
         return RESPONSES[signal]()
 
     # -- HTTP ----------------------------------------------------------------------------
-    def _http_handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+    def _http_handler(self) -> type[BoundedRequestHandler]:
         intake = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(BoundedRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def _answer(self, code: int, body: bytes = b"",
@@ -329,9 +330,6 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
                     return
                 self._answer(200, RESPONSES[signal]().SerializeToString())
 
-            def log_message(self, *args: object) -> None:
-                pass
-
         return Handler
 
     # -- running -------------------------------------------------------------------------
@@ -357,15 +355,11 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
         if self.cfg.otlp_http:
             host, port = parse_bind(self.cfg.otlp_http, "intake.otlp_http")  # type: ignore
             try:
-                cls = http.server.ThreadingHTTPServer
-                if ":" in host:
-                    cls = type("V6", (cls,), {"address_family": socket.AF_INET6})
-                self._http = cls((host, port), self._http_handler())
+                self._http = BoundedHTTPServer((host, port), self._http_handler())
             except OSError as exc:
                 log.error("OTLP intake: cannot listen on %s:%s (%s); applications cannot "
                           "send to this agent over HTTP", host, port, exc.strerror or exc)
             else:
-                self._http.daemon_threads = True
                 threading.Thread(target=self._http.serve_forever, name="otlp-intake-http",
                                  daemon=True).start()
 
