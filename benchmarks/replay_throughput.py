@@ -19,7 +19,12 @@ Parquet parts fsynced as replay does). That is what any replay of the session co
 it pairs a mark or formats a number; the rate it allows is printed beside replay's, with
 the ratio, and with reading and writing overlapped completely as well.
 
-Usage: python benchmarks/replay_throughput.py [--marks N] [--seed | --in-process] [--keep DIR]
+With --seed --bad-lines N, each run also replays a copy of the seed session with N torn
+lines spread evenly through pipeline.jsonl and benchlab.jsonl's last line torn (as a crash
+leaves it), alternating with the clean one, and prints what the bad lines cost.
+
+Usage: python benchmarks/replay_throughput.py [--marks N] [--seed [--bad-lines N] |
+       --in-process] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -115,6 +120,40 @@ def write_seed(session: Path, root: Path) -> Path:
         for ts, v in zip(samples["ts_ns"], samples["value"], strict=True):
             fh.write(f'{{"ts_ns": {ts}, "source": "benchlab", "kv": {{"p_sys": {v:.3f}}}}}\n')
     return seed
+
+
+def tear(seed: Path, root: Path, n_bad: int) -> Path:
+    """A copy of the seed session with ``n_bad`` lines of pipeline.jsonl cut in half (their
+    newline kept), spread evenly, and benchlab.jsonl's last line cut with no newline."""
+    torn = root / "sessions" / "seed-torn"
+    (torn / "raw").mkdir(parents=True)
+    data = (seed / "raw" / "pipeline.jsonl").read_bytes()
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    pieces, at = [], 0
+    for k in np.linspace(0, len(ends) - 1, n_bad + 2, dtype=np.int64)[1:-1]:
+        cut = (int(starts[k]) + int(ends[k])) // 2
+        pieces += [data[at:cut], b"\n"]
+        at = int(ends[k]) + 1
+    pieces.append(data[at:])
+    (torn / "raw" / "pipeline.jsonl").write_bytes(b"".join(pieces))
+    power = (seed / "raw" / "benchlab.jsonl").read_bytes()
+    (torn / "raw" / "benchlab.jsonl").write_bytes(power[:-len(power.splitlines()[-1]) // 2])
+    return torn
+
+
+def bad_lines_cost(clean: Path, torn: Path, root: Path, runs: int, n_bad: int) -> None:
+    """Clean and torn replays alternated; the median cost of the bad lines."""
+    walls: dict[Path, list[float]] = {clean: [], torn: []}
+    for i in range(runs):
+        for source in (clean, torn):
+            out = root / f"replay-bad-{i}-{source.name}"
+            walls[source].append(replay_process(source, out)[0])
+            shutil.rmtree(out, ignore_errors=True)
+    a, b = statistics.median(walls[clean]), statistics.median(walls[torn])
+    print(f"{n_bad} torn lines spread through pipeline.jsonl and a torn last line in "
+          f"benchlab.jsonl: replay {b:.2f} s against {a:.2f} s clean (medians of {runs}, "
+          f"alternated): {100 * (b / a - 1):+.1f} %")
 
 
 def arrow_parse_seconds(path: Path) -> float:
@@ -223,6 +262,9 @@ def main() -> int:
     ap.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it")
     ap.add_argument("--seed", action="store_true",
                     help="replay the seed JSONL format as a whole process, every output on")
+    ap.add_argument("--bad-lines", type=int, default=0, metavar="N",
+                    help="with --seed: also replay a copy with N torn lines (and a torn "
+                    "power file) and print what they cost")
     args = ap.parse_args()
     root = Path(args.keep or tempfile.mkdtemp(prefix="bench-replay-"))
     try:
@@ -238,6 +280,10 @@ def run(args: argparse.Namespace, root: Path) -> int:
     print(f"generated {args.marks:,} marks in {time.perf_counter() - t:.1f} s at {session}")
     if args.seed:
         source = write_seed(session, root)
+        if args.bad_lines:
+            bad_lines_cost(source, tear(source, root, args.bad_lines), root, args.runs,
+                           args.bad_lines)
+            return 0
         with open(source / "raw" / "pipeline.jsonl", "rb") as fh:
             n = sum(1 for _ in fh)
         kind, reader = "seed JSONL", "Arrow's JSON reader parsing pipeline.jsonl"

@@ -5,7 +5,6 @@ once per file with where, and skipped; the good data around them is kept.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
@@ -16,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from otel_benchlab.journal import pending_journals, read_journal
 from otel_benchlab.schema import MARK_SCHEMA
 
+from .jsonl_chunks import parse_chunk
 from .seed_lines import _int, seed_mark
 
 log = logging.getLogger(__name__)
@@ -213,12 +212,14 @@ def _jsonl_tables(path: Path, rejected: dict[str, int],
                   normalise=seed_mark, chunk_ok=seed_mark_chunk_ok,
                   schema: pa.Schema | None = SEED_MARK_SCHEMA) -> Iterator[pa.Table]:
     """Parse a JSONL file chunk by chunk with Arrow's reader, a table per chunk as it is
-    parsed (the caller converts it and lets it go). A chunk Arrow refuses, or parses into
-    types the records cannot have, is read line by line with ``normalise``, so only the
-    bad lines are lost. Memory stays bounded: a line longer than MAX_LINE_BYTES is skipped
-    as it streams by, never held whole. ``rejected`` is filled when the file is done."""
+    parsed (the caller converts it and lets it go). Only the bad lines of a chunk are read
+    one by one, with ``normalise`` (``jsonl_chunks.parse_chunk``), so only they are lost
+    and only they cost a Python parse. Memory stays bounded: a line longer than
+    MAX_LINE_BYTES is skipped as it streams by, never held whole. ``rejected`` is filled
+    when the file is done."""
     bad = 0
     first_bad: int | None = None
+    bad_lines: list[int] = []  # numbers of the torn or malformed ones
     line_no = 0
     skipping = False  # inside an over-long line
     chunk: memoryview | None = None
@@ -247,32 +248,15 @@ def _jsonl_tables(path: Path, rejected: dict[str, int],
                 rest = bytes(memoryview(buf)[cut:end])
             chunk = memoryview(buf)[start:cut]
             if _NOT_SPACE.search(chunk):
-                table = None
-                with contextlib.suppress(pa.ArrowInvalid):
-                    table = pj.read_json(pa.BufferReader(pa.py_buffer(chunk)))
-                if table is not None and chunk_ok(table):
-                    yield table
-                else:
-                    good = []
-                    for i, line in enumerate(bytes(chunk).split(b"\n"), start=line_no + 1):
-                        if not line.strip():
-                            continue
-                        rec = None
-                        if len(line) <= MAX_LINE_BYTES:
-                            try:
-                                rec = normalise(json.loads(line))
-                            except (ValueError, RecursionError):
-                                rec = None
-                        if rec is None:
-                            bad += 1
-                            first_bad = first_bad or i
-                        else:
-                            good.append(rec)
-                    if good:
-                        yield pa.Table.from_pylist(good, schema=schema)
+                chunk = None  # parse_chunk blanks bad lines in buf
+                yield from parse_chunk(buf, start, cut, line_no + 1, normalise, chunk_ok,
+                                       schema, MAX_LINE_BYTES, bad_lines)
             line_no += buf.count(b"\n", start, cut)
             if not got:
                 break
+    if bad_lines:
+        bad += len(bad_lines)
+        first_bad = min([first_bad or bad_lines[0], *bad_lines])
     if bad:
         rejected[str(path)] = bad
         log.warning("%s: skipped %d torn, malformed or over-long lines (first at line %d)",

@@ -137,3 +137,56 @@ def test_a_folder_left_empty_by_a_failed_start_is_reused_by_the_same_session(tmp
     (session.path / "session.json").write_text("{}")
     with pytest.raises(Exception, match="already exists"):
         Session(tmp_path, "s").create()
+
+
+def _waited_s(err: str) -> float:
+    line = next(ln for ln in err.splitlines() if "not delivered at exit" in ln)
+    return float(line.split("waited ")[1].split(" s")[0])
+
+
+def test_a_collector_that_refuses_connections_is_not_waited_for(tmp_path):
+    proc = start(tmp_path, f"http://127.0.0.1:{free_port()}")
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    took, _, err = finish(proc)
+    assert proc.returncode == 0, err[-2000:]
+    assert "not waiting for the OTLP flush" in err
+    assert _waited_s(err) < 1.0  # the flush deadline is 2 s
+    assert assert_closed(tmp_path)["summary"]["undelivered"]["spans"] > 0
+
+
+def test_a_collector_that_accepts_and_hangs_still_gets_the_flush_deadline(tmp_path):
+    hole = BlackHole().start()
+    try:
+        proc = start(tmp_path, f"http://127.0.0.1:{hole.port}")
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        took, _, err = finish(proc)
+    finally:
+        hole.stop()
+    assert proc.returncode == 0, err[-2000:]
+    assert "not waiting" not in err
+    assert _waited_s(err) >= 2.0 and took >= 2.0
+
+
+def test_with_no_collector_the_sdks_exporter_lines_are_debug_and_ours_said_once(tmp_path):
+    proc = start(tmp_path, f"http://127.0.0.1:{free_port()}")
+    time.sleep(2.5)  # a metric export every 0.5 s, each refused
+    proc.send_signal(signal.SIGINT)
+    _, _, err = finish(proc)
+    assert proc.returncode == 0, err[-2000:]
+    assert "opentelemetry.exporter" not in err  # no "Transient error", "Failed to export"
+    ours = [ln for ln in err.splitlines() if "export.failures" in ln]
+    assert sorted(ln.split("[")[1].split("]")[0] for ln in ours) == ["signal=metrics",
+                                                                   "signal=traces"]
+    assert all("OTEL_TRACES_EXPORTER=none" in ln for ln in ours)
+
+
+def test_the_sdks_exporter_lines_show_with_log_level_debug(tmp_path):
+    proc = start(tmp_path, f"http://127.0.0.1:{free_port()}", "--log-level", "debug")
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGINT)
+    _, _, err = finish(proc)
+    assert proc.returncode == 0, err[-2000:]
+    sdk = [ln for ln in err.splitlines() if "opentelemetry.exporter.otlp" in ln]
+    assert sdk and all(" DEBUG " in ln for ln in sdk)
