@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 
 from otel_benchlab.exporters.decimal_text import Decimals, Text, json_array, lines
 from otel_benchlab.heap import return_freed_memory
+from otel_benchlab.temp_files import open_temp
 
 log = logging.getLogger(__name__)
 
@@ -318,9 +319,14 @@ class CapFrameXWriter:
         assert self.watch_dir is not None
         try:
             self.watch_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.watch_dir / f".{path.name}.tmp"
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, self.watch_dir / path.name)
+            fh, tmp = open_temp(self.watch_dir / path.name)
+            try:
+                with fh, open(path, "rb") as src:
+                    shutil.copyfileobj(src, fh)
+                os.replace(tmp, self.watch_dir / path.name)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+                raise
         except OSError as exc:
             log.error("cannot copy %s to CapFrameX watch folder %s: %s", path.name,
                       self.watch_dir, exc)
@@ -485,9 +491,9 @@ class _Pending:
 
 
 def _atomic_write(path: Path, pieces: Iterable[bytes | pa.Buffer]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")  # CapFrameX ignores names not ending .csv/.json
+    fh, tmp = open_temp(path)  # CapFrameX ignores names not ending .csv/.json
     try:
-        with open(tmp, "wb") as fh:
+        with fh:
             for piece in pieces:
                 fh.write(piece)
         os.replace(tmp, path)

@@ -1,7 +1,7 @@
 """Parquet parts: zstd, rotated on a row or time bound, renamed into place when complete,
 with a journal that makes the part in progress durable.
 
-A part is written as ``.part-NNNNNN.parquet.tmp`` and renamed to ``part-NNNNNN.parquet``
+A part is written as ``.part-NNNNNN.parquet.<random>.tmp`` and renamed to ``part-NNNNNN.parquet``
 only once closed, so a reader never sees half a file. Until then its rows go, batch by
 batch, to ``.journal-NNNNNN.arrows`` (an Arrow IPC stream, fsynced at most every
 ``sync_s``): a crash (``kill -9``, OOM, power loss) loses at most the batch in flight, and
@@ -39,6 +39,7 @@ from otel_benchlab.journal import (
     pending_journals,
     read_journal,
 )
+from otel_benchlab.temp_files import is_temp_of, open_temp
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,10 @@ def _is_text(f: pa.Field) -> bool:
 def write_part(directory: Path, table: pa.Table, number: int) -> Path:
     """``part-NNNNNN.parquet``, written under a temporary name, fsynced, then renamed."""
     final = part_path(directory, number)
-    tmp = directory / f".{final.name}.tmp"
+    fh, tmp = open_temp(final)
     try:
         dictionary = [f.name for f in table.schema if _dictionary_pays(f)]
-        with open(tmp, "wb") as fh:
+        with fh:
             _write_table(table, fh, dictionary, _encodings(table.schema))
             fh.flush()
             # On disk before the journal that also holds these rows is removed.
@@ -167,7 +168,10 @@ class ParquetPartWriter:
             if self._journal is None:
                 # A fresh stream with every row of the part so far: after a failed append
                 # (full disk) the old file may end torn, and nothing may follow a tear.
-                self._journal_file = open(journal_path(self.directory, self._next), "wb")  # noqa: SIM115
+                # Never through a link planted at the journal's name.
+                fd = os.open(journal_path(self.directory, self._next),
+                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+                self._journal_file = os.fdopen(fd, "wb")
                 self._journal = pa.ipc.new_stream(self._journal_file, self.schema)
                 self._journal_batches = 0
             batches = [b for t in (*self._buf, table) for b in t.to_batches()]
@@ -307,7 +311,7 @@ def recover_directory(directory: Path) -> tuple[int, int]:
         return 0, 0
     for p in list(directory.iterdir()):
         m = JOURNAL_NAME.match(p.name)
-        if p.name.endswith(".parquet.tmp"):
+        if is_temp_of(p, ".parquet"):
             p.unlink(missing_ok=True)
         elif m and part_path(directory, int(m.group(1))).exists():
             p.unlink(missing_ok=True)  # the part was completed; the journal is a leftover

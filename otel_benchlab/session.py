@@ -17,6 +17,7 @@ from typing import Any
 
 from otel_benchlab import __version__
 from otel_benchlab.config import ConfigError, validate_session_id
+from otel_benchlab.temp_files import open_temp
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".agent.lock"  # held (flock) by the agent writing the session, for its lifetime
@@ -117,9 +118,9 @@ class Session:
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     final = path / "session.json"
-    tmp = path / ".session.json.tmp"
+    fh, tmp = open_temp(final, "w")
     try:
-        with open(tmp, "w") as fh:
+        with fh:
             fh.write(json.dumps(manifest, indent=2, default=str))
             fh.flush()
             os.fsync(fh.fileno())

@@ -173,3 +173,20 @@ def test_a_journal_that_fills_the_disk_gives_its_rows_back_to_memory_and_loses_n
     assert w.force_flush()
     assert ds.dataset(small_disk / "parts").to_table()["x"].to_pylist() == [1, 2, *big, 5]
     assert w.rows_dropped == 0
+
+
+def test_links_planted_at_temporary_and_journal_names_are_never_written_through(tmp_path):
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    out.mkdir()
+    victim.write_bytes(b"keep me")
+    for name in (".part-000001.parquet.tmp", ".journal-000001.arrows",
+                 ".part-000002.parquet.tmp", ".journal-000002.arrows"):
+        (out / name).symlink_to(victim)
+    w = ParquetPartWriter(out, SCHEMA, part_rows=2)
+    w.export(pa.table({"x": [1]}))  # the journal's name is a link: refused, rows kept
+    w.export(pa.table({"x": [2]}))  # a part: written under a name the OS made up
+    w.shutdown()
+    assert victim.read_bytes() == b"keep me"
+    parts = sorted(out.glob("part-*.parquet"))
+    assert ds.dataset(parts).to_table()["x"].to_pylist() == [1, 2]
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()]
