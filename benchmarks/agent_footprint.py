@@ -69,9 +69,20 @@ probe.close()
 """
 
 
-def measure(py: str, args: argparse.Namespace) -> tuple[float, float, int, int, str]:
-    """(CPU % of one core, peak RSS MB, spans the collector received, exit status, stderr
-    tail) of one agent run."""
+def private_bytes(pid: int) -> int:
+    """Memory of the process's own (Private_Clean + Private_Dirty in smaps_rollup): RSS
+    without the pages of shared libraries (Arrow's, gRPC's) that other processes share."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    return sum(int(line.split()[1]) * 1024 for line in text.splitlines()
+               if line.startswith(("Private_Clean:", "Private_Dirty:")))
+
+
+def measure(py: str, args: argparse.Namespace) -> tuple[float, float, float, int, int, str]:
+    """(CPU % of one core, peak RSS MB, peak private MB, spans the collector received, exit
+    status, stderr tail) of one agent run."""
     collector = OtlpCollector().start()
     prom = free_port()
     data = tempfile.mkdtemp(prefix="bench-agent-")
@@ -110,9 +121,10 @@ def measure(py: str, args: argparse.Namespace) -> tuple[float, float, int, int, 
     threading.Thread(target=scrape, daemon=True).start()
     time.sleep(args.warmup)
     c0, t0 = p.cpu_times(), time.monotonic()
-    peak = 0
+    peak = private = 0
     while time.monotonic() - t0 < args.seconds and proc.poll() is None:
         peak = max(peak, p.memory_info().rss)
+        private = max(private, private_bytes(proc.pid))
         time.sleep(0.5)
     c1, t1 = p.cpu_times(), time.monotonic()
     try:
@@ -128,7 +140,8 @@ def measure(py: str, args: argparse.Namespace) -> tuple[float, float, int, int, 
         h.wait(timeout=10)
     collector.stop()
     cpu = 100 * ((c1.user - c0.user) + (c1.system - c0.system)) / (t1 - t0)
-    return cpu, max(peak, hwm) / 2**20, len(collector.spans()), proc.returncode, err[-2000:]
+    return (cpu, max(peak, hwm) / 2**20, private / 2**20, len(collector.spans()),
+            proc.returncode, err[-2000:])
 
 
 def main() -> int:
@@ -148,7 +161,8 @@ def main() -> int:
     ap.add_argument("--load", choices=("simulate", "external"), default="simulate",
                     help="the load inside the agent (--simulate) or in processes of its own")
     args = ap.parse_args()
-    runs: dict[str, list[tuple[float, float, int, int, str]]] = {"agent": [], "baseline": []}
+    runs: dict[str, list[tuple[float, float, float, int, int, str]]] = {"agent": [],
+                                                                          "baseline": []}
     for _ in range(args.rounds):
         runs["agent"].append(measure(args.agent_python, args))
         if args.baseline_python:
@@ -166,19 +180,20 @@ def main() -> int:
             continue
         cpu = statistics.median(r[0] for r in got)
         rss = statistics.median(r[1] for r in got)
+        private = statistics.median(r[2] for r in got)
         medians[who] = (cpu, rss)
         print(f"{who}: CPU {' / '.join(f'{r[0]:.2f}' for r in got)} % of one core "
               f"(median {cpu:.2f}; target <= 2), peak RSS median {rss:.1f} MB "
-              f"(target <= 120); spans received {[r[2] for r in got]}, exit "
-              f"{[r[3] for r in got]}")
+              f"(target <= 120), of it private {private:.1f} MB; spans received "
+              f"{[r[3] for r in got]}, exit {[r[4] for r in got]}")
         for r in got:
-            if r[3]:
-                print(r[4])
+            if r[4]:
+                print(r[5])
     if "baseline" in medians:
         (a_cpu, a_rss), (b_cpu, b_rss) = medians["agent"], medians["baseline"]
         print(f"agent / baseline: CPU {a_cpu / b_cpu:.2f}x, RSS {a_rss / b_rss:.2f}x")
     cpu, rss = medians["agent"]
-    return 0 if cpu <= 2 and rss <= 120 and not any(r[3] for r in runs["agent"]) else 1
+    return 0 if cpu <= 2 and rss <= 120 and not any(r[4] for r in runs["agent"]) else 1
 
 
 if __name__ == "__main__":
