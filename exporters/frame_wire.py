@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from otel_benchlab.schema import column_suffix
+from otel_benchlab.schema import power_keys
 
 from .span_wire import (
     EMPTY_STATUS,
@@ -55,16 +55,8 @@ _LOW64 = (1 << 64) - 1
 
 
 @functools.lru_cache(maxsize=1024)
-def power_keys(label: str) -> tuple[str, str]:
-    # Per span and power source otherwise: a regex and two f-strings, thousands a second.
-    suffix = column_suffix(label)
-    return f"benchlab.power.mean.{suffix}", f"benchlab.energy.{suffix}"
-
-
-@functools.lru_cache(maxsize=1024)
-def _power_prefixes(label: str) -> tuple[bytes, bytes]:
-    mean_key, energy_key = power_keys(label)
-    return double_prefix(mean_key), double_prefix(energy_key)
+def _power_prefixes(label: str) -> tuple[bytes, bytes, bytes]:
+    return tuple(double_prefix(key) for key in power_keys(label))  # type: ignore[return-value]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -99,30 +91,30 @@ def _root_names(pipeline: str, stream: str, over_target: bool) -> bytes:
 
 
 @functools.lru_cache(maxsize=1024)
-def _power_pack(label: str) -> Callable[[float, float], bytes]:
-    """A source's mean power and energy attributes, both floats, in one ``struct`` call."""
-    mean_prefix, energy_prefix = _power_prefixes(label)
-    pack = struct.Struct(f"<{len(mean_prefix)}sd{len(energy_prefix)}sd").pack
-    return lambda mean, energy: pack(mean_prefix, mean, energy_prefix, energy)
+def _power_pack(label: str) -> Callable[[float, float, float], bytes]:
+    """A source's mean power, energy and attributed energy attributes, all floats, in one
+    ``struct`` call."""
+    prefixes = _power_prefixes(label)
+    pack = struct.Struct("<" + "".join(f"{len(p)}sd" for p in prefixes)).pack
+    mean_prefix, energy_prefix, attr_prefix = prefixes
+    return lambda mean, energy, attr: pack(mean_prefix, mean, energy_prefix, energy,
+                                           attr_prefix, attr)
 
 
 def _power_attributes(span: StageSpan, out: list[bytes]) -> None:
     """``span_attributes(span)``'s power figures, encoded onto ``out`` (a float as its 8
     bytes behind a prefix made once per key)."""
     for label, fig in span.power.items():
-        mean, energy = fig.mean_w, fig.energy_j
-        if type(mean) is float and type(energy) is float:
-            out.append(_power_pack(label)(mean, energy))
+        if type(fig.mean_w) is float and type(fig.energy_j) is float and \
+                type(fig.energy_attr_j) is float:
+            out.append(_power_pack(label)(*fig))
             continue
-        mean_prefix, energy_prefix = _power_prefixes(label)
-        if type(mean) is float:
-            out += (mean_prefix, pack_double(mean))
-        elif mean is not None:  # an integer, say, from an application's span
-            out.append(attribute_bytes(power_keys(label)[0], mean))
-        if type(energy) is float:
-            out += (energy_prefix, pack_double(energy))
-        elif energy is not None:
-            out.append(attribute_bytes(power_keys(label)[1], energy))
+        for value, prefix, key in zip(fig, _power_prefixes(label), power_keys(label),
+                                      strict=True):
+            if type(value) is float:
+                out += (prefix, pack_double(value))
+            elif value is not None:  # an integer, say, from an application's span
+                out.append(attribute_bytes(key, value))
 
 
 def frame_bytes(f: FrameTrace, offset: int) -> bytes:
@@ -224,9 +216,9 @@ class _Shape:
         if not idless:
             parts += self._frame_id()
         for j, label in enumerate(labels):
-            mean_prefix, energy_prefix = _power_prefixes(label)
+            mean_prefix, energy_prefix, attr_prefix = _power_prefixes(label)
             parts += [mean_prefix, ("<f8", 8, ("mean", i, j)), energy_prefix,
-                      ("<f8", 8, ("energy", i, j))]
+                      ("<f8", 8, ("energy", i, j)), attr_prefix, ("<f8", 8, ("attr", i, j))]
         parts.append(_CLOSE)
         return parts
 
@@ -319,13 +311,14 @@ def _columns(shape: _Shape, frames: list[FrameTrace], offset: int, pipelines: li
         if values is None:
             return None
         for j in range(len(labels)):
-            cols[("mean", i, j)] = values[:, 2 * j]
-            cols[("energy", i, j)] = values[:, 2 * j + 1]
+            cols[("mean", i, j)] = values[:, 3 * j]
+            cols[("energy", i, j)] = values[:, 3 * j + 1]
+            cols[("attr", i, j)] = values[:, 3 * j + 2]
     return cols
 
 
 def _power_matrix(spans: list[StageSpan], labels: tuple[str, ...]) -> np.ndarray | None:
-    """The spans' figures for ``labels`` as rows (mean_0, energy_0, mean_1, ...), taken
+    """The spans' figures for ``labels`` as rows (mean_0, energy_0, attr_0, mean_1, ...), taken
     from the energy pass's matrices where the spans still point into them; None where a
     figure is unknown or not a float (the one-frame writer leaves it out, or writes it as
     what it is)."""
@@ -336,20 +329,19 @@ def _power_matrix(spans: list[StageSpan], labels: tuple[str, ...]) -> np.ndarray
         if rows.count(first) == len(rows):  # one pass's spans: the usual case
             values = first.values[at]
         else:  # spans of a few passes (a batch that straddles two)
-            values = np.empty((len(spans), 2 * len(labels)))
+            values = np.empty((len(spans), 3 * len(labels)))
             for r in {id(r): r for r in rows}.values():
                 mine = np.fromiter((x is r for x in rows), bool, len(rows))
                 values[mine] = r.values[at[mine]]
     else:  # figures set as dicts: an application's, a test's
-        values = np.empty((len(spans), 2 * len(labels)))
+        values = np.empty((len(spans), 3 * len(labels)))
         for j, label in enumerate(labels):
             figures = [s.power[label] for s in spans]
-            means = [p.mean_w for p in figures]
-            energies = [p.energy_j for p in figures]
-            if set(map(type, means)) != {float} or set(map(type, energies)) != {float}:
-                return None
-            values[:, 2 * j] = means
-            values[:, 2 * j + 1] = energies
+            for k in range(3):
+                column = [p[k] for p in figures]
+                if set(map(type, column)) != {float}:
+                    return None
+                values[:, 3 * j + k] = column
         return values  # a NaN here is a float like any other, written as one
     return None if np.isnan(values).any() else values  # a matrix's NaN: not known
 

@@ -43,11 +43,9 @@ def span_attributes(span: StageSpan) -> dict[str, object]:
     if span.frame is not None:
         attrs["benchlab.frame"] = span.frame
     for label, fig in span.power.items():
-        mean_key, energy_key = power_keys(label)
-        if fig.mean_w is not None:
-            attrs[mean_key] = fig.mean_w
-        if fig.energy_j is not None:
-            attrs[energy_key] = fig.energy_j
+        for key, value in zip(power_keys(label), fig, strict=True):
+            if value is not None:
+                attrs[key] = value
     return attrs
 
 

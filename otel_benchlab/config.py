@@ -173,6 +173,22 @@ class IntakeConfig:
 
 
 @dataclass
+class AttributionConfig:
+    # Each instant's power is shared among the spans running then (equal shares unless
+    # weighted), so attributed energies plus idle add up to the meter's. Live, an interval
+    # is shared out once no span that can still arrive overlaps it: this long after it.
+    # Unset: the pairing window + the power gap + 1 s, and 6 s more with the OTLP intake
+    # on (an OTel SDK's batch processor sends every 5 s). A span that arrives later keeps
+    # its while-it-ran energy and is counted unattributed (replay computes it exactly).
+    delay_s: float | None = None
+    # Power source label -> stage names/globs: only those stages share that source, and a
+    # stage named here shares only the sources that name it (the others share the rest).
+    sources: dict[str, list[str]] = field(default_factory=dict)
+    # Stage name/glob -> weight of its share (default 1).
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     simulate: bool = False
     duration_s: float | None = None
@@ -206,6 +222,7 @@ class Config:
     host: HostConfig = field(default_factory=HostConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     intake: IntakeConfig = field(default_factory=IntakeConfig)
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
 
     def pair_tuples(self) -> list[tuple[str, str]]:
         return [(a, b) for a, b in self.pairs]
@@ -396,6 +413,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "parquet.part_rows": (1, 100_000_000), "parquet.part_seconds": (0, 86400),
     "capframex.sample_time_ms": (1, 60_000),
     "intake.forward_queue": (1, 1_000_000), "intake.max_delay_s": (0.0, 3600),
+    "attribution.delay_s": (0.0, 3600), "attribution.weights": (0, 1e6),
     "kubernetes.pod_resources_refresh_s": (0, 86400),
 }
 

@@ -78,7 +78,8 @@ class LiveStats:
             if w is None:
                 w = self._w[key] = _Window(first_end=int(ends[0]))
             w.latencies += latency_ms[idx].tolist()
-            w.first_end = min(w.first_end, int(ends.min()))
+            # 0: not set yet (a window opened by unpaired marks before any span)
+            w.first_end = min(w.first_end or int(ends.min()), int(ends.min()))
             w.last_end = max(w.last_end, int(ends.max()))
             if primary is not None:
                 mean, energy = primary[0][idx], primary[1][idx]

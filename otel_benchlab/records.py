@@ -61,15 +61,20 @@ class StageMark:
 
 
 class PowerFigure(NamedTuple):
-    """Mean power and energy of one power source over a span; None where not known."""
+    """Mean power and energy of one power source over a span; None where not known.
+    ``energy_j`` is the source's energy while the span ran; ``energy_attr_j`` the span's
+    share of it (the source's power at each instant shared among the spans running then:
+    the shares of all spans plus idle add up to the meter's energy)."""
 
     mean_w: float | None
     energy_j: float | None
+    energy_attr_j: float | None = None
 
 
 class PowerRows:
-    """One energy pass's figures as a matrix: row i is span i's mean W and energy J for
-    each label in turn (mean_0, energy_0, mean_1, ...), NaN where not known.
+    """One energy pass's figures as a matrix: row i is span i's mean W, energy J and
+    attributed J for each label in turn (mean_0, energy_0, attr_0, mean_1, ...), NaN where
+    not known.
 
     The spans of the pass point into it instead of holding a dict of figures each: at
     tens of thousands of spans a second, making 3 figures, 6 floats and a dict a span was
@@ -88,8 +93,10 @@ class PowerRows:
 
     def figures(self, i: int) -> dict[str, PowerFigure]:
         row = self.values[i].tolist()
-        return {label: PowerFigure(None if m != m else m, None if e != e else e)
-                for label, m, e in zip(self.labels, row[0::2], row[1::2], strict=True)}
+        return {label: PowerFigure(None if m != m else m, None if e != e else e,
+                                   None if a != a else a)
+                for label, m, e, a in zip(self.labels, row[0::3], row[1::3], row[2::3],
+                                          strict=True)}
 
 
 @dataclass(slots=True)
@@ -148,16 +155,18 @@ class SpanBatch:
     taking its own (times, power figures, names) cost more than what it then did with them.
     Times and power figures come as arrays from the energy pass, which made them anyway;
     ``power[label]`` is (mean W, energy J) with NaN where not known (a figure is never NaN:
-    ``annotate`` makes those None)."""
+    ``annotate`` makes those None), ``attributed[label]`` the attributed J."""
 
-    __slots__ = ("spans", "start_ns", "end_ns", "power", "_names")
+    __slots__ = ("spans", "start_ns", "end_ns", "power", "attributed", "_names")
 
     def __init__(self, spans: list[StageSpan], start_ns: np.ndarray, end_ns: np.ndarray,
-                 power: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+                 power: dict[str, tuple[np.ndarray, np.ndarray]],
+                 attributed: dict[str, np.ndarray] | None = None) -> None:
         self.spans = spans
         self.start_ns = start_ns
         self.end_ns = end_ns
         self.power = power
+        self.attributed = attributed or {}
         self._names: tuple[np.ndarray, list[tuple[str, str, str, str]]] | None = None
 
     @classmethod
@@ -167,7 +176,7 @@ class SpanBatch:
         n = len(spans)
         start = np.fromiter((s.start_ns for s in spans), np.int64, n)
         end = np.fromiter((s.end_ns for s in spans), np.int64, n)
-        power = {}
+        power, attributed = {}, {}
         for label in dict.fromkeys(label for s in spans for label in s.power):
             figs = [s.power.get(label) for s in spans]
             power[label] = (
@@ -175,7 +184,9 @@ class SpanBatch:
                          np.float64),
                 np.array([np.nan if f is None or f.energy_j is None else f.energy_j
                           for f in figs], np.float64))
-        return cls(spans, start, end, power)
+            attributed[label] = np.array([np.nan if f is None or f.energy_attr_j is None
+                                          else f.energy_attr_j for f in figs], np.float64)
+        return cls(spans, start, end, power, attributed)
 
     @classmethod
     def concat(cls, batches: list[SpanBatch]) -> SpanBatch:
@@ -189,9 +200,13 @@ class SpanBatch:
                 np.concatenate([np.full(len(b), np.nan) if p[k] is None else p[k]
                                 for p, b in zip(parts, batches, strict=True)])
                 for k in (0, 1))
+        attributed = {
+            label: np.concatenate([b.attributed.get(label, np.full(len(b), np.nan))
+                                   for b in batches])
+            for label in dict.fromkeys(label for b in batches for label in b.attributed)}
         return cls([s for b in batches for s in b.spans],
                    np.concatenate([b.start_ns for b in batches]),
-                   np.concatenate([b.end_ns for b in batches]), power)
+                   np.concatenate([b.end_ns for b in batches]), power, attributed)
 
     def __len__(self) -> int:
         return len(self.spans)

@@ -24,6 +24,7 @@ from otel_benchlab.config import Config, ConfigError
 from otel_benchlab.exporters.capframex import CapFrameXWriter
 from otel_benchlab.exporters.decimal_text import repeated_text
 from otel_benchlab.exporters.parquet import ParquetPartWriter
+from otel_benchlab.processors.attribution import StageShares, attribute_intervals
 from otel_benchlab.processors.energy import PowerSeries, energy_between
 from otel_benchlab.processors.ids import group_hash, hex_np, span_ids_np, trace_ids_np
 from otel_benchlab.processors.pairing import StagePairer, pair_keyed_arrays
@@ -31,6 +32,7 @@ from otel_benchlab.receivers.stored import StoredSession, read_session
 from otel_benchlab.records import StageMark, StageSpan
 from otel_benchlab.schema import (
     aligned_schema,
+    attributed_columns,
     fixed_width_strings,
     power_columns,
     power_source_order,
@@ -51,6 +53,8 @@ class ReplayResult:
     rejected: dict[str, int] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
     idless_marks: int = 0
+    # Per power source: the meter's energy over the spans' time, attributed and idle J.
+    energy_j: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def report(self) -> list[str]:
         rate = self.marks / self.seconds if self.seconds > 0 else 0.0
@@ -64,6 +68,10 @@ class ReplayResult:
         if self.idless_marks:
             lines.append(f"  {self.idless_marks} marks had no frame id and were paired by "
                          "order: reliable only for stages shorter than one frame interval")
+        for label, e in self.energy_j.items():
+            lines.append(f"  energy {label}: {e['total']:.1f} J from the first span's start "
+                         f"to the last one's end = {e['attributed']:.1f} J attributed to "
+                         f"spans + {e['idle']:.1f} J idle")
         return lines
 
 
@@ -267,14 +275,56 @@ def build_aligned(m: _Marks, stored: StoredSession, pairs: list[tuple[str, str]]
                                       int(cfg.pair_window_s * 1e9), counts)
                 start_i, end_i = np.concatenate([start_i, s2]), np.concatenate([end_i, e2])
         return _pair_table(m, pair, start_i, end_i, labels, series, schema,
-                           int(cfg.power_max_gap_s * 1e9)), len(start_i), counts
+                           int(cfg.power_max_gap_s * 1e9)), len(start_i), counts, \
+            np.where(m.has_frame[start_i], key[start_i], -1 - start_i)
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         done = list(pool.map(one, pairs))
-    for (a, b), (_, n, counts) in zip(pairs, done, strict=True):
+    for (a, b), (_, n, counts, _) in zip(pairs, done, strict=True):
         result.spans[f"{a}->{b}"] = n
         result.unpaired[f"{a}->{b}"] = counts
-    return [t for t, _, _ in done]
+    tables = [t for t, _, _, _ in done]
+    if series:
+        tables = _attributed(tables, [g for _, _, _, g in done], pairs, labels, series, cfg,
+                             result)
+    return tables
+
+
+def _attributed(tables: list[pa.Table], groups: list[np.ndarray], pairs: list[tuple[str, str]],
+                labels: list[str], series: dict[str, PowerSeries], cfg: Config,
+                result: ReplayResult) -> list[pa.Table]:
+    """Every pair's spans share each source's energy (all pairs at once: they overlap),
+    exactly, over the session: from the first span's start to the last one's end."""
+    starts = np.concatenate([t["start_ns"].to_numpy() for t in tables])
+    ends = np.concatenate([t["end_ns"].to_numpy() for t in tables])
+    if not len(starts):
+        return tables
+    shares = StageShares(labels, cfg.attribution.sources, cfg.attribution.weights)
+    sizes = [t.num_rows for t in tables]
+    takes = weights = None
+    if not shares.plain:
+        decided = [shares.decide(a, b) for a, b in pairs]
+        takes = np.concatenate([np.tile(d[0], (k, 1)) for d, k in zip(decided, sizes,
+                                                                       strict=True)])
+        weights = np.concatenate([np.full(k, d[1]) for d, k in zip(decided, sizes,
+                                                                   strict=True)])
+    got, idle, total = attribute_intervals(
+        {label: series[label] for label in labels if label in series}, starts, ends,
+        np.concatenate(groups), int(starts.min()), int(ends.max()),
+        int(cfg.power_max_gap_s * 1e9), takes, weights)
+    known = [label for label in labels if label in series]
+    for j, label in enumerate(known):
+        result.energy_j[label] = {"total": float(total[j]), "idle": float(idle[j]),
+                                  "attributed": float(total[j] - idle[j])}
+    out, at = [], 0
+    for table, k in zip(tables, sizes, strict=True):
+        for j, label in enumerate(known):
+            column = dict(attributed_columns(labels))[label]
+            table = table.set_column(table.schema.get_field_index(column), column,
+                                     pa.array(got[at:at + k, j], from_pandas=True))
+        out.append(table)
+        at += k
+    return out
 
 
 def _pair_table(m: _Marks, pair: tuple[str, str], start_i: np.ndarray, end_i: np.ndarray,
@@ -304,6 +354,8 @@ def _pair_table(m: _Marks, pair: tuple[str, str], start_i: np.ndarray, end_i: np
         energy, mean = energy_between(s, s_ns, e_ns, gap_ns)
         cols[mean_col] = pa.array(mean, from_pandas=True)
         cols[energy_col] = pa.array(energy, from_pandas=True)
+    for _, attr_col in attributed_columns(labels) or [(None, "energy_attr_j")]:
+        cols[attr_col] = pa.nulls(n, pa.float64())  # all spans' shares: _attributed
     groups = m.group_hashes[m.group[start_i]] if len(m.group_hashes) else \
         np.zeros(n, np.uint64)
     hi, lo = trace_ids_np(groups, np.where(has, frame, s_ns))

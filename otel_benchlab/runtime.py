@@ -27,6 +27,7 @@ from otel_benchlab.counters import AgentCounters
 from otel_benchlab.exporters.capframex import CapFrameXWriter
 from otel_benchlab.exporters.parquet import ParquetPartWriter
 from otel_benchlab.live import LiveStats
+from otel_benchlab.processors.attribution import LiveAttribution, StageShares
 from otel_benchlab.processors.energy import EnergyAnnotator
 from otel_benchlab.processors.frames import FrameAssembler, TraceIds
 from otel_benchlab.processors.pairing import StagePairer
@@ -74,6 +75,16 @@ class RecordQueue(queue.Queue):
         item = self.queue.popleft()
         self._records -= len(item) if type(item) is list else 1
         return item
+
+
+def attribution_delay_s(cfg: Config) -> float:
+    """How far behind now the live path shares energy out: ``attribution.delay_s``, or the
+    pairing window + the power gap + 1 s, and 6 s more with the OTLP intake on (an OTel
+    SDK's BatchSpanProcessor sends every 5 s by default)."""
+    if cfg.attribution.delay_s is not None:
+        return cfg.attribution.delay_s
+    intake = 6.0 if cfg.intake.otlp_grpc or cfg.intake.otlp_http else 0.0
+    return cfg.pair_window_s + cfg.power_max_gap_s + 1.0 + intake
 
 
 def choose_power_sources(cfg: Config, sensors: list[SensorInfo]) -> dict[str, str]:
@@ -128,11 +139,20 @@ class Agent:
         # Power history for a span whose last mark (or the span itself) arrives up to
         # intake.max_delay_s late and that began up to a window before that mark.
         self.late_ns = int(cfg.intake.max_delay_s * 1e9)
+        # Energy shared among overlapping spans, an interval at a time once no span that
+        # can still arrive overlaps it (attribution_delay_s behind now).
+        delay_ns = int(attribution_delay_s(cfg) * 1e9)
+        self.attribution = LiveAttribution(
+            self.labels, gap_ns, delay_ns, time.monotonic_ns(),
+            StageShares(self.labels, cfg.attribution.sources, cfg.attribution.weights)) \
+            if self.labels else None
         self.annotator = EnergyAnnotator(self.power_sources, gap_ns,
-                                         keep_ns=window_ns + self.late_ns + gap_ns)
+                                         keep_ns=window_ns + self.late_ns + gap_ns + delay_ns,
+                                         attribution=self.attribution)
         self.ids = TraceIds(session.id)
         targets = {k: int(v * 1e9) for k, v in cfg.traces.latency_targets_s.items()}
-        self.frames = FrameAssembler(self.ids, cfg.pair_tuples(), window_ns + gap_ns,
+        # A frame's spans come out of the energy pass up to the attribution delay apart.
+        self.frames = FrameAssembler(self.ids, cfg.pair_tuples(), window_ns + gap_ns + delay_ns,
                                      cfg.traces.sample_ratio, targets)
         self.stats = LiveStats(self.labels[0] if self.labels else None, cfg.pair_tuples())
         self.spans_total = 0
@@ -524,6 +544,18 @@ class Agent:
         log.info("session %s closed: %d marks, %d samples, %d spans", self.session.id,
                  self.marks_total, self.samples_total, self.spans_total)
 
+    def _energy_summary(self) -> dict:
+        """Per source: the meter's energy over the session (where known), how much of it
+        the spans were attributed and how much was idle (no span running); they add up."""
+        a = self.attribution
+        if a is None:
+            return {}
+        return {"energy_j": {label: {"total": float(a.total_j[j]),
+                                     "attributed": float(a.total_j[j] - a.idle_j[j]),
+                                     "idle": float(a.idle_j[j])}
+                             for j, label in enumerate(a.labels)},
+                "unattributed_spans": a.unattributed}
+
     def _summary(self) -> dict:
         return {
             "marks": self.marks_total, "samples": self.samples_total,
@@ -534,6 +566,7 @@ class Agent:
                        "unsampled": self.frames.unsampled},
             "queue_dropped": self.counters.get("queue.dropped"),
             "late": {lbl["source"]: n for lbl, n in self.counters.items("input.late")},
+            **self._energy_summary(),
             "export_failures": self.counters.get("export.failures"),
             "export_dropped": self.counters.get("export.dropped"),
             "write_errors": self.counters.get("write.errors"),

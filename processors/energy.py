@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from otel_benchlab.records import PowerRows, SpanBatch, StageSpan
+
+if TYPE_CHECKING:
+    from .attribution import LiveAttribution
 
 
 @dataclass
@@ -174,11 +178,15 @@ class EnergyAnnotator:
     ``keep_ns`` (the pairing window, the late-arrival horizon and the gap), so a span that
     arrives that late still gets its energy."""
 
-    def __init__(self, sources: dict[str, str], max_gap_ns: int, keep_ns: int) -> None:
+    def __init__(self, sources: dict[str, str], max_gap_ns: int, keep_ns: int,
+                 attribution: LiveAttribution | None = None) -> None:
         self.timelines = {label: PowerTimeline(kind) for label, kind in sources.items()}
         self.max_gap_ns = max_gap_ns
         self.keep_ns = keep_ns
         self._pending: deque[StageSpan] = deque()
+        # Spans are held until their interval's energy has been shared out (a watermark
+        # ``delay_ns`` behind now); without it, released as soon as their power is known.
+        self.attribution = attribution
 
     def add_power(self, label: str, ts_ns: int, value: float) -> None:
         tl = self.timelines.get(label)
@@ -187,6 +195,8 @@ class EnergyAnnotator:
 
     def add_span(self, span: StageSpan) -> None:
         self._pending.append(span)
+        if self.attribution is not None:
+            self.attribution.admit(span)
 
     def release(self, now_ns: int, flush: bool = False) -> SpanBatch:
         # A span is ready once every source has a sample past its end, or once it has
@@ -194,6 +204,15 @@ class EnergyAnnotator:
         last = [tl.last_ts for tl in self.timelines.values()]
         covered = -1 if None in last else min(last, default=1 << 62)
         ready_to = max(covered, now_ns - self.max_gap_ns - 1)
+        shares = self.attribution
+        if shares is not None:  # and once the energy up to their end is shared out
+            ready_to = min(ready_to, now_ns - shares.delay_ns)
+            if flush:
+                ready_to = max((s.end_ns for s in self._pending), default=ready_to)
+            if ready_to > shares.done_to:
+                lo = shares.done_to
+                shares.advance(ready_to, self._pending, {
+                    k: tl.series(lo, ready_to) for k, tl in self.timelines.items()})
         out: list[StageSpan] = []
         keep: deque[StageSpan] = deque()
         for span in self._pending:
@@ -202,7 +221,7 @@ class EnergyAnnotator:
         lo = min((s.start_ns for s in out), default=0)
         hi = max((s.end_ns for s in out), default=0)
         done = annotate(out, {k: tl.series(lo, hi) for k, tl in self.timelines.items()},
-                        self.max_gap_ns)
+                        self.max_gap_ns, None if shares is None else shares.take(out))
         oldest = min((s.start_ns for s in self._pending), default=now_ns)
         for tl in self.timelines.values():
             tl.trim(min(oldest, now_ns - self.keep_ns))
@@ -213,21 +232,24 @@ class EnergyAnnotator:
         return len(self._pending)
 
 
-def annotate(spans: list[StageSpan], series: dict[str, PowerSeries],
-             max_gap_ns: int) -> SpanBatch:
-    """Every span's mean power and energy for every source, in one vector pass per source:
-    the spans with the columns made on the way. Each span points at its row of the pass's
+def annotate(spans: list[StageSpan], series: dict[str, PowerSeries], max_gap_ns: int,
+             attributed: np.ndarray | None = None) -> SpanBatch:
+    """Every span's mean power and energy for every source, in one vector pass per source,
+    with its attributed energy (``attributed``: spans x sources, NaN where not known): the
+    spans with the columns made on the way. Each span points at its row of the pass's
     matrix (``PowerRows``) and makes its ``power`` dict only if something asks for it."""
     n = len(spans)
     starts = np.fromiter((s.start_ns for s in spans), dtype=np.int64, count=n)
     ends = np.fromiter((s.end_ns for s in spans), dtype=np.int64, count=n)
-    matrix = np.empty((n, 2 * len(series)))
+    matrix = np.empty((n, 3 * len(series)))
     for j, s in enumerate(series.values()):
         if n:
-            matrix[:, 2 * j + 1], matrix[:, 2 * j] = energy_between(s, starts, ends,
+            matrix[:, 3 * j + 1], matrix[:, 3 * j] = energy_between(s, starts, ends,
                                                                     max_gap_ns)
+        matrix[:, 3 * j + 2] = np.nan if attributed is None else attributed[:, j]
     PowerRows(tuple(series), matrix).attach(spans)
     # The batch's columns are the matrix's (views, not copies).
-    power = {label: (matrix[:, 2 * j], matrix[:, 2 * j + 1])
+    power = {label: (matrix[:, 3 * j], matrix[:, 3 * j + 1])
              for j, label in enumerate(series)}
-    return SpanBatch(spans, starts, ends, power)
+    shares = {label: matrix[:, 3 * j + 2] for j, label in enumerate(series)}
+    return SpanBatch(spans, starts, ends, power, shares)

@@ -50,7 +50,7 @@ from otel_benchlab.config import Config, ConfigError, IntakeConfig, parse_bind
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.exporters.otlp_forward import OtlpForwarder
 from otel_benchlab.records import SensorInfo, StageMark, StageSpan
-from otel_benchlab.schema import column_suffix
+from otel_benchlab.schema import power_keys
 from otel_benchlab.timebase import TimeBase
 
 from . import Emit
@@ -153,15 +153,10 @@ class IntakeEnricher:
                     continue
                 entry, proto = found
                 for label, fig in s.power.items():
-                    suffix = column_suffix(label)
-                    if fig.mean_w is not None:
-                        proto.attributes.append(KeyValue(
-                            key=f"benchlab.power.mean.{suffix}",
-                            value=AnyValue(double_value=fig.mean_w)))
-                    if fig.energy_j is not None:
-                        proto.attributes.append(KeyValue(
-                            key=f"benchlab.energy.{suffix}",
-                            value=AnyValue(double_value=fig.energy_j)))
+                    for key, value in zip(power_keys(label), fig, strict=True):
+                        if value is not None:
+                            proto.attributes.append(KeyValue(
+                                key=key, value=AnyValue(double_value=value)))
                 entry[1] -= 1
                 if entry[1] <= 0 and self._held.pop(id(entry[0]), None) is not None:
                     ready.append(entry[0])
@@ -412,7 +407,10 @@ def build(cfg: Config, ctx: BuildContext) -> Built:
     except ConfigError:
         forwarder.shutdown(0.0)
         raise
-    hold_s = cfg.pair_window_s + cfg.power_max_gap_s + 3.0
+    # Spans come back with their power once their energy has been shared out too.
+    hold_s = cfg.pair_window_s + cfg.power_max_gap_s + 3.0 + (
+        cfg.attribution.delay_s if cfg.attribution.delay_s is not None else
+        cfg.pair_window_s + cfg.power_max_gap_s + 7.0)
     pods = ctx.shared.get("podresources")
     enricher = IntakeEnricher(forwarder, hold_s, cfg.intake.forward_queue,
                               pods.devices_of if pods is not None else None)

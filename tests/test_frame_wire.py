@@ -11,6 +11,7 @@ from opentelemetry.sdk.resources import Resource
 from otel_benchlab.exporters import frame_wire
 from otel_benchlab.exporters.otel_traces import FrameSpans, FrameTraceExporter
 from otel_benchlab.exporters.span_wire import SpanRequestWriter
+from otel_benchlab.processors.attribution import StageShares, attribute_spans
 from otel_benchlab.processors.energy import PowerSeries, annotate
 from otel_benchlab.processors.frames import FrameTrace
 from otel_benchlab.records import PowerFigure, StageSpan
@@ -37,8 +38,8 @@ def agent_frames(n: int, ids: list[int | None] | None = None) -> list[FrameTrace
             s = StageSpan("sim", stream, frame_id, a, b, t + i * 4_000_000,
                           t + (i + 1) * 4_000_000 + f)
             s.span_id = (1 << 63) + 2 * f + i
-            s.power = {"SYS": PowerFigure(150.25 + f, 0.6 + f / 1e3),
-                       "GPU 0": PowerFigure(-0.0, float("nan"))}
+            s.power = {"SYS": PowerFigure(150.25 + f, 0.6 + f / 1e3, 0.3 + f / 1e3),
+                       "GPU 0": PowerFigure(-0.0, float("nan"), float("nan"))}
             ft.spans.append(s)
         out.append(ft)
     return out
@@ -80,7 +81,12 @@ def annotated(frames: list[FrameTrace], passes: int = 1,
               "GPU 0": PowerSeries.from_power(gpu_ts, np.full(len(gpu_ts), 55.5))}
     spans = [s for f in frames for s in f.spans]
     for k in range(passes):
-        annotate(spans[k::passes], series, max_gap_ns=5 * 10**7)
+        mine = spans[k::passes]
+        starts = np.array([s.start_ns for s in mine])
+        ends = np.array([s.end_ns for s in mine])
+        shares, _, _ = attribute_spans(mine, starts, ends, series, 0, 10 * 10**9, 5 * 10**7,
+                                       StageShares(list(series)))
+        annotate(mine, series, max_gap_ns=5 * 10**7, attributed=shares)
     return frames
 
 
@@ -112,7 +118,7 @@ def test_an_unknown_figure_of_the_energy_pass_is_left_out_by_the_one_frame_write
     written = frame_wire.frames_bytes(frames, OFFSET)
     assert frame_bytes_calls and written == one_at_a_time(frames)
     late = frames[-1].spans[0].power["GPU 0"]
-    assert late == PowerFigure(None, None)
+    assert late == PowerFigure(None, None, None)
     assert b"benchlab.energy.gpu_0" not in frame_wire.frame_bytes(frames[-1], OFFSET)
 
 

@@ -105,10 +105,11 @@ def test_spans_sent_at_the_sdks_default_batch_delay_all_get_their_energy(tmp_pat
 
 @pytest.mark.e2e
 def test_a_span_later_than_max_delay_is_kept_without_energy_counted_and_said_once(tmp_path):
-    # History for window (2 s) + 0.2 s + gap (0.5 s): the SDK's first spans, ~5 s old when
-    # its timed batch leaves, are late; those sent within 0.2 s of their end are not.
+    # History for window (2 s) + 0.2 s + gap (0.5 s) (nothing held back for attribution):
+    # the SDK's first spans, ~5 s old when its timed batch leaves, are late.
     session, err = _run_agent_with_app(tmp_path, "grpc", spans=300,
-                                       extra_toml="max_delay_s = 0.2\n")
+                                       extra_toml="max_delay_s = 0.2\n"
+                                       "[attribution]\ndelay_s = 0\n")
     rows = _encode_rows(session)
     assert len(rows) == 300  # every span is written, late or not
     assert rows.energy_j.isna().sum() > 0 and rows.energy_j.notna().sum() > 0

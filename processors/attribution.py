@@ -1,0 +1,290 @@
+"""Attributed energy: a power source's energy shared among the spans running at each
+instant, so that the spans' figures add up to what the meter measured.
+
+A span's ``energy_j`` is the source's energy *while it ran*: with overlapping spans (several
+streams, pipelined stages) the same joules are counted once for every span running. Here,
+over [t0, t1], the source's energy between consecutive span boundaries (the power is
+integrated exactly as ``energy.py`` does, linear between samples) is split among the spans
+running in that stretch, by weight (equal by default); a stretch with no span running is
+**idle** energy. For one source, then: the attributed energy of all spans + idle = the
+source's energy over [t0, t1], to floating-point rounding.
+
+Nested spans of one frame (an application's parent and child spans both measured, or pairs
+``a->c`` beside ``a->b`` and ``b->c``) would count the frame twice: within a frame (its
+trace for an application's spans), a span is charged only while none of the spans inside
+it runs, so the energy goes to the innermost span running (``innermost_pieces``).
+
+Where the source's energy is unknown (a gap between samples longer than ``max_gap_ns``),
+the spans running then get no figure (NaN, not invented), and that energy is neither
+attributed nor idle.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from otel_benchlab.records import StageSpan
+
+from .energy import PowerSeries, _cum_at
+
+
+@dataclass
+class Attribution:
+    """Per source over one interval: each span's attributed J, the idle J, and the source's
+    J in all (the known part); ``attributed.sum() + idle == total``."""
+
+    attributed: np.ndarray
+    idle_j: float
+    total_j: float
+
+
+def attribute(series: PowerSeries, starts: np.ndarray, ends: np.ndarray, t0: int, t1: int,
+              max_gap_ns: int, owners: np.ndarray | None = None, n_spans: int | None = None,
+              weights: np.ndarray | None = None) -> Attribution:
+    """Share the source's energy over [t0, t1] among intervals [starts, ends] (clipped to
+    it). ``owners`` maps intervals to spans (a nested span has several pieces; default:
+    one interval a span); ``weights`` (per span, default 1) sets each span's share."""
+    n_int = len(starts)
+    owners = np.arange(n_int) if owners is None else owners
+    n = n_int if n_spans is None else n_spans
+    if t1 <= t0:
+        return Attribution(np.zeros(n), 0.0, 0.0)
+    s = np.clip(np.asarray(starts, np.int64), t0, t1)
+    e = np.clip(np.asarray(ends, np.int64), t0, t1)
+    bounds = np.unique(np.concatenate([s, e, [t0, t1]]))
+    cum, _ = _cum_at(series, bounds, max_gap_ns)
+    d_energy = np.diff(cum)
+    if len(series.ts) > 1:  # a gap inside a stretch makes it unknown too
+        gaps = np.concatenate([[0], np.cumsum(np.diff(series.ts) > max_gap_ns)])
+        _, idx = _cum_at(series, bounds, max_gap_ns)
+        d_energy = np.where(np.diff(gaps[idx]) > 0, np.nan, d_energy)
+    w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
+    wi = w[owners]
+    i_s = np.searchsorted(bounds, s)
+    i_e = np.searchsorted(bounds, e)
+    running = np.zeros(len(bounds))
+    np.add.at(running, i_s, wi)
+    np.add.at(running, i_e, -wi)
+    load = np.cumsum(running)[:-1]  # the weight running in each stretch
+    busy = load > 1e-9 * max(float(wi.max(initial=0.0)), 1.0)
+    unknown = np.isnan(d_energy)
+    share = np.where(busy & ~unknown, np.nan_to_num(d_energy) / np.where(busy, load, 1.0),
+                     0.0)
+    per_weight = np.concatenate([[0.0], np.cumsum(share)])
+    lost = np.concatenate([[0], np.cumsum(busy & unknown)])
+    piece = (per_weight[i_e] - per_weight[i_s]) * wi
+    piece = np.where(lost[i_e] - lost[i_s] > 0, np.nan, piece)
+    attributed = np.zeros(n)
+    np.add.at(attributed, owners, piece)
+    known = ~unknown
+    return Attribution(attributed, float(d_energy[known & ~busy].sum()),
+                       float(d_energy[known].sum()))
+
+
+def innermost_pieces(starts: np.ndarray, ends: np.ndarray,
+                     groups: list[object]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(piece starts, piece ends, owner) with each span of a group (a frame, a trace; None:
+    a group of its own) less the time that spans inside it run. Spans that contain no
+    other span of their group are one piece, themselves."""
+    n = len(starts)
+    order = sorted((i for i in range(n) if groups[i] is not None),
+                   key=lambda i: (groups[i], starts[i], -ends[i]))
+    children: dict[int, list[int]] = {}
+    open_spans: list[int] = []
+    prev = None
+    for i in order:
+        if groups[i] != prev:
+            open_spans, prev = [], groups[i]
+        while open_spans and ends[open_spans[-1]] < ends[i]:
+            open_spans.pop()
+        if open_spans and starts[i] >= starts[open_spans[-1]] and \
+                (starts[i], ends[i]) != (starts[open_spans[-1]], ends[open_spans[-1]]):
+            children.setdefault(open_spans[-1], []).append(i)
+        open_spans.append(i)
+    if not children:
+        return np.asarray(starts, np.int64), np.asarray(ends, np.int64), np.arange(n)
+    ps, pe, po = [], [], []
+    for i in range(n):
+        kids = children.get(i)
+        if not kids:
+            ps.append(starts[i])
+            pe.append(ends[i])
+            po.append(i)
+            continue
+        t = starts[i]
+        for k in sorted(kids, key=lambda k: starts[k]):
+            if starts[k] > t:
+                ps.append(t)
+                pe.append(starts[k])
+                po.append(i)
+            t = max(t, ends[k])
+        if ends[i] > t:
+            ps.append(t)
+            pe.append(ends[i])
+            po.append(i)
+    return np.asarray(ps, np.int64), np.asarray(pe, np.int64), np.asarray(po, np.int64)
+
+
+def _span_names(stage_from: str, stage_to: str) -> tuple[str, ...]:
+    """The names a span is known by in [attribution]: its stages, its pair ``a->b``, and
+    for a measured span (``infer.start -> infer.end``) its own name."""
+    names = (stage_from, stage_to, f"{stage_from}->{stage_to}")
+    if stage_from.endswith(".start") and stage_to == stage_from[:-6] + ".end":
+        names += (stage_from[:-6],)
+    return names
+
+
+class StageShares:
+    """Which spans share which power source, and with what weight, from [attribution]:
+    ``sources`` (label -> stage globs: only those stages share that source; a stage named
+    for some source shares only the sources that name it) and ``weights`` (glob -> weight,
+    default 1). Decided once per (stage_from, stage_to)."""
+
+    def __init__(self, labels: list[str], sources: dict[str, list[str]] | None = None,
+                 weights: dict[str, float] | None = None) -> None:
+        self.labels = labels
+        self.sources = {k: list(v) for k, v in (sources or {}).items()}
+        self.weights = dict(weights or {})
+        self._decided: dict[tuple[str, str], tuple[np.ndarray, float]] = {}
+
+    @property
+    def plain(self) -> bool:
+        return not self.sources and not self.weights
+
+    def decide(self, stage_from: str, stage_to: str) -> tuple[np.ndarray, float]:
+        """(which sources spans of this pair share, their weight)."""
+        got = self._decided.get((stage_from, stage_to))
+        if got is None:
+            got = self._decided[(stage_from, stage_to)] = self._decide(stage_from, stage_to)
+        return got
+
+    def _decide(self, stage_from: str, stage_to: str) -> tuple[np.ndarray, float]:
+        names = _span_names(stage_from, stage_to)
+
+        def named(globs: list[str]) -> bool:
+            return any(fnmatch.fnmatchcase(n, g) for n in names for g in globs)
+
+        mine = [label for label, globs in self.sources.items() if named(globs)]
+        takes = np.array([label in mine if mine else label not in self.sources
+                          for label in self.labels], bool)
+        weight = next((w for g, w in self.weights.items() if named([g])), 1.0)
+        return takes, weight
+
+    def of(self, spans: list[StageSpan]) -> tuple[np.ndarray, np.ndarray]:
+        """(spans x labels: whether it shares that source, each span's weight)."""
+        out = [self.decide(s.stage_from, s.stage_to) for s in spans]
+        takes = np.array([t for t, _ in out], bool).reshape(len(spans), len(self.labels))
+        return takes, np.array([w for _, w in out], np.float64)
+
+
+def nested_groups(group: np.ndarray, starts: np.ndarray,
+                  ends: np.ndarray) -> list[object] | None:
+    """For ``innermost_pieces``: each interval's group where its group holds nested
+    intervals, else None; None when no group does (the usual case, checked vectorised: in
+    start order within a group, a nested interval ends no later than the one before it).
+    ``group``: an int a frame or trace, negative for an interval of its own."""
+    order = np.lexsort((-ends, starts, group))
+    g, s, e = group[order], starts[order], ends[order]
+    inside = (g[1:] == g[:-1]) & (g[1:] >= 0) & (e[1:] <= e[:-1]) & \
+        ~((s[1:] == s[:-1]) & (e[1:] == e[:-1]))
+    if not inside.any():
+        return None
+    nested = set(g[1:][inside].tolist())
+    return [k if k in nested else None for k in group.tolist()]
+
+
+def attribute_intervals(series: dict[str, PowerSeries], starts: np.ndarray,
+                        ends: np.ndarray, group: np.ndarray, t0: int, t1: int,
+                        max_gap_ns: int, takes: np.ndarray | None = None,
+                        weights: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(intervals x sources attributed J over [t0, t1], idle J per source, J per source).
+    ``group``: nesting groups (``nested_groups``); ``takes`` (intervals x sources) which
+    source each interval shares, ``weights`` its weight (``StageShares``)."""
+    n, labels = len(starts), list(series)
+    out = np.zeros((n, len(labels)))
+    idle, total = np.zeros(len(labels)), np.zeros(len(labels))
+    groups = nested_groups(group, starts, ends) if n else None
+    if groups is None:
+        ps, pe, owners = starts, ends, np.arange(n)
+    else:
+        ps, pe, owners = innermost_pieces(starts, ends, groups)
+    for j, label in enumerate(labels):
+        if takes is None:
+            got = attribute(series[label], ps, pe, t0, t1, max_gap_ns, owners, n, weights)
+        else:
+            mine = takes[owners, j]
+            got = attribute(series[label], ps[mine], pe[mine], t0, t1, max_gap_ns,
+                            owners[mine], n, weights)
+        out[:, j], idle[j], total[j] = got.attributed, got.idle_j, got.total_j
+    return out, idle, total
+
+
+def attribute_spans(spans: list[StageSpan], starts: np.ndarray, ends: np.ndarray,
+                    series: dict[str, PowerSeries], t0: int, t1: int, max_gap_ns: int,
+                    shares: StageShares) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``attribute_intervals`` for stage spans: nested within their application's trace,
+    or their frame."""
+    codes: dict[object, int] = {}
+    put = codes.setdefault
+    group = np.fromiter(
+        (put((s.trace_id,), len(codes)) if s.foreign else
+         put((s.pipeline, s.stream, s.frame), len(codes)) if s.frame is not None else -1 - i
+         for i, s in enumerate(spans)), np.int64, len(spans))
+    takes, weights = (None, None) if shares.plain else shares.of(spans)
+    return attribute_intervals(series, starts, ends, group, t0, t1, max_gap_ns, takes,
+                               weights)
+
+
+class LiveAttribution:
+    """Attribution as spans come: an interval is shared out once no span that can still
+    arrive overlaps it, ``delay_ns`` behind now. Each span's shares accumulate over the
+    intervals it spans; a span that arrives after its start was shared out gets none
+    (NaN: it keeps its while-it-ran energy) and is counted in ``unattributed``."""
+
+    def __init__(self, labels: list[str], max_gap_ns: int, delay_ns: int, start_ns: int,
+                 shares: StageShares | None = None) -> None:
+        self.labels = labels
+        self.max_gap_ns = max_gap_ns
+        self.delay_ns = delay_ns
+        self.done_to = start_ns  # shared out up to here
+        self.shares = shares or StageShares(labels)
+        self._acc: dict[int, np.ndarray] = {}  # id(span) -> J per source so far
+        self._late: set[int] = set()
+        self.idle_j = np.zeros(len(labels))
+        self.total_j = np.zeros(len(labels))
+        self.unattributed = 0
+
+    def admit(self, span: StageSpan) -> None:
+        late = span.start_ns < self.done_to
+        self._acc[id(span)] = np.full(len(self.labels), np.nan if late else 0.0)
+        if late:
+            self._late.add(id(span))
+            self.unattributed += 1
+
+    def advance(self, to_ns: int, pending: Iterable[StageSpan],
+                series: dict[str, PowerSeries]) -> None:
+        t0, acc, late = self.done_to, self._acc, self._late
+        spans = [s for s in pending if s.start_ns < to_ns and s.end_ns > t0
+                 and id(s) not in late]
+        n = len(spans)
+        starts = np.fromiter((s.start_ns for s in spans), np.int64, n)
+        ends = np.fromiter((s.end_ns for s in spans), np.int64, n)
+        got, idle, total = attribute_spans(spans, starts, ends, series, t0, to_ns,
+                                           self.max_gap_ns, self.shares)
+        for s, row in zip(spans, got, strict=True):
+            acc[id(s)] += row
+        self.idle_j += idle
+        self.total_j += total
+        self.done_to = to_ns
+
+    def take(self, spans: list[StageSpan]) -> np.ndarray:
+        """The released spans' attributed J (spans x sources), forgotten here."""
+        pop = self._acc.pop
+        rows = [pop(id(s)) for s in spans]
+        self._late.difference_update(id(s) for s in spans)
+        return np.array(rows).reshape(len(spans), len(self.labels))
