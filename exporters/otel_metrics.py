@@ -54,9 +54,16 @@ class PipelineMetrics:
             LATENCY_BUCKETS_S, "benchlab_pipeline_latency_seconds")
         self.energy = BatchHistogram(
             "benchlab.pipeline.energy", "J",
-            "Energy spent while one frame went from one stage to the next",
+            "Energy the source used while one frame went from one stage to the next (with "
+            "overlapping spans, the same joules count for each)",
             ENERGY_BUCKETS_J, "benchlab_pipeline_energy_joules")
-        self.histograms = BatchHistograms([self.latency, self.energy])
+        self.energy_attributed = BatchHistogram(
+            "benchlab.pipeline.energy.attributed", "J",
+            "The frame's share of the source's energy from one stage to the next (power "
+            "shared among the spans running at each instant: these add up to the meter's)",
+            ENERGY_BUCKETS_J, "benchlab_pipeline_energy_attributed_joules")
+        self.histograms = BatchHistograms([self.latency, self.energy,
+                                           self.energy_attributed])
         if meter is not None:
             self.bind(meter)
         self._attr_cache: dict[tuple[str, str, str, str], dict[str, str]] = {}
@@ -89,6 +96,11 @@ class PipelineMetrics:
                 joules = joules[~np.isnan(joules)]
                 if joules.size:
                     self.energy.record_many(self._attrs(*key, label), joules)
+            for label, attributed in batch.attributed.items():
+                joules = attributed[idx]
+                joules = joules[~np.isnan(joules)]
+                if joules.size:
+                    self.energy_attributed.record_many(self._attrs(*key, label), joules)
 
     def export_unpaired(self, items: Iterable[Unpaired]) -> None:
         for u in items:

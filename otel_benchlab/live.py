@@ -1,5 +1,12 @@
 """The live lines and the end-of-run summary: per pair, frames/s, latency percentiles,
-power, energy per frame, unpaired marks.
+power, energy per frame, unpaired marks; per pipeline, energy per frame as MLPerf Power
+counts it (the meter's energy over the window / the frames completed in it, which is the
+mean power / frames per second).
+
+Two energies per pair, labelled: ``attributed`` (the frames' share of the source: at each
+instant its power is split among the spans running; these add up, with idle, to the
+meter's) and ``while running`` (the source's energy while the span ran: with overlapping
+spans the same joules count for each).
 
 Pairs are shown in the configured order. Frames/s is measured on the spans' own times
 (the frames that ended since the last line, over the time between their ends), so a first
@@ -41,6 +48,7 @@ class _Window:
     latencies: list[float] = field(default_factory=list)
     power: list[float] = field(default_factory=list)
     energy: list[float] = field(default_factory=list)
+    attributed: list[float] = field(default_factory=list)
     first_end: int = 0
     last_end: int = 0
     unpaired: int = 0
@@ -52,6 +60,8 @@ class _Total:
     hist: np.ndarray = field(default_factory=lambda: np.zeros(_BINS, np.int64))
     energy_sum: float = 0.0
     energy_n: int = 0
+    attributed_sum: float = 0.0
+    attributed_n: int = 0
     unpaired: int = 0
     last_end: int = 0  # end of the newest span shown in a live line
 
@@ -63,6 +73,17 @@ class LiveStats:
         self.order = {p: i for i, p in enumerate(pair_order or [])}
         self._w: dict[tuple[str, str, str], _Window] = {}
         self._t: dict[tuple[str, str, str], _Total] = {}
+        # The primary source's energy shared out in the window and over the run:
+        # [meter J, idle J]; the frames of each pipeline over the run.
+        self._meter_w = [0.0, 0.0]
+        self._meter_t = [0.0, 0.0]
+        self._frames_t: dict[str, int] = {}
+
+    def add_energy(self, meter_j: float, idle_j: float) -> None:
+        """The primary source's energy shared out since the last call (``meter_j``), of it
+        ``idle_j`` with no span running: the same stretch of time as the spans added."""
+        self._meter_w[0] += meter_j
+        self._meter_w[1] += idle_j
 
     def _keys(self, keys) -> list[tuple[str, str, str]]:
         return sorted(keys, key=lambda k: (self.order.get((k[1], k[2]), len(self.order)),
@@ -72,6 +93,7 @@ class LiveStats:
         # Each pair's figures taken in bulk from the batch's columns.
         latency_ms = (batch.end_ns - batch.start_ns) / 1e6
         primary = batch.power.get(self.primary) if self.primary else None
+        shares = batch.attributed.get(self.primary) if self.primary else None
         for key, idx in batch.by_pair():
             ends = batch.end_ns[idx]
             w = self._w.get(key)
@@ -85,6 +107,9 @@ class LiveStats:
                 mean, energy = primary[0][idx], primary[1][idx]
                 w.power += mean[~np.isnan(mean)].tolist()
                 w.energy += energy[~np.isnan(energy)].tolist()
+            if shares is not None:
+                mine = shares[idx]
+                w.attributed += mine[~np.isnan(mine)].tolist()
 
     def add_unpaired(self, items: list[Unpaired]) -> None:
         for u in items:
@@ -108,31 +133,73 @@ class LiveStats:
                 t.last_end = max(t.last_end, w.last_end)
             t.energy_sum += float(np.sum(w.energy)) if w.energy else 0.0
             t.energy_n += len(w.energy)
+            t.attributed_sum += float(np.sum(w.attributed)) if w.attributed else 0.0
+            t.attributed_n += len(w.attributed)
             t.unpaired += w.unpaired
             out.append((key, w, t, fps))
         self._w = {}
         return out
 
+    def _pipelines(self, counts: dict[tuple[str, str, str], int]) -> dict[str, int]:
+        """Frames completed per pipeline: the spans of its last configured pair."""
+        last: dict[str, tuple[int, int]] = {}
+        for (pipeline, a, b), n in counts.items():
+            rank = self.order.get((a, b), -1)
+            if pipeline not in last or rank > last[pipeline][0]:
+                last[pipeline] = (rank, n)
+        return {p: n for p, (_, n) in last.items()}
+
+    def _per_frame(self, meter: list[float], frames: dict[str, int],
+                   attributed: dict[str, float]) -> list[str]:
+        """Per pipeline: the meter's energy / its frames (one pipeline), and its stages'
+        attributed energy / its frames."""
+        out = []
+        for pipeline, n in frames.items():
+            if not n or not self.primary:
+                continue
+            mine = 1e3 * attributed.get(pipeline, 0.0) / n
+            if len(frames) == 1 and meter[0] > 0:
+                out.append(f"{pipeline} energy per frame: {1e3 * meter[0] / n:.1f} mJ "
+                           f"{self.primary} (the meter's energy / frames: stages attributed "
+                           f"{mine:.1f} + idle {1e3 * meter[1] / n:.1f})")
+            else:
+                out.append(f"{pipeline} energy per frame: {mine:.1f} mJ {self.primary} "
+                           "attributed to its stages")
+        return out
+
     def lines(self, now_s: float | None = None) -> list[str]:
         stamp = time.strftime("%H:%M:%S")
         out = []
+        counts: dict[tuple[str, str, str], int] = {}
+        attributed: dict[str, float] = {}
         for (pipeline, a, b), w, _, fps in self._fold():
             n = len(w.latencies)
+            counts[(pipeline, a, b)] = n
+            attributed[pipeline] = attributed.get(pipeline, 0.0) + float(np.sum(w.attributed))
             if n:
                 p50, p95, p99 = np.percentile(w.latencies, [50, 95, 99])
                 lat = f"p50 {p50:6.2f} p95 {p95:6.2f} p99 {p99:6.2f} ms"
             else:
                 lat = "no frames"
             pw = f"{np.mean(w.power):6.1f} W" if w.power else "   -- W"
-            ej = f"{1e3 * np.mean(w.energy):7.1f} mJ/frame" if w.energy else "   -- mJ/frame"
             src = f" {self.primary}" if self.primary else ""
+            ea = f"attributed {1e3 * np.mean(w.attributed):7.1f}" if w.attributed else \
+                "attributed    --"
+            ej = f"while running {1e3 * np.mean(w.energy):7.1f}" if w.energy else \
+                "while running    --"
             out.append(f"{stamp} {pipeline} {a}->{b}: {fps:5.1f} fps  {lat}  {pw}{src}  "
-                       f"{ej}  unpaired {w.unpaired}")
+                       f"{ea} mJ/frame ({ej})  unpaired {w.unpaired}")
+        meter, self._meter_w = self._meter_w, [0.0, 0.0]
+        self._meter_t = [self._meter_t[0] + meter[0], self._meter_t[1] + meter[1]]
+        frames = self._pipelines(counts)
+        for p, n in frames.items():
+            self._frames_t[p] = self._frames_t.get(p, 0) + n
+        out += [f"{stamp} {line}" for line in self._per_frame(meter, frames, attributed)]
         return out
 
     def summary(self, ran_s: float, session_dir: Path, counts: dict) -> list[str]:
         """The end-of-run summary: every pair over the whole run, and where the files are."""
-        self._fold()
+        self.lines()  # what came since the last live line, into the totals
         out = [f"summary: {ran_s:.1f} s, {counts.get('marks', 0)} marks, "
                f"{counts.get('samples', 0)} samples, {counts.get('spans', 0)} spans"]
         for key in self._keys(self._t):
@@ -143,11 +210,21 @@ class LiveStats:
                 lat = f"p50 {p50:.2f} p95 {p95:.2f} p99 {p99:.2f} ms"
             else:
                 lat = "no frames"
-            ej = (f"{1e3 * t.energy_sum / t.energy_n:.1f} mJ/frame"
-                  + (f" ({self.primary})" if self.primary else "")) if t.energy_n else \
+            ea = f"attributed {1e3 * t.attributed_sum / t.attributed_n:.1f}" if \
+                t.attributed_n else "attributed --"
+            ej = (f"{ea} mJ/frame (while running {1e3 * t.energy_sum / t.energy_n:.1f})"
+                  + (f" {self.primary}" if self.primary else "")) if t.energy_n else \
                 "energy --"
             out.append(f"  {pipeline} {a}->{b}: {t.frames} frames  {lat}  {ej}  "
                        f"unpaired {t.unpaired}")
+        attributed: dict[str, float] = {}
+        for (pipeline, _, _), t in self._t.items():
+            attributed[pipeline] = attributed.get(pipeline, 0.0) + t.attributed_sum
+        out += [f"  {line}" for line in self._per_frame(self._meter_t, self._frames_t,
+                                                         attributed)]
+        for label, e in counts.get("energy_j", {}).items():
+            out.append(f"  energy {label}: {e['total']:.1f} J measured = "
+                       f"{e['attributed']:.1f} J attributed to spans + {e['idle']:.1f} J idle")
         lost = {k: counts.get(k) for k in ("queue_dropped", "export_dropped", "write_errors")
                 if counts.get(k)}
         if lost:

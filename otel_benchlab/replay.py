@@ -24,7 +24,11 @@ from otel_benchlab.config import Config, ConfigError
 from otel_benchlab.exporters.capframex import CapFrameXWriter
 from otel_benchlab.exporters.decimal_text import repeated_text
 from otel_benchlab.exporters.parquet import ParquetPartWriter
-from otel_benchlab.processors.attribution import StageShares, attribute_intervals
+from otel_benchlab.processors.attribution import (
+    StageShares,
+    attribute_intervals,
+    energy_split,
+)
 from otel_benchlab.processors.energy import PowerSeries, energy_between
 from otel_benchlab.processors.ids import group_hash, hex_np, span_ids_np, trace_ids_np
 from otel_benchlab.processors.pairing import StagePairer, pair_keyed_arrays
@@ -314,8 +318,7 @@ def _attributed(tables: list[pa.Table], groups: list[np.ndarray], pairs: list[tu
         int(cfg.power_max_gap_s * 1e9), takes, weights)
     known = [label for label in labels if label in series]
     for j, label in enumerate(known):
-        result.energy_j[label] = {"total": float(total[j]), "idle": float(idle[j]),
-                                  "attributed": float(total[j] - idle[j])}
+        result.energy_j[label] = energy_split(total[j], np.nansum(got[:, j]), idle[j])
     out, at = [], 0
     for table, k in zip(tables, sizes, strict=True):
         for j, label in enumerate(known):

@@ -27,7 +27,7 @@ from otel_benchlab.counters import AgentCounters
 from otel_benchlab.exporters.capframex import CapFrameXWriter
 from otel_benchlab.exporters.parquet import ParquetPartWriter
 from otel_benchlab.live import LiveStats
-from otel_benchlab.processors.attribution import LiveAttribution, StageShares
+from otel_benchlab.processors.attribution import LiveAttribution, StageShares, energy_split
 from otel_benchlab.processors.energy import EnergyAnnotator
 from otel_benchlab.processors.frames import FrameAssembler, TraceIds
 from otel_benchlab.processors.pairing import StagePairer
@@ -320,7 +320,11 @@ class Agent:
                 self.unpaired_by_reason[u.reason] = self.unpaired_by_reason.get(u.reason, 0) + 1
             self.telemetry.pipeline.export_unpaired(unpaired)
             self.stats.add_unpaired(unpaired)
+        shared = self.attribution
+        before = (shared.total_j[0], shared.idle_j[0]) if shared is not None else None
         done = self.annotator.release(now, flush=flush)
+        if shared is not None and before is not None:
+            self.stats.add_energy(shared.total_j[0] - before[0], shared.idle_j[0] - before[1])
         if done and self._latency_observers:
             codes, names = done.names()
             pair = [k for k, (_, _, a, b) in enumerate(names)
@@ -550,11 +554,12 @@ class Agent:
         a = self.attribution
         if a is None:
             return {}
-        return {"energy_j": {label: {"total": float(a.total_j[j]),
-                                     "attributed": float(a.total_j[j] - a.idle_j[j]),
-                                     "idle": float(a.idle_j[j])}
+        return {"energy_j": {label: energy_split(a.total_j[j], a.assigned_j[j], a.idle_j[j])
                              for j, label in enumerate(a.labels)},
-                "unattributed_spans": a.unattributed}
+                "unattributed_spans": a.unattributed,
+                # What the totals cover: the agent's start to the last span shared out.
+                "energy_window_unix_ns": [a.start_ns + self.timebase.offset_ns,
+                                          a.done_to + self.timebase.offset_ns]}
 
     def _summary(self) -> dict:
         return {

@@ -14,9 +14,11 @@ Nested spans of one frame (an application's parent and child spans both measured
 trace for an application's spans), a span is charged only while none of the spans inside
 it runs, so the energy goes to the innermost span running (``innermost_pieces``).
 
-Where the source's energy is unknown (a gap between samples longer than ``max_gap_ns``),
-the spans running then get no figure (NaN, not invented), and that energy is neither
-attributed nor idle.
+Where the source's energy is unknown (before its first sample, after its last, a gap
+between samples longer than ``max_gap_ns``), there is nothing to share: a span gets its
+share of the stretches where the power is known, and no figure (NaN, not invented) if it
+ran only where it is not. So the shares add up even at a session's edges, where a span's
+while-it-ran energy is unknown.
 """
 
 from __future__ import annotations
@@ -55,7 +57,15 @@ def attribute(series: PowerSeries, starts: np.ndarray, ends: np.ndarray, t0: int
         return Attribution(np.zeros(n), 0.0, 0.0)
     s = np.clip(np.asarray(starts, np.int64), t0, t1)
     e = np.clip(np.asarray(ends, np.int64), t0, t1)
-    bounds = np.unique(np.concatenate([s, e, [t0, t1]]))
+    # Where the power is known starts and stops at samples (the first, the last, both
+    # sides of a gap): boundaries there too, so no stretch is part known, part not.
+    ts = series.ts
+    edges = ts[[0, -1]] if len(ts) else ts
+    if len(ts) > 1:
+        gap = np.flatnonzero(np.diff(ts) > max_gap_ns)
+        edges = np.concatenate([edges, ts[gap], ts[gap + 1]])
+    edges = edges[(edges > t0) & (edges < t1)]
+    bounds = np.unique(np.concatenate([s, e, [t0, t1], edges]))
     cum, _ = _cum_at(series, bounds, max_gap_ns)
     d_energy = np.diff(cum)
     if len(series.ts) > 1:  # a gap inside a stretch makes it unknown too
@@ -75,11 +85,15 @@ def attribute(series: PowerSeries, starts: np.ndarray, ends: np.ndarray, t0: int
     share = np.where(busy & ~unknown, np.nan_to_num(d_energy) / np.where(busy, load, 1.0),
                      0.0)
     per_weight = np.concatenate([[0.0], np.cumsum(share)])
-    lost = np.concatenate([[0], np.cumsum(busy & unknown)])
     piece = (per_weight[i_e] - per_weight[i_s]) * wi
-    piece = np.where(lost[i_e] - lost[i_s] > 0, np.nan, piece)
+    # A span gets its share of the stretches where the power is known; one that ran only
+    # where it is not has no figure (NaN: missing, not invented).
+    known_in = np.concatenate([[0], np.cumsum(~unknown)])
+    has_known = np.zeros(n, bool)
+    np.logical_or.at(has_known, owners, (known_in[i_e] - known_in[i_s] > 0) | (i_e == i_s))
     attributed = np.zeros(n)
     np.add.at(attributed, owners, piece)
+    attributed[~has_known] = np.nan
     known = ~unknown
     return Attribution(attributed, float(d_energy[known & ~busy].sum()),
                        float(d_energy[known].sum()))
@@ -240,6 +254,13 @@ def attribute_spans(spans: list[StageSpan], starts: np.ndarray, ends: np.ndarray
                                weights)
 
 
+def energy_split(total_j: float, attributed_j: float, idle_j: float) -> dict[str, float]:
+    """A source's energy over a session as the summary gives it: ``total`` (where the
+    power is known) = ``attributed`` (the spans' figures, summed) + ``idle`` (no span
+    running), to rounding."""
+    return {"total": float(total_j), "attributed": float(attributed_j), "idle": float(idle_j)}
+
+
 class LiveAttribution:
     """Attribution as spans come: an interval is shared out once no span that can still
     arrive overlaps it, ``delay_ns`` behind now. Each span's shares accumulate over the
@@ -251,17 +272,19 @@ class LiveAttribution:
         self.labels = labels
         self.max_gap_ns = max_gap_ns
         self.delay_ns = delay_ns
+        self.start_ns = start_ns
         self.done_to = start_ns  # shared out up to here
         self.shares = shares or StageShares(labels)
         self._acc: dict[int, np.ndarray] = {}  # id(span) -> J per source so far
         self._late: set[int] = set()
         self.idle_j = np.zeros(len(labels))
         self.total_j = np.zeros(len(labels))
+        self.assigned_j = np.zeros(len(labels))  # in the figures of the spans released
         self.unattributed = 0
 
     def admit(self, span: StageSpan) -> None:
         late = span.start_ns < self.done_to
-        self._acc[id(span)] = np.full(len(self.labels), np.nan if late else 0.0)
+        self._acc[id(span)] = np.full(len(self.labels), np.nan)
         if late:
             self._late.add(id(span))
             self.unattributed += 1
@@ -277,7 +300,8 @@ class LiveAttribution:
         got, idle, total = attribute_spans(spans, starts, ends, series, t0, to_ns,
                                            self.max_gap_ns, self.shares)
         for s, row in zip(spans, got, strict=True):
-            acc[id(s)] += row
+            so_far = acc[id(s)]  # NaN until a stretch of it had known power
+            acc[id(s)] = np.where(np.isnan(so_far), row, so_far + np.nan_to_num(row))
         self.idle_j += idle
         self.total_j += total
         self.done_to = to_ns
@@ -287,4 +311,6 @@ class LiveAttribution:
         pop = self._acc.pop
         rows = [pop(id(s)) for s in spans]
         self._late.difference_update(id(s) for s in spans)
-        return np.array(rows).reshape(len(spans), len(self.labels))
+        out = np.array(rows).reshape(len(spans), len(self.labels))
+        self.assigned_j += np.nansum(out, axis=0)
+        return out

@@ -4,11 +4,20 @@ session. Known truth from independent computations, not round numbers."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+from pathlib import Path
+
 import numpy as np
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pytest
 
 from otel_benchlab.processors.attribution import attribute, innermost_pieces
 from otel_benchlab.processors.energy import PowerSeries, energy_between
+
+from .test_end_to_end import agent_cmd, agent_env
 
 S = 1_000_000_000
 GAP = S
@@ -88,6 +97,7 @@ def test_weights_set_the_shares():
 
 
 def test_a_span_in_a_gap_of_the_samples_gets_no_figure_and_the_rest_still_adds_up():
+    # Spans: one in the known first second, one wholly in the gap, one after it.
     ts = np.concatenate([np.arange(0, S, 10_000_000), np.arange(3 * S, 5 * S, 10_000_000)])
     series = PowerSeries.from_power(ts, np.full(len(ts), 100.0))
     got = attribute(series, np.array([S // 4, 2 * S, 4 * S]),
@@ -116,3 +126,82 @@ def test_spans_of_different_frames_are_never_nested():
     starts, ends = np.array([0, S // 4]), np.array([S, S // 2])
     ps, pe, owner = innermost_pieces(starts, ends, [1, 2])
     assert list(owner) == [0, 1] and list(ps) == [0, S // 4]
+
+
+# -- the agent and replay, end to end ------------------------------------------------
+
+
+def _run_simulated(tmp_path, seconds: int, streams: int) -> Path:
+    cfg = tmp_path / "agent.toml"
+    names = ", ".join(f'"cam{i}"' for i in range(streams))
+    cfg.write_text(f"[sim]\nstreams = [{names}]\n")
+    proc = subprocess.run(
+        agent_cmd("--simulate", "--config", str(cfg), "--duration", str(seconds),
+                  "--data-root", str(tmp_path / "data"), "--session", "a",
+                  "--prom-bind", "off"),
+        env=agent_env(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none",
+                      BENCHLAB_PROBE_ADDR="off"),
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return tmp_path / "data/sessions/a", proc.stdout
+
+
+def _meter_energy(session: Path, label: str, window: list[int]) -> float:
+    """The source's energy over the window where it is known (between its first and last
+    sample), from the session's raw samples."""
+    manifest = json.loads((session / "session.json").read_text())
+    sensor = next(s for s in manifest["sensors"] if s.get("power_source") == label)
+    raw = ds.dataset(session / "raw/samples").to_table(
+        filter=(pc.field("source") == sensor["source"]) & (pc.field("sensor") == sensor["name"]))
+    ts, v = raw["ts_unix_ns"].to_numpy(), raw["value"].to_numpy()
+    order = np.argsort(ts)
+    ts, v = ts[order], v[order]
+    got, _ = energy_between(PowerSeries.from_power(ts, v), np.array([max(window[0], ts[0])]),
+                            np.array([min(window[1], ts[-1])]), S // 2)
+    return float(got[0])
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("streams", [1, 16])
+def test_the_agents_attributed_energy_and_idle_add_up_to_the_meter(tmp_path, streams):
+    session, out = _run_simulated(tmp_path, 8, streams)
+    summary = json.loads((session / "session.json").read_text())["summary"]
+    rows = ds.dataset(session / "aligned").to_table().to_pandas()
+    assert summary["unattributed_spans"] == 0
+    # A span partly outside the samples (the first, the last) has no while-it-ran figure
+    # but its share of what was measured; one wholly after the last sample has neither.
+    assert rows.energy_attr_j.notna().sum() > rows.energy_j.notna().sum()
+    assert rows.energy_attr_j.notna().mean() > 0.95
+    for label, column in (("sys", "energy_attr_j"), ("gpu", "energy_attr_j_gpu")):
+        e = summary["energy_j"][label]
+        assert rows[column].sum() == pytest.approx(e["attributed"], rel=1e-9)
+        assert rows[column].sum() + e["idle"] == pytest.approx(e["total"], rel=1e-3)
+        assert e["total"] == pytest.approx(
+            _meter_energy(session, label, summary["energy_window_unix_ns"]), rel=1e-3)
+    # The while-it-ran figure counts overlapping spans' joules again; never less.
+    known = rows[rows.energy_j.notna()]
+    assert (known.energy_j >= known.energy_attr_j - 1e-9).all()
+    assert rows.energy_j.sum() > 1.2 * rows.energy_attr_j.sum()
+    # The summary's per-frame figure: the meter's energy over the frames completed.
+    frames = int((rows.stage_to == "inference_done").sum())
+    line = next(ln for ln in out.splitlines() if "energy per frame" in ln and "summary" not in ln
+                and ln.startswith("  "))
+    per_frame = float(re.search(r"([\d.]+) mJ sys", line).group(1))
+    assert per_frame == pytest.approx(1e3 * summary["energy_j"]["sys"]["total"] / frames,
+                                      rel=2e-3)
+
+
+@pytest.mark.e2e
+def test_replay_gives_the_attributed_energy_the_live_agent_wrote(tmp_path):
+    session, _ = _run_simulated(tmp_path, 6, 4)
+    proc = subprocess.run(agent_cmd("replay", str(session), "--out", str(tmp_path / "re")),
+                          env=agent_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    live = ds.dataset(session / "aligned").to_table().to_pandas()
+    again = ds.dataset(tmp_path / "re/aligned").to_table().to_pandas()
+    both = live.merge(again, on="span_id", suffixes=("", "_replay"))
+    assert len(both) == len(live) == len(again)
+    for column in ("energy_attr_j", "energy_attr_j_gpu", "energy_attr_j_cpu"):
+        assert both[column].to_numpy() == pytest.approx(both[column + "_replay"].to_numpy(),
+                                                        rel=1e-6, abs=1e-9, nan_ok=True)
+    assert "attributed to spans" in proc.stdout
