@@ -234,6 +234,7 @@ def attribute_intervals(series: dict[str, PowerSeries], starts: np.ndarray,
             mine = takes[owners, j]
             got = attribute(series[label], ps[mine], pe[mine], t0, t1, max_gap_ns,
                             owners[mine], n, weights)
+            got.attributed[~takes[:, j]] = 0.0  # not its source: none of it
         out[:, j], idle[j], total[j] = got.attributed, got.idle_j, got.total_j
     return out, idle, total
 

@@ -205,3 +205,33 @@ def test_replay_gives_the_attributed_energy_the_live_agent_wrote(tmp_path):
         assert both[column].to_numpy() == pytest.approx(both[column + "_replay"].to_numpy(),
                                                         rel=1e-6, abs=1e-9, nan_ok=True)
     assert "attributed to spans" in proc.stdout
+
+
+def test_with_a_stage_to_source_mapping_each_stage_gets_only_its_sources_shares():
+    from otel_benchlab.processors.attribution import StageShares, attribute_spans
+    from otel_benchlab.records import StageSpan
+
+    ts = np.arange(0, 2 * S, 10_000_000)
+    series = {"gpu": PowerSeries.from_power(ts, np.full(len(ts), 100.0)),
+              "cpu": PowerSeries.from_power(ts, np.full(len(ts), 50.0))}
+    spans = [StageSpan("p", "s", 1, "encode.start", "encode.end", 0, S),  # a GPU stage
+             StageSpan("p", "s", 1, "pre.start", "pre.end", 0, S),  # a CPU stage, at once
+             StageSpan("p", "s", 2, "post", "done", S // 2, S)]  # named nowhere
+    shares = StageShares(["gpu", "cpu"], {"gpu": ["encode*"], "cpu": ["pre"]})
+    starts = np.array([s.start_ns for s in spans])
+    ends = np.array([s.end_ns for s in spans])
+    got, idle, total = attribute_spans(spans, starts, ends, series, 0, S, GAP, shares)
+    assert got[0] == pytest.approx([100.0, 0.0])  # all of the GPU, none of the CPU
+    assert got[1] == pytest.approx([0.0, 50.0])
+    assert got[2] == pytest.approx([0.0, 0.0])  # every source is someone's
+    assert idle == pytest.approx([0.0, 0.0]) and total == pytest.approx([100.0, 50.0])
+
+
+def test_a_stage_named_for_no_source_shares_the_sources_named_for_none():
+    from otel_benchlab.processors.attribution import StageShares
+
+    shares = StageShares(["sys", "gpu"], {"gpu": ["infer*"]}, {"infer*": 3.0})
+    takes, weight = shares.decide("infer.start", "infer.end")
+    assert list(takes) == [False, True] and weight == 3.0
+    takes, weight = shares.decide("decode", "encode")
+    assert list(takes) == [True, False] and weight == 1.0

@@ -97,7 +97,12 @@ def test_agent_exits_cleanly_and_says_where_everything_goes(run):
     assert all(50 < f < 70 for f in fps), fps  # the source runs at 60 fps, from the start
     summary = proc.stdout[proc.stdout.index("summary: "):]
     assert re.search(r"sim ingress->encoded: \d+ frames  p50 [\d.]+ p95 [\d.]+ p99 [\d.]+ ms"
-                     r"  [\d.]+ mJ/frame \(sys\)  unpaired \d+", summary), summary
+                     r"  attributed [\d.]+ mJ/frame \(while running [\d.]+\) sys  unpaired \d+",
+                     summary), summary
+    assert re.search(r"sim energy per frame: [\d.]+ mJ sys \(the meter's energy / frames",
+                     summary), summary
+    assert re.search(r"energy sys: [\d.]+ J measured = [\d.]+ J attributed to spans \+ "
+                     r"[\d.]+ J idle", summary), summary
     assert "CapFrameX files in" in summary and str(run["session"]) in summary
     assert "ingress->encoded:" in proc.stdout and "fps" in proc.stdout
     assert "session e2e closed" in proc.stderr  # INFO logging on by default
@@ -153,6 +158,7 @@ def test_metrics_have_convention_names_units_and_explicit_latency_buckets(run):
     point = lat.histogram.data_points[0]
     assert tuple(point.explicit_bounds) == LATENCY_BUCKETS_S
     assert m["benchlab.pipeline.energy"][-1].unit == "J"
+    assert m["benchlab.pipeline.energy.attributed"][-1].unit == "J"
     assert m["hw.power"][-1].unit == "W" and m["hw.host.power"][-1].unit == "W"
     assert m["hw.host.energy"][-1].sum.is_monotonic
     assert m["hw.energy"][-1].unit == "J"
@@ -261,6 +267,12 @@ def test_parquet_rows_match_the_spans_sent_and_duckdb_reads_the_session(run):
             assert abs(a["benchlab.energy.sys"].double_value - r.energy_j) < 1e-9
         else:  # energy unknown (no power sample close enough): absent, not zero
             assert np.isnan(r.energy_j)
+        if "benchlab.energy.attributed.sys" in a:  # the span's share, beside it
+            assert abs(a["benchlab.energy.attributed.sys"].double_value
+                       - r.energy_attr_j) < 1e-9
+        else:
+            assert np.isnan(r.energy_attr_j)
+    assert rows.energy_attr_j.notna().mean() > 0.9
         assert r.latency_ms == pytest.approx((r.end_ns - r.start_ns) / 1e6)
     ids = duckdb.sql(f"select span_id, trace_id from read_parquet('{session}/aligned/*.parquet')"
                      " order by span_id, trace_id").fetchall()
