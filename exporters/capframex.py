@@ -5,12 +5,12 @@ Follows CapFrameX's importer (see README "CapFrameX"): the CSV header starts wit
 (``MsBetweenPresents``); power and energy per source are extra columns CapFrameX ignores
 but keeps: ``Power_<source>_W``, ``Energy_<source>_J`` (the frame's attributed share of the
 source, the energy per frame that adds up over frames and stages) and
-``EnergyWhileRunning_<source>_J`` (the source's energy while the stage ran). The JSON is CapFrameX's own capture format; measured power goes into the
-``PmdCpuPower`` / ``PmdGpuPower`` / ``PmdSystemPower`` arrays, which CapFrameX plots at
-``i * SampleTime`` ms from the start of the capture, so we resample the power series onto
-that grid. Files are written under a temporary name that CapFrameX ignores and renamed
-when complete; a capture with too few frames for CapFrameX (it needs over 20 lines) is
-skipped with a log line.
+``EnergyWhileRunning_<source>_J`` (the source's energy while the stage ran). The JSON is
+CapFrameX's own capture format; measured power goes into the ``PmdCpuPower`` /
+``PmdGpuPower`` / ``PmdSystemPower`` arrays, which CapFrameX plots at ``i * SampleTime`` ms
+from the start of the capture, so we resample the power series onto that grid. Files are
+written under a temporary name that CapFrameX ignores and renamed when complete; a capture
+with too few frames for CapFrameX (it needs over 20 lines) is skipped with a log line.
 """
 
 from __future__ import annotations
