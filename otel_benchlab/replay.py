@@ -280,7 +280,7 @@ def build_aligned(m: _Marks, stored: StoredSession, pairs: list[tuple[str, str]]
                 start_i, end_i = np.concatenate([start_i, s2]), np.concatenate([end_i, e2])
         return _pair_table(m, pair, start_i, end_i, labels, series, schema,
                            int(cfg.power_max_gap_s * 1e9)), len(start_i), counts, \
-            np.where(m.has_frame[start_i], key[start_i], -1 - start_i)
+            (key[start_i], m.has_frame[start_i])
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         done = list(pool.map(one, pairs))
@@ -294,7 +294,8 @@ def build_aligned(m: _Marks, stored: StoredSession, pairs: list[tuple[str, str]]
     return tables
 
 
-def _attributed(tables: list[pa.Table], groups: list[np.ndarray], pairs: list[tuple[str, str]],
+def _attributed(tables: list[pa.Table], groups: list[tuple[np.ndarray, np.ndarray]],
+                pairs: list[tuple[str, str]],
                 labels: list[str], series: dict[str, PowerSeries], cfg: Config,
                 result: ReplayResult) -> list[pa.Table]:
     """Every pair's spans share each source's energy (all pairs at once: they overlap),
@@ -314,8 +315,8 @@ def _attributed(tables: list[pa.Table], groups: list[np.ndarray], pairs: list[tu
                                                                    strict=True)])
     got, idle, total = attribute_intervals(
         {label: series[label] for label in labels if label in series}, starts, ends,
-        np.concatenate(groups), int(starts.min()), int(ends.max()),
-        int(cfg.power_max_gap_s * 1e9), takes, weights)
+        np.concatenate([g for g, _ in groups]), np.concatenate([k for _, k in groups]),
+        int(starts.min()), int(ends.max()), int(cfg.power_max_gap_s * 1e9), takes, weights)
     known = [label for label in labels if label in series]
     for j, label in enumerate(known):
         result.energy_j[label] = energy_split(total[j], np.nansum(got[:, j]), idle[j])

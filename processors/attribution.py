@@ -24,7 +24,6 @@ while-it-ran energy is unknown.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -195,34 +194,35 @@ class StageShares:
         return takes, np.array([w for _, w in out], np.float64)
 
 
-def nested_groups(group: np.ndarray, starts: np.ndarray,
+def nested_groups(group: np.ndarray, grouped: np.ndarray, starts: np.ndarray,
                   ends: np.ndarray) -> list[object] | None:
     """For ``innermost_pieces``: each interval's group where its group holds nested
     intervals, else None; None when no group does (the usual case, checked vectorised: in
     start order within a group, a nested interval ends no later than the one before it).
-    ``group``: an int a frame or trace, negative for an interval of its own."""
+    ``group``: an int a frame or trace; ``grouped``: False for an interval of its own."""
     order = np.lexsort((-ends, starts, group))
-    g, s, e = group[order], starts[order], ends[order]
-    inside = (g[1:] == g[:-1]) & (g[1:] >= 0) & (e[1:] <= e[:-1]) & \
+    g, s, e, k = group[order], starts[order], ends[order], grouped[order]
+    inside = (g[1:] == g[:-1]) & k[1:] & k[:-1] & (e[1:] <= e[:-1]) & \
         ~((s[1:] == s[:-1]) & (e[1:] == e[:-1]))
     if not inside.any():
         return None
     nested = set(g[1:][inside].tolist())
-    return [k if k in nested else None for k in group.tolist()]
+    return [int(x) if ok and x in nested else None
+            for x, ok in zip(group.tolist(), grouped.tolist(), strict=True)]
 
 
 def attribute_intervals(series: dict[str, PowerSeries], starts: np.ndarray,
-                        ends: np.ndarray, group: np.ndarray, t0: int, t1: int,
-                        max_gap_ns: int, takes: np.ndarray | None = None,
+                        ends: np.ndarray, group: np.ndarray, grouped: np.ndarray, t0: int,
+                        t1: int, max_gap_ns: int, takes: np.ndarray | None = None,
                         weights: np.ndarray | None = None
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(intervals x sources attributed J over [t0, t1], idle J per source, J per source).
-    ``group``: nesting groups (``nested_groups``); ``takes`` (intervals x sources) which
-    source each interval shares, ``weights`` its weight (``StageShares``)."""
+    ``group``, ``grouped``: nesting groups (``nested_groups``); ``takes`` (intervals x
+    sources) which source each interval shares, ``weights`` its weight (``StageShares``)."""
     n, labels = len(starts), list(series)
     out = np.zeros((n, len(labels)))
     idle, total = np.zeros(len(labels)), np.zeros(len(labels))
-    groups = nested_groups(group, starts, ends) if n else None
+    groups = nested_groups(group, grouped, starts, ends) if n else None
     if groups is None:
         ps, pe, owners = starts, ends, np.arange(n)
     else:
@@ -243,16 +243,14 @@ def attribute_spans(spans: list[StageSpan], starts: np.ndarray, ends: np.ndarray
                     series: dict[str, PowerSeries], t0: int, t1: int, max_gap_ns: int,
                     shares: StageShares) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``attribute_intervals`` for stage spans: nested within their application's trace,
-    or their frame."""
-    codes: dict[object, int] = {}
-    put = codes.setdefault
-    group = np.fromiter(
-        (put((s.trace_id,), len(codes)) if s.foreign else
-         put((s.pipeline, s.stream, s.frame), len(codes)) if s.frame is not None else -1 - i
-         for i, s in enumerate(spans)), np.int64, len(spans))
+    or their frame (groups told apart by hash: only the rare nested case looks closer)."""
+    n = len(spans)
+    group = np.fromiter((hash(s.trace_id) if s.foreign else
+                         hash((s.pipeline, s.stream, s.frame)) for s in spans), np.int64, n)
+    grouped = np.fromiter((s.foreign or s.frame is not None for s in spans), bool, n)
     takes, weights = (None, None) if shares.plain else shares.of(spans)
-    return attribute_intervals(series, starts, ends, group, t0, t1, max_gap_ns, takes,
-                               weights)
+    return attribute_intervals(series, starts, ends, group, grouped, t0, t1, max_gap_ns,
+                               takes, weights)
 
 
 def energy_split(total_j: float, attributed_j: float, idle_j: float) -> dict[str, float]:
@@ -264,9 +262,10 @@ def energy_split(total_j: float, attributed_j: float, idle_j: float) -> dict[str
 
 class LiveAttribution:
     """Attribution as spans come: an interval is shared out once no span that can still
-    arrive overlaps it, ``delay_ns`` behind now. Each span's shares accumulate over the
-    intervals it spans; a span that arrives after its start was shared out gets none
-    (NaN: it keeps its while-it-ran energy) and is counted in ``unattributed``."""
+    arrive overlaps it, ``delay_ns`` behind now. A span running across an interval's end
+    carries its share so far into the next; a span that arrives after its start was shared
+    out gets none (NaN: it keeps its while-it-ran energy) and is counted in
+    ``unattributed``. Per-span bookkeeping is only for those two kinds, a few at a time."""
 
     def __init__(self, labels: list[str], max_gap_ns: int, delay_ns: int, start_ns: int,
                  shares: StageShares | None = None) -> None:
@@ -276,7 +275,7 @@ class LiveAttribution:
         self.start_ns = start_ns
         self.done_to = start_ns  # shared out up to here
         self.shares = shares or StageShares(labels)
-        self._acc: dict[int, np.ndarray] = {}  # id(span) -> J per source so far
+        self._carry: dict[int, np.ndarray] = {}  # id(span) -> J per source so far
         self._late: set[int] = set()
         self.idle_j = np.zeros(len(labels))
         self.total_j = np.zeros(len(labels))
@@ -284,34 +283,40 @@ class LiveAttribution:
         self.unattributed = 0
 
     def admit(self, span: StageSpan) -> None:
-        late = span.start_ns < self.done_to
-        self._acc[id(span)] = np.full(len(self.labels), np.nan)
-        if late:
+        if span.start_ns < self.done_to:
             self._late.add(id(span))
             self.unattributed += 1
 
-    def advance(self, to_ns: int, pending: Iterable[StageSpan],
-                series: dict[str, PowerSeries]) -> None:
-        t0, acc, late = self.done_to, self._acc, self._late
-        spans = [s for s in pending if s.start_ns < to_ns and s.end_ns > t0
-                 and id(s) not in late]
+    def share(self, done: list[StageSpan], running: list[StageSpan], to_ns: int,
+              series: dict[str, PowerSeries]) -> np.ndarray:
+        """Share [done_to, to_ns] out among ``done`` (spans that end by ``to_ns``, released
+        now) and ``running`` (spans that began before ``to_ns`` and end after it); returns
+        the done spans' attributed J (spans x sources)."""
+        t0, n_done = self.done_to, len(done)
+        spans = done + running
         n = len(spans)
         starts = np.fromiter((s.start_ns for s in spans), np.int64, n)
         ends = np.fromiter((s.end_ns for s in spans), np.int64, n)
-        got, idle, total = attribute_spans(spans, starts, ends, series, t0, to_ns,
-                                           self.max_gap_ns, self.shares)
-        for s, row in zip(spans, got, strict=True):
-            so_far = acc[id(s)]  # NaN until a stretch of it had known power
-            acc[id(s)] = np.where(np.isnan(so_far), row, so_far + np.nan_to_num(row))
-        self.idle_j += idle
-        self.total_j += total
-        self.done_to = to_ns
-
-    def take(self, spans: list[StageSpan]) -> np.ndarray:
-        """The released spans' attributed J (spans x sources), forgotten here."""
-        pop = self._acc.pop
-        rows = [pop(id(s)) for s in spans]
-        self._late.difference_update(id(s) for s in spans)
-        out = np.array(rows).reshape(len(spans), len(self.labels))
-        self.assigned_j += np.nansum(out, axis=0)
-        return out
+        early = np.flatnonzero(starts < t0).tolist()  # carried over, or late
+        late = [i for i in early if id(spans[i]) in self._late]
+        take = np.ones(n, bool)
+        take[late] = False
+        got = np.full((n, len(self.labels)), np.nan)
+        if to_ns > t0:  # with no span running too: then it is all idle
+            mine = np.flatnonzero(take)
+            got[mine], idle, total = attribute_spans(
+                [spans[i] for i in mine], starts[mine], ends[mine], series, t0, to_ns,
+                self.max_gap_ns, self.shares)
+            self.idle_j += idle
+            self.total_j += total
+            self.done_to = to_ns
+        for i in early:
+            before = self._carry.pop(id(spans[i]), None)
+            if before is not None:  # NaN until a stretch of it had known power
+                row = got[i]
+                got[i] = np.where(np.isnan(before), row, before + np.nan_to_num(row))
+        for i in range(n_done, n):
+            self._carry[id(spans[i])] = got[i]
+        self._late.difference_update(id(spans[i]) for i in late)
+        self.assigned_j += np.nansum(got[:n_done], axis=0)
+        return got[:n_done]

@@ -209,19 +209,21 @@ class EnergyAnnotator:
             ready_to = min(ready_to, now_ns - shares.delay_ns)
             if flush:
                 ready_to = max((s.end_ns for s in self._pending), default=ready_to)
-            if ready_to > shares.done_to:
-                lo = shares.done_to
-                shares.advance(ready_to, self._pending, {
-                    k: tl.series(lo, ready_to) for k, tl in self.timelines.items()})
         out: list[StageSpan] = []
         keep: deque[StageSpan] = deque()
         for span in self._pending:
             (out if flush or span.end_ns <= ready_to else keep).append(span)
         self._pending = keep
+        attributed = None
+        if shares is not None:
+            t0 = shares.done_to
+            running = [s for s in keep if s.start_ns < ready_to]
+            attributed = shares.share(out, running, ready_to, {
+                k: tl.series(t0, ready_to) for k, tl in self.timelines.items()})
         lo = min((s.start_ns for s in out), default=0)
         hi = max((s.end_ns for s in out), default=0)
         done = annotate(out, {k: tl.series(lo, hi) for k, tl in self.timelines.items()},
-                        self.max_gap_ns, None if shares is None else shares.take(out))
+                        self.max_gap_ns, attributed)
         oldest = min((s.start_ns for s in self._pending), default=now_ns)
         for tl in self.timelines.values():
             tl.trim(min(oldest, now_ns - self.keep_ns))

@@ -235,3 +235,36 @@ def test_a_stage_named_for_no_source_shares_the_sources_named_for_none():
     assert list(takes) == [False, True] and weight == 3.0
     takes, weight = shares.decide("decode", "encode")
     assert list(takes) == [True, False] and weight == 1.0
+
+
+def test_live_attribution_in_intervals_equals_one_pass_over_the_session():
+    from otel_benchlab.processors.attribution import LiveAttribution
+    from otel_benchlab.processors.energy import EnergyAnnotator
+    from otel_benchlab.records import StageSpan
+
+    rng = np.random.default_rng(11)
+    starts, ends = _streams(4, 6.0, rng)
+    order = np.argsort(ends)
+    spans = [StageSpan("p", f"s{i % 4}", i, "a", "b", int(starts[i]), int(ends[i]))
+             for i in order]
+    live = LiveAttribution(["sys"], GAP, 2 * S, 0)
+    annotator = EnergyAnnotator({"sys": "power"}, GAP, keep_ns=60 * S, attribution=live)
+    watts = lambda t: 150.0 + 40.0 * np.sin(t / 0.9e9)  # noqa: E731
+    got: dict[int, float] = {}
+    k = 0
+    for now in range(S // 4, 12 * S, S // 4):  # the agent's ticks; spans come as they end
+        for t in range(now - S // 4, now, 10_000_000):
+            annotator.add_power("sys", t, float(watts(t)))
+        while k < len(spans) and spans[k].end_ns <= now:
+            annotator.add_span(spans[k])
+            k += 1
+        done = annotator.release(now, flush=now >= 12 * S - S // 4)
+        got.update({s.frame: a for s, a in zip(done.spans, done.attributed["sys"],
+                                               strict=True)})
+    assert len(got) == len(spans) and live.unattributed == 0
+    ts = np.arange(0, 12 * S, 10_000_000)
+    series = {"sys": PowerSeries.from_power(ts, watts(ts))}
+    whole = attribute(series["sys"], starts, ends, 0, live.done_to, GAP)
+    assert [got[i] for i in range(len(spans))] == pytest.approx(whole.attributed, rel=1e-9)
+    assert live.total_j[0] == pytest.approx(whole.total_j, rel=1e-9)
+    assert live.idle_j[0] == pytest.approx(whole.idle_j, rel=1e-6)
