@@ -155,8 +155,8 @@ class LiveStats:
         attributed energy / its frames."""
         out = []
         for pipeline, n in frames.items():
-            if not n or not self.primary:
-                continue
+            if not n or not self.primary or (meter[0] <= 0 and not attributed.get(pipeline)):
+                continue  # no frames, or nothing shared out yet
             mine = 1e3 * attributed.get(pipeline, 0.0) / n
             if len(frames) == 1 and meter[0] > 0:
                 out.append(f"{pipeline} energy per frame: {1e3 * meter[0] / n:.1f} mJ "
