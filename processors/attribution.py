@@ -59,40 +59,34 @@ def attribute(series: PowerSeries, starts: np.ndarray, ends: np.ndarray, t0: int
     # Where the power is known starts and stops at samples (the first, the last, both
     # sides of a gap): boundaries there too, so no stretch is part known, part not.
     ts = series.ts
-    edges = ts[[0, -1]] if len(ts) else ts
-    if len(ts) > 1:
-        gap = np.flatnonzero(np.diff(ts) > max_gap_ns)
-        edges = np.concatenate([edges, ts[gap], ts[gap + 1]])
+    gap = np.flatnonzero(np.diff(ts) > max_gap_ns) if len(ts) > 1 else ts[:0]
+    edges = np.concatenate([ts[[0, -1]], ts[gap], ts[gap + 1]]) if len(ts) else ts
     edges = edges[(edges > t0) & (edges < t1)]
     bounds = np.unique(np.concatenate([s, e, [t0, t1], edges]))
-    cum, _ = _cum_at(series, bounds, max_gap_ns)
+    cum, idx = _cum_at(series, bounds, max_gap_ns)
     d_energy = np.diff(cum)
-    if len(series.ts) > 1:  # a gap inside a stretch makes it unknown too
-        gaps = np.concatenate([[0], np.cumsum(np.diff(series.ts) > max_gap_ns)])
-        _, idx = _cum_at(series, bounds, max_gap_ns)
-        d_energy = np.where(np.diff(gaps[idx]) > 0, np.nan, d_energy)
-    w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
-    wi = w[owners]
+    if len(gap):  # a gap inside a stretch makes it unknown too
+        gaps = np.zeros(len(ts), np.int64)
+        gaps[gap + 1] = 1
+        d_energy = np.where(np.diff(np.cumsum(gaps)[idx]) > 0, np.nan, d_energy)
+    wi = np.ones(n_int) if weights is None else np.asarray(weights, np.float64)[owners]
     i_s = np.searchsorted(bounds, s)
     i_e = np.searchsorted(bounds, e)
-    running = np.zeros(len(bounds))
-    np.add.at(running, i_s, wi)
-    np.add.at(running, i_e, -wi)
+    running = np.bincount(i_s, wi, len(bounds)) - np.bincount(i_e, wi, len(bounds))
     load = np.cumsum(running)[:-1]  # the weight running in each stretch
     busy = load > 1e-9 * max(float(wi.max(initial=0.0)), 1.0)
     unknown = np.isnan(d_energy)
-    share = np.where(busy & ~unknown, np.nan_to_num(d_energy) / np.where(busy, load, 1.0),
-                     0.0)
+    shared = busy & ~unknown
+    share = np.zeros(len(load))
+    share[shared] = d_energy[shared] / load[shared]
     per_weight = np.concatenate([[0.0], np.cumsum(share)])
     piece = (per_weight[i_e] - per_weight[i_s]) * wi
     # A span gets its share of the stretches where the power is known; one that ran only
     # where it is not has no figure (NaN: missing, not invented).
     known_in = np.concatenate([[0], np.cumsum(~unknown)])
-    has_known = np.zeros(n, bool)
-    np.logical_or.at(has_known, owners, (known_in[i_e] - known_in[i_s] > 0) | (i_e == i_s))
-    attributed = np.zeros(n)
-    np.add.at(attributed, owners, piece)
-    attributed[~has_known] = np.nan
+    with_known = ((known_in[i_e] - known_in[i_s]) > 0) | (i_e == i_s)
+    attributed = np.bincount(owners, piece, n).astype(np.float64, copy=False)
+    attributed[np.bincount(owners, with_known, n) == 0] = np.nan
     known = ~unknown
     return Attribution(attributed, float(d_energy[known & ~busy].sum()),
                        float(d_energy[known].sum()))

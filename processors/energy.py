@@ -214,16 +214,16 @@ class EnergyAnnotator:
         for span in self._pending:
             (out if flush or span.end_ns <= ready_to else keep).append(span)
         self._pending = keep
-        attributed = None
-        if shares is not None:
-            t0 = shares.done_to
-            running = [s for s in keep if s.start_ns < ready_to]
-            attributed = shares.share(out, running, ready_to, {
-                k: tl.series(t0, ready_to) for k, tl in self.timelines.items()})
         lo = min((s.start_ns for s in out), default=0)
         hi = max((s.end_ns for s in out), default=0)
-        done = annotate(out, {k: tl.series(lo, hi) for k, tl in self.timelines.items()},
-                        self.max_gap_ns, attributed)
+        attributed = None
+        if shares is not None:  # one series per source for both passes
+            lo, hi = min(lo, shares.done_to) if out else shares.done_to, max(hi, ready_to)
+        series = {k: tl.series(lo, hi) for k, tl in self.timelines.items()}
+        if shares is not None:
+            running = [s for s in keep if s.start_ns < ready_to]
+            attributed = shares.share(out, running, ready_to, series)
+        done = annotate(out, series, self.max_gap_ns, attributed)
         oldest = min((s.start_ns for s in self._pending), default=now_ns)
         for tl in self.timelines.values():
             tl.trim(min(oldest, now_ns - self.keep_ns))
