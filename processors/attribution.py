@@ -30,7 +30,7 @@ import numpy as np
 
 from otel_benchlab.records import StageSpan
 
-from .energy import PowerSeries, _cum_at
+from .energy import PowerSeries
 
 
 @dataclass
@@ -41,6 +41,112 @@ class Attribution:
     attributed: np.ndarray
     idle_j: float
     total_j: float
+
+
+@dataclass
+class Stretches:
+    """[t0, t1] cut at every interval's start and end and at every power sample, with the
+    weight running in each stretch. A stretch then lies within one sample interval, where
+    the power is linear: its energy is the trapezoid of the power at its two ends, exact,
+    from one ``np.interp`` (no cumulative energy looked up at every bound). Made once for
+    every source the intervals share."""
+
+    bounds: np.ndarray
+    i_s: np.ndarray  # each interval's first and last bound
+    i_e: np.ndarray
+    weight: np.ndarray | None  # each interval's weight (None: 1 each)
+    load: np.ndarray  # the weight running in each stretch
+    busy: np.ndarray
+
+    @classmethod
+    def of(cls, starts: np.ndarray, ends: np.ndarray, t0: int, t1: int,
+           samples: np.ndarray, weight: np.ndarray | None = None) -> Stretches:
+        s = np.asarray(starts, np.int64)
+        e = np.asarray(ends, np.int64)
+        if len(s) and (s.min() < t0 or e.max() > t1):  # (replay's never are)
+            s, e = np.clip(s, t0, t1), np.clip(e, t0, t1)
+        samples = samples[(samples > t0) & (samples < t1)]
+        # Sorted, then unique. Not np.unique: its hashing took 2.6 s for 4 M bounds; these
+        # are runs nearly in order already, which a stable (merging) sort takes in stride.
+        bounds = np.concatenate([s, e, samples, [t0, t1]])
+        bounds.sort(kind="stable")
+        new = np.empty(len(bounds), bool)
+        new[0] = True
+        np.not_equal(bounds[1:], bounds[:-1], out=new[1:])
+        bounds = bounds[new]
+        i_s, i_e = np.searchsorted(bounds, s), np.searchsorted(bounds, e)
+        m = len(bounds)
+        if weight is None:
+            running = np.bincount(i_s, minlength=m)
+            running -= np.bincount(i_e, minlength=m)
+            load = np.cumsum(running[:-1], dtype=np.float64)
+            busy = load > 0.5
+        else:
+            running = np.bincount(i_s, weight, m) - np.bincount(i_e, weight, m)
+            load = np.cumsum(running[:-1])
+            busy = load > 1e-9 * max(float(weight.max(initial=0.0)), 1.0)
+        return cls(bounds, i_s, i_e, weight, load, busy)
+
+    def energy(self, series: PowerSeries, max_gap_ns: int) -> np.ndarray:
+        """The source's energy in each stretch (NaN where its power is not known)."""
+        b, ts = self.bounds, series.ts
+        if len(ts) == 0:
+            return np.full(len(b) - 1, np.nan)
+        # In place where it can be: at millions of bounds, fresh pages cost more than the
+        # arithmetic on them.
+        d_energy = np.diff(b).astype(np.float64)
+        if series.power is not None:
+            p = np.interp(b, ts, series.power)
+            p[:-1] += p[1:]
+            d_energy *= p[:-1]
+            d_energy *= 0.5e-9
+        else:
+            d_energy = np.diff(np.interp(b, ts, series.cum))
+        outside = b[:-1] < ts[0]
+        outside |= b[1:] > ts[-1]
+        if len(ts) > 1:
+            gaps = np.flatnonzero(np.diff(ts) > max_gap_ns)
+            if len(gaps):  # a stretch inside a gap between samples
+                inside = np.searchsorted(ts, b[:-1], side="right") - 1
+                in_gap = np.zeros(len(ts), bool)
+                in_gap[gaps] = True
+                outside |= in_gap[np.clip(inside, 0, len(ts) - 1)]
+        d_energy[outside] = np.nan
+        return d_energy
+
+    def share(self, series: PowerSeries, max_gap_ns: int, owners: np.ndarray,
+              n: int) -> Attribution:
+        """The source's energy over the stretches shared among the intervals' ``owners``
+        (``n`` spans)."""
+        d_energy = self.energy(series, max_gap_ns)
+        unknown = np.isnan(d_energy)
+        m = len(self.load)
+        per_weight = np.zeros(m + 1)  # the energy a unit of weight got up to each bound
+        np.divide(d_energy, self.load, out=per_weight[1:], where=self.busy & ~unknown)
+        np.cumsum(per_weight[1:], out=per_weight[1:])
+        i_s, i_e = self.i_s, self.i_e
+        piece = per_weight.take(i_e)
+        piece -= per_weight.take(i_s)
+        if self.weight is not None:
+            piece *= self.weight
+        # A span gets its share of the stretches where the power is known; one that ran
+        # only where it is not has no figure (NaN: missing, not invented).
+        with_known = i_e == i_s
+        if unknown.any():
+            known_in = np.zeros(m + 1, np.int64)
+            np.cumsum(~unknown, out=known_in[1:])
+            with_known |= known_in.take(i_e) > known_in.take(i_s)
+        else:
+            with_known[:] = True
+        if len(owners) == n and n and owners[-1] == n - 1:  # one piece a span, in order
+            attributed = piece
+            attributed[~with_known] = np.nan
+        else:
+            attributed = np.bincount(owners, piece, n).astype(np.float64, copy=False)
+            attributed[np.bincount(owners, with_known, n) == 0] = np.nan
+        known = ~unknown
+        return Attribution(attributed, float(d_energy[known & ~self.busy].sum()),
+                           float(d_energy[known].sum()))
 
 
 def attribute(series: PowerSeries, starts: np.ndarray, ends: np.ndarray, t0: int, t1: int,
@@ -54,42 +160,9 @@ def attribute(series: PowerSeries, starts: np.ndarray, ends: np.ndarray, t0: int
     n = n_int if n_spans is None else n_spans
     if t1 <= t0:
         return Attribution(np.zeros(n), 0.0, 0.0)
-    s = np.clip(np.asarray(starts, np.int64), t0, t1)
-    e = np.clip(np.asarray(ends, np.int64), t0, t1)
-    # Where the power is known starts and stops at samples (the first, the last, both
-    # sides of a gap): boundaries there too, so no stretch is part known, part not.
-    ts = series.ts
-    gap = np.flatnonzero(np.diff(ts) > max_gap_ns) if len(ts) > 1 else ts[:0]
-    edges = np.concatenate([ts[[0, -1]], ts[gap], ts[gap + 1]]) if len(ts) else ts
-    edges = edges[(edges > t0) & (edges < t1)]
-    bounds = np.unique(np.concatenate([s, e, [t0, t1], edges]))
-    cum, idx = _cum_at(series, bounds, max_gap_ns)
-    d_energy = np.diff(cum)
-    if len(gap):  # a gap inside a stretch makes it unknown too
-        gaps = np.zeros(len(ts), np.int64)
-        gaps[gap + 1] = 1
-        d_energy = np.where(np.diff(np.cumsum(gaps)[idx]) > 0, np.nan, d_energy)
-    wi = np.ones(n_int) if weights is None else np.asarray(weights, np.float64)[owners]
-    i_s = np.searchsorted(bounds, s)
-    i_e = np.searchsorted(bounds, e)
-    running = np.bincount(i_s, wi, len(bounds)) - np.bincount(i_e, wi, len(bounds))
-    load = np.cumsum(running)[:-1]  # the weight running in each stretch
-    busy = load > 1e-9 * max(float(wi.max(initial=0.0)), 1.0)
-    unknown = np.isnan(d_energy)
-    shared = busy & ~unknown
-    share = np.zeros(len(load))
-    share[shared] = d_energy[shared] / load[shared]
-    per_weight = np.concatenate([[0.0], np.cumsum(share)])
-    piece = (per_weight[i_e] - per_weight[i_s]) * wi
-    # A span gets its share of the stretches where the power is known; one that ran only
-    # where it is not has no figure (NaN: missing, not invented).
-    known_in = np.concatenate([[0], np.cumsum(~unknown)])
-    with_known = ((known_in[i_e] - known_in[i_s]) > 0) | (i_e == i_s)
-    attributed = np.bincount(owners, piece, n).astype(np.float64, copy=False)
-    attributed[np.bincount(owners, with_known, n) == 0] = np.nan
-    known = ~unknown
-    return Attribution(attributed, float(d_energy[known & ~busy].sum()),
-                       float(d_energy[known].sum()))
+    weight = None if weights is None else np.asarray(weights, np.float64)[owners]
+    return Stretches.of(starts, ends, t0, t1, series.ts, weight).share(series, max_gap_ns,
+                                                                         owners, n)
 
 
 def innermost_pieces(starts: np.ndarray, ends: np.ndarray,
@@ -221,8 +294,16 @@ def attribute_intervals(series: dict[str, PowerSeries], starts: np.ndarray,
         ps, pe, owners = starts, ends, np.arange(n)
     else:
         ps, pe, owners = innermost_pieces(starts, ends, groups)
+    common = None
+    if takes is None and t1 > t0:  # every source shared by the same spans: cut once
+        samples = np.concatenate([v.ts for v in series.values()] or [np.zeros(0, np.int64)])
+        common = Stretches.of(ps, pe, t0, t1, samples,
+                              None if weights is None else
+                              np.asarray(weights, np.float64)[owners])
     for j, label in enumerate(labels):
-        if takes is None:
+        if common is not None:
+            got = common.share(series[label], max_gap_ns, owners, n)
+        elif takes is None:
             got = attribute(series[label], ps, pe, t0, t1, max_gap_ns, owners, n, weights)
         else:
             mine = takes[owners, j]
