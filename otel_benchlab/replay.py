@@ -261,7 +261,7 @@ def build_aligned(m: _Marks, stored: StoredSession, pairs: list[tuple[str, str]]
     k_key, k_stage, k_ts = (key, m.stage, m.ts) if all_keyed else (
         key[keyed], m.stage[keyed], m.ts[keyed])
 
-    def one(pair: tuple[str, str]) -> tuple[pa.Table, int, dict[str, int]]:
+    def paired(pair: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         a, b = pair
         counts = {"timeout": 0, "orphan": 0, "duplicate": 0}
         start_i = end_i = np.zeros(0, np.int64)
@@ -278,57 +278,64 @@ def build_aligned(m: _Marks, stored: StoredSession, pairs: list[tuple[str, str]]
                                       m.stage, m.stage_names, pair,
                                       int(cfg.pair_window_s * 1e9), counts)
                 start_i, end_i = np.concatenate([start_i, s2]), np.concatenate([end_i, e2])
-        return _pair_table(m, pair, start_i, end_i, labels, series, schema,
-                           int(cfg.power_max_gap_s * 1e9)), len(start_i), counts, \
-            (key[start_i], m.has_frame[start_i])
+        return start_i, end_i, counts
+
+    def table(pair: tuple[str, str], indices: tuple[np.ndarray, np.ndarray, dict]) -> pa.Table:
+        return _pair_table(m, pair, indices[0], indices[1], labels, series, schema,
+                           int(cfg.power_max_gap_s * 1e9))
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        done = list(pool.map(one, pairs))
-    for (a, b), (_, n, counts, _) in zip(pairs, done, strict=True):
-        result.spans[f"{a}->{b}"] = n
+        found = list(pool.map(paired, pairs))
+        # The spans' shares of energy (all pairs at once: they overlap), beside the tables.
+        shares = pool.submit(_attribution, [(m.ts[s], m.ts[e], key[s], m.has_frame[s])
+                                            for s, e, _ in found], pairs, labels, series,
+                             cfg, result) if series else None
+        tables = list(pool.map(table, pairs, found))
+        got = shares.result() if shares is not None else None
+    for (a, b), (start_i, _, counts) in zip(pairs, found, strict=True):
+        result.spans[f"{a}->{b}"] = len(start_i)
         result.unpaired[f"{a}->{b}"] = counts
-    tables = [t for t, _, _, _ in done]
-    if series:
-        tables = _attributed(tables, [g for _, _, _, g in done], pairs, labels, series, cfg,
-                             result)
-    return tables
-
-
-def _attributed(tables: list[pa.Table], groups: list[tuple[np.ndarray, np.ndarray]],
-                pairs: list[tuple[str, str]],
-                labels: list[str], series: dict[str, PowerSeries], cfg: Config,
-                result: ReplayResult) -> list[pa.Table]:
-    """Every pair's spans share each source's energy (all pairs at once: they overlap),
-    exactly, over the session: from the first span's start to the last one's end."""
-    starts = np.concatenate([t["start_ns"].to_numpy() for t in tables])
-    ends = np.concatenate([t["end_ns"].to_numpy() for t in tables])
-    if not len(starts):
+    if got is None:
         return tables
+    out, at = [], 0
+    columns = dict(attributed_columns(labels))
+    for t in tables:
+        for j, label in enumerate(lb for lb in labels if lb in series):
+            t = t.set_column(t.schema.get_field_index(columns[label]), columns[label],
+                             pa.array(got[at:at + t.num_rows, j], from_pandas=True))
+        out.append(t)
+        at += t.num_rows
+    return out
+
+
+def _attribution(spans: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+                 pairs: list[tuple[str, str]], labels: list[str],
+                 series: dict[str, PowerSeries], cfg: Config,
+                 result: ReplayResult) -> np.ndarray:
+    """Every pair's spans (starts, ends, frame keys, whether keyed) share each source's
+    energy, exactly, over the session: the first span's start to the last one's end.
+    Returns spans x sources (those with samples), pairs one after the other."""
+    starts = np.concatenate([s for s, _, _, _ in spans])
+    ends = np.concatenate([e for _, e, _, _ in spans])
+    known = {label: series[label] for label in labels if label in series}
+    if not len(starts):
+        return np.zeros((0, len(known)))
     shares = StageShares(labels, cfg.attribution.sources, cfg.attribution.weights)
-    sizes = [t.num_rows for t in tables]
+    sizes = [len(s) for s, _, _, _ in spans]
     takes = weights = None
     if not shares.plain:
         decided = [shares.decide(a, b) for a, b in pairs]
-        takes = np.concatenate([np.tile(d[0], (k, 1)) for d, k in zip(decided, sizes,
-                                                                       strict=True)])
+        takes = np.concatenate([np.tile(d[0][[labels.index(lb) for lb in known]], (k, 1))
+                                for d, k in zip(decided, sizes, strict=True)])
         weights = np.concatenate([np.full(k, d[1]) for d, k in zip(decided, sizes,
                                                                    strict=True)])
     got, idle, total = attribute_intervals(
-        {label: series[label] for label in labels if label in series}, starts, ends,
-        np.concatenate([g for g, _ in groups]), np.concatenate([k for _, k in groups]),
-        int(starts.min()), int(ends.max()), int(cfg.power_max_gap_s * 1e9), takes, weights)
-    known = [label for label in labels if label in series]
+        known, starts, ends, np.concatenate([g for _, _, g, _ in spans]),
+        np.concatenate([k for _, _, _, k in spans]), int(starts.min()), int(ends.max()),
+        int(cfg.power_max_gap_s * 1e9), takes, weights)
     for j, label in enumerate(known):
         result.energy_j[label] = energy_split(total[j], np.nansum(got[:, j]), idle[j])
-    out, at = [], 0
-    for table, k in zip(tables, sizes, strict=True):
-        for j, label in enumerate(known):
-            column = dict(attributed_columns(labels))[label]
-            table = table.set_column(table.schema.get_field_index(column), column,
-                                     pa.array(got[at:at + k, j], from_pandas=True))
-        out.append(table)
-        at += k
-    return out
+    return got
 
 
 def _pair_table(m: _Marks, pair: tuple[str, str], start_i: np.ndarray, end_i: np.ndarray,
@@ -359,7 +366,7 @@ def _pair_table(m: _Marks, pair: tuple[str, str], start_i: np.ndarray, end_i: np
         cols[mean_col] = pa.array(mean, from_pandas=True)
         cols[energy_col] = pa.array(energy, from_pandas=True)
     for _, attr_col in attributed_columns(labels) or [(None, "energy_attr_j")]:
-        cols[attr_col] = pa.nulls(n, pa.float64())  # all spans' shares: _attributed
+        cols[attr_col] = pa.nulls(n, pa.float64())  # all spans' shares: build_aligned
     groups = m.group_hashes[m.group[start_i]] if len(m.group_hashes) else \
         np.zeros(n, np.uint64)
     hi, lo = trace_ids_np(groups, np.where(has, frame, s_ns))
