@@ -286,12 +286,12 @@ def build_aligned(m: _Marks, stored: StoredSession, pairs: list[tuple[str, str]]
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         found = list(pool.map(paired, pairs))
-        # The spans' shares of energy (all pairs at once: they overlap), beside the tables.
-        shares = pool.submit(_attribution, [(m.ts[s], m.ts[e], key[s], m.has_frame[s])
-                                            for s, e, _ in found], pairs, labels, series,
-                             cfg, result) if series else None
-        tables = list(pool.map(table, pairs, found))
-        got = shares.result() if shares is not None else None
+        building = pool.map(table, pairs, found)
+        # The spans' shares of energy (all pairs at once: they overlap), here while the
+        # pool builds the tables (numpy lets go of the GIL for the heavy work).
+        got = _attribution([(m.ts[s], m.ts[e], key[s], m.has_frame[s]) for s, e, _ in found],
+                           pairs, labels, series, cfg, result) if series else None
+        tables = list(building)
     for (a, b), (start_i, _, counts) in zip(pairs, found, strict=True):
         result.spans[f"{a}->{b}"] = len(start_i)
         result.unpaired[f"{a}->{b}"] = counts

@@ -66,15 +66,19 @@ class Stretches:
         if len(s) and (s.min() < t0 or e.max() > t1):  # (replay's never are)
             s, e = np.clip(s, t0, t1), np.clip(e, t0, t1)
         samples = samples[(samples > t0) & (samples < t1)]
-        # Sorted, then unique. Not np.unique: its hashing took 2.6 s for 4 M bounds; these
-        # are runs nearly in order already, which a stable (merging) sort takes in stride.
-        bounds = np.concatenate([s, e, samples, [t0, t1]])
-        bounds.sort(kind="stable")
-        new = np.empty(len(bounds), bool)
+        # Sorted and unique, with each interval's place among them from the same sort.
+        # Not np.unique (its hashing took 2.6 s for 4 M bounds) nor searchsorted: these are
+        # runs nearly in order already, which a stable (merging) sort takes in stride.
+        every = np.concatenate([s, e, samples, [t0, t1]])
+        order = np.argsort(every, kind="stable")
+        ordered = every[order]
+        new = np.empty(len(ordered), bool)
         new[0] = True
-        np.not_equal(bounds[1:], bounds[:-1], out=new[1:])
-        bounds = bounds[new]
-        i_s, i_e = np.searchsorted(bounds, s), np.searchsorted(bounds, e)
+        np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+        bounds = ordered[new]
+        place = np.empty(len(every), np.int64)
+        place[order] = np.cumsum(new) - 1
+        i_s, i_e = place[:len(s)], place[len(s):len(s) + len(e)]
         m = len(bounds)
         if weight is None:
             running = np.bincount(i_s, minlength=m)
@@ -121,9 +125,11 @@ class Stretches:
         d_energy = self.energy(series, max_gap_ns)
         unknown = np.isnan(d_energy)
         m = len(self.load)
-        per_weight = np.zeros(m + 1)  # the energy a unit of weight got up to each bound
-        np.divide(d_energy, self.load, out=per_weight[1:], where=self.busy & ~unknown)
-        np.cumsum(per_weight[1:], out=per_weight[1:])
+        each = np.zeros(m)  # the energy a unit of weight gets in each stretch
+        np.divide(d_energy, self.load, out=each, where=self.busy & ~unknown)
+        per_weight = np.empty(m + 1)  # ... and up to each bound
+        per_weight[0] = 0.0
+        np.cumsum(each, out=per_weight[1:])
         i_s, i_e = self.i_s, self.i_e
         piece = per_weight.take(i_e)
         piece -= per_weight.take(i_s)
@@ -264,16 +270,29 @@ class StageShares:
 def nested_groups(group: np.ndarray, grouped: np.ndarray, starts: np.ndarray,
                   ends: np.ndarray) -> list[object] | None:
     """For ``innermost_pieces``: each interval's group where its group holds nested
-    intervals, else None; None when no group does (the usual case, checked vectorised: in
-    start order within a group, a nested interval ends no later than the one before it).
+    intervals, else None; None when no group does (the usual case, checked vectorised).
     ``group``: an int a frame or trace; ``grouped``: False for an interval of its own."""
-    order = np.lexsort((-ends, starts, group))
-    g, s, e, k = group[order], starts[order], ends[order], grouped[order]
-    inside = (g[1:] == g[:-1]) & k[1:] & k[:-1] & (e[1:] <= e[:-1]) & \
-        ~((s[1:] == s[:-1]) & (e[1:] == e[:-1]))
-    if not inside.any():
+    order = np.argsort(group, kind="stable")  # runs in key order already: merged quickly
+    g, k, s, e = group[order], grouped[order], starts[order], ends[order]
+    first = np.flatnonzero(np.concatenate([[True], g[1:] != g[:-1], [True]]))
+    largest = int(np.diff(first).max(initial=0))
+    nested = set()
+    if largest <= 4:  # a few spans a frame (one a pair): each with the next ones in it
+        for d in range(1, largest):
+            same = (g[d:] == g[:-d]) & k[d:] & k[:-d]
+            a_in_b = (s[:-d] >= s[d:]) & (e[:-d] <= e[d:])
+            b_in_a = (s[d:] >= s[:-d]) & (e[d:] <= e[:-d])
+            alike = (s[d:] == s[:-d]) & (e[d:] == e[:-d])
+            hit = same & (a_in_b | b_in_a) & ~alike
+            nested.update(g[d:][hit].tolist())
+    else:  # in start order within a group, a nested interval ends no later than the last
+        order = np.lexsort((-ends, starts, group))
+        g, s, e, k = group[order], starts[order], ends[order], grouped[order]
+        inside = (g[1:] == g[:-1]) & k[1:] & k[:-1] & (e[1:] <= e[:-1]) & \
+            ~((s[1:] == s[:-1]) & (e[1:] == e[:-1]))
+        nested.update(g[1:][inside].tolist())
+    if not nested:
         return None
-    nested = set(g[1:][inside].tolist())
     return [int(x) if ok and x in nested else None
             for x, ok in zip(group.tolist(), grouped.tolist(), strict=True)]
 

@@ -268,3 +268,19 @@ def test_live_attribution_in_intervals_equals_one_pass_over_the_session():
     assert [got[i] for i in range(len(spans))] == pytest.approx(whole.attributed, rel=1e-9)
     assert live.total_j[0] == pytest.approx(whole.total_j, rel=1e-9)
     assert live.idle_j[0] == pytest.approx(whole.idle_j, rel=1e-6)
+
+
+@pytest.mark.parametrize("per_frame", [3, 7])  # a few spans a frame, and many
+def test_nesting_is_found_whatever_the_number_of_spans_in_a_frame(per_frame):
+    from otel_benchlab.processors.attribution import nested_groups
+
+    starts = np.array([10 * i for i in range(per_frame)] * 2, np.int64)
+    ends = starts + 10
+    group = np.array([1] * per_frame + [2] * per_frame, np.int64)
+    grouped = np.ones(len(starts), bool)
+    assert nested_groups(group, grouped, starts, ends) is None  # back to back: not nested
+    ends[per_frame] = 10 * per_frame  # frame 2's first span now holds all the others
+    found = nested_groups(group, grouped, starts, ends)
+    assert found == [None] * per_frame + [2] * per_frame
+    grouped[per_frame:] = False  # spans of their own (no frame id) are never nested
+    assert nested_groups(group, grouped, starts, ends) is None
