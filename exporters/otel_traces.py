@@ -25,9 +25,10 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from otel_benchlab import __version__
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.records import StageSpan
+from otel_benchlab.schema import power_keys
 from otel_benchlab.timebase import TimeBase
 
-from .frame_wire import frame_bytes, frames_bytes, power_keys
+from .frame_wire import frame_bytes, frames_bytes
 from .otlp import span_count
 
 SCOPE = InstrumentationScope("otel_benchlab", __version__)

@@ -44,20 +44,13 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         # of connections held in all.
         self._waiting: dict[socket.socket, None] = {}
         self._held = 0
-        self.evicted = 0
         super().__init__(address, handler)
-
-    @property
-    def connections(self) -> int:
-        with self._lock:
-            return self._held
 
     def process_request(self, request: socket.socket, client_address: object) -> None:
         with self._lock:
             if self._held >= self.max_connections and self._waiting:
                 oldest = next(iter(self._waiting))
                 del self._waiting[oldest]
-                self.evicted += 1
                 # Wakes the thread blocked reading it; that thread closes it.
                 with contextlib.suppress(OSError):
                     oldest.shutdown(socket.SHUT_RDWR)

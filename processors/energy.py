@@ -150,10 +150,6 @@ class PowerTimeline:
     def last_ts(self) -> int | None:
         return int(self._ts[self._hi - 1]) if self._hi > self._lo else None
 
-    @property
-    def first_ts(self) -> int | None:
-        return int(self._ts[self._lo]) if self._hi > self._lo else None
-
     def trim(self, before_ns: int) -> None:
         # Keep one sample before the cut so spans starting right at it still interpolate.
         older = int(np.searchsorted(self._ts[self._lo:self._hi], before_ns, side="left"))
