@@ -3,9 +3,9 @@
 Follows CapFrameX's importer (see README "CapFrameX"): the CSV header starts with
 ``Application`` and carries PresentMon 1.x columns; the stage latency is the frame time
 (``MsBetweenPresents``); power and energy per source are extra columns CapFrameX ignores
-but keeps: ``Power_<source>_W``, ``Energy_<source>_J`` (the frame's attributed share of the
-source, the energy per frame that adds up over frames and stages) and
-``EnergyWhileRunning_<source>_J`` (the source's energy while the stage ran). The JSON is
+but keeps: ``Power_<source>_W`` and ``Energy_<source>_J``, the frame's attributed share of
+the source, the energy per frame that adds up over frames and stages (the while-it-ran
+figure stays in the aligned Parquet). The JSON is
 CapFrameX's own capture format; measured power goes into the ``PmdCpuPower`` /
 ``PmdGpuPower`` / ``PmdSystemPower`` arrays, which CapFrameX plots at ``i * SampleTime`` ms
 from the start of the capture, so we resample the power series onto that grid. Files are
@@ -155,7 +155,7 @@ class CapFrameXWriter:
         self._on_error = on_error or (lambda what, n: None)
         self._names = ["start_ns", "end_ns", "latency_ms"] + [
             c for _, mean_col, energy_col in power_columns
-            for c in (mean_col, energy_col, _attributed(energy_col))]
+            for c in (mean_col, _attributed(energy_col))]
         self._pending: dict[tuple[str, str, str], _Pending] = {}
         self._parts: dict[tuple[str, str, str], int] = {}
         self._stems: dict[tuple[str, str, str], str] = {}
@@ -346,8 +346,7 @@ class CapFrameXWriter:
         fixed_cells = f"{self.app},0,0x0000000000000000,Other,0,0,0,Unknown,0"
         names = ["Frame", "Stream"] + [
             name for label, _, _ in self.power_columns
-            for name in (f"Power_{_safe(label)}_W", f"Energy_{_safe(label)}_J",
-                         f"EnergyWhileRunning_{_safe(label)}_J")]
+            for name in (f"Power_{_safe(label)}_W", f"Energy_{_safe(label)}_J")]
         yield (",".join(CSV_COLUMNS + names) + "\n").encode()
         frame = pc.cast(table["frame"], pa.string()).fill_null("").combine_chunks()
         streams = pc.dictionary_encode(table["stream"].combine_chunks())
@@ -361,8 +360,7 @@ class CapFrameXWriter:
                     stream[sl]]
             for _, mean_col, energy_col in self.power_columns:
                 cols += [_cells(Decimals(t[mean_col][sl], 3)),
-                         _cells(Decimals(t[_attributed(energy_col)][sl], 6)),
-                         _cells(Decimals(t[energy_col][sl], 6))]
+                         _cells(Decimals(t[_attributed(energy_col)][sl], 6))]
             yield from lines(cols)
 
     def _json(self, c: _Capture) -> dict:

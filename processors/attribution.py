@@ -69,15 +69,24 @@ class Stretches:
         # Sorted and unique, with each interval's place among them from the same sort.
         # Not np.unique (its hashing took 2.6 s for 4 M bounds) nor searchsorted: these are
         # runs nearly in order already, which a stable (merging) sort takes in stride.
+        # Fresh pages cost more than the arithmetic here (heap.py): what is done with is
+        # let go at once, for the next array to take, and places are 4-byte integers.
         every = np.concatenate([s, e, samples, [t0, t1]])
         order = np.argsort(every, kind="stable")
         ordered = every[order]
+        del every
         new = np.empty(len(ordered), bool)
         new[0] = True
         np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
         bounds = ordered[new]
-        place = np.empty(len(every), np.int64)
-        place[order] = np.cumsum(new) - 1
+        del ordered
+        index = np.int32 if len(bounds) < 2**31 else np.int64
+        rank = np.cumsum(new, dtype=index)
+        del new
+        rank -= 1
+        place = np.empty(len(order), index)
+        place[order] = rank
+        del order, rank
         i_s, i_e = place[:len(s)], place[len(s):len(s) + len(e)]
         m = len(bounds)
         if weight is None:
@@ -98,11 +107,13 @@ class Stretches:
             return np.full(len(b) - 1, np.nan)
         # In place where it can be: at millions of bounds, fresh pages cost more than the
         # arithmetic on them.
-        d_energy = np.diff(b).astype(np.float64)
+        d_energy = np.empty(len(b) - 1)
+        np.subtract(b[1:], b[:-1], out=d_energy, casting="unsafe")
         if series.power is not None:
             p = np.interp(b, ts, series.power)
             p[:-1] += p[1:]
             d_energy *= p[:-1]
+            del p
             d_energy *= 0.5e-9
         else:
             d_energy = np.diff(np.interp(b, ts, series.cum))
@@ -118,21 +129,21 @@ class Stretches:
         d_energy[outside] = np.nan
         return d_energy
 
-    def share(self, series: PowerSeries, max_gap_ns: int, owners: np.ndarray,
-              n: int) -> Attribution:
-        """The source's energy over the stretches shared among the intervals' ``owners``
-        (``n`` spans)."""
+    def pieces(self, series: PowerSeries,
+               max_gap_ns: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """Each interval's share of the source's energy over the stretches, whether any of
+        its stretches had known power, the idle J and the J in all (known)."""
         d_energy = self.energy(series, max_gap_ns)
         unknown = np.isnan(d_energy)
         m = len(self.load)
-        each = np.zeros(m)  # the energy a unit of weight gets in each stretch
-        np.divide(d_energy, self.load, out=each, where=self.busy & ~unknown)
-        per_weight = np.empty(m + 1)  # ... and up to each bound
-        per_weight[0] = 0.0
-        np.cumsum(each, out=per_weight[1:])
+        # The energy a unit of weight gets in each stretch, then up to each bound.
+        per_weight = np.zeros(m + 1)
+        np.divide(d_energy, self.load, out=per_weight[1:], where=self.busy & ~unknown)
+        np.cumsum(per_weight[1:], out=per_weight[1:])
         i_s, i_e = self.i_s, self.i_e
         piece = per_weight.take(i_e)
         piece -= per_weight.take(i_s)
+        del per_weight
         if self.weight is not None:
             piece *= self.weight
         # A span gets its share of the stretches where the power is known; one that ran
@@ -144,15 +155,65 @@ class Stretches:
             with_known |= known_in.take(i_e) > known_in.take(i_s)
         else:
             with_known[:] = True
+        known = ~unknown
+        return piece, with_known, float(d_energy[known & ~self.busy].sum()), \
+            float(d_energy[known].sum())
+
+    def share(self, series: PowerSeries, max_gap_ns: int, owners: np.ndarray,
+              n: int) -> Attribution:
+        """The source's energy over the stretches shared among the intervals' ``owners``
+        (``n`` spans)."""
+        piece, with_known, idle, total = self.pieces(series, max_gap_ns)
         if len(owners) == n and n and owners[-1] == n - 1:  # one piece a span, in order
             attributed = piece
             attributed[~with_known] = np.nan
         else:
             attributed = np.bincount(owners, piece, n).astype(np.float64, copy=False)
             attributed[np.bincount(owners, with_known, n) == 0] = np.nan
-        known = ~unknown
-        return Attribution(attributed, float(d_energy[known & ~self.busy].sum()),
-                           float(d_energy[known].sum()))
+        return Attribution(attributed, idle, total)
+
+
+# Pieces shared out at a time over a session (replay): the session's time is cut into
+# windows of about this many, so what the sweep makes and drops is a few tens of MB reused
+# window after window, not hundreds of fresh MB (see heap.py). Conservation holds: the
+# windows partition the time, and a piece across a window's end gets its share in each.
+WINDOW_PIECES = 262_144
+
+
+def _windowed(series: dict[str, PowerSeries], ps: np.ndarray, pe: np.ndarray,
+              owners: np.ndarray, n: int, t0: int, t1: int, max_gap_ns: int,
+              weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``attribute_intervals`` for sources that every piece shares, a window at a time."""
+    labels = list(series)
+    out = np.zeros((n, len(labels)))
+    known = np.zeros((n, len(labels)), bool)
+    idle, total = np.zeros(len(labels)), np.zeros(len(labels))
+    samples = np.concatenate([v.ts for v in series.values()] or [np.zeros(0, np.int64)])
+    k = max(1, -(-len(ps) // WINDOW_PIECES))
+    edges = np.linspace(t0, t1, k + 1).astype(np.int64)
+    edges[0], edges[-1] = t0, t1
+    direct = len(owners) == n and (n == 0 or owners[-1] == n - 1)  # a piece a span
+    for w0, w1 in zip(edges[:-1], edges[1:], strict=True):
+        if w1 <= w0:
+            continue
+        last = w1 == t1
+        mine = np.flatnonzero(((ps < w1) & (pe > w0)) |
+                              ((ps == pe) & (ps >= w0) & ((ps < w1) | last)))
+        cut = Stretches.of(ps[mine], pe[mine], w0, w1, samples,
+                           None if weight is None else weight[mine])
+        who = mine if direct else owners[mine]
+        for j, label in enumerate(labels):
+            piece, with_known, w_idle, w_total = cut.pieces(series[label], max_gap_ns)
+            if direct:
+                out[who, j] += piece
+                known[who, j] |= with_known
+            else:
+                out[:, j] += np.bincount(who, piece, n)
+                known[:, j] |= np.bincount(who, with_known, n) > 0
+            idle[j] += w_idle
+            total[j] += w_total
+    out[~known] = np.nan
+    return out, idle, total
 
 
 def attribute(series: PowerSeries, starts: np.ndarray, ends: np.ndarray, t0: int, t1: int,
@@ -313,22 +374,16 @@ def attribute_intervals(series: dict[str, PowerSeries], starts: np.ndarray,
         ps, pe, owners = starts, ends, np.arange(n)
     else:
         ps, pe, owners = innermost_pieces(starts, ends, groups)
-    common = None
-    if takes is None and t1 > t0:  # every source shared by the same spans: cut once
-        samples = np.concatenate([v.ts for v in series.values()] or [np.zeros(0, np.int64)])
-        common = Stretches.of(ps, pe, t0, t1, samples,
-                              None if weights is None else
-                              np.asarray(weights, np.float64)[owners])
+    if takes is None:  # every source shared by the same spans: cut once for all
+        if t1 <= t0:
+            return out, idle, total
+        return _windowed(series, ps, pe, owners, n, t0, t1, max_gap_ns,
+                         None if weights is None else np.asarray(weights, np.float64)[owners])
     for j, label in enumerate(labels):
-        if common is not None:
-            got = common.share(series[label], max_gap_ns, owners, n)
-        elif takes is None:
-            got = attribute(series[label], ps, pe, t0, t1, max_gap_ns, owners, n, weights)
-        else:
-            mine = takes[owners, j]
-            got = attribute(series[label], ps[mine], pe[mine], t0, t1, max_gap_ns,
-                            owners[mine], n, weights)
-            got.attributed[~takes[:, j]] = 0.0  # not its source: none of it
+        mine = takes[owners, j]
+        got = attribute(series[label], ps[mine], pe[mine], t0, t1, max_gap_ns,
+                        owners[mine], n, weights)
+        got.attributed[~takes[:, j]] = 0.0  # not its source: none of it
         out[:, j], idle[j], total[j] = got.attributed, got.idle_j, got.total_j
     return out, idle, total
 

@@ -284,3 +284,31 @@ def test_nesting_is_found_whatever_the_number_of_spans_in_a_frame(per_frame):
     assert found == [None] * per_frame + [2] * per_frame
     grouped[per_frame:] = False  # spans of their own (no frame id) are never nested
     assert nested_groups(group, grouped, starts, ends) is None
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_session_shared_out_window_by_window_gives_what_one_window_gives(monkeypatch,
+                                                                            nested):
+    from otel_benchlab.processors import attribution
+
+    rng = np.random.default_rng(5)
+    starts, ends = _streams(8, 4.0, rng)
+    starts, ends = np.append(starts, [S, 2 * S]), np.append(ends, [S, 2 * S])  # 0 long
+    group = np.arange(len(starts), dtype=np.int64)
+    if nested:  # a span holding the next one of its frame
+        group[1] = group[0]
+        ends[0] = max(ends[0], ends[1])
+        starts[0] = min(starts[0], starts[1])
+    ts = np.arange(-S, 6 * S, 10_000_000)
+    watts = 120.0 + 60.0 * np.sin(ts / 0.7e9)
+    gap_from = (ts > 2 * S) & (ts < 2 * S + 3 * S // 4)  # a gap in the samples
+    series = {"sys": PowerSeries.from_power(ts[~gap_from], watts[~gap_from]),
+              "gpu": PowerSeries.from_power(ts, watts / 2)}
+    args = (series, starts, ends, group, np.ones(len(starts), bool), 0, 5 * S, S // 2)
+    whole = attribution.attribute_intervals(*args)
+    monkeypatch.setattr(attribution, "WINDOW_PIECES", 37)  # dozens of windows
+    windows = attribution.attribute_intervals(*args)
+    assert windows[0] == pytest.approx(whole[0], rel=1e-9, abs=1e-12, nan_ok=True)
+    assert np.isnan(windows[0]).any()  # the spans in the gap: no figure
+    assert windows[1] == pytest.approx(whole[1], rel=1e-9)
+    assert windows[2] == pytest.approx(whole[2], rel=1e-9)
