@@ -228,6 +228,16 @@ class Config:
         return [(a, b) for a, b in self.pairs]
 
 
+def attribution_delay_s(cfg: Config) -> float:
+    """How far behind now the live path shares energy out: ``attribution.delay_s``, or the
+    pairing window + the power gap + 1 s, and 6 s more with the OTLP intake on (an OTel
+    SDK's BatchSpanProcessor sends every 5 s by default)."""
+    if cfg.attribution.delay_s is not None:
+        return cfg.attribution.delay_s
+    intake = 6.0 if cfg.intake.otlp_grpc or cfg.intake.otlp_http else 0.0
+    return cfg.pair_window_s + cfg.power_max_gap_s + 1.0 + intake
+
+
 # Environment variables and the dotted key each one sets.
 ENV_KEYS: dict[str, str] = {
     "BENCHLAB_DATA_ROOT": "data_root",

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from otel_benchlab.collection import BatchCollection
-from otel_benchlab.config import Config, config_as_dict
+from otel_benchlab.config import Config, attribution_delay_s, config_as_dict
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.exporters.capframex import CapFrameXWriter
 from otel_benchlab.exporters.parquet import ParquetPartWriter
@@ -75,16 +75,6 @@ class RecordQueue(queue.Queue):
         item = self.queue.popleft()
         self._records -= len(item) if type(item) is list else 1
         return item
-
-
-def attribution_delay_s(cfg: Config) -> float:
-    """How far behind now the live path shares energy out: ``attribution.delay_s``, or the
-    pairing window + the power gap + 1 s, and 6 s more with the OTLP intake on (an OTel
-    SDK's BatchSpanProcessor sends every 5 s by default)."""
-    if cfg.attribution.delay_s is not None:
-        return cfg.attribution.delay_s
-    intake = 6.0 if cfg.intake.otlp_grpc or cfg.intake.otlp_http else 0.0
-    return cfg.pair_window_s + cfg.power_max_gap_s + 1.0 + intake
 
 
 def choose_power_sources(cfg: Config, sensors: list[SensorInfo]) -> dict[str, str]:
@@ -321,9 +311,9 @@ class Agent:
             self.telemetry.pipeline.export_unpaired(unpaired)
             self.stats.add_unpaired(unpaired)
         shared = self.attribution
-        before = (shared.total_j[0], shared.idle_j[0]) if shared is not None else None
+        before = (shared.total_j[0], shared.idle_j[0]) if shared is not None else (0.0, 0.0)
         done = self.annotator.release(now, flush=flush)
-        if shared is not None and before is not None:
+        if shared is not None:
             self.stats.add_energy(shared.total_j[0] - before[0], shared.idle_j[0] - before[1])
         if done and self._latency_observers:
             codes, names = done.names()

@@ -159,19 +159,6 @@ class Stretches:
         return piece, with_known, float(d_energy[known & ~self.busy].sum()), \
             float(d_energy[known].sum())
 
-    def share(self, series: PowerSeries, max_gap_ns: int, owners: np.ndarray,
-              n: int) -> Attribution:
-        """The source's energy over the stretches shared among the intervals' ``owners``
-        (``n`` spans)."""
-        piece, with_known, idle, total = self.pieces(series, max_gap_ns)
-        if len(owners) == n and n and owners[-1] == n - 1:  # one piece a span, in order
-            attributed = piece
-            attributed[~with_known] = np.nan
-        else:
-            attributed = np.bincount(owners, piece, n).astype(np.float64, copy=False)
-            attributed[np.bincount(owners, with_known, n) == 0] = np.nan
-        return Attribution(attributed, idle, total)
-
 
 # Pieces shared out at a time over a session (replay): the session's time is cut into
 # windows of about this many, so what the sweep makes and drops is a few tens of MB reused
@@ -192,7 +179,9 @@ def _windowed(series: dict[str, PowerSeries], ps: np.ndarray, pe: np.ndarray,
     k = max(1, -(-len(ps) // WINDOW_PIECES))
     edges = np.linspace(t0, t1, k + 1).astype(np.int64)
     edges[0], edges[-1] = t0, t1
-    direct = len(owners) == n and (n == 0 or owners[-1] == n - 1)  # a piece a span
+    # A piece a span, in span order (else pieces are summed per span: a parent in several
+    # pieces, or in none when its children cover it).
+    direct = len(owners) == n and np.array_equal(owners, np.arange(n))
     for w0, w1 in zip(edges[:-1], edges[1:], strict=True):
         if w1 <= w0:
             continue
@@ -212,6 +201,9 @@ def _windowed(series: dict[str, PowerSeries], ps: np.ndarray, pe: np.ndarray,
                 known[:, j] |= np.bincount(who, with_known, n) > 0
             idle[j] += w_idle
             total[j] += w_total
+    # No figure for a span with pieces that all ran without known power; one with no
+    # piece of its own (its children cover it) had none of the energy: 0.
+    known |= (np.bincount(owners, minlength=n) == 0)[:, None]
     out[~known] = np.nan
     return out, idle, total
 
@@ -228,8 +220,10 @@ def attribute(series: PowerSeries, starts: np.ndarray, ends: np.ndarray, t0: int
     if t1 <= t0:
         return Attribution(np.zeros(n), 0.0, 0.0)
     weight = None if weights is None else np.asarray(weights, np.float64)[owners]
-    return Stretches.of(starts, ends, t0, t1, series.ts, weight).share(series, max_gap_ns,
-                                                                         owners, n)
+    out, idle, total = _windowed({"": series}, np.asarray(starts, np.int64),
+                                 np.asarray(ends, np.int64), owners, n, t0, t1, max_gap_ns,
+                                 weight)
+    return Attribution(out[:, 0], float(idle[0]), float(total[0]))
 
 
 def innermost_pieces(starts: np.ndarray, ends: np.ndarray,

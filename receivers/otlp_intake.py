@@ -46,7 +46,13 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 
 from otel_benchlab.bounded_http import BoundedHTTPServer, BoundedRequestHandler
 from otel_benchlab.components import BuildContext, Built, Component
-from otel_benchlab.config import Config, ConfigError, IntakeConfig, parse_bind
+from otel_benchlab.config import (
+    Config,
+    ConfigError,
+    IntakeConfig,
+    attribution_delay_s,
+    parse_bind,
+)
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.exporters.otlp_forward import OtlpForwarder
 from otel_benchlab.records import SensorInfo, StageMark, StageSpan
@@ -408,9 +414,7 @@ def build(cfg: Config, ctx: BuildContext) -> Built:
         forwarder.shutdown(0.0)
         raise
     # Spans come back with their power once their energy has been shared out too.
-    hold_s = cfg.pair_window_s + cfg.power_max_gap_s + 3.0 + (
-        cfg.attribution.delay_s if cfg.attribution.delay_s is not None else
-        cfg.pair_window_s + cfg.power_max_gap_s + 7.0)
+    hold_s = cfg.pair_window_s + cfg.power_max_gap_s + 3.0 + attribution_delay_s(cfg)
     pods = ctx.shared.get("podresources")
     enricher = IntakeEnricher(forwarder, hold_s, cfg.intake.forward_queue,
                               pods.devices_of if pods is not None else None)

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
-from otel_benchlab.processors.attribution import attribute, innermost_pieces
+from otel_benchlab.processors.attribution import attribute, attribute_intervals, innermost_pieces
 from otel_benchlab.processors.energy import PowerSeries, energy_between
 
 from .test_end_to_end import agent_cmd, agent_env
@@ -312,3 +312,18 @@ def test_a_session_shared_out_window_by_window_gives_what_one_window_gives(monke
     assert np.isnan(windows[0]).any()  # the spans in the gap: no figure
     assert windows[1] == pytest.approx(whole[1], rel=1e-9)
     assert windows[2] == pytest.approx(whole[2], rel=1e-9)
+
+
+def test_a_parent_covered_by_its_children_and_one_in_two_pieces_are_told_apart():
+    # Frame 1: A [0, 10] is all children (B, C): no piece of its own. Frame 2: D [20, 40]
+    # with E [25, 30] inside: D in two pieces. As many pieces as spans, in other hands.
+    starts = np.array([0, 0, 5, 20, 25]) * S // 10
+    ends = np.array([10, 5, 10, 40, 30]) * S // 10
+    group = np.array([1, 1, 1, 2, 2], np.int64)
+    ts = np.arange(0, 5 * S, 10_000_000)
+    series = {"sys": PowerSeries.from_power(ts, np.full(len(ts), 10.0))}
+    got, idle, total = attribute_intervals(series, starts, ends, group,
+                                           np.ones(5, bool), 0, 4 * S, GAP)
+    assert got[:, 0] == pytest.approx([0.0, 5.0, 5.0, 15.0, 5.0])  # J at 10 W
+    assert idle[0] == pytest.approx(10.0)  # 1-2 s and 3-4 s: nothing runs
+    assert total[0] == pytest.approx(40.0)
