@@ -306,7 +306,7 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
                 signal = {"/v1/traces": "traces", "/v1/metrics": "metrics",
                           "/v1/logs": "logs"}.get(self.path.split("?")[0])
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if 0 < length <= MAX_MESSAGE else b""
+                body = self.read_body(length) if 0 < length <= MAX_MESSAGE else b""
                 if signal is None:
                     self._answer(404, b"use /v1/traces, /v1/metrics or /v1/logs", "text/plain")
                     return

@@ -7,13 +7,20 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from otel_benchlab.bounded_http import MAX_CONNECTIONS, READ_TIMEOUT_S
+from otel_benchlab.bounded_http import (
+    MAX_CONNECTIONS,
+    READ_TIMEOUT_S,
+    SILENT_GRACE_S,
+    BoundedHTTPServer,
+    BoundedRequestHandler,
+)
 
 from .servers import free_port
 from .test_end_to_end import agent_cmd, agent_env, wait_started
@@ -107,3 +114,48 @@ def test_idle_connections_to_the_otlp_http_intake_do_not_stop_an_export(agent):
     assert time.monotonic() - t0 < 1.0
     time.sleep(READ_TIMEOUT_S + 1.5)
     assert _closed_by_peer(socks) == len(socks)
+
+
+class _SlowToStartHandler(BoundedRequestHandler):
+    """Stands for a loaded machine: each connection's thread runs 0.3 s after its accept."""
+
+    def setup(self) -> None:
+        time.sleep(0.3)
+        super().setup()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+@pytest.fixture
+def small_server():
+    server = BoundedHTTPServer(("127.0.0.1", 0), _SlowToStartHandler, max_connections=4)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def _answered(port: int, n: int) -> int:
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+    for s in socks:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    ok = sum(s.makefile("rb").read().startswith(b"HTTP/1.0 200") for s in socks)
+    for s in socks:
+        s.close()
+    return ok
+
+
+def test_a_burst_of_whole_requests_beyond_the_bound_is_queued_not_cut(small_server):
+    assert _answered(small_server, 20) == 20
+
+
+def test_a_connection_that_has_sent_nothing_yet_is_not_cut_at_once(small_server):
+    silent = [socket.create_connection(("127.0.0.1", small_server)) for _ in range(4)]
+    t0 = time.monotonic()
+    assert _answered(small_server, 1) == 1
+    assert time.monotonic() - t0 >= SILENT_GRACE_S
+    assert _closed_by_peer(silent) == 1  # room for one was needed
