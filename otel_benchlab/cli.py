@@ -119,6 +119,7 @@ commands:
   recover    turn the journals of a crashed session into Parquet parts
   retention  remove old raw data and sessions, compact finished sessions' parts
   devices    list every power source (BENCHLAB, GPUs, RAPL, hwmon) with a reading
+{views}
 
 'otel-benchlab COMMAND --help' shows each command's options."""
 
@@ -132,7 +133,11 @@ or configuration, 1 runtime failure."""
 
 
 def agent_parser(prog: str = "otel-benchlab") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=AGENT_DESCRIPTION, epilog=AGENT_EPILOG,
+    from otel_benchlab.views.commands import COMMANDS
+
+    views = "\n".join(f"  {name:<10} {line}" for name, (_, _, line) in COMMANDS.items())
+    p = argparse.ArgumentParser(prog=prog, description=AGENT_DESCRIPTION.format(views=views),
+                                epilog=AGENT_EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"otel-benchlab {__version__}")
     p.add_argument("--simulate", action="store_true", default=None,
@@ -532,6 +537,17 @@ def _main(argv: list[str]) -> int:
             return cmd_gst(args, rest[cut + 1:])
         except ConfigError as exc:
             print(f"otel-benchlab: {exc}", file=sys.stderr)
+            return 2
+    from otel_benchlab.views.commands import COMMANDS
+
+    if argv and argv[0] in COMMANDS:
+        parser, run, _ = COMMANDS[argv[0]]
+        args = parser(f"otel-benchlab {argv[0]}").parse_args(argv[1:])
+        setup_logging("text", "WARNING")
+        try:
+            return run(args)
+        except ConfigError as exc:
+            print(f"otel-benchlab {argv[0]}: {exc}", file=sys.stderr)
             return 2
     if argv and argv[0] in SUBCOMMANDS and argv[0] != "run":
         args = command_parser(argv[0]).parse_args(argv[1:])

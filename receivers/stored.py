@@ -52,7 +52,7 @@ def read_session(path: str | Path) -> StoredSession:
 
 
 # -- our own sessions ------------------------------------------------------------------
-def _read_parts(directory: Path, columns: list[str], rejected: dict[str, int],
+def read_parts(directory: Path, columns: list[str] | None, rejected: dict[str, int],
                 dictionary: list[str]) -> list[pa.Table]:
     """Every part, then the journals of parts never completed (a crashed agent's last
     rows), read as they are: replay changes nothing in the session."""
@@ -69,7 +69,8 @@ def _read_parts(directory: Path, columns: list[str], rejected: dict[str, int],
             log.info("%s ends in a torn batch (an agent crashed mid-write); read %d "
                      "complete batches", journal, len(batches))
         if batches:
-            t = pa.Table.from_batches(batches).select(columns)
+            t = pa.Table.from_batches(batches)
+            t = t.select(columns) if columns is not None else t
             for name in dictionary:
                 i = t.schema.get_field_index(name)
                 t = t.set_column(i, name, pc.dictionary_encode(t[name]))
@@ -77,7 +78,7 @@ def _read_parts(directory: Path, columns: list[str], rejected: dict[str, int],
     return tables
 
 
-def _manifest(path: Path) -> dict:
+def read_manifest(path: Path) -> dict:
     """session.json, checked piece by piece: what is unreadable is said once and left out,
     since the data can be read without it (only power-source kinds and pairs come from it)."""
     f = path / "session.json"
@@ -114,32 +115,40 @@ def _manifest(path: Path) -> dict:
 
 
 def read_parquet_session(path: Path) -> StoredSession:
-    manifest = _manifest(path)
+    manifest = read_manifest(path)
     rejected: dict[str, int] = {}
     mark_cols = ["ts_ns", "ts_unix_ns", "pipeline", "stream", "stage", "frame"]
-    parts = _read_parts(path / "raw" / "marks", mark_cols, rejected,
+    parts = read_parts(path / "raw" / "marks", mark_cols, rejected,
                         ["pipeline", "stream", "stage"])
     marks = pa.concat_tables(parts).unify_dictionaries() if parts else \
         MARK_SCHEMA.empty_table().select(mark_cols)
+    power = read_power(path, manifest, rejected)
+    cfg_pairs = manifest.get("config", {}).get("pairs", [])  # checked by _manifest
+    return StoredSession(
+        session_id=manifest.get("session_id", path.name), marks=marks,
+        power=power,
+        pairs=[tuple(p) for p in cfg_pairs], rejected=rejected,
+        power_sources=[p.lower() for p in manifest.get("config", {}).get("power_sources", [])])
+
+
+def read_power(path: Path, manifest: dict, rejected: dict[str, int]
+               ) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
+    """Each power source's samples in an otel-benchlab session: label -> (kind, ts_ns,
+    values), in time order; the sensors that are power sources come from the manifest."""
     sources = {(s["source"], s["name"]): (str(s["power_source"]).lower(),
                                           s.get("kind", "power"))
                for s in manifest.get("sensors", []) if s.get("power_source")}
     power: dict[str, tuple[str, list, list]] = {}
-    sample_parts = _read_parts(path / "raw" / "samples", ["ts_ns", "source", "sensor", "value"],
-                               rejected, [])
+    sample_parts = read_parts(path / "raw" / "samples", ["ts_ns", "source", "sensor", "value"],
+                              rejected, [])
     for t in sample_parts:
         for (source, sensor), (label, kind) in sources.items():
             sel = t.filter(pc.and_(pc.equal(t["source"], source), pc.equal(t["sensor"], sensor)))
             entry = power.setdefault(label, (kind, [], []))
             entry[1].append(sel["ts_ns"].to_numpy())
             entry[2].append(sel["value"].to_numpy())
-    cfg_pairs = manifest.get("config", {}).get("pairs", [])  # checked by _manifest
-    return StoredSession(
-        session_id=manifest.get("session_id", path.name), marks=marks,
-        power={k: (kind, *_sorted(np.concatenate(ts), np.concatenate(v)))
-               for k, (kind, ts, v) in power.items() if ts},
-        pairs=[tuple(p) for p in cfg_pairs], rejected=rejected,
-        power_sources=[p.lower() for p in manifest.get("config", {}).get("power_sources", [])])
+    return {k: (kind, *_sorted(np.concatenate(ts), np.concatenate(v)))
+            for k, (kind, ts, v) in power.items() if ts}
 
 
 def _sorted(ts: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,142 @@
+"""``otel-benchlab compare``: per pair in both runs, each metric's change with its
+interval and a verdict (bootstrap.py), as a terminal table, Markdown, JSON and HTML."""
+
+from __future__ import annotations
+
+import html
+
+from otel_benchlab.views.bootstrap import Change, Frames, compare_frames
+from otel_benchlab.views.page import document, fmt, rounded, static_text
+from otel_benchlab.views.sessions import PairRows, SessionView
+from otel_benchlab.views.stats import cdf
+
+MARK = {"better": "better", "worse": "WORSE", "same": "~"}
+
+
+def frames_of(p: PairRows) -> Frames:
+    return Frames(p.end_ns / 1e9, p.latency_ms, dict(p.energy_j), dict(p.power_w))
+
+
+def compare_sessions(baseline: SessionView, candidate: SessionView, threshold_pct: float,
+                     confidence: float) -> dict:
+    base = {p.key: p for p in baseline.pairs}
+    cand = {p.key: p for p in candidate.pairs}
+    pairs, missing = [], []
+    for key in list(base) + [k for k in cand if k not in base]:
+        if key not in base or key not in cand:
+            pipeline, stream, a, b = key
+            missing.append({"pipeline": pipeline, "stream": stream, "from": a, "to": b,
+                            "only_in": "baseline" if key in base else "candidate"})
+            continue
+        changes = compare_frames(frames_of(base[key]), frames_of(cand[key]), threshold_pct,
+                                 confidence)
+        pipeline, stream, a, b = key
+        pairs.append({"pipeline": pipeline, "stream": stream, "from": a, "to": b,
+                      "frames": [len(base[key].latency_ms), len(cand[key].latency_ms)],
+                      "metrics": [c.as_dict() for c in changes],
+                      "cdf": {"baseline": _cdf(base[key]), "candidate": _cdf(cand[key])}})
+    return {"baseline": str(baseline.path), "candidate": str(candidate.path),
+            "threshold_pct": threshold_pct, "confidence": confidence, "pairs": pairs,
+            "missing": missing}
+
+
+def _cdf(p: PairRows) -> dict:
+    x, y = cdf(p.latency_ms, 200)
+    return {"x": rounded(x), "y": rounded(y, 4)}
+
+
+def for_json(result: dict) -> dict:
+    """The machine form (documented in the README): no chart data."""
+    return {"baseline": result["baseline"], "candidate": result["candidate"],
+            "threshold_pct": result["threshold_pct"], "confidence": result["confidence"],
+            "pairs": [{k: v for k, v in p.items() if k != "cdf"} for p in result["pairs"]],
+            "missing": result["missing"]}
+
+
+def _pair_name(p: dict) -> str:
+    return f"{p['pipeline']} {p['from']}->{p['to']}" + (f" [{p['stream']}]"
+                                                        if p["stream"] else "")
+
+
+def _interval(m: dict) -> str:
+    if m["change_pct"] is None:
+        return "—"
+    ci = m["ci_pct"]
+    return f"{m['change_pct']:+.1f}%" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
+
+
+def terminal_table(result: dict) -> str:
+    """In benchstat's spirit: one block per pair, a row per metric."""
+    out = [f"baseline:  {result['baseline']}", f"candidate: {result['candidate']}",
+           f"(change with its {result['confidence'] * 100:g} % interval; a change counts when "
+           f"the interval leaves out 0 and it is over {result['threshold_pct']:g} %)", ""]
+    for p in result["pairs"]:
+        out.append(f"{_pair_name(p)}   frames {p['frames'][0]} vs {p['frames'][1]}")
+        rows = [(m["metric"], fmt(m["baseline"]), fmt(m["candidate"]), _interval(m),
+                 MARK[m["verdict"]]) for m in p["metrics"]]
+        widths = [max(len(r[i]) for r in rows + [("metric", "baseline", "candidate",
+                                                   "change [interval]", "")])
+                  for i in range(5)]
+        head = ("metric", "baseline", "candidate", "change [interval]", "")
+        for r in [head] + rows:
+            out.append("  " + "  ".join(c.ljust(w) if i in (0, 4) else c.rjust(w)
+                                        for i, (c, w) in enumerate(zip(r, widths,
+                                                                        strict=True))))
+        out.append("")
+    for m in result["missing"]:
+        out.append(f"missing: {_pair_name(m)} is only in the {m['only_in']}")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def markdown(result: dict) -> str:
+    out = [f"### otel-benchlab compare\n\nbaseline `{result['baseline']}`, candidate "
+           f"`{result['candidate']}`; {result['confidence'] * 100:g} % intervals, threshold "
+           f"{result['threshold_pct']:g} %\n"]
+    for p in result["pairs"]:
+        out.append(f"\n#### {_pair_name(p)}\n\n| metric | baseline | candidate | change "
+                   "[interval] | verdict |\n|---|---:|---:|---:|---|")
+        for m in p["metrics"]:
+            v = {"worse": "**worse** :x:", "better": "better :white_check_mark:",
+                 "same": "~"}[m["verdict"]]
+            out.append(f"| {m['metric']} | {fmt(m['baseline'])} | {fmt(m['candidate'])} | "
+                       f"{_interval(m)} | {v} |")
+    for m in result["missing"]:
+        out.append(f"\nmissing: {_pair_name(m)} is only in the {m['only_in']}")
+    return "\n".join(out) + "\n"
+
+
+def render_html(results: list[dict]) -> str:
+    """One page: a section per candidate, each pair's table, overlaid CDFs and the
+    changes as bars with their intervals."""
+    body = ["<h1>otel-benchlab compare</h1>"]
+    for k, result in enumerate(results):
+        body.append(
+            f'<section class="comparison"><p>baseline <code>{html.escape(result["baseline"])}'
+            f'</code><br>candidate <code>{html.escape(result["candidate"])}</code><br>'
+            f"{result['confidence'] * 100:g} % intervals; a change counts when its interval "
+            f"leaves out 0 and it is over {result['threshold_pct']:g} %</p>")
+        for i, p in enumerate(result["pairs"]):
+            rows = "".join(
+                f'<tr data-metric="{html.escape(m["metric"])}"><td>'
+                f'{html.escape(m["metric"])}</td><td>{fmt(m["baseline"])}</td>'
+                f"<td>{fmt(m['candidate'])}</td><td>{_interval(m)}</td>"
+                f"<td class=\"{m['verdict']}\">{m['verdict']}</td></tr>"
+                for m in p["metrics"])
+            body.append(f"<h2>{html.escape(_pair_name(p))}</h2><table><tr><th>metric</th>"
+                        "<th>baseline</th><th>candidate</th><th>change [interval]</th>"
+                        f"<th>verdict</th></tr>{rows}</table><div class=charts>"
+                        f'<div class="chart" id="c{k}-{i}-cdf"></div>'
+                        f'<div class="chart" id="c{k}-{i}-changes"></div></div>')
+        for m in result["missing"]:
+            body.append(f"<p class=muted>missing: {html.escape(_pair_name(m))} is only in "
+                        f"the {m['only_in']}</p>")
+        body.append("</section>")
+    return document("otel-benchlab compare", "\n".join(body),
+                    {"kind": "compare", "results": results}, static_text("report.js"))
+
+
+def any_worse(result: dict) -> bool:
+    return any(m["verdict"] == "worse" for p in result["pairs"] for m in p["metrics"])
+
+
+__all__ = ["Change", "compare_sessions", "terminal_table", "markdown", "render_html"]

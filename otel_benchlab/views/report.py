@@ -1,0 +1,217 @@
+"""``otel-benchlab report``: one self-contained HTML file (and, with ``--json``, the same
+figures for machines) for one or more sessions.
+
+Statistics come from every row (summary.py); only what is drawn is thinned: per display
+bucket the min, mean and max (no peak hides), a random sample for the scatter."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+from otel_benchlab.temp_files import open_temp
+from otel_benchlab.views.page import cell, document, fmt, rounded, static_text
+from otel_benchlab.views.sessions import PairRows, SessionView
+from otel_benchlab.views.stats import (
+    cdf,
+    frame_times_ms,
+    histogram,
+    minmax_buckets,
+    sample_indices,
+)
+from otel_benchlab.views.summary import session_summary
+
+BUCKETS = 800
+SCATTER_POINTS = 3000
+
+
+def _series(t: np.ndarray, y: np.ndarray, scale: float = 1.0) -> dict | None:
+    mid, lo, mean, hi = minmax_buckets(t, y * scale, BUCKETS)
+    if not len(mid):
+        return None
+    return {"t": rounded(mid, 6), "min": rounded(lo), "mean": rounded(mean), "max": rounded(hi)}
+
+
+def pair_charts(view: SessionView, p: PairRows) -> dict:
+    origin = view.origin_ns
+    t_end = (p.end_ns - origin) / 1e9
+    primary = next((s for s in view.sources if s in p.energy_j or s in p.power_w), None)
+    out: dict = {"name": p.name, "power_source": primary,
+                 "latency_time": _series(t_end, p.latency_ms)}
+    if primary and primary in view.power:
+        ts, w = view.power[primary]
+        out["power_time"] = _series((ts - origin) / 1e9, w)
+    h = histogram(p.latency_ms)
+    out["histogram"] = {"edges": rounded(h["edges"]), "counts": h["counts"], "over": h["over"]}
+    x, y = cdf(p.latency_ms)
+    out["cdf"] = {"x": rounded(x), "y": rounded(y, 4)}
+    if primary in p.power_w:
+        idx = sample_indices(len(p.latency_ms), SCATTER_POINTS)
+        px, py = p.power_w[primary][idx], p.latency_ms[idx]
+        ok = np.isfinite(px) & np.isfinite(py)
+        order = np.argsort(px[ok], kind="stable")
+        out["scatter"] = {"x": rounded(px[ok][order]), "y": rounded(py[ok][order])}
+    if primary in p.energy_j:
+        out["energy_time"] = _series(t_end, p.energy_j[primary], 1e3)
+    ends = np.sort(p.end_ns)
+    out["frame_time"] = _series((ends[1:] - origin) / 1e9, frame_times_ms(p.end_ns))
+    return out
+
+
+def session_charts(view: SessionView) -> dict:
+    origin = view.origin_ns
+    return {"pairs": [pair_charts(view, p) for p in view.pairs],
+            "power": {label: _series((ts - origin) / 1e9, w)
+                      for label, (ts, w) in view.power.items() if len(ts)}}
+
+
+# -- HTML -------------------------------------------------------------------------------
+def _header_table(s: dict) -> str:
+    ended = s["end_reason"] or "—"
+    badge = ' <span class="badge bad">crashed</span>' if s["crashed"] else ""
+    sources = "<br>".join(
+        html.escape(src["name"]) + (": " + "; ".join(
+            ", ".join(f"{k} {v}" for k, v in d.items() if v not in ("", None, {}))
+            for d in src["devices"]) if src["devices"] else "")
+        for src in s["sources"]) or "—"
+    losses = s["losses"]
+    loss_text = ", ".join(
+        [f"unpaired {k} {v}" for k, v in losses["unpaired"].items() if v]
+        + [f"dropped {losses['queue_dropped']}"] * bool(losses["queue_dropped"])
+        + [f"late {k} {v}" for k, v in losses["late"].items() if v]
+        + [f"rejected {k}: {v}" for k, v in losses["rejected_input"].items()]) or "none"
+    rows = [("Session", html.escape(s["id"])), ("Host", html.escape(str(s["host"] or "—"))),
+            ("Started", html.escape(str(s["started_at"] or "—"))),
+            ("Ended", html.escape(str(s["ended_at"] or "—"))),
+            ("Duration", f"{fmt(s['duration_s'])} s" if s["duration_s"] else "—"),
+            ("How it ended", html.escape(ended) + badge),
+            ("Agent version", html.escape(str(s["agent_version"] or "—"))),
+            ("Pairs", ", ".join(f"{a}→{b}" for a, b in s["pairs_configured"]) or "—"),
+            ("Power sources", ", ".join(s["power_sources"]) or "no power source"),
+            ("Devices", sources), ("Losses", html.escape(loss_text))]
+    if s["measured_from_marks"]:
+        rows.append(("Measured", "paired here from the session's marks (no aligned rows)"))
+    return '<table class="header">' + "".join(
+        f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
+
+
+LAT_KEYS = ("min", "p50", "p90", "p95", "p99", "max", "mean", "stddev")
+
+
+def _pairs_table(s: dict) -> str:
+    sources = s["power_sources"]
+    head = ("<tr><th>pair</th><th>frames</th><th>frames/s</th>"
+            + "".join(f"<th>{k} ms</th>" for k in LAT_KEYS)
+            + "<th>1 % low fps</th>"
+            + "".join(f"<th>{src} W</th><th>{src} mJ/frame mean</th><th>p50</th><th>p95</th>"
+                      f"<th>{src} J</th>" for src in sources) + "</tr>")
+    rows = []
+    for i, p in enumerate(s["pairs"]):
+        name = f"{p['pipeline']} {p['from']}→{p['to']}" + (f" [{p['stream']}]"
+                                                          if p["stream"] else "")
+        cells = [f"<td>{html.escape(name)}</td>", cell(p["frames"], "frames"),
+                 cell(p["fps"], "fps")]
+        cells += [cell(p["latency_ms"][k], f"latency_ms.{k}") for k in LAT_KEYS]
+        cells.append(cell(p["frame_time"]["low1_fps"], "frame_time.low1_fps"))
+        for src in sources:
+            e = p["energy_j_per_frame"].get(src)
+            cells.append(cell(p["power_w"].get(src), f"power_w.{src}"))
+            if e is None:
+                cells += ['<td class="muted" colspan="3">no power source</td>']
+            else:
+                cells += [f'<td data-key="energy_j_per_frame.{src}.{k}" '
+                          f'data-value="{e[k]!r}">{fmt(e[k] * 1e3)}</td>'
+                          for k in ("mean", "p50", "p95")]
+            cells.append(cell(p["energy_j"].get(src), f"energy_j.{src}"))
+        rows.append(f'<tr data-pair="{i}">' + "".join(cells) + "</tr>")
+    if not rows:
+        return "<p class=muted>no stage pairs with frames in this session</p>"
+    if not sources:
+        rows.append('<tr><td colspan="12" class="muted">no power source: latencies only'
+                    '</td></tr>')
+    return f'<div class="scroll"><table class="pairs">{head}{"".join(rows)}</table></div>'
+
+
+def summary_csv(s: dict) -> str:
+    out = io.StringIO()
+    w = csv.writer(out)
+    sources = s["power_sources"]
+    w.writerow(["session", "pipeline", "stream", "from", "to", "frames", "fps"]
+               + [f"latency_{k}_ms" for k in LAT_KEYS]
+               + [f"{c}_{src}" for src in sources for c in
+                  ("power_w", "energy_j_per_frame_mean", "energy_j_per_frame_p50",
+                   "energy_j_per_frame_p95")])
+    for p in s["pairs"]:
+        row = [s["id"], p["pipeline"], p["stream"], p["from"], p["to"], p["frames"], p["fps"]]
+        row += [p["latency_ms"][k] for k in LAT_KEYS]
+        for src in sources:
+            e = p["energy_j_per_frame"].get(src) or {}
+            row += [p["power_w"].get(src), e.get("mean"), e.get("p50"), e.get("p95")]
+        w.writerow(["" if v is None else v for v in row])
+    return out.getvalue()
+
+
+def _where_it_goes(s: dict) -> str:
+    """Per pipeline and stream: the pairs' median time and energy per frame, stacked."""
+    colors = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2"]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for p in s["pairs"]:
+        groups.setdefault((p["pipeline"], p["stream"]), []).append(p)
+    primary = s["power_sources"][0] if s["power_sources"] else None
+    out = []
+    for (pipe, stream), pairs in groups.items():
+        out.append(f"<h3>{html.escape(pipe)}" + (f" [{html.escape(stream)}]" if stream else "")
+                   + "</h3>")
+        for what, unit, get in (
+                ("time", "ms", lambda p: p["latency_ms"]["p50"]),
+                ("energy", "mJ", lambda p: (p["energy_j_per_frame"].get(primary) or {})
+                 .get("p50", 0) * 1e3 if primary else None)):
+            vals = [(p, get(p) or 0.0) for p in pairs]
+            total = sum(v for _, v in vals)
+            if total <= 0:
+                continue
+            segs = "".join(
+                f'<div style="flex:{v / total:.4f};background:{colors[i % len(colors)]}" '
+                f'title="{html.escape(p["from"])}→{html.escape(p["to"])}: {fmt(v)} {unit}">'
+                f'{html.escape(p["from"])}→{html.escape(p["to"])} {fmt(v)} {unit}</div>'
+                for i, (p, v) in enumerate(vals) if v > 0)
+            label = f"median {what} per frame: {fmt(total)} {unit}" + (
+                f" ({primary}, attributed)" if what == "energy" else "")
+            out.append(f'<div class="muted">{label}</div><div class="stack">{segs}</div>')
+    return "".join(out)
+
+
+def render_html(sessions: list[dict], charts: list[dict]) -> str:
+    body = ["<h1>otel-benchlab report</h1>"]
+    for si, (s, c) in enumerate(zip(sessions, charts, strict=True)):
+        csv_b64 = base64.b64encode(summary_csv(s).encode()).decode()
+        body.append(f'<section class="session" data-session="{html.escape(s["id"])}">')
+        body.append(f"<h2>Session {html.escape(s['id'])}</h2>{_header_table(s)}")
+        body.append("<h3>Per pair</h3>" + _pairs_table(s))
+        body.append(f'<a class="csv" download="{html.escape(s["id"])}-summary.csv" '
+                    f'href="data:text/csv;base64,{csv_b64}">Download this table as CSV</a>')
+        body.append("<h2>Where the time and energy go</h2>" + _where_it_goes(s))
+        for pi, p in enumerate(c["pairs"]):
+            body.append(f"<h2>{html.escape(p['name'])}</h2><div class=charts>" + "".join(
+                f'<div class="chart" id="s{si}-p{pi}-{k}"></div>' for k in
+                ("latency", "hist", "cdf", "scatter", "energy", "frametime")) + "</div>")
+        body.append(f'<h2>Power</h2><div class=charts><div class="chart" id="s{si}-power">'
+                    "</div></div></section>")
+    title = "otel-benchlab report: " + ", ".join(s["id"] for s in sessions)
+    return document(title, "\n".join(body), {"kind": "report", "sessions": charts},
+                    static_text("report.js"))
+
+
+def write_report(views: list[SessionView], out: Path) -> list[dict]:
+    sessions = [session_summary(v) for v in views]
+    charts = [session_charts(v) for v in views]
+    f, tmp = open_temp(out)
+    with f:
+        f.write(render_html(sessions, charts).encode())
+    tmp.replace(out)
+    return sessions

@@ -1,0 +1,222 @@
+"""A session as the views read it: its header, and per pair the frames' rows.
+
+Any folder that ``replay`` reads: an agent's session (its aligned Parquet parts and, after
+a crash, the journals of the part in progress, read as they are), and one with marks but
+no aligned rows (the seed project's ``raw/*.jsonl``, or aligned parts lost), which is
+paired and measured here the way ``replay`` does it, in memory.
+
+A frame's energy is its attributed share where the session has it (the figures that add
+up to the meter's), else the source's energy while it ran (sessions before attribution).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from otel_benchlab.config import Config, ConfigError
+from otel_benchlab.receivers.stored import (
+    read_manifest,
+    read_parts,
+    read_power,
+    read_session,
+)
+from otel_benchlab.schema import aligned_schema, column_suffix
+
+log = logging.getLogger(__name__)
+
+_ROW_COLUMNS = ["pipeline", "stream", "stage_from", "stage_to", "start_ns", "end_ns",
+                "start_unix_ns", "end_unix_ns", "latency_ms", "power_source"]
+
+
+@dataclass
+class PairRows:
+    """One pair (pipeline, stream, stage_from -> stage_to) of one session, a row per
+    frame in end order; per power source the frame's mean power (W) and energy (J)."""
+
+    pipeline: str
+    stream: str
+    stage_from: str
+    stage_to: str
+    start_ns: np.ndarray
+    end_ns: np.ndarray
+    latency_ms: np.ndarray
+    power_w: dict[str, np.ndarray] = field(default_factory=dict)
+    energy_j: dict[str, np.ndarray] = field(default_factory=dict)
+    unpaired: dict[str, int] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.pipeline} {self.stage_from}->{self.stage_to}" + (
+            f" [{self.stream}]" if self.stream else "")
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.pipeline, self.stream, self.stage_from, self.stage_to)
+
+
+@dataclass
+class SessionView:
+    path: Path
+    session_id: str
+    manifest: dict
+    pairs: list[PairRows]
+    sources: list[str]  # power source labels, primary first
+    power: dict[str, tuple[np.ndarray, np.ndarray]]  # label -> (ts_ns, W), monotonic ns
+    rejected: dict[str, int] = field(default_factory=dict)
+    from_marks: bool = False  # paired here from the marks (no aligned rows were stored)
+
+    @property
+    def origin_ns(self) -> int:
+        """Time zero of the charts: the first frame's start, else the first sample."""
+        starts = [int(p.start_ns.min()) for p in self.pairs if len(p.start_ns)]
+        if starts:
+            return min(starts)
+        firsts = [int(ts[0]) for ts, _ in self.power.values() if len(ts)]
+        return min(firsts) if firsts else 0
+
+
+def _aligned_table(path: Path, rejected: dict[str, int]) -> pa.Table | None:
+    folder = path / "aligned"
+    if not folder.is_dir():
+        return None
+    parts = read_parts(folder, None, rejected, [])  # all columns
+    parts = [t for t in parts if t.num_rows]
+    if not parts:
+        return None
+    return pa.concat_tables(parts, promote_options="permissive")
+
+
+def _labels_of(table: pa.Table) -> list[str]:
+    primary = pc.drop_null(table["power_source"])
+    labels = [primary[0].as_py()] if len(primary) else []
+    labels += [c[len("power_mean_w_"):] for c in table.column_names
+               if c.startswith("power_mean_w_")]
+    return labels
+
+
+def _pairs_of(table: pa.Table, labels: list[str],
+              unpaired: dict[str, dict[str, int]] | None = None) -> list[PairRows]:
+    cols = {name: table[name].to_numpy(zero_copy_only=False) for name in
+            ("start_ns", "end_ns", "latency_ms")}
+    keys = [table[c].to_numpy(zero_copy_only=False).astype(str) for c in
+            ("pipeline", "stream", "stage_from", "stage_to")]
+    joined = np.char.add(np.char.add(keys[0], "\x1f"), np.char.add(
+        np.char.add(keys[1], "\x1f"), np.char.add(np.char.add(keys[2], "\x1f"), keys[3])))
+    names, group = np.unique(joined, return_inverse=True)
+    order = np.lexsort((cols["end_ns"], group))
+    bounds = np.searchsorted(group[order], np.arange(len(names) + 1))
+
+    def column(name: str) -> np.ndarray | None:
+        if name not in table.column_names:
+            return None
+        return table[name].to_numpy(zero_copy_only=False).astype(np.float64)
+
+    sources: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {}
+    for i, label in enumerate(labels):
+        sfx = "" if i == 0 else "_" + column_suffix(label)
+        mean, attr, energy = (column(f"power_mean_w{sfx}"), column(f"energy_attr_j{sfx}"),
+                              column(f"energy_j{sfx}"))
+        use = attr if attr is not None and np.isfinite(attr).any() else energy
+        sources[label] = (mean, use)
+    out = []
+    for g, name in enumerate(names):
+        idx = order[bounds[g]:bounds[g + 1]]
+        pipeline, stream, a, b = str(name).split("\x1f")
+        rows = PairRows(pipeline, stream, a, b, cols["start_ns"][idx], cols["end_ns"][idx],
+                        cols["latency_ms"][idx])
+        for label, (mean, energy) in sources.items():
+            if mean is not None and np.isfinite(mean[idx]).any():
+                rows.power_w[label] = mean[idx]
+            if energy is not None and np.isfinite(energy[idx]).any():
+                rows.energy_j[label] = energy[idx]
+        if unpaired is not None:
+            rows.unpaired = unpaired.get(f"{a}->{b}")
+        out.append(rows)
+    return out
+
+
+def _power_w(entry: tuple[str, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Watts over time; an energy counter (RAPL) becomes the power between its readings."""
+    kind, ts, v = entry
+    if kind == "power" or len(ts) < 2:
+        return ts, v.astype(np.float64)
+    dt = np.diff(ts) / 1e9
+    dv = np.diff(v)
+    ok = (dt > 0) & (dv >= 0)  # a counter that wrapped is left out
+    return ts[1:][ok], dv[ok] / dt[ok]
+
+
+def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None
+                 ) -> SessionView:
+    """The session at ``path`` (only ``pairs`` where given); ``ConfigError`` naming it
+    when it is none."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ConfigError(f"{path}: no such session folder")
+    rejected: dict[str, int] = {}
+    manifest = read_manifest(path) if (path / "session.json").exists() else {}
+    table = _aligned_table(path, rejected)
+    if table is not None:
+        labels = _labels_of(table)
+        power = read_power(path, manifest, rejected) if (path / "raw").is_dir() else {}
+        view = SessionView(path, manifest.get("session_id", path.name), manifest,
+                           _pairs_of(table, labels), labels,
+                           {k: _power_w(v) for k, v in power.items()}, rejected)
+    else:
+        view = _from_marks(path, manifest, pairs)
+    if pairs:
+        view.pairs = [p for p in view.pairs if (p.stage_from, p.stage_to) in set(pairs)]
+    order = {tuple(p): i for i, p in enumerate(manifest.get("config", {}).get("pairs", []))}
+    view.pairs.sort(key=lambda p: (p.pipeline, order.get((p.stage_from, p.stage_to),
+                                                         len(order)), p.stage_from, p.stream))
+    return view
+
+
+def _from_marks(path: Path, manifest: dict, wanted: list[tuple[str, str]] | None
+                ) -> SessionView:
+    from otel_benchlab.replay import ReplayResult, _labels, build_aligned, encode_marks
+
+    try:
+        stored = read_session(path)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: not a session (no aligned/ rows, no raw/marks/, no "
+                          f"raw/pipeline.jsonl): {exc}") from None
+    cfg = Config()
+    for key in ("pair_window_s", "power_max_gap_s"):
+        value = manifest.get("config", {}).get(key)
+        if isinstance(value, (int, float)) and value > 0:
+            setattr(cfg, key, float(value))
+    pairs = wanted or stored.pairs or cfg.pair_tuples()
+    have = set(pc.unique(stored.marks["stage"]).cast(pa.string()).to_pylist()) \
+        if stored.marks.num_rows else set()
+    pairs = [p for p in pairs if p[0] in have and p[1] in have] or _guess_pairs(stored)
+    labels = _labels(stored, cfg)
+    result = ReplayResult(path, stored.marks.num_rows, 0.0)
+    rejected = dict(stored.rejected)
+    tables = build_aligned(encode_marks(stored), stored, pairs, cfg, result) \
+        if pairs else []
+    table = pa.concat_tables(tables) if tables else aligned_schema(labels).empty_table()
+    view = SessionView(path, stored.session_id, manifest,
+                       _pairs_of(table, labels, result.unpaired) if table.num_rows else [],
+                       labels, {k: _power_w(v) for k, v in stored.power.items()}, rejected,
+                       from_marks=True)
+    return view
+
+
+def _guess_pairs(stored) -> list[tuple[str, str]]:
+    """Consecutive stages in the order frames reach them, when the session names none."""
+    if not stored.marks.num_rows:
+        return []
+    stage = stored.marks["stage"].cast(pa.string()).to_numpy(zero_copy_only=False)
+    ts = stored.marks["ts_ns"].to_numpy()
+    first: dict[str, int] = {}
+    for s, t in zip(stage[:10000].tolist(), ts[:10000].tolist(), strict=True):
+        first.setdefault(s, t)
+    ordered = sorted(first, key=first.get)
+    return list(zip(ordered, ordered[1:], strict=False))

@@ -1,0 +1,78 @@
+"""The figures of a session: its header and per pair the statistics the report shows and
+``--json`` writes (the same numbers: the page is rendered from this)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+
+from otel_benchlab.views.sessions import PairRows, SessionView
+from otel_benchlab.views.stats import (
+    frame_rate,
+    frame_time_lows,
+    frame_times_ms,
+    latency_summary,
+    spread,
+)
+
+
+def _seconds_between(a: str | None, b: str | None) -> float | None:
+    try:
+        return (dt.datetime.fromisoformat(b) - dt.datetime.fromisoformat(a)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def pair_summary(p: PairRows) -> dict:
+    energy = {src: spread(v) for src, v in p.energy_j.items()}
+    return {
+        "pipeline": p.pipeline, "stream": p.stream, "from": p.stage_from, "to": p.stage_to,
+        "frames": len(p.latency_ms), "fps": frame_rate(p.end_ns),
+        "latency_ms": latency_summary(p.latency_ms),
+        "energy_j_per_frame": {src: s for src, s in energy.items() if s is not None},
+        "energy_j": {src: float(np.nansum(v)) for src, v in p.energy_j.items()},
+        "power_w": {src: float(np.nanmean(v)) for src, v in p.power_w.items()
+                    if np.isfinite(v).any()},
+        "frame_time": frame_time_lows(frame_times_ms(p.end_ns)),
+        "unpaired": p.unpaired,
+    }
+
+
+def _devices(manifest: dict) -> list[dict]:
+    """Each source the agent ran and what it found (BENCHLAB uid/firmware, GPUs, zones)."""
+    out = []
+    for src in manifest.get("sources", []):
+        if isinstance(src, dict) and src.get("name"):
+            out.append({"name": str(src["name"]),
+                        "devices": [d for d in src.get("devices", []) if isinstance(d, dict)]})
+    return out
+
+
+def session_summary(view: SessionView) -> dict:
+    m = view.manifest
+    summary = m.get("summary", {}) if isinstance(m.get("summary"), dict) else {}
+    ended = m.get("ended_at")
+    reason = m.get("end_reason") or (None if ended else "crash (not yet recovered)")
+    losses = {"unpaired": summary.get("unpaired", {}),
+              "queue_dropped": summary.get("queue_dropped", 0),
+              "late": summary.get("late", {}),
+              "rejected_input": dict(view.rejected),
+              "export_dropped": summary.get("export_dropped", 0)}
+    if view.from_marks:
+        losses["unpaired"] = {}
+        for p in view.pairs:
+            for reason_, n in (p.unpaired or {}).items():
+                losses["unpaired"][reason_] = losses["unpaired"].get(reason_, 0) + n
+    return {
+        "id": view.session_id, "path": str(view.path), "host": m.get("host"),
+        "started_at": m.get("started_at"), "ended_at": ended,
+        "duration_s": _seconds_between(m.get("started_at"), ended),
+        "end_reason": reason, "crashed": bool(reason and reason.startswith("crash")),
+        "agent_version": (m.get("versions") or {}).get("otel_benchlab"),
+        "pairs_configured": m.get("config", {}).get("pairs", []),
+        "power_sources": view.sources, "sources": _devices(m), "losses": losses,
+        "energy_j": summary.get("energy_j", {}),
+        "measured_from_marks": view.from_marks,
+        "pairs": [pair_summary(p) for p in view.pairs],
+    }
