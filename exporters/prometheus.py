@@ -16,6 +16,7 @@ import gzip
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from prometheus_client import CollectorRegistry
@@ -57,14 +58,23 @@ class PrometheusEndpoint:
         self.exposition = RenderedExposition(self.registry, max_age_s)
         self.host, self.port = host, port
         self._server: BoundedHTTPServer | None = None
+        # Other pages served on this port (the live page): path -> (query -> (content
+        # type, body)). Without one, / answers as /metrics.
+        self.routes: dict[str, Callable[[str], tuple[str, bytes]]] = {}
 
     def start(self) -> None:
         exposition = self.exposition
+        routes = self.routes
 
         class Handler(BoundedRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                if self.path.split("?")[0] not in ("/metrics", "/"):
-                    self.send_error(404, "only /metrics is served here")
+                path, _, query = self.path.partition("?")
+                if path in routes:
+                    self._route(routes[path], query)
+                    return
+                if path not in ("/metrics", "/"):
+                    self.send_error(404, "served here: /metrics" + "".join(
+                        f", {p}" for p in routes))
                     return
                 try:
                     ctype, zipped, body = exposition.get(self.headers.get("Accept", ""),
@@ -78,6 +88,20 @@ class PrometheusEndpoint:
                 self.send_header("Content-Type", ctype)
                 if zipped:
                     self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _route(self, page: Callable[[str], tuple[str, bytes]], query: str) -> None:
+                try:
+                    ctype, body = page(query)
+                except Exception as exc:  # a page's fault must not touch /metrics
+                    log.error("serving %s failed: %s", self.path, exc)
+                    self.send_error(500, "this page failed; /metrics is unaffected")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Cache-Control", "no-store")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

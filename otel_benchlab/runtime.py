@@ -165,6 +165,16 @@ class Agent:
         self.telemetry = Telemetry(cfg, self.counters, self.sensors, self.queue.qsize,
                                    self.timebase)
         self.telemetry.samples.attributions = list(attributions or [])
+        # The live page beside /metrics (views/live_page.py), when that port is served.
+        self.live_page = None
+        self._last_power_ns: dict[str, int] = {}
+        if self.telemetry.prometheus is not None:
+            from otel_benchlab.views.live_page import LivePage
+
+            self.live_page = LivePage(self.labels[0] if self.labels else None,
+                                      self.timebase.offset_ns, self._live_status,
+                                      cfg.pair_tuples())
+            self.telemetry.prometheus.routes.update(self.live_page.routes())
 
     # -- wiring ------------------------------------------------------------------------
     def _open_files(self) -> None:
@@ -293,6 +303,7 @@ class Agent:
             v = rec.values.get(name)
             if v is None:
                 continue
+            self._last_power_ns[label] = rec.ts_ns
             self.annotator.add_power(label, rec.ts_ns, v)
             if self.capframex is not None and self.power_sources[label] == "power":
                 ts_list, v_list = self._cx_power.setdefault(label, ([], []))
@@ -328,6 +339,8 @@ class Agent:
             self.spans_total += len(done)
             self.telemetry.pipeline.export(done)
             self.stats.add(done)
+            if self.live_page is not None:
+                self.live_page.add(done)
             self._aligned.append(done)
             for sink in self.span_sinks:
                 sink.export(done.spans)
@@ -537,6 +550,19 @@ class Agent:
                 print(line, file=self.status_out, flush=True)
         log.info("session %s closed: %d marks, %d samples, %d spans", self.session.id,
                  self.marks_total, self.samples_total, self.spans_total)
+
+    def _live_status(self) -> dict:
+        """For the live page: each power source up (a sample within 3 sampling periods,
+        at least 2 s) or down, and the loss counters."""
+        now = time.monotonic_ns()
+        stale = int(max(3.0 / max(self.cfg.sample_hz, 1e-3), 2.0) * 1e9)
+        return {"session": self.session.id,
+                "sources": [{"name": label, "up": now - self._last_power_ns.get(label, 0)
+                             < stale} for label in self.labels],
+                "losses": {**{f"unpaired {k}": v for k, v in self.unpaired_by_reason.items()},
+                           "queue dropped": self.counters.get("queue.dropped"),
+                           "late": self.counters.get("input.late"),
+                           "export failures": self.counters.get("export.failures")}}
 
     def _energy_summary(self) -> dict:
         """Per source: the meter's energy over the session (where known), how much of it

@@ -154,6 +154,8 @@ class Telemetry:
     def banner(self) -> list[str]:
         lines = [f"  Prometheus: {self.prometheus.url}" if self.prometheus else
                  "  Prometheus: off"]
+        if self.prometheus and "/" in self.prometheus.routes:
+            lines.append(f"  live page: {self.prometheus.url.removesuffix('metrics')}")
         for signal in ("traces", "metrics"):
             where = self.destinations.get(signal)
             lines.append(f"  {signal}: {', '.join(where) if where else 'off'}")

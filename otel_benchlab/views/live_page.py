@@ -1,0 +1,241 @@
+"""The live page at the Prometheus address (``/``), its JSON (``/api/live``) and CSV
+(``/api/live.csv``), for the running session.
+
+Fed by the runtime with each batch of finished spans (``add``): per pair, a ring of the
+newest frames (end time, latency, the primary source's mean power and energy per frame),
+at most ``RING_FRAMES`` of them and none older than ``KEEP_S`` (15 minutes). That is
+16 bytes a frame: 2 MiB a pair when full; at over 145 frames/s a pair the ring holds less
+than 15 minutes and the page says what it covers. Adding a batch is a few array copies;
+everything else (per-second percentiles, histogram, cards) is computed when a page asks,
+and per-second figures of seconds that are done are computed once and kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+
+from otel_benchlab.records import SpanBatch
+from otel_benchlab.views.page import document, rounded, static_text
+from otel_benchlab.views.stats import histogram, sample_indices
+
+RING_FRAMES = 1 << 17
+KEEP_S = 900
+WINDOWS_S = (30, 60, 300, 900)
+SETTLED_S = 5.0  # a second this far behind the newest frame gets no more frames (mostly)
+
+
+class FrameRing:
+    """The newest frames of one pair, in arrival order (nearly time order)."""
+
+    def __init__(self, size: int = RING_FRAMES) -> None:
+        self.t = np.zeros(size, np.int64)
+        self.values = np.zeros((size, 3), np.float32)  # latency ms, power W, energy mJ
+        self.n = 0  # frames ever added
+        # Per-second figures of seconds that are done: second -> row
+        self.seconds: dict[int, tuple[float, ...]] = {}
+        self.settled_to = 0  # seconds below this are in ``seconds``
+
+    def add(self, t: np.ndarray, values: np.ndarray) -> None:
+        size = len(self.t)
+        if len(t) > size:
+            t, values = t[-size:], values[-size:]
+        at = (self.n + np.arange(len(t))) % size
+        self.t[at] = t
+        self.values[at] = values
+        self.n += len(t)
+
+    def rows(self, since_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        held = min(self.n, len(self.t))
+        t, v = self.t[:held], self.values[:held]
+        keep = t >= since_ns
+        t, v = t[keep], v[keep]
+        order = np.argsort(t, kind="stable")
+        return t[order], v[order]
+
+
+def per_second(t: np.ndarray, v: np.ndarray) -> dict[int, tuple[float, ...]]:
+    """second -> (frames, p50 ms, p95 ms, mean power W, mean energy mJ) of frames ending
+    in it; percentiles linear between ranks, as numpy's."""
+    if not len(t):
+        return {}
+    sec = t // 1_000_000_000
+    order = np.lexsort((v[:, 0], sec))
+    sec, lat = sec[order], v[order, 0].astype(np.float64)
+    starts = np.flatnonzero(np.diff(sec, prepend=sec[0] - 1))
+    counts = np.diff(np.append(starts, len(sec)))
+    out = {}
+    power, energy = v[order, 1], v[order, 2]
+    for s, c in zip(starts.tolist(), counts.tolist(), strict=True):
+        qs = []
+        for q in (0.5, 0.95):
+            pos = q * (c - 1)
+            lo = int(pos)
+            hi = min(lo + 1, c - 1)
+            qs.append(float(lat[s + lo] + (pos - lo) * (lat[s + hi] - lat[s + lo])))
+        pw, en = power[s:s + c], energy[s:s + c]
+        out[int(sec[s])] = (float(c), qs[0], qs[1],
+                            float(np.nanmean(pw)) if np.isfinite(pw).any() else np.nan,
+                            float(np.nanmean(en)) if np.isfinite(en).any() else np.nan)
+    return out
+
+
+class LivePage:
+    def __init__(self, primary: str | None, offset_ns: int,
+                 status: Callable[[], dict] | None = None,
+                 pair_order: list[tuple[str, str]] | None = None) -> None:
+        self.primary = primary
+        self.order = {p: i for i, p in enumerate(pair_order or [])}
+        self.offset_ns = offset_ns  # monotonic -> Unix
+        self.status = status or dict
+        self._lock = threading.Lock()
+        self._rings: dict[tuple[str, str, str, str], FrameRing] = {}
+
+    # -- fed by the runtime ------------------------------------------------------------
+    def add(self, batch: SpanBatch) -> None:
+        n = len(batch.end_ns)
+        if not n:
+            return
+        values = np.empty((n, 3), np.float32)
+        values[:, 0] = (batch.end_ns - batch.start_ns) / 1e6
+        values[:, 1:] = np.nan
+        if self.primary in batch.power:
+            values[:, 1] = batch.power[self.primary][0]
+            energy = batch.attributed.get(self.primary)
+            if energy is None or not np.isfinite(energy).any():
+                energy = batch.power[self.primary][1]
+            values[:, 2] = energy * 1e3
+        codes, names = batch.names()
+        with self._lock:
+            for code, name in enumerate(names):
+                idx = np.flatnonzero(codes == code)
+                if len(idx):
+                    ring = self._rings.get(name)
+                    if ring is None:
+                        ring = self._rings[name] = FrameRing()
+                    ring.add(batch.end_ns[idx] + self.offset_ns, values[idx])
+
+    # -- asked for by a page -----------------------------------------------------------
+    def snapshot(self, window_s: float) -> dict:
+        now_ns = time.time_ns()
+        since = now_ns - int(window_s * 1e9)
+        pairs = []
+        with self._lock:
+            rings = sorted(self._rings.items(), key=lambda kv: (
+                kv[0][0], self.order.get(kv[0][2:], len(self.order)), kv[0]))
+            for name, ring in rings:
+                t, v = ring.rows(now_ns - KEEP_S * 1_000_000_000)
+                self._settle(ring, t, v)
+                pairs.append(self._pair(name, ring, t, v, since))
+        return {"now": now_ns / 1e9, "window_s": window_s, "primary": self.primary,
+                "pairs": pairs, "status": self.status()}
+
+    @staticmethod
+    def _settle(ring: FrameRing, t: np.ndarray, v: np.ndarray) -> None:
+        if not len(t):
+            return
+        upto = int((t[-1] - SETTLED_S * 1e9) // 1_000_000_000)
+        if upto <= ring.settled_to:
+            return
+        lo = max(ring.settled_to, int(t[0] // 1_000_000_000))
+        sel = (t >= lo * 1_000_000_000) & (t < upto * 1_000_000_000)
+        ring.seconds.update(per_second(t[sel], v[sel]))
+        ring.settled_to = upto
+        oldest = int(t[0] // 1_000_000_000)
+        for s in [s for s in ring.seconds if s < oldest]:
+            del ring.seconds[s]
+
+    def _pair(self, name: tuple[str, str, str, str], ring: FrameRing, t: np.ndarray,
+              v: np.ndarray, since: int) -> dict:
+        pipeline, stream, a, b = name
+        recent = {**ring.seconds, **per_second(*_from(t, v, ring.settled_to))}
+        first = since // 1_000_000_000
+        secs = sorted(s for s in recent if s >= first)
+        rows = np.array([recent[s] for s in secs]).reshape(-1, 5)
+        keep = t >= since
+        t, v = t[keep], v[keep]
+        lat = v[:, 0].astype(np.float64)
+        energy = v[:, 2][np.isfinite(v[:, 2])]
+        span_s = (t[-1] - t[0]) / 1e9 if len(t) > 1 else 0.0
+        cards = {"now": rows[-1, 1] if len(rows) else None,
+                 "min": float(lat.min()) if len(lat) else None,
+                 "max": float(lat.max()) if len(lat) else None,
+                 "mean": float(lat.mean()) if len(lat) else None,
+                 **dict(zip(("p95", "p99"), (np.percentile(lat, [95, 99]).tolist()
+                                             if len(lat) else [None, None]), strict=True)),
+                 "fps": (len(t) - 1) / span_s if span_s > 0 else None,
+                 "energy_mj_per_frame": float(energy.mean()) if len(energy) else None,
+                 "frames": int(len(t))}
+        idx = sample_indices(len(t), 1500)
+        pw = v[idx, 1]
+        ok = np.isfinite(pw)
+        order = np.argsort(pw[ok], kind="stable")
+        covered = (t[-1] - t[0]) / 1e9 if len(t) > 1 else 0.0
+        return {"pipeline": pipeline, "stream": stream, "from": a, "to": b,
+                "name": f"{pipeline} {a}->{b}" + (f" [{stream}]" if stream else ""),
+                "cards": {k: (None if x is None or not np.isfinite(x) else float(x))
+                          for k, x in cards.items()},
+                "covers_s": covered, "ring_full": ring.n > len(ring.t),
+                "seconds": {"t": [float(s) for s in secs], "p50": rounded(rows[:, 1]),
+                            "p95": rounded(rows[:, 2]), "power": rounded(rows[:, 3]),
+                            "frames": rows[:, 0].astype(int).tolist()},
+                "histogram": histogram(lat, 40),
+                "scatter": {"x": rounded(pw[ok][order]), "y": rounded(lat[idx][ok][order])}}
+
+    def csv(self, window_s: float) -> str:
+        since = time.time_ns() - int(window_s * 1e9)
+        out = io.StringIO()
+        w = csv.writer(out)
+        w.writerow(["end_unix_s", "pipeline", "stream", "stage_from", "stage_to",
+                    "latency_ms", f"power_{self.primary}_w", f"energy_{self.primary}_mj"])
+        with self._lock:
+            for (pipeline, stream, a, b), ring in sorted(self._rings.items()):
+                t, v = ring.rows(since)
+                for ti, (lat, pw, en) in zip((t / 1e9).tolist(), v.tolist(), strict=True):
+                    w.writerow([f"{ti:.6f}", pipeline, stream, a, b, f"{lat:.4f}",
+                                "" if pw != pw else f"{pw:.3f}",
+                                "" if en != en else f"{en:.4f}"])
+        return out.getvalue()
+
+    # -- served ------------------------------------------------------------------------
+    def routes(self) -> dict[str, Callable[[str], tuple[str, bytes]]]:
+        """path -> (query -> (content type, body)), for the Prometheus endpoint."""
+        return {"/": lambda q: ("text/html; charset=utf-8", self.html().encode()),
+                "/api/live": lambda q: ("application/json", json.dumps(
+                    self.snapshot(_window(q)), allow_nan=False,
+                    default=float).encode()),
+                "/api/live.csv": lambda q: ("text/csv; charset=utf-8",
+                                            self.csv(_window(q)).encode())}
+
+    def html(self) -> str:
+        options = "".join(f'<option value="{w}"{" selected" if w == 60 else ""}>'
+                          f'{w // 60 and f"{w // 60} min" or f"{w} s"}</option>'
+                          for w in WINDOWS_S)
+        body = f"""<h1>otel-benchlab <span class="muted" id="session"></span></h1>
+<div class="controls">window <select id="window">{options}</select>
+<button id="pause">Pause</button><button id="theme">Dark mode</button>
+<a id="csv" href="/api/live.csv?window=60" download="otel-benchlab-live.csv">CSV of this
+window</a> <span class="muted" id="updated"></span></div>
+<h3>Sources and losses</h3><div class="cards" id="status"></div>
+<div id="pairs"></div>"""
+        return document("otel-benchlab live", body, {"kind": "live"}, static_text("live.js"))
+
+
+def _from(t: np.ndarray, v: np.ndarray, second: int) -> tuple[np.ndarray, np.ndarray]:
+    keep = t >= second * 1_000_000_000
+    return t[keep], v[keep]
+
+
+def _window(query: str) -> float:
+    try:
+        w = float(parse_qs(urlparse("?" + query).query).get("window", ["60"])[0])
+    except ValueError:
+        w = 60.0
+    return min(max(w, 1.0), float(KEEP_S))
