@@ -1,9 +1,10 @@
 """A session as the views read it: its header, and per pair the frames' rows.
 
-Any folder that ``replay`` reads: an agent's session (its aligned Parquet parts and, after
-a crash, the journals of the part in progress, read as they are), and one with marks but
-no aligned rows (the seed project's ``raw/*.jsonl``, or aligned parts lost), which is
-paired and measured here the way ``replay`` does it, in memory.
+Any folder that ``replay`` reads: an agent's session (its aligned Parquet parts, which
+hold every span it measured, an application's OTLP spans too), and one with marks but no
+aligned rows (the seed project's ``raw/*.jsonl``) or whose agent crashed (its aligned rows
+end seconds before its marks), which is paired and measured here the way ``replay`` does
+it, in memory, journals of the parts in progress included.
 
 A frame's energy is its attributed share where the session has it (the figures that add
 up to the meter's), else the source's energy while it ran (sessions before attribution).
@@ -161,7 +162,12 @@ def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None
         raise ConfigError(f"{path}: no such session folder")
     rejected: dict[str, int] = {}
     manifest = read_manifest(path) if (path / "session.json").exists() else {}
-    table = _aligned_table(path, rejected)
+    # A crashed agent's aligned rows stop seconds before its marks do (spans wait for the
+    # energy share): such a session is paired again from its marks, as replay reads it.
+    crashed = bool(manifest) and (str(manifest.get("end_reason", "")).startswith("crash")
+                                  or not manifest.get("ended_at"))
+    table = None if crashed and (path / "raw" / "marks").is_dir() else \
+        _aligned_table(path, rejected)
     if table is not None:
         labels = _labels_of(table)
         power = read_power(path, manifest, rejected) if (path / "raw").is_dir() else {}
