@@ -92,9 +92,9 @@
 
   function compareCharts(c, k) {
     c.pairs.forEach((p, i) => {
-      const b = p.cdf.baseline, k = p.cdf.candidate;
-      if (b && k && b.x.length && k.x.length) {
-        const rows = uPlot.join([[b.x, b.y], [k.x, k.y]]);
+      const b = p.cdf.baseline, c2 = p.cdf.candidate;
+      if (b && c2 && b.x.length && c2.x.length) {
+        const rows = uPlot.join([[b.x, b.y], [c2.x, c2.y]]);
         chart(`c${k}-${i}-cdf`, "Latency CDF: baseline and candidate", {
           scales: { x: { time: false } }, series: [{}, line("baseline", COLORS[0]),
             line("candidate", COLORS[1])],
