@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from otel_benchlab.config import Config, ConfigError
 from otel_benchlab.receivers.stored import (
@@ -86,11 +87,21 @@ def _aligned_table(path: Path, rejected: dict[str, int]) -> pa.Table | None:
     folder = path / "aligned"
     if not folder.is_dir():
         return None
-    parts = read_parts(folder, None, rejected, [])  # all columns
+    first = next(iter(sorted(folder.glob("part-*.parquet"))), None)
+    columns = None
+    if first is not None:
+        try:  # the ids are never read here; at millions of rows they are most of the bytes
+            columns = [c for c in pq.read_schema(first).names
+                       if c not in ("trace_id", "span_id", "frame")]
+        except (OSError, pa.ArrowException):
+            columns = None
+    names = [c for c in ("pipeline", "stream", "stage_from", "stage_to", "power_source")
+             if columns is None or c in columns]
+    parts = read_parts(folder, columns, rejected, names)
     parts = [t for t in parts if t.num_rows]
     if not parts:
         return None
-    return pa.concat_tables(parts, promote_options="permissive")
+    return pa.concat_tables(parts, promote_options="permissive").unify_dictionaries()
 
 
 def _labels_of(table: pa.Table) -> list[str]:
@@ -105,13 +116,28 @@ def _pairs_of(table: pa.Table, labels: list[str],
               unpaired: dict[str, dict[str, int]] | None = None) -> list[PairRows]:
     cols = {name: table[name].to_numpy(zero_copy_only=False) for name in
             ("start_ns", "end_ns", "latency_ms")}
-    keys = [table[c].to_numpy(zero_copy_only=False).astype(str) for c in
-            ("pipeline", "stream", "stage_from", "stage_to")]
-    joined = np.char.add(np.char.add(keys[0], "\x1f"), np.char.add(
-        np.char.add(keys[1], "\x1f"), np.char.add(np.char.add(keys[2], "\x1f"), keys[3])))
-    names, group = np.unique(joined, return_inverse=True)
-    order = np.lexsort((cols["end_ns"], group))
-    bounds = np.searchsorted(group[order], np.arange(len(names) + 1))
+    # The four names as dictionary codes, one int64 key: strings of millions of rows as
+    # numpy text cost seconds and gigabytes.
+    key = np.zeros(table.num_rows, np.int64)
+    dictionaries = []
+    for c in ("pipeline", "stream", "stage_from", "stage_to"):
+        enc = pc.dictionary_encode(table[c].combine_chunks().fill_null(""))
+        dictionaries.append(enc.dictionary.to_pylist())
+        key = key * (len(enc.dictionary) + 1) + enc.indices.to_numpy(zero_copy_only=False)
+    order = np.lexsort((cols["end_ns"], key))
+    sorted_key = key[order]
+    starts = np.flatnonzero(np.diff(sorted_key, prepend=sorted_key[0] - 1)) \
+        if len(key) else np.zeros(0, np.int64)
+    bounds = np.append(starts, len(key))
+
+    def names_of(k: int) -> tuple[str, ...]:
+        out = []
+        for d in reversed(dictionaries):
+            k, i = divmod(k, len(d) + 1)
+            out.append(d[i])
+        return tuple(reversed(out))
+
+    names = [names_of(int(sorted_key[i])) for i in starts]
 
     def column(name: str) -> np.ndarray | None:
         if name not in table.column_names:
@@ -128,7 +154,7 @@ def _pairs_of(table: pa.Table, labels: list[str],
     out = []
     for g, name in enumerate(names):
         idx = order[bounds[g]:bounds[g + 1]]
-        pipeline, stream, a, b = str(name).split("\x1f")
+        pipeline, stream, a, b = name
         rows = PairRows(pipeline, stream, a, b, cols["start_ns"][idx], cols["end_ns"][idx],
                         cols["latency_ms"][idx])
         for label, (mean, energy) in sources.items():
