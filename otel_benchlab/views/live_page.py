@@ -53,12 +53,21 @@ class FrameRing:
         self.n += len(t)
 
     def rows(self, since_ns: int) -> tuple[np.ndarray, np.ndarray]:
-        held = min(self.n, len(self.t))
-        t, v = self.t[:held], self.values[:held]
+        """Frames ending at or after ``since_ns``, in time order."""
+        size = len(self.t)
+        if self.n <= size:
+            t, v = self.t[:self.n], self.values[:self.n]
+        else:  # arrival order: the oldest slot is the next to be written
+            at = self.n % size
+            t = np.concatenate([self.t[at:], self.t[:at]])
+            v = np.concatenate([self.values[at:], self.values[:at]])
         keep = t >= since_ns
-        t, v = t[keep], v[keep]
-        order = np.argsort(t, kind="stable")
-        return t[order], v[order]
+        if not keep.all():
+            t, v = t[keep], v[keep]
+        if len(t) > 1 and np.any(t[1:] < t[:-1]):  # arrival is nearly time order
+            order = np.argsort(t, kind="stable")
+            t, v = t[order], v[order]
+        return t, v
 
 
 def per_second(t: np.ndarray, v: np.ndarray) -> dict[int, tuple[float, ...]]:
@@ -131,9 +140,11 @@ class LivePage:
             rings = sorted(self._rings.items(), key=lambda kv: (
                 kv[0][0], self.order.get(kv[0][2:], len(self.order)), kv[0]))
             for name, ring in rings:
-                t, v = ring.rows(now_ns - KEEP_S * 1_000_000_000)
+                # One read covers the window and the seconds not yet settled.
+                t, v = ring.rows(min(since, ring.settled_to * 1_000_000_000))
                 self._settle(ring, t, v)
-                pairs.append(self._pair(name, ring, t, v, since))
+                keep = t >= since
+                pairs.append(self._pair(name, ring, t[keep], v[keep], since))
         return {"now": now_ns / 1e9, "window_s": window_s, "primary": self.primary,
                 "pairs": pairs, "status": self.status()}
 
@@ -148,7 +159,7 @@ class LivePage:
         sel = (t >= lo * 1_000_000_000) & (t < upto * 1_000_000_000)
         ring.seconds.update(per_second(t[sel], v[sel]))
         ring.settled_to = upto
-        oldest = int(t[0] // 1_000_000_000)
+        oldest = int(ring.t[:min(ring.n, len(ring.t))].min() // 1_000_000_000)
         for s in [s for s in ring.seconds if s < oldest]:
             del ring.seconds[s]
 

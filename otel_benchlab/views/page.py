@@ -47,7 +47,10 @@ def rounded(values: np.ndarray | list, digits: int = 5) -> list[float | None]:
     scale = 10.0 ** (digits - 1 - mag)
     out[ok] = np.round(arr[ok] * scale) / scale
     out[np.isfinite(arr) & (arr == 0)] = 0.0
-    return [None if not math.isfinite(v) else v for v in out.tolist()]
+    values = out.tolist()
+    if np.isnan(out).any():
+        values = [None if not math.isfinite(v) else v for v in values]
+    return values
 
 
 def json_for_script(obj: object) -> str:
