@@ -48,7 +48,8 @@
     state.charts = {};
     pairs.forEach((p, i) => {
       const sec = document.createElement("section");
-      sec.innerHTML = `<h2>${p.name}</h2><div class="cards" id="cards-${i}"></div>` +
+      sec.innerHTML = `<h2>${p.name}</h2><div class="muted" id="cover-${i}"></div>` +
+        `<div class="cards" id="cards-${i}"></div>` +
         `<div class="charts"><div class="chart" id="live-${i}-time"></div>` +
         `<div class="chart" id="live-${i}-hist"></div>` +
         `<div class="chart" id="live-${i}-scatter"></div></div>`;
@@ -98,6 +99,8 @@
         card("p95", c.p95, "ms") + card("p99", c.p99, "ms") + card("frames/s", c.fps, "",
           "fps") + card(`energy/frame ${d.primary || ""}`, c.energy_mj_per_frame, "mJ",
           "energy") + card("frames", c.frames, "", "frames");
+      $(`cover-${i}`).textContent = p.ring_full && p.covers_s < d.window_s ?
+        `at this rate the page keeps the newest ${fmt(p.covers_s, 3)} s of this pair` : "";
       const ch = state.charts[i];
       const s = p.seconds;
       ch.time.setData([s.t, s.p50, s.p95, s.power]);
