@@ -78,7 +78,6 @@ def in_process(fps: float = 60.0, pairs: int = 2) -> tuple[float, float, float]:
     per_batch = int(fps / 10)
     now = time.monotonic_ns() - 900 * 10**9
     add_s = 0.0
-    batches = 0
     for _ in range(9000):  # 900 s of batches
         end = now + np.arange(per_batch * pairs) * int(1e8 / (per_batch * pairs))
         codes = np.tile(np.arange(pairs), per_batch)
@@ -86,7 +85,6 @@ def in_process(fps: float = 60.0, pairs: int = 2) -> tuple[float, float, float]:
         t = time.perf_counter()
         page.add(b)
         add_s += time.perf_counter() - t
-        batches += 1
         now += 100_000_000
     polls = {}
     for window in (60, 900):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-from otel_benchlab.views.bootstrap import Change, Frames, compare_frames
+from otel_benchlab.views.bootstrap import Frames, compare_frames
 from otel_benchlab.views.page import document, fmt, rounded, static_text
 from otel_benchlab.views.sessions import PairRows, SessionView
 from otel_benchlab.views.stats import cdf
@@ -137,6 +137,3 @@ def render_html(results: list[dict]) -> str:
 
 def any_worse(result: dict) -> bool:
     return any(m["verdict"] == "worse" for p in result["pairs"] for m in p["metrics"])
-
-
-__all__ = ["Change", "compare_sessions", "terminal_table", "markdown", "render_html"]
