@@ -1,6 +1,6 @@
 """CapFrameX captures: one CSV and one JSON per (pipeline, stage pair).
 
-Follows CapFrameX's importer (see README "CapFrameX"): the CSV header starts with
+Follows CapFrameX's importer (docs/sessions-and-files.md): the CSV header starts with
 ``Application`` and carries PresentMon 1.x columns; the stage latency is the frame time
 (``MsBetweenPresents``); power and energy per source are extra columns CapFrameX ignores
 but keeps: ``Power_<source>_W`` and ``Energy_<source>_J``, the frame's attributed share of

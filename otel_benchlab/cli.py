@@ -236,27 +236,25 @@ def command_parser(command: str) -> argparse.ArgumentParser:
     return p
 
 
+# Command-line options (argparse dest) and the dotted config key each sets; the
+# configuration reference (scripts/gen_docs.py) reads this table too.
+FLAG_KEYS: dict[str, str] = {
+    "simulate": "simulate", "duration": "duration_s", "session": "session_id",
+    "data_root": "data_root", "prom_bind": "prometheus.bind", "sample_hz": "sample_hz",
+    "log_format": "log_format", "window": "pair_window_s", "days": "retention_days",
+    "raw_keep_days": "raw_keep_days", "max_gap": "power_max_gap_s",
+    "benchlab_device": "benchlab.device", "tail_jsonl": "intake.jsonl",
+    "otlp_listen": "intake.otlp_grpc", "otlp_http_listen": "intake.otlp_http",
+    "benchlab_rgb_feedback": "benchlab.control.rgb_feedback",
+    "benchlab_fan_auto": "benchlab.control.fan_auto",
+    "benchlab_control_dry_run": "benchlab.control.dry_run",
+    "pair": "pairs",
+}
+
+
 def _config(args: argparse.Namespace) -> Config:
-    overrides = {
-        "simulate": getattr(args, "simulate", None),
-        "duration_s": getattr(args, "duration", None),
-        "session_id": getattr(args, "session", None),
-        "data_root": getattr(args, "data_root", None),
-        "prometheus.bind": getattr(args, "prom_bind", None),
-        "sample_hz": getattr(args, "sample_hz", None),
-        "log_format": args.log_format,
-        "pair_window_s": getattr(args, "window", None),
-        "retention_days": getattr(args, "days", None),
-        "raw_keep_days": getattr(args, "raw_keep_days", None),
-        "power_max_gap_s": getattr(args, "max_gap", None),
-        "benchlab.device": getattr(args, "benchlab_device", None),
-        "intake.jsonl": getattr(args, "tail_jsonl", None),
-        "intake.otlp_grpc": getattr(args, "otlp_listen", None),
-        "intake.otlp_http": getattr(args, "otlp_http_listen", None),
-        "benchlab.control.rgb_feedback": getattr(args, "benchlab_rgb_feedback", None),
-        "benchlab.control.fan_auto": getattr(args, "benchlab_fan_auto", None),
-        "benchlab.control.dry_run": getattr(args, "benchlab_control_dry_run", None),
-    }
+    overrides = {key: getattr(args, dest, None) for dest, key in FLAG_KEYS.items()
+                 if dest != "pair"}
     if getattr(args, "pair", None):
         overrides["pairs"] = [list(p) for p in args.pair]
     return load_config(args.config, overrides=overrides)

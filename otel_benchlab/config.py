@@ -30,15 +30,22 @@ SIM_SOURCES = ("pipeline", "benchlab", "gpu")
 
 @dataclass
 class SimulateConfig:
+    # frames a second of each simulated stream
     fps: float = 60.0
+    # the simulated pipeline's stages, in order
     stages: list[str] = field(default_factory=lambda: ["ingress", "encoded", "inference_done"])
+    # its streams
     streams: list[str] = field(default_factory=lambda: ["cam0"])
+    # its name
     pipeline: str = "sim"
+    # one mean latency per step between stages
     stage_latency_ms: list[float] = field(default_factory=lambda: [8.0, 12.0])
     jitter: float = 0.15  # relative standard deviation of each stage latency
     mark_loss: float = 0.01  # probability that any one mark is lost
+    # marks carry frame ids (false: paired by order)
     frame_ids: bool = True
     benchlab_product: str = "original"  # the emulated meter: "original" or "benchlab2"
+    # the emulated BENCHLAB's firmware version
     benchlab_firmware: int = 6
     # Which simulated sources run with --simulate; leave one out to use the real one
     # (real probes against simulated power: sources = ["benchlab", "gpu"]).
@@ -49,27 +56,36 @@ class SimulateConfig:
 class BenchlabControlConfig:
     rgb_feedback: bool = False  # RGB colour from pipeline latency
     rgb_pair: str = ""  # "A->B" whose latency drives it; "" = the first pair
+    # RGB feedback: green below this median latency
     green_below_ms: float = 10.0
+    # RGB feedback: red above it (yellow between)
     red_above_ms: float = 20.0
     fan_auto: bool = False  # fan duty from temperature
+    # automatic fan: the duty starts rising here
     fan_threshold_c: float = 60.0
+    # automatic fan: full duty from here
     fan_full_c: float = 80.0
+    # automatic fan: the lowest duty (0-255)
     fan_min_duty: int = 25
+    # automatic fan: the highest duty (0-255)
     fan_max_duty: int = 100
     dry_run: bool = False  # log what would be written instead of writing
 
 
 @dataclass
 class BenchlabConfig:
+    # read BENCHLAB devices (without --simulate)
     enabled: bool = True
     device: str = "auto"  # "auto", a port path, or "uid:UID"
     max_rtt_ms: float = 20.0  # a sample whose round trip is longer is flagged uncertain
+    # per request
     read_timeout_ms: float = 250.0
     control: BenchlabControlConfig = field(default_factory=BenchlabControlConfig)
 
 
 @dataclass
 class TracesConfig:
+    # share of frames exported as traces (OTEL_TRACES_SAMPLER_ARG)
     sample_ratio: float = 1.0
     # Frames whose pair latency is over its target are always traced ("A->B" = seconds).
     latency_targets_s: dict[str, float] = field(default_factory=dict)
@@ -81,10 +97,12 @@ class OtlpConfig:
     # OTEL_METRICS_EXPORTER override them. The OTLP variables (per-signal endpoints, headers,
     # protocol, timeouts) override the keys below; see exporters/otlp.py.
     traces_exporter: list[str] = field(default_factory=lambda: ["otlp"])
+    # otlp, console or none (OTEL_METRICS_EXPORTER)
     metrics_exporter: list[str] = field(default_factory=lambda: ["otlp"])
     endpoint: str = ""  # "" = the exporters' own default (or the OTEL_* variables)
     protocol: str = ""  # "grpc" or "http/protobuf"; "" = grpc
     timeout_s: float = 5.0  # per export attempt
+    # metric export period (OTEL_METRIC_EXPORT_INTERVAL, ms)
     metric_interval_s: float = 60.0
     # At exit, how long undelivered telemetry may hold the agent up (a dead collector).
     flush_timeout_s: float = 2.0
@@ -97,14 +115,19 @@ class PrometheusConfig:
 
 @dataclass
 class ParquetConfig:
+    # write aligned/ and raw/ Parquet parts
     enabled: bool = True
+    # a part is closed after this many rows
     part_rows: int = 200_000
+    # or after this many seconds
     part_seconds: float = 60.0
 
 
 @dataclass
 class CapFrameXConfig:
+    # write a CapFrameX capture per pair
     enabled: bool = True
+    # the captures' Application name (CX_APP)
     app: str = "otel-benchlab"
     watch_dir: str = ""  # also copy finished files here (CapFrameX's capture folder)
     sample_time_ms: int = 100  # Pmd* power array spacing in the JSON
@@ -118,6 +141,7 @@ class HostConfig:
     rapl: bool = True  # CPU package energy (powercap: Intel and AMD RAPL)
     hwmon: bool = True  # /sys/class/hwmon: temperatures, fans, power (amdgpu)
     cpu: bool = True  # CPU utilisation as samples in raw Parquet
+    # where RAPL (class/powercap) and hwmon (class/hwmon) are read
     sysfs_root: str = "/sys"
 
 
@@ -125,6 +149,7 @@ class HostConfig:
 class KubernetesConfig:
     # The kubelet's PodResources socket: which pod holds which GPU. Absent: no attribution.
     pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    # how often GPU-to-pod attribution is refreshed
     pod_resources_refresh_s: float = 30.0
 
 
@@ -154,6 +179,7 @@ class LogPatternConfig:
 class IntakeConfig:
     # OTLP intake: "" = off; HOST:PORT (a port alone is loopback).
     otlp_grpc: str = ""
+    # OTLP/HTTP intake, as otlp_grpc
     otlp_http: str = ""
     # Incoming spans whose name matches one of these (names or globs) become stage spans.
     span_stages: list[str] = field(default_factory=list)
@@ -169,6 +195,7 @@ class IntakeConfig:
     # Seed-format JSONL mark files to follow (ts_ns monotonic or Unix epoch ns).
     jsonl: list[str] = field(default_factory=list)
     jsonl_from_start: bool = True  # read what the file holds already, then follow it
+    # log files whose lines become marks ([[intake.log]] tables)
     log: list[LogPatternConfig] = field(default_factory=list)
 
 
@@ -190,26 +217,39 @@ class AttributionConfig:
 
 @dataclass
 class Config:
+    # use the simulated sources (--simulate)
     simulate: bool = False
+    # stop measuring after this many seconds; unset: until SIGINT/SIGTERM
     duration_s: float | None = None
+    # letters, digits, '.', '_', '-'; empty: <UTC time>-<hex>
     session_id: str = ""
+    # where sessions are stored
     data_root: str = field(
         default_factory=lambda: str(
             Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "otel-benchlab"
         )
     )
+    # the stage pairs to measure (CX_STAGE_A + CX_STAGE_B add one)
     pairs: list[list[str]] = field(
         default_factory=lambda: [["ingress", "encoded"], ["encoded", "inference_done"]]
     )
+    # the longest a mark waits for its partner
     pair_window_s: float = 2.0
+    # sensor sampling rate
     sample_hz: float = 10.0
     power_sources: list[str] = field(default_factory=list)  # empty = every power source seen
+    # power samples further apart make energy missing, not guessed
     power_max_gap_s: float = 0.5
+    # sessions older than this are removed
     retention_days: float = 90.0
+    # raw/ older than this is removed
     raw_keep_days: float = 7.0
     retention_interval_h: float = 6.0  # the agent applies retention this often; 0 = never
+    # the live lines' period
     status_interval_s: float = 5.0
+    # text or json
     log_format: str = "text"
+    # records waiting for the processors; a full queue is counted
     queue_size: int = 100_000
     sim: SimulateConfig = field(default_factory=SimulateConfig)
     benchlab: BenchlabConfig = field(default_factory=BenchlabConfig)

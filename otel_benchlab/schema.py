@@ -27,6 +27,46 @@ SAMPLE_SCHEMA = pa.schema([
     ("uncertain", pa.bool_()),
 ])
 
+# What each column means (docs/reference/parquet.md is written from these and the schemas).
+COLUMN_NOTES: dict[str, str] = {
+    "aligned.pipeline": "the pipeline's name",
+    "aligned.stream": "the stream within it (a camera, a request queue)",
+    "aligned.frame": "the frame id, where the source has one",
+    "aligned.stage_from": "the stage the span starts at",
+    "aligned.stage_to": "the stage it ends at",
+    "aligned.start_ns": "start, host CLOCK_MONOTONIC ns (the one clock of the host)",
+    "aligned.end_ns": "end, host CLOCK_MONOTONIC ns",
+    "aligned.start_unix_ns": "start, Unix epoch ns (one offset measured at start)",
+    "aligned.end_unix_ns": "end, Unix epoch ns",
+    "aligned.latency_ms": "end - start",
+    "aligned.power_source": "the primary power source's label (`sys` where present)",
+    "aligned.power_mean_w": "the primary source's mean power over exactly [start, end]; "
+                            "null where its samples are too far apart",
+    "aligned.energy_j": "the primary source's energy while the span ran (overlapping spans "
+                        "each count the same joules)",
+    "aligned.energy_attr_j": "the span's attributed share of the primary source's energy "
+                             "(all spans' shares plus idle add up to the meter's)",
+    "aligned.power_mean_w_<label>": "the same for each further power source",
+    "aligned.energy_j_<label>": "the same for each further power source",
+    "aligned.energy_attr_j_<label>": "the same for each further power source",
+    "aligned.trace_id": "the span's trace id (hex), also for frames not sampled into traces",
+    "aligned.span_id": "the span's id (hex)",
+    "marks.ts_ns": "when the stage was reached, host CLOCK_MONOTONIC ns",
+    "marks.ts_unix_ns": "the same, Unix epoch ns",
+    "marks.pipeline": "the pipeline's name",
+    "marks.stream": "the stream within it",
+    "marks.stage": "the stage reached",
+    "marks.frame": "the frame id, where the source has one",
+    "samples.ts_ns": "when the reading was taken, host CLOCK_MONOTONIC ns (a BENCHLAB's: "
+                     "the middle of the request's round trip)",
+    "samples.ts_unix_ns": "the same, Unix epoch ns",
+    "samples.source": "the device (a BENCHLAB's uid, `nvml`, `rapl`, `hwmon`, `host-cpu`)",
+    "samples.sensor": "the sensor's name on that device (`SYS`, `gpu0.power`, ...)",
+    "samples.value": "the reading, in the sensor's unit (W, J, V, A, degrees C, RPM, ratio)",
+    "samples.rtt_ns": "the request's round trip, for a BENCHLAB (0 elsewhere)",
+    "samples.uncertain": "the reading's time is uncertain (a round trip over the limit)",
+}
+
 _ALIGNED_HEAD = [
     ("pipeline", pa.string()), ("stream", pa.string()), ("frame", pa.int64()),
     ("stage_from", pa.string()), ("stage_to", pa.string()),

@@ -1,4 +1,4 @@
-"""Makes the README's screenshots from simulated sessions: the live page of a running
+"""Makes the README's and docs' screenshots from simulated sessions: the live page of a running
 agent, the report of its session, and the comparison with a run whose second stage is 5 %
 slower. Needs Debian's chromium and the test extras (playwright).
 

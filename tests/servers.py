@@ -156,7 +156,8 @@ class BlackHole:
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, target: str, interval_s: float = 1.0) -> None:
+    def __init__(self, workdir: Path, target: str, interval_s: float = 1.0,
+                 remote_write: str | None = None) -> None:
         self.binary = shutil.which("prometheus")
         self.port = free_port()
         self.workdir = workdir
@@ -164,7 +165,9 @@ class Prometheus:
         (workdir / "prometheus.yml").write_text(
             f"global:\n  scrape_interval: {int(interval_s * 1000)}ms\n"
             f"scrape_configs:\n  - job_name: otel-benchlab\n    static_configs:\n"
-            f"      - targets: ['{target}']\n")
+            f"      - targets: ['{target}']\n"
+            + (f"remote_write:\n  - url: '{remote_write}'\n"
+               "    queue_config: {batch_send_deadline: 1s}\n" if remote_write else ""))
         self.proc: subprocess.Popen | None = None
         self.log = None
 
@@ -202,6 +205,54 @@ class Prometheus:
         url = f"http://127.0.0.1:{self.port}/api/v1/targets"
         return [(t["health"], t["lastError"]) for t in
                 json.load(urllib.request.urlopen(url, timeout=5))["data"]["activeTargets"]]
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        if self.log:
+            self.log.close()
+
+
+class InfluxDB:
+    """Debian's InfluxDB 1.x (``influxd``) with its data in ``workdir``, HTTP on loopback."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.binary = shutil.which("influxd")
+        self.port = free_port()
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "influxdb.conf").write_text(
+            f'reporting-disabled = true\nbind-address = "127.0.0.1:{free_port()}"\n'
+            f'[meta]\n  dir = "{workdir}/meta"\n'
+            f'[data]\n  dir = "{workdir}/data"\n  wal-dir = "{workdir}/wal"\n'
+            f'  query-log-enabled = false\n'
+            f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n')
+        self.proc: subprocess.Popen | None = None
+        self.log = None
+
+    def start(self) -> InfluxDB:
+        self.log = open(self.workdir / "influxd.log", "w")  # noqa: SIM115 - lives with proc
+        self.proc = subprocess.Popen([self.binary, "-config", str(self.workdir / "influxdb.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=self.log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ping", timeout=1)
+                return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("InfluxDB did not start: "
+                           + (self.workdir / "influxd.log").read_text()[-2000:])
+
+    def query(self, influxql: str, db: str = "") -> list[dict]:
+        """The series an InfluxQL statement returns (POST, as writes and DDL need)."""
+        data = urllib.parse.urlencode({"q": influxql, **({"db": db} if db else {})}).encode()
+        body = json.load(urllib.request.urlopen(
+            f"http://127.0.0.1:{self.port}/query", data=data, timeout=10))
+        result = body["results"][0]
+        assert "error" not in result, result
+        return result.get("series", [])
 
     def stop(self) -> None:
         if self.proc:

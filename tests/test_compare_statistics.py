@@ -34,7 +34,7 @@ def _share(results, test) -> dict[str, float]:
 
 def test_two_runs_of_one_process_are_the_same_on_every_metric(null_results):
     same = _share(null_results, lambda c: c.verdict == "same")
-    # p99 rests on 1 % of the frames; its interval is the least exact (see README)
+    # p99 rests on 1 % of the frames: its interval is the least exact (docs/replay-report-*)
     assert all(v >= 0.95 for m, v in same.items() if m != "latency_p99_ms"), same
     assert same["latency_p99_ms"] >= 0.90, same
 

@@ -20,7 +20,7 @@ from .test_end_to_end import agent_cmd, agent_env, wait_started
 pytestmark = pytest.mark.e2e
 STAGES = 3
 # One batch (1 s) plus the consumer's tick and the simulator's hand-over: what a kill may
-# take with it. Measured here: see the README's "what survives what".
+# take with it. Measured here: see docs/what-survives-what.md.
 MAX_LOSS_S = 1.6
 
 

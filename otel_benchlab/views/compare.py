@@ -46,7 +46,7 @@ def _cdf(p: PairRows) -> dict:
 
 
 def for_json(result: dict) -> dict:
-    """The machine form (documented in the README): no chart data."""
+    """The machine form (documented in docs/replay-report-compare.md): no chart data."""
     return {"baseline": result["baseline"], "candidate": result["candidate"],
             "threshold_pct": result["threshold_pct"], "confidence": result["confidence"],
             "pairs": [{k: v for k, v in p.items() if k != "cdf"} for p in result["pairs"]],
