@@ -176,8 +176,12 @@ def _run_agent(tmp: Path, seconds: float = 9.0) -> tuple[list[dict], str]:
                BENCHLAB_PROBE_ADDR="off",
                PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "fake_nvml"),
                                            env.get("PYTHONPATH", "")]))
+    # Every instrument the agent creates, with or without data yet, written down as it is
+    # created (the console exporter shows only those with data points).
+    created = tmp / "instruments.jsonl"
+    env["GEN_DOCS_INSTRUMENTS"] = str(created)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "otel_benchlab", "--simulate", "--config", str(cfg),
+        [sys.executable, "-c", _RECORD_INSTRUMENTS, "--simulate", "--config", str(cfg),
          "--data-root", str(tmp / "data"), "--prom-bind", f"127.0.0.1:{port}",
          "--duration", str(seconds)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -194,7 +198,30 @@ def _run_agent(tmp: Path, seconds: float = 9.0) -> tuple[list[dict], str]:
             continue
         docs.append(obj)
         at = end
-    return docs, exposition
+    instruments = [json.loads(line) for line in created.read_text().splitlines()]
+    return docs, exposition, instruments
+
+
+# Runs the agent with the SDK's Meter recording each instrument it creates.
+_RECORD_INSTRUMENTS = """
+import json, os, sys
+from opentelemetry.sdk.metrics import Meter
+out = open(os.environ["GEN_DOCS_INSTRUMENTS"], "a")
+def recording(kind, create):
+    def make(self, name, *args, unit="", description="", **kw):
+        out.write(json.dumps({"name": name, "kind": kind, "unit": unit,
+                              "description": description}) + "\\n")
+        out.flush()
+        return create(self, name, *args, unit=unit, description=description, **kw)
+    return make
+for attr, kind in (("create_counter", "counter"), ("create_up_down_counter",
+        "up-down counter"), ("create_histogram", "histogram"), ("create_gauge", "gauge"),
+        ("create_observable_counter", "counter"), ("create_observable_gauge", "gauge"),
+        ("create_observable_up_down_counter", "up-down counter")):
+    setattr(Meter, attr, recording(kind, getattr(Meter, attr)))
+from otel_benchlab.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 _KINDS = {"sum": "counter", "gauge": "gauge", "histogram": "histogram"}
@@ -202,8 +229,12 @@ _KINDS = {"sum": "counter", "gauge": "gauge", "histogram": "histogram"}
 
 def metrics() -> str:
     with tempfile.TemporaryDirectory() as tmp:
-        docs, exposition = _run_agent(Path(tmp))
+        docs, exposition, instruments = _run_agent(Path(tmp))
     found: dict[str, dict] = {}
+    for inst in instruments:
+        found.setdefault(inst["name"], {"unit": inst["unit"],
+                                        "description": inst["description"],
+                                        "kind": inst["kind"], "attributes": set()})
     for doc in docs:
         for rm in doc["resource_metrics"]:
             for sm in rm["scope_metrics"]:
@@ -212,11 +243,12 @@ def metrics() -> str:
                         "unit": m.get("unit", ""), "description": m.get("description", ""),
                         "kind": "", "attributes": set()})
                     data = m["data"]
-                    kind = "histogram" if "bucket_counts" in json.dumps(data)[:4000] else (
+                    entry["kind"] = entry["kind"] or (
+                        "histogram" if "bucket_counts" in json.dumps(data)[:4000] else
                         "counter" if data.get("is_monotonic") else
                         "up-down counter" if "is_monotonic" in data else "gauge")
-                    entry["kind"] = kind
                     for point in data.get("data_points", []):
+                        entry["seen"] = True
                         entry["attributes"].update(point.get("attributes", {}))
     helps = {m.group(1): m.group(2) for m in
              re.finditer(r"^# HELP (\S+) (.*)$", exposition, re.M)}
@@ -233,7 +265,11 @@ def metrics() -> str:
         e = found[name]
         prom = prom_name(name, e["description"])
         claimed.add(prom)
-        attrs = ", ".join(f"`{a}`" for a in sorted(e["attributes"]))
+        if not prom and e["unit"].startswith("{"):  # no data in the run: the naming rule
+            prom = re.sub(r"[^a-zA-Z0-9_]", "_", name) + (
+                "_total" if e["kind"] == "counter" else "")
+        attrs = ", ".join(f"`{a}`" for a in sorted(e["attributes"])) or (
+            "none" if e.get("seen") else "(no data in the run)")
         rows.append(f"| `{name}` | {e['kind']} | `{e['unit']}` | {attrs} | "
                     f"{'`' + prom + '`' if prom else ''} | {e['description']} |")
     prom_only = [f"| `{p}` | {types.get(p, '')} | {helps[p]} |" for p in sorted(helps)
