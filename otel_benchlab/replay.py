@@ -124,7 +124,7 @@ def replay_session(session_dir: str | Path, cfg: Config,
     _prepare_out(out_dir, force, named=out is not None)
     result = ReplayResult(out_dir, stored.marks.num_rows, 0.0, rejected=dict(stored.rejected))
     tables = build_aligned(encode_marks(stored), stored, pairs, cfg, result)
-    labels = _labels(stored, cfg)
+    labels = power_labels(stored, cfg)
     schema = aligned_schema(labels)
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     writer = ParquetPartWriter(out_dir / "aligned", schema,
@@ -192,7 +192,7 @@ def _prepare_out(out_dir: Path, force: bool, named: bool) -> None:
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
 
 
-def _labels(stored: StoredSession, cfg: Config) -> list[str]:
+def power_labels(stored: StoredSession, cfg: Config) -> list[str]:
     """The configured power sources (flag or file), else the session's own, else all."""
     if cfg.power_sources:
         return list(cfg.power_sources)
@@ -244,7 +244,7 @@ def build_aligned(m: _Marks, stored: StoredSession, pairs: list[tuple[str, str]]
                   result: ReplayResult, threads: int = 2) -> list[pa.Table]:
     """The aligned rows of each pair, a table a pair; pairs are computed in parallel
     (numpy and Arrow release the GIL for the heavy work)."""
-    labels = _labels(stored, cfg)
+    labels = power_labels(stored, cfg)
     schema = aligned_schema(labels)
     series = {}
     for label in labels:

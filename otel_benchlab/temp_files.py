@@ -24,6 +24,18 @@ def open_temp(final: Path, mode: str = "wb") -> tuple[IO, Path]:
         raise
 
 
+def replace_with(final: Path, data: bytes) -> None:
+    """``final`` holds ``data``, whole or not at all (a temporary file, then a rename)."""
+    fh, tmp = open_temp(final)
+    try:
+        with fh:
+            fh.write(data)
+        tmp.replace(final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def is_temp_of(path: Path, suffix: str) -> bool:
     """Whether ``path`` is a temporary file of a final name ending in ``suffix``."""
     return path.name.startswith(".") and path.name.endswith(".tmp") and \

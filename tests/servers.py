@@ -155,7 +155,38 @@ class BlackHole:
         self.sock.close()
 
 
-class Prometheus:
+class _ServerProcess:
+    """A server binary run for a test, its stderr in ``workdir/LOG``."""
+
+    LOG = "server.log"
+    workdir: Path
+    proc: subprocess.Popen | None = None
+    log = None
+
+    def _run(self, args: list[str], ready_url: str, what: str) -> None:
+        self.log = open(self.workdir / self.LOG, "w")  # noqa: SIM115 - lives with proc
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(ready_url, timeout=1)
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{what} did not become ready: "
+                           + (self.workdir / self.LOG).read_text()[-2000:])
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        if self.log:
+            self.log.close()
+
+
+class Prometheus(_ServerProcess):
+    LOG = "prometheus.log"
+
     def __init__(self, workdir: Path, target: str, interval_s: float = 1.0,
                  remote_write: str | None = None) -> None:
         self.binary = shutil.which("prometheus")
@@ -168,28 +199,13 @@ class Prometheus:
             f"      - targets: ['{target}']\n"
             + (f"remote_write:\n  - url: '{remote_write}'\n"
                "    queue_config: {batch_send_deadline: 1s}\n" if remote_write else ""))
-        self.proc: subprocess.Popen | None = None
-        self.log = None
 
     def start(self) -> Prometheus:
-        self.proc = subprocess.Popen(
-            [self.binary, f"--config.file={self.workdir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=subprocess.DEVNULL, stderr=self._open_log())
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=1)
-                return self
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("Prometheus did not become ready: "
-                           + (self.workdir / "prometheus.log").read_text()[-2000:])
-
-    def _open_log(self):
-        self.log = open(self.workdir / "prometheus.log", "w")  # noqa: SIM115 - lives with proc
-        return self.log
+        self._run([self.binary, f"--config.file={self.workdir / 'prometheus.yml'}",
+                   f"--storage.tsdb.path={self.workdir / 'data'}",
+                   f"--web.listen-address=127.0.0.1:{self.port}"],
+                  f"http://127.0.0.1:{self.port}/-/ready", "Prometheus")
+        return self
 
     def query(self, promql: str, at: float | None = None) -> list:
         """An instant query, at ``at`` (Unix seconds) or now."""
@@ -206,16 +222,11 @@ class Prometheus:
         return [(t["health"], t["lastError"]) for t in
                 json.load(urllib.request.urlopen(url, timeout=5))["data"]["activeTargets"]]
 
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        if self.log:
-            self.log.close()
 
-
-class InfluxDB:
+class InfluxDB(_ServerProcess):
     """Debian's InfluxDB 1.x (``influxd``) with its data in ``workdir``, HTTP on loopback."""
+
+    LOG = "influxd.log"
 
     def __init__(self, workdir: Path) -> None:
         self.binary = shutil.which("influxd")
@@ -228,22 +239,11 @@ class InfluxDB:
             f'[data]\n  dir = "{workdir}/data"\n  wal-dir = "{workdir}/wal"\n'
             f'  query-log-enabled = false\n'
             f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n')
-        self.proc: subprocess.Popen | None = None
-        self.log = None
 
     def start(self) -> InfluxDB:
-        self.log = open(self.workdir / "influxd.log", "w")  # noqa: SIM115 - lives with proc
-        self.proc = subprocess.Popen([self.binary, "-config", str(self.workdir / "influxdb.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ping", timeout=1)
-                return self
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("InfluxDB did not start: "
-                           + (self.workdir / "influxd.log").read_text()[-2000:])
+        self._run([self.binary, "-config", str(self.workdir / "influxdb.conf")],
+                  f"http://127.0.0.1:{self.port}/ping", "InfluxDB")
+        return self
 
     def query(self, influxql: str, db: str = "") -> list[dict]:
         """The series an InfluxQL statement returns (POST, as writes and DDL need)."""
@@ -253,10 +253,3 @@ class InfluxDB:
         result = body["results"][0]
         assert "error" not in result, result
         return result.get("series", [])
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        if self.log:
-            self.log.close()

@@ -20,10 +20,15 @@ WARMUP_S = 60
 WINDOW_S = 20.0
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def start_soak(workdir: str):
+    """The soak itself (conftest.py starts it in the background once tests are collected)."""
     return soak(SECONDS, "hang", rss_every_s=2.0, burst_at_s=SECONDS / 2, scrape_s=5.0,
-                workdir=str(tmp_path_factory.mktemp("soak")))
+                workdir=workdir)
+
+
+@pytest.fixture(scope="module")
+def run(soak_result):
+    return soak_result
 
 
 def test_the_soak_ends_cleanly(run):

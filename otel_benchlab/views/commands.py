@@ -17,13 +17,9 @@ def _pairs(args: argparse.Namespace) -> list[tuple[str, str]] | None:
 
 
 def _write(path: str, text: str) -> None:
-    from otel_benchlab.temp_files import open_temp
+    from otel_benchlab.temp_files import replace_with
 
-    out = Path(path)
-    f, tmp = open_temp(out)
-    with f:
-        f.write(text.encode())
-    tmp.replace(out)
+    replace_with(Path(path), text.encode())
 
 
 def report_parser(prog: str) -> argparse.ArgumentParser:

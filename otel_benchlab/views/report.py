@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from otel_benchlab.temp_files import open_temp
+from otel_benchlab.temp_files import replace_with
 from otel_benchlab.views.page import cell, document, fmt, rounded, static_text
 from otel_benchlab.views.sessions import PairRows, SessionView
 from otel_benchlab.views.stats import (
@@ -210,8 +210,5 @@ def render_html(sessions: list[dict], charts: list[dict]) -> str:
 def write_report(views: list[SessionView], out: Path) -> list[dict]:
     sessions = [session_summary(v) for v in views]
     charts = [session_charts(v) for v in views]
-    f, tmp = open_temp(out)
-    with f:
-        f.write(render_html(sessions, charts).encode())
-    tmp.replace(out)
+    replace_with(out, render_html(sessions, charts).encode())
     return sessions

@@ -212,7 +212,7 @@ def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None
 
 def _from_marks(path: Path, manifest: dict, wanted: list[tuple[str, str]] | None
                 ) -> SessionView:
-    from otel_benchlab.replay import ReplayResult, _labels, build_aligned, encode_marks
+    from otel_benchlab.replay import ReplayResult, build_aligned, encode_marks, power_labels
 
     try:
         stored = read_session(path)
@@ -228,7 +228,7 @@ def _from_marks(path: Path, manifest: dict, wanted: list[tuple[str, str]] | None
     have = set(pc.unique(stored.marks["stage"]).cast(pa.string()).to_pylist()) \
         if stored.marks.num_rows else set()
     pairs = [p for p in pairs if p[0] in have and p[1] in have] or _guess_pairs(stored)
-    labels = _labels(stored, cfg)
+    labels = power_labels(stored, cfg)
     result = ReplayResult(path, stored.marks.num_rows, 0.0)
     rejected = dict(stored.rejected)
     tables = build_aligned(encode_marks(stored), stored, pairs, cfg, result) \
