@@ -264,9 +264,11 @@ class BenchlabDevice:
                 reason = getattr(exc, "reason", "io_error")
                 self.count(reason, f"BENCHLAB {self.ident.uid} on {self.ident.port} failed "
                            f"({exc}); closing it, will look for it again")
-                self.counters.add("device.disconnects", 1, source=self.ident.uid)
                 self.port.close()
                 self.port = None
+                # Counted once the port is let go: whoever watches the count (a test
+                # taking the freed pty) finds the path free.
+                self.counters.add("device.disconnects", 1, source=self.ident.uid)
                 continue
             deadline += self.period_ns
             now = time.monotonic_ns()

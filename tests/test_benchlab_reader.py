@@ -146,7 +146,13 @@ def test_unplug_and_replug_on_another_path_is_followed_by_uid(emulator):
         while counters.get("device.disconnects", source=uid) < 1:  # the reader lets go
             assert time.monotonic() < deadline, "the reader did not notice the unplug"
             time.sleep(0.02)
-        holder = os.openpty()  # takes the freed pty number: the device returns elsewhere
+        # Hold ptys until the freed one is held, so the device returns elsewhere (other
+        # processes' ptys, such as the background soak's, make "the next one" unsure).
+        holders = []
+        while len(holders) < 64:
+            holders.append(os.openpty())
+            if os.ttyname(holders[-1][1]) == first_path:
+                break
         time.sleep(1.0)
         emulator.replug()
         assert emulator.path != first_path
@@ -154,8 +160,9 @@ def test_unplug_and_replug_on_another_path_is_followed_by_uid(emulator):
         out.wait_for(n + 10, timeout=20)
     finally:
         rx.stop()
-        for fd in locals().get("holder", ()):
-            os.close(fd)
+        for pair in locals().get("holders", ()):
+            for fd in pair:
+                os.close(fd)
     assert counters.get("device.disconnects", source=uid) == 1
     assert counters.get("device.reconnects", source=uid) == 1
     gaps = [b.ts_ns - a.ts_ns for a, b in zip(out.samples, out.samples[1:], strict=False)]
