@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As root in a container: no sandbox, and /tmp instead of a possibly small /dev/shm; no
+# background connections (this machine's closed network refuses them, many at a time).
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+        "--disable-dev-shm-usage", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
 
 
 @dataclass
