@@ -216,12 +216,17 @@ class SampleMetrics:
             description="1 while a sensor source delivers samples, 0 once it has been "
                         "silent for a few sample periods (unplugged, failing, lost)")
 
-    def _up(self, _: CallbackOptions) -> Iterable[Observation]:
+    def sources_up(self) -> dict[str, bool]:
+        """Which sources deliver samples now: what benchlab.source.up reports."""
         now = time.monotonic_ns()
         with self._lock:
             seen = dict(self._seen)
-        return [Observation(1 if last and now - last <= self._stale_ns else 0,
-                            {"source": source}) for source, last in seen.items()]
+        return {source: bool(last) and now - last <= self._stale_ns
+                for source, last in seen.items()}
+
+    def _up(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(int(up), {"source": source})
+                for source, up in self.sources_up().items()]
 
     def _reader(self, metric: str):
         infos = self._by_metric[metric]

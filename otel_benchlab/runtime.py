@@ -167,7 +167,6 @@ class Agent:
         self.telemetry.samples.attributions = list(attributions or [])
         # The live page beside /metrics (views/live_page.py), when that port is served.
         self.live_page = None
-        self._last_power_ns: dict[str, int] = {}
         if self.telemetry.prometheus is not None:
             from otel_benchlab.views.live_page import LivePage
 
@@ -303,7 +302,6 @@ class Agent:
             v = rec.values.get(name)
             if v is None:
                 continue
-            self._last_power_ns[label] = rec.ts_ns
             self.annotator.add_power(label, rec.ts_ns, v)
             if self.capframex is not None and self.power_sources[label] == "power":
                 ts_list, v_list = self._cx_power.setdefault(label, ([], []))
@@ -552,13 +550,15 @@ class Agent:
                  self.marks_total, self.samples_total, self.spans_total)
 
     def _live_status(self) -> dict:
-        """For the live page: each power source up (a sample within 3 sampling periods,
-        at least 2 s) or down, and the loss counters."""
-        now = time.monotonic_ns()
-        stale = int(max(3.0 / max(self.cfg.sample_hz, 1e-3), 2.0) * 1e9)
+        """For the live page: each power source up or down (as benchlab.source.up says of
+        the devices that feed it), and the loss counters."""
+        up = self.telemetry.samples.sources_up()
+        feeds = {label: [src for src, pairs in self._power_sensors.items()
+                         if any(lbl == label for _, lbl in pairs)] for label in self.labels}
         return {"session": self.session.id,
-                "sources": [{"name": label, "up": now - self._last_power_ns.get(label, 0)
-                             < stale} for label in self.labels],
+                "sources": [{"name": label, "up": any(up.get(src, False)
+                                                      for src in feeds[label])}
+                            for label in self.labels],
                 "losses": {**{f"unpaired {k}": v for k, v in self.unpaired_by_reason.items()},
                            "queue dropped": self.counters.get("queue.dropped"),
                            "late": self.counters.get("input.late"),

@@ -188,12 +188,11 @@ class LivePage:
         pw = v[idx, 1]
         ok = np.isfinite(pw)
         order = np.argsort(pw[ok], kind="stable")
-        covered = (t[-1] - t[0]) / 1e9 if len(t) > 1 else 0.0
         return {"pipeline": pipeline, "stream": stream, "from": a, "to": b,
                 "name": f"{pipeline} {a}->{b}" + (f" [{stream}]" if stream else ""),
                 "cards": {k: (None if x is None or not np.isfinite(x) else float(x))
                           for k, x in cards.items()},
-                "covers_s": covered, "ring_full": ring.n > len(ring.t),
+                "covers_s": span_s, "ring_full": ring.n > len(ring.t),
                 "seconds": {"t": [float(s) for s in secs], "p50": rounded(rows[:, 1]),
                             "p95": rounded(rows[:, 2]), "power": rounded(rows[:, 3]),
                             "frames": rows[:, 0].astype(int).tolist()},

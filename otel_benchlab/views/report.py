@@ -58,8 +58,7 @@ def pair_charts(view: SessionView, p: PairRows) -> dict:
         out["scatter"] = {"x": rounded(px[ok][order]), "y": rounded(py[ok][order])}
     if primary in p.energy_j:
         out["energy_time"] = _series(t_end, p.energy_j[primary], 1e3)
-    ends = np.sort(p.end_ns)
-    out["frame_time"] = _series((ends[1:] - origin) / 1e9, frame_times_ms(p.end_ns))
+    out["frame_time"] = _series((p.end_ns[1:] - origin) / 1e9, frame_times_ms(p.end_ns))
     return out
 
 

@@ -45,8 +45,9 @@ def frame_rate(end_ns: np.ndarray) -> float | None:
 
 
 def frame_times_ms(end_ns: np.ndarray) -> np.ndarray:
-    """Time between one frame's end and the next one's (CapFrameX's MsBetweenPresents)."""
-    return np.diff(np.sort(end_ns)) / 1e6
+    """Time between one frame's end and the next one's (CapFrameX's MsBetweenPresents);
+    ``end_ns`` in end order, as a pair's rows are (sessions.PairRows)."""
+    return np.diff(end_ns) / 1e6
 
 
 def frame_time_lows(frame_ms: np.ndarray) -> dict[str, float | None]:
