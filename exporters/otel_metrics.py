@@ -317,6 +317,24 @@ class AgentMetrics:
              "upstream, by signal"),
             ("forward.dropped", "{request}", "OTLP requests from the intake not forwarded, "
              "by signal and reason"),
+            ("upload.objects", "{object}", "Files uploaded to the object store"),
+            ("upload.bytes", "By", "Bytes uploaded to the object store"),
+            ("upload.failures", "{attempt}", "Failed uploads, by reason (unreachable, "
+             "refused, local)"),
         ):
             meter.create_observable_counter(f"benchlab.agent.{name}", [counter(name)],
                                             unit=unit, description=desc)
+
+        def gauge(name: str):
+            def observe(_: CallbackOptions) -> Iterable[Observation]:
+                value = counters.gauge_value(name)
+                return [] if value is None else [Observation(value)]
+            return observe
+
+        for name, unit, desc in (
+            ("upload.outbox.files", "{file}", "Files waiting in upload outboxes"),
+            ("upload.outbox.size", "By", "Bytes waiting in upload outboxes"),
+            ("upload.lag", "s", "How long the oldest file waiting for upload has waited"),
+        ):
+            meter.create_observable_gauge(f"benchlab.agent.{name}", [gauge(name)], unit=unit,
+                                          description=desc)

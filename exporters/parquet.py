@@ -120,7 +120,7 @@ class ParquetPartWriter:
     def __init__(self, directory: Path, schema: pa.Schema, part_rows: int = 200_000,
                  part_seconds: float = 60.0, on_error: Callable[[str, int], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, journal: bool = True,
-                 sync_s: float = 1.0) -> None:
+                 sync_s: float = 1.0, on_part: Callable[[Path], None] | None = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.schema = schema
@@ -129,6 +129,7 @@ class ParquetPartWriter:
         self.max_buffer_rows = max(10 * part_rows, 100_000)
         self.sync_s = sync_s
         self._on_error = on_error or (lambda what, n: None)
+        self._on_part = on_part  # told of each part once it is in place (the uploader)
         self._clock = clock
         # Rows of the part that are not (only) in the journal: every row while the journal
         # is failing, none while it takes them (see _append_journal).
@@ -295,6 +296,8 @@ class ParquetPartWriter:
             log.warning("Parquet writes to %s work again", self.directory)
             self._failing = False
         self._close_journal(remove=True)
+        if self._on_part is not None:
+            self._on_part(final)
         self._next += 1
         self.parts_written += 1
         self.rows_written += table.num_rows

@@ -308,7 +308,8 @@ def cmd_run(args: argparse.Namespace, cfg: Config | None = None,
     try:
         agent = Agent(cfg, built.receivers, Session(cfg.data_root, cfg.session_id),
                       status_out=sys.stdout, counters=counters, span_sinks=built.span_sinks,
-                      timebase=ctx.timebase, attributions=built.attributions)
+                      timebase=ctx.timebase, attributions=built.attributions,
+                      file_sinks=built.file_sinks)
         if signals.count:
             log.info("interrupted during start-up; nothing was written")
             agent.abandon()

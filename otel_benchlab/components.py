@@ -31,6 +31,7 @@ COMPONENT_MODULES = (
     "otel_benchlab.receivers.log_pattern",
     "otel_benchlab.k8s.podresources",  # before the intake, which uses what it knows
     "otel_benchlab.receivers.otlp_intake",
+    "otel_benchlab.exporters.upload",
 )
 
 
@@ -52,19 +53,24 @@ class Built:
     """What one component adds: receivers; span sinks (exporters that get every stage span
     once it has its power, with ``export(spans)`` and ``shutdown()``); clean-ups run after
     the agent has stopped (an emulator's pseudo-terminal); and attributions, which add
-    attributes to a device's metrics by its ``hw.id`` (the pod that holds a GPU)."""
+    attributes to a device's metrics by its ``hw.id`` (the pod that holds a GPU); and file
+    sinks."""
 
     receivers: list[Any] = field(default_factory=list)
     span_sinks: list[Any] = field(default_factory=list)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     # hw.id -> attributes to add to that device's metrics (which pod holds a GPU)
     attributions: list[Callable[[str], dict[str, str]]] = field(default_factory=list)
+    # Exporters of files: told of each session file once it is complete
+    # (``open_session``, ``file_closed``, ``start``, ``shutdown``): the uploader.
+    file_sinks: list[Any] = field(default_factory=list)
 
     def add(self, other: Built) -> None:
         self.receivers += other.receivers
         self.span_sinks += other.span_sinks
         self.cleanups += other.cleanups
         self.attributions += other.attributions
+        self.file_sinks += other.file_sinks
 
     def cleanup(self) -> None:
         for fn in reversed(self.cleanups):

@@ -216,6 +216,27 @@ class AttributionConfig:
 
 
 @dataclass
+class UploadConfig:
+    # Where every closed Parquet part, session.json and the CapFrameX captures go:
+    # s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/
+    # PREFIX, or an absolute path (a shared volume). "" = off. Credentials come from each
+    # provider's own variables and files (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_*,
+    # the pod's workload identity).
+    uri: str = ""
+    # an S3-compatible store's address (MinIO, Ceph RGW), e.g. http://minio:9000
+    endpoint: str = ""
+    region: str = ""  # the S3 region; "" = AWS_REGION, AWS_DEFAULT_REGION or ~/.aws/config
+    node: str = ""  # the node= partition; "" = k8s.node.name, else the host name
+    # the average upload rate at most (bytes a second); 0 = no limit
+    bandwidth_bytes_s: float = 0.0
+    # the longest wait between tries (the back-off doubles from 1 s), and between tries
+    # while the store refuses (credentials, no bucket)
+    retry_max_s: float = 300.0
+    # at exit, how long what is left may hold the agent up (the rest goes at the next start)
+    flush_timeout_s: float = 10.0
+
+
+@dataclass
 class Config:
     # use the simulated sources (--simulate)
     simulate: bool = False
@@ -263,6 +284,7 @@ class Config:
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     intake: IntakeConfig = field(default_factory=IntakeConfig)
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    upload: UploadConfig = field(default_factory=UploadConfig)
 
     def pair_tuples(self) -> list[tuple[str, str]]:
         return [(a, b) for a, b in self.pairs]
@@ -289,6 +311,8 @@ ENV_KEYS: dict[str, str] = {
     "BENCHLAB_DEVICE": "benchlab.device",
     "CX_APP": "capframex.app",
     "BENCHLAB_PROBE_ADDR": "probe.listen",
+    "BENCHLAB_UPLOAD_URI": "upload.uri",
+    "BENCHLAB_UPLOAD_ENDPOINT": "upload.endpoint",
 }
 
 
@@ -465,6 +489,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "intake.forward_queue": (1, 1_000_000), "intake.max_delay_s": (0.0, 3600),
     "attribution.delay_s": (0.0, 3600), "attribution.weights": (0, 1e6),
     "kubernetes.pod_resources_refresh_s": (0, 86400),
+    "upload.bandwidth_bytes_s": (0.0, 1e12), "upload.retry_max_s": (0, 86400),
+    "upload.flush_timeout_s": (0.0, 3600),
 }
 
 

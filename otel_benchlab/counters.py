@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 log = logging.getLogger("otel_benchlab")
 
@@ -19,6 +20,7 @@ class AgentCounters:
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, tuple[tuple[str, str], ...]], int] = defaultdict(int)
         self._warned: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        self._gauges: dict[str, Callable[[], float]] = {}
 
     def add(self, name: str, n: int = 1, hint: str = "", **labels: str) -> None:
         key = (name, tuple(sorted(labels.items())))
@@ -47,3 +49,11 @@ class AgentCounters:
     def items(self, name: str) -> list[tuple[dict[str, str], int]]:
         with self._lock:
             return [(dict(lbl), v) for (n, lbl), v in self._counts.items() if n == name]
+
+    def gauge(self, name: str, read: Callable[[], float]) -> None:
+        """A value read when metrics are exported (an outbox's size), by whoever has it."""
+        self._gauges[name] = read
+
+    def gauge_value(self, name: str) -> float | None:
+        read = self._gauges.get(name)
+        return None if read is None else read()

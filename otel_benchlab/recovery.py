@@ -15,6 +15,7 @@ from pathlib import Path
 
 from otel_benchlab.config import ConfigError
 from otel_benchlab.exporters.parquet import recover_directory
+from otel_benchlab.outbox import open_outbox
 from otel_benchlab.session import (
     agent_alive,
     crashed,
@@ -70,7 +71,24 @@ def recover_session(path: str | Path) -> Recovery:
         manifest["summary"] = {"rows": dict(result.total_rows),
                                "recovered_rows": dict(result.rows)}
         write_manifest(path, manifest)
+    _queue_for_upload(path)
     return result
+
+
+def _queue_for_upload(path: Path) -> None:
+    """A session recorded with uploads on: the parts recovery made (and any the agent
+    closed but died before noting) join its outbox, and the manifest, which now records
+    the crash, goes again. The agent's uploader takes them up."""
+    box = open_outbox(path)
+    if box is None:
+        return
+    for sub in KINDS.values():
+        directory = path.joinpath(*sub)
+        for part in sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []:
+            relpath = part.relative_to(path).as_posix()
+            if not box.known(relpath):
+                box.add(relpath)
+    box.add("session.json")
 
 
 def recover_crashed(data_root: str | Path) -> list[Recovery]:

@@ -7,6 +7,8 @@
   end and has a file changed in the last ``ACTIVE_GRACE_S``. Never anything outside the
   data root, never through a symlink (a symlinked session or folder is skipped, and
   removal never follows links).
+- Never a session whose upload outbox still holds files (``outbox.py``): they may be the
+  only copy; it says so, and when the session is past its limit, a warning.
 - A finished session's Parquet parts are compacted into one part per kind. The new part is
   written in a sibling folder ``<kind>.compact.tmp`` and the two folders are swapped with
   one ``renameat2(RENAME_EXCHANGE)``, so a reader sees the old parts or the new one, never
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from otel_benchlab.exporters.parquet import write_part
+from otel_benchlab.outbox import open_outbox
 from otel_benchlab.session import agent_alive, file_stats, newest_mtime, read_manifest
 
 log = logging.getLogger("otel_benchlab")
@@ -155,6 +158,19 @@ def _one_session(path: Path, days: float, raw_keep_days: float, dry_run: bool,
     ended = _ended_at(manifest)
     if agent_alive(path):
         result.skipped.append((path, "an agent is writing it"))
+        return
+    box = open_outbox(path)
+    waiting = box.pending() if box is not None else []
+    if waiting:
+        # Its files are the only copy of what the store has not got yet (and compaction
+        # would rename the parts the outbox names).
+        mib = box.pending_bytes() / 2**20
+        result.skipped.append((path, f"{len(waiting)} files ({mib:.1f} MiB) still to upload "
+                               f"to {box.header.get('store')}"))
+        if ended is not None and (now - ended) / 86400 > min(days, raw_keep_days):
+            log.warning("retention keeps %s past its limit: %d files (%.1f MiB) have not "
+                        "reached %s yet (see the upload errors)", path, len(waiting), mib,
+                        box.header.get("store"))
         return
     newest = newest_mtime(path)
     if ended is None and now - newest < ACTIVE_GRACE_S:

@@ -99,7 +99,7 @@ class Agent:
                  status_out: TextIO | None = None,
                  counters: AgentCounters | None = None,
                  span_sinks: list | None = None, timebase: TimeBase | None = None,
-                 attributions: list | None = None) -> None:
+                 attributions: list | None = None, file_sinks: list | None = None) -> None:
         self.cfg = cfg
         self.receivers = receivers
         self.session = session
@@ -116,6 +116,8 @@ class Agent:
         # Exporters that get every stage span once it has its power (the OTLP intake's
         # forwarder adds the figures to the application's own spans).
         self.span_sinks = list(span_sinks or [])
+        # Exporters of files (the uploader): told of each session file once it is whole.
+        self.file_sinks = list(file_sinks or [])
         self.sensors = [s for r in receivers for s in r.sensors()]
         self.power_sources = choose_power_sources(cfg, self.sensors)
         self.labels = list(self.power_sources)
@@ -185,14 +187,14 @@ class Agent:
         p = cfg.parquet
         self.parquet = None
         if p.enabled:
+            on_part = self._file_closed if self.file_sinks else None
             self.parquet = {
-                "aligned": ParquetPartWriter(self.session.aligned, aligned_schema(self.labels),
-                                             p.part_rows, p.part_seconds, on_error),
-                "marks": ParquetPartWriter(self.session.raw_marks, MARK_SCHEMA, p.part_rows,
-                                           p.part_seconds, on_error),
-                "samples": ParquetPartWriter(self.session.raw_samples, SAMPLE_SCHEMA,
-                                             p.part_rows, p.part_seconds, on_error),
-            }
+                name: ParquetPartWriter(directory, schema, p.part_rows, p.part_seconds,
+                                        on_error, on_part=on_part)
+                for name, directory, schema in (
+                    ("aligned", self.session.aligned, aligned_schema(self.labels)),
+                    ("marks", self.session.raw_marks, MARK_SCHEMA),
+                    ("samples", self.session.raw_samples, SAMPLE_SCHEMA))}
         self.capframex = None
         if cfg.capframex.enabled:
             self.capframex = CapFrameXWriter(self.session.capframex, cfg.capframex.app,
@@ -200,6 +202,11 @@ class Agent:
                                              cfg.capframex.sample_time_ms,
                                              cfg.capframex.watch_dir or None, spill=True,
                                              on_error=on_error)
+
+    def _file_closed(self, path) -> None:  # noqa: ANN001 - a Path under the session
+        relpath = path.relative_to(self.session.path).as_posix()
+        for sink in self.file_sinks:
+            sink.file_closed(relpath)
 
     # -- intake ------------------------------------------------------------------------
     def emit(self, record: Record | list[Record]) -> bool:
@@ -429,6 +436,9 @@ class Agent:
                                [asdict(s) for s in self.sensors],
                                {k: str(v) for k, v in
                                 self.telemetry.resource.attributes.items()})
+            for sink in self.file_sinks:
+                sink.open_session(self.session.path, self.session.manifest)
+                sink.start()
         except BaseException:
             self.session.discard()
             self.telemetry.close(0.0, self._hurry)
@@ -542,12 +552,27 @@ class Agent:
             summary["undelivered"] = undelivered
             self._step("recording undelivered telemetry",
                        lambda: self.session.finish(summary))
+        if self.file_sinks:
+            self._close_file_sinks()
         self.session.release()
         if self.status_out is not None:
             for line in self.stats.summary(ran_s, self.session.path, summary):
                 print(line, file=self.status_out, flush=True)
         log.info("session %s closed: %d marks, %d samples, %d spans", self.session.id,
                  self.marks_total, self.samples_total, self.spans_total)
+
+    def _close_file_sinks(self) -> None:
+        """The session's last files go to the file sinks (the end's session.json, the
+        captures), which then get ``upload.flush_timeout_s`` to send what is left."""
+        closed = ["session.json"] + [
+            p.relative_to(self.session.path).as_posix()
+            for p in (self.capframex.files_written if self.capframex else [])
+            if p.is_relative_to(self.session.path)]
+        for sink in self.file_sinks:
+            for relpath in closed:
+                self._step(f"{getattr(sink, 'name', sink)}: {relpath}",
+                           lambda s=sink, r=relpath: s.file_closed(r))
+            self._step(f"closing {getattr(sink, 'name', sink)}", sink.shutdown)
 
     def _live_status(self) -> dict:
         """For the live page: each power source up or down (as benchlab.source.up says of

@@ -1,0 +1,267 @@
+"""Upload: an exporter of files. Every closed Parquet part, ``session.json`` (at the start
+and again at the end) and the CapFrameX captures go to an object store
+(``otel_benchlab.store`` has the layout), through each session's outbox
+(``otel_benchlab.outbox``), on a thread of its own: the agent's writing never waits for
+the network.
+
+- A file goes once per ``add``; its key is fixed by its session and name, so a retry, a
+  restart or a ``kill -9`` mid-upload writes the same bytes to the same key.
+- A store that is down: the file stays in the outbox, tries back off from 1 s doubling to
+  ``retry_max_s``; one warning when it starts failing, one line when it works again. A store
+  that refuses (credentials, a missing bucket) is one error line and a try every
+  ``retry_max_s``, not a retry storm.
+- At start the outboxes of earlier sessions (a crash, a store that was down at exit) are
+  taken up again, and every ``RESCAN_S`` what another process added (``report``, ``recover``).
+- ``bandwidth_bytes_s`` bounds the average rate: a file goes whole, then the uploader
+  waits as long as that many bytes take at the limit (an object store takes an object in
+  one request, so this is where a limit can act).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+from otel_benchlab.components import BuildContext, Built, Component
+from otel_benchlab.config import Config, UploadConfig
+from otel_benchlab.counters import AgentCounters
+from otel_benchlab.outbox import Outbox, Pending, outboxes
+from otel_benchlab.store import SessionPlace, Store, object_name, refused, safe_node
+
+log = logging.getLogger("otel_benchlab")
+
+RESCAN_S = 30.0  # how often other sessions' outboxes are looked at again
+DISK_WARN_FULL = 0.9  # warn when the data root's disk is this full while uploads fail
+
+
+def node_name(cfg: UploadConfig, resource: dict[str, str]) -> str:
+    """The ``node=`` partition: the setting, else ``k8s.node.name``, else the host name."""
+    return safe_node(cfg.node or resource.get("k8s.node.name") or resource.get("host.name")
+                     or socket.gethostname())
+
+
+class Uploader:
+    def __init__(self, cfg: UploadConfig, data_root: str, counters: AgentCounters,
+                 store: Store | None = None) -> None:
+        self.cfg = cfg
+        self.data_root = Path(data_root)
+        self.store = store or Store(cfg.uri, cfg.endpoint, cfg.region)
+        self.counters = counters
+        self.name = f"upload to {self.store}"
+        self._boxes: dict[Path, Outbox] = {}
+        self._foreign: set[Path] = set()  # outboxes bound for another store
+        self._current: Outbox | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._draining = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failures_in_row = 0
+        self._failing: str = ""  # "", "down" or "refused": what was last logged
+        self._disk_warned = False
+        self._waiting_at = 0.0
+        self._waiting_cache = (0, 0, 0)
+        for reason in ("unreachable", "refused", "local"):
+            counters.declare("upload.failures", reason=reason)
+        counters.declare("upload.bytes")
+        counters.declare("upload.objects")
+        counters.gauge("upload.outbox.files", lambda: self.waiting()[0])
+        counters.gauge("upload.outbox.size", lambda: self.waiting()[1])
+        counters.gauge("upload.lag", self.lag_s)
+
+    # -- what the runtime calls ----------------------------------------------------------
+    def open_session(self, session_path: Path, manifest: dict) -> None:
+        place = SessionPlace(node_name(self.cfg, manifest.get("resource") or {}),
+                             str(manifest.get("started_at", ""))[:10], manifest["session_id"])
+        box = Outbox.create(session_path, {"store": self.store.uri,
+                                           "endpoint": self.store.endpoint,
+                                           "node": place.node, "date": place.date,
+                                           "session": place.session})
+        self._boxes[box.session_path] = self._current = box
+        self.file_closed("session.json")
+
+    def file_closed(self, relpath: str) -> None:
+        """A file of the current session is complete (renamed into place): it goes."""
+        if self._current is not None:
+            self._current.add(relpath)
+            self._wake.set()
+
+    def start(self) -> None:
+        self._scan()
+        self._thread = threading.Thread(target=self._run, name="upload", daemon=True)
+        self._thread.start()
+
+    def shutdown(self, timeout_s: float | None = None) -> None:
+        """Give what is left ``timeout_s`` (``flush_timeout_s``) to go; the rest stays in
+        the outbox for the next start."""
+        timeout_s = self.cfg.flush_timeout_s if timeout_s is None else timeout_s
+        self._draining.set()
+        self._wake.set()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self._current_pending():
+            time.sleep(0.05)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        left = self._current_pending()
+        if left:
+            log.warning("%d files of session %s are not uploaded yet; they stay in its outbox "
+                        "and go at the next start", left, self._current.session_path.name)
+
+    # -- the thread ----------------------------------------------------------------------
+    def _current_pending(self) -> int:
+        return len(self._current.pending()) if self._current is not None else 0
+
+    def _run(self) -> None:
+        next_scan = time.monotonic() + RESCAN_S
+        while not self._stop.is_set():
+            if time.monotonic() >= next_scan:
+                self._scan()
+                next_scan = time.monotonic() + RESCAN_S
+            job = self._next()
+            if job is None:
+                self._wake.wait(RESCAN_S)
+                self._wake.clear()
+                continue
+            wait = self._send(*job)
+            if wait > 0:
+                self._wake.clear()
+                # A stop, or a drain at exit, cuts the wait short; a new file does not.
+                if not self._draining.is_set():
+                    self._stop.wait(wait)
+                else:
+                    self._stop.wait(min(wait, 1.0))
+
+    def _scan(self) -> None:
+        """Take up outboxes written by earlier agents and other commands."""
+        for path in outboxes(self.data_root):
+            if path in self._foreign:
+                continue
+            box = self._boxes.get(path)
+            if box is None:
+                box = Outbox.open(path)
+                if (box.header.get("store"), box.header.get("endpoint", "")) != \
+                        (self.store.uri, self.store.endpoint):
+                    self._foreign.add(path)
+                    if box.pending():
+                        log.warning("session %s has files waiting for %s, not for this "
+                                    "agent's store %s; they are left in its outbox",
+                                    path.name, box.header.get("store"), self.store)
+                    continue
+                self._boxes[path] = box
+            else:
+                box.refresh()
+        for path in [p for p in self._boxes if not p.exists()]:
+            del self._boxes[path]  # removed (retention waits for it, a person may not)
+
+    def _next(self) -> tuple[Outbox, Pending] | None:
+        oldest: tuple[Outbox, Pending] | None = None
+        for box in self._boxes.values():
+            items = box.pending()
+            if items and (oldest is None or items[0].n < oldest[1].n):
+                oldest = (box, items[0])
+        return oldest
+
+    def _send(self, box: Outbox, item: Pending) -> float:
+        """Upload one file; returns how long to wait before the next."""
+        local = box.session_path / item.relpath
+        try:
+            data = local.read_bytes()
+        except FileNotFoundError:
+            box.gone(item)
+            self.counters.add("upload.failures", 1, "a file in an upload outbox was removed "
+                              "before it could be uploaded; it is skipped", reason="local")
+            log.warning("%s is gone; it is not uploaded", local)
+            return 0.0
+        except OSError as exc:
+            self.counters.add("upload.failures", 1, reason="local")
+            log.warning("cannot read %s for upload: %s; tried again", local, exc)
+            return self._back_off()
+        h = box.header
+        kind, name = object_name(item.relpath)
+        key = f"{SessionPlace(h['node'], h['date'], h['session']).folder(kind)}/{name}"
+        try:
+            self.store.put(key, data)
+        except Exception as exc:  # any store error: the file stays in the outbox
+            return self._failed(local, exc)
+        box.done(item, len(data))
+        self.counters.add("upload.bytes", len(data))
+        self.counters.add("upload.objects", 1)
+        if self._failing:
+            log.info("uploads to %s work again", self.store)
+            self._failing = ""
+            self._disk_warned = False
+        self._failures_in_row = 0
+        rate = self.cfg.bandwidth_bytes_s
+        return len(data) / rate if rate > 0 else 0.0
+
+    def _failed(self, local: Path, exc: BaseException) -> float:
+        kind = "refused" if refused(exc) else "down"
+        self.counters.add("upload.failures", 1, reason="refused" if kind == "refused"
+                          else "unreachable")
+        if kind != self._failing:
+            if kind == "refused":
+                log.error("the store %s refuses uploads: %s. Check the credentials (AWS_* or "
+                          "GOOGLE_APPLICATION_CREDENTIALS, the pod's cloud identity) and that "
+                          "the bucket exists; files stay in their session's outbox and are "
+                          "tried again every %g s", self.store, exc, self.cfg.retry_max_s)
+            else:
+                log.warning("cannot upload %s to %s: %s; it stays in the outbox and is tried "
+                            "again (back-off up to %g s); the session is kept locally "
+                            "until it is uploaded", local.name, self.store, exc,
+                            self.cfg.retry_max_s)
+            self._failing = kind
+        self._check_disk()
+        return self.cfg.retry_max_s if kind == "refused" else self._back_off()
+
+    def _back_off(self) -> float:
+        self._failures_in_row += 1
+        wait = min(self.cfg.retry_max_s, 2.0 ** (self._failures_in_row - 1))
+        return wait * random.uniform(0.8, 1.0)
+
+    def _check_disk(self) -> None:
+        if self._disk_warned:
+            return
+        try:
+            usage = shutil.disk_usage(self.data_root)
+        except OSError:
+            return
+        if usage.used / max(usage.total, 1) >= DISK_WARN_FULL:
+            self._disk_warned = True
+            log.warning("the disk holding %s is %.0f%% full and %.1f MiB wait to be uploaded; "
+                        "retention keeps every session with files in its outbox, so fix the "
+                        "uploads (see above) or free space", self.data_root,
+                        100 * usage.used / usage.total, self.waiting()[1] / 2**20)
+
+    # -- the gauges (read at each export or scrape) ----------------------------------------
+    def waiting(self) -> tuple[int, int, int]:
+        """Files and bytes in the outboxes, and when the oldest was added (ns; 0: none);
+        looked at no more than once a second."""
+        if time.monotonic() - self._waiting_at >= 1.0:
+            files = size = oldest = 0
+            for box in list(self._boxes.values()):
+                items = box.pending()
+                if items:
+                    files += len(items)
+                    size += box.pending_bytes()
+                    oldest = min(oldest or items[0].n, items[0].n)
+            self._waiting_cache = (files, size, oldest)
+            self._waiting_at = time.monotonic()
+        return self._waiting_cache
+
+    def lag_s(self) -> float:
+        """How long the oldest file waiting has waited (0 when none waits)."""
+        oldest = self.waiting()[2]
+        return max(0.0, (time.time_ns() - oldest) / 1e9) if oldest else 0.0
+
+
+def _build(cfg: Config, ctx: BuildContext) -> Built:
+    return Built(file_sinks=[Uploader(cfg.upload, cfg.data_root, ctx.counters)])
+
+
+COMPONENT = Component("upload", "upload", lambda cfg: bool(cfg.upload.uri), _build)
