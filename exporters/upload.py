@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 from otel_benchlab.components import BuildContext, Built, Component
-from otel_benchlab.config import Config, UploadConfig
+from otel_benchlab.config import Config, ConfigError, UploadConfig
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.outbox import Outbox, Pending, outboxes
+from otel_benchlab.outbox import Outbox, Pending, open_outbox, outboxes
 from otel_benchlab.store import SessionPlace, Store, object_name, refused, safe_node
 
 log = logging.getLogger("otel_benchlab")
@@ -258,6 +258,28 @@ class Uploader:
         """How long the oldest file waiting has waited (0 when none waits)."""
         oldest = self.waiting()[2]
         return max(0.0, (time.time_ns() - oldest) / 1e9) if oldest else 0.0
+
+
+def upload_now(session_path: Path, relpath: str) -> bool:
+    """For a command that writes into a session recorded with uploads on (``report``):
+    ``relpath`` joins its outbox and goes now, to the store the outbox names. If it cannot,
+    it waits in the outbox for the agent, which looks at outboxes every ``RESCAN_S``."""
+    box = open_outbox(session_path)
+    if box is None or not box.header.get("store"):
+        return False
+    box.add(relpath)
+    cfg = UploadConfig(uri=box.header["store"], endpoint=box.header.get("endpoint", ""))
+    try:
+        uploader = Uploader(cfg, str(session_path.parent.parent), AgentCounters())
+    except ConfigError as exc:
+        log.warning("%s is not uploaded: %s", relpath, exc)
+        return False
+    item = next(i for i in box.pending() if i.relpath == relpath)
+    uploader._send(box, item)  # a failure is logged there and counted
+    if any(i.relpath == relpath for i in box.pending()):
+        return False
+    print(f"uploaded {relpath} to {uploader.store}")
+    return True
 
 
 def _build(cfg: Config, ctx: BuildContext) -> Built:

@@ -207,6 +207,13 @@ def command_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--dry-run", action="store_true", help="say what would go; change "
                        "nothing")
         p.add_argument("--no-compact", action="store_true", help="do not compact parts")
+        p.add_argument("--store", metavar="URI",
+                       help="instead, expire sessions in this object store (as [upload] "
+                       "uri) that ended more than --days ago, by the end session.json "
+                       "records")
+        p.add_argument("--endpoint", metavar="URL",
+                       help="with --store: an S3-compatible store's address (env "
+                       "BENCHLAB_UPLOAD_ENDPOINT)")
     elif command == "recover":
         p = argparse.ArgumentParser(prog=prog, description=(
             "Turn what a crashed agent left (journals of the parts in progress) into Parquet "
@@ -220,11 +227,17 @@ def command_parser(command: str) -> argparse.ArgumentParser:
             "Run the processors again over a stored session (otel-benchlab's, also one "
             "whose agent crashed, or the seed project's raw/*.jsonl) and write aligned "
             "Parquet and CapFrameX files for any stage pairs."))
-        p.add_argument("session_dir", metavar="SESSION_DIR")
+        p.add_argument("session_dir", metavar="SESSION_DIR",
+                       help="a session folder, or a session in an object store "
+                       "(s3://BUCKET/PREFIX/kind=aligned/node=N/date=D/session=ID)")
         p.add_argument("--pair", nargs=2, action="append", metavar=("STAGE_A", "STAGE_B"),
                        help="stage pairs (default: the session's own)")
         p.add_argument("--out", metavar="DIR",
-                       help="output directory (default SESSION_DIR/replay)")
+                       help="output directory (default SESSION_DIR/replay; replay-ID here "
+                       "for a stored session)")
+        p.add_argument("--endpoint", metavar="URL",
+                       help="a stored session's S3-compatible store (env "
+                       "BENCHLAB_UPLOAD_ENDPOINT)")
         p.add_argument("--force", action="store_true",
                        help="replace an earlier replay's output")
         p.add_argument("--window", type=float, metavar="SECONDS",
@@ -498,6 +511,14 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])
+    if args.store:
+        from otel_benchlab.fleet import default_endpoint, expire_sessions
+        from otel_benchlab.store import Store
+
+        store = Store(args.store, args.endpoint or default_endpoint())
+        for line in expire_sessions(store, cfg.retention_days, args.dry_run).report():
+            print(line)
+        return 0
     result = apply_retention(cfg.data_root, cfg.retention_days, cfg.raw_keep_days,
                              dry_run=args.dry_run, compact=not args.no_compact)
     for line in result.report():
@@ -510,12 +531,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     # heap.py); set before pyarrow starts its threads.
     few_malloc_arenas(1)
     keep_freed_memory()
+    from otel_benchlab.fleet import default_endpoint, is_store_address, session_folder
     from otel_benchlab.replay import replay_session
 
     cfg = _config(args)
     setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])
-    result = replay_session(args.session_dir, cfg, pairs=[tuple(p) for p in args.pair or []],
-                            out=args.out, force=args.force)
+    with session_folder(args.session_dir, args.endpoint or default_endpoint()) as folder:
+        out = args.out or (f"replay-{folder.name}" if is_store_address(args.session_dir)
+                           else None)
+        result = replay_session(folder, cfg, pairs=[tuple(p) for p in args.pair or []],
+                                out=out, force=args.force)
     for line in result.report():
         print(line)
     return 0
@@ -548,6 +573,9 @@ def _main(argv: list[str]) -> int:
         except ConfigError as exc:
             print(f"otel-benchlab {argv[0]}: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:  # a store that is down or refuses, a file that cannot be read
+            print(f"otel-benchlab {argv[0]}: {exc}", file=sys.stderr)
+            return 1
     if argv and argv[0] in SUBCOMMANDS and argv[0] != "run":
         args = command_parser(argv[0]).parse_args(argv[1:])
     else:

@@ -149,6 +149,13 @@ class LiveStats:
                 last[pipeline] = (rank, n)
         return {p: n for p, (_, n) in last.items()}
 
+    def frames_by_pipeline(self) -> dict[str, int]:
+        """Frames completed so far per pipeline (the session's summary records them)."""
+        counts = {key: t.frames for key, t in self._t.items()}
+        for key, w in self._w.items():
+            counts[key] = counts.get(key, 0) + len(w.latencies)
+        return self._pipelines(counts)
+
     def _per_frame(self, meter: list[float], frames: dict[str, int],
                    attributed: dict[str, float]) -> list[str]:
         """Per pipeline: the meter's energy / its frames (one pipeline), and its stages'

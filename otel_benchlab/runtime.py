@@ -607,6 +607,8 @@ class Agent:
             "marks": self.marks_total, "samples": self.samples_total,
             "spans": self.spans_total, "measured_spans": self.measured_total,
             "unpaired": dict(self.unpaired_by_reason),
+            # frames per pipeline (`otel-benchlab sessions` lists them from the store)
+            "frames": self.stats.frames_by_pipeline(),
             "traces": {"sampled": self.frames.sampled,
                        "kept_over_target": self.frames.kept_over_target,
                        "unsampled": self.frames.unsampled},

@@ -152,6 +152,10 @@ def _open(uri: str, endpoint: str, region: str) -> tuple[Any, str]:
     import pyarrow.fs as pafs  # here: 8.6 MB of bindings the agent carries only for a store
 
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme == "s3" and not endpoint:
+        # The AWS SDKs' own variables for another S3 endpoint (pyarrow does not read them).
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or \
+            os.environ.get("AWS_ENDPOINT_URL", "")
     try:
         if scheme == "s3":
             bucket_path = uri.split("://", 1)[1]

@@ -19,37 +19,66 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-# The soak (tests/test_soak.py) runs for three minutes of wall time in which it mostly
-# waits: it is started in the background as soon as the tests are collected, and its
-# tests, which come late in the run, read its result. The rest of the suite runs beside it
-# (its agent takes about a fifth of a core at 4x the default load).
-_SOAK: dict[str, object] = {}
+# Long runs that mostly wait are started in the background as soon as the tests are
+# collected, and their tests, which come later in the run, read their results: the soak
+# (tests/test_soak.py, three minutes at 4x the default load) and the 60 s session with
+# uploads (tests/test_upload_session.py). The rest of the suite runs beside them.
+_BACKGROUND: dict[str, dict[str, object]] = {}
+
+
+def _starter(module: str):  # noqa: ANN202 - the module's start function
+    if module == "test_soak":
+        from .test_soak import start_soak
+        return start_soak
+    from .test_upload_session import start_upload_session
+    return start_upload_session
+
+
+def _start_background(module: str) -> None:
+    import tempfile
+    import threading
+
+    state: dict[str, object] = {}
+    workdir = tempfile.mkdtemp(prefix=f"{module}-")
+    start = _starter(module)
+    def run() -> None:
+        try:
+            state["result"] = start(workdir)
+        except BaseException as exc:  # raised again in the tests that read the result
+            state["error"] = exc
+
+    thread = threading.Thread(target=run, name=module, daemon=True)
+    state["thread"] = thread
+    _BACKGROUND[module] = state
+    thread.start()
 
 
 def pytest_collection_modifyitems(session, config, items):
-    if any(item.nodeid.startswith("tests/test_soak.py") for item in items) and \
-            not _SOAK and not config.option.collectonly:
+    if config.option.collectonly:
+        return
+    for module in ("test_soak", "test_upload_session"):
+        if module not in _BACKGROUND and \
+                any(item.nodeid.startswith(f"tests/{module}.py") for item in items):
+            _start_background(module)
+
+
+def _background_result(module: str):  # noqa: ANN202
+    state = _BACKGROUND.get(module)
+    if state is None:  # run on its own with -p no:... or a filter: in the foreground
         import tempfile
-        import threading
 
-        from .test_soak import start_soak
-
-        workdir = tempfile.mkdtemp(prefix="soak-")
-        thread = threading.Thread(target=lambda: _SOAK.__setitem__("result",
-                                                                   start_soak(workdir)),
-                                  name="soak", daemon=True)
-        _SOAK["thread"] = thread
-        thread.start()
+        return _starter(module)(tempfile.mkdtemp(prefix=f"{module}-"))
+    state["thread"].join()  # type: ignore[attr-defined]
+    if "error" in state:
+        raise state["error"]  # type: ignore[misc]
+    return state["result"]
 
 
 @pytest.fixture(scope="session")
 def soak_result():
-    thread = _SOAK.get("thread")
-    if thread is None:  # run on its own with -p no:... or a filter: in the foreground
-        import tempfile
+    return _background_result("test_soak")
 
-        from .test_soak import start_soak
 
-        return start_soak(tempfile.mkdtemp(prefix="soak-"))
-    thread.join()
-    return _SOAK["result"]
+@pytest.fixture(scope="session")
+def upload_session_result():
+    return _background_result("test_upload_session")

@@ -4,6 +4,7 @@ function here, and the CLI dispatches through ``COMMANDS`` (it knows no view by 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -22,32 +23,79 @@ def _write(path: str, text: str) -> None:
     replace_with(Path(path), text.encode())
 
 
+STORE_HELP = ("A SESSION is a folder or a session in an object store "
+              "(s3://BUCKET/PREFIX/kind=aligned/node=N/date=D/session=ID, as `otel-benchlab "
+              "sessions` lists it, or PREFIX/session=ID).")
+
+
+def endpoint_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--endpoint", metavar="URL", help="an S3-compatible store's address "
+                   "(env BENCHLAB_UPLOAD_ENDPOINT, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
+
+
+def _endpoint(args: argparse.Namespace) -> str:
+    from otel_benchlab.fleet import default_endpoint
+
+    return args.endpoint or default_endpoint()
+
+
+def _folders(stack: contextlib.ExitStack, addresses: list[str],
+             args: argparse.Namespace) -> list[Path]:
+    """Each session as a local folder (a stored one is copied for the command's run)."""
+    from otel_benchlab.fleet import session_folder
+
+    return [stack.enter_context(session_folder(a, _endpoint(args))) for a in addresses]
+
+
+def _load(folder: Path, address: str, args: argparse.Namespace):  # noqa: ANN202
+    """The session's view, named by the address it was given (a store's, not the copy's)."""
+    from otel_benchlab.fleet import is_store_address
+    from otel_benchlab.views.sessions import load_session
+
+    view = load_session(folder, _pairs(args))
+    if is_store_address(address):
+        view.path = address
+    return view
+
+
 def report_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=(
         "Write one self-contained HTML report (opens from disk, no network) of one or more "
         "sessions: per pair frames, frames/s, latency percentiles, power and energy per "
         "frame per source, and charts. Reads any folder replay reads (an agent's session, "
         "one whose agent crashed, the seed project's raw/*.jsonl). Exit 2 when a folder "
-        "is no session."))
+        "is no session. " + STORE_HELP + " A report written into a session recorded with "
+        "uploads on goes to the store too."))
     p.add_argument("sessions", metavar="SESSION", nargs="+")
     p.add_argument("-o", "--out", metavar="FILE.html",
-                   help="where to write the report (default FIRST_SESSION/report.html)")
+                   help="where to write the report (default FIRST_SESSION/report.html; "
+                   "report-ID.html here for a stored session)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--pair", nargs=2, action="append", metavar=("STAGE_A", "STAGE_B"),
                    help="only these stage pairs (default: all the session has)")
+    endpoint_option(p)
     return p
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from otel_benchlab.fleet import is_store_address
     from otel_benchlab.views.report import write_report
-    from otel_benchlab.views.sessions import load_session
 
-    views = [load_session(s, _pairs(args)) for s in args.sessions]
-    out = Path(args.out) if args.out else Path(args.sessions[0]) / "report.html"
-    sessions = write_report(views, out)
+    with contextlib.ExitStack() as stack:
+        folders = _folders(stack, args.sessions, args)
+        views = [_load(f, a, args) for f, a in zip(folders, args.sessions, strict=True)]
+        first = args.sessions[0]
+        out = Path(args.out) if args.out else \
+            Path(f"report-{folders[0].name}.html") if is_store_address(first) else \
+            Path(first) / "report.html"
+        sessions = write_report(views, out)
     if args.json:
         _write(args.json, json.dumps({"sessions": sessions}, indent=1) + "\n")
     print(f"report: {out}" + (f", figures: {args.json}" if args.json else ""))
+    if not args.out and not is_store_address(first):
+        from otel_benchlab.exporters.upload import upload_now
+
+        upload_now(Path(first), "report.html")
     return 0
 
 
@@ -57,7 +105,7 @@ def compare_parser(prog: str) -> argparse.ArgumentParser:
         "both: latency p50/p95/p99/mean, frames/s, energy per frame and mean power per "
         "source; each change with its confidence interval (a bootstrap over time blocks) "
         "and a verdict: better, worse or same (~). Exit 0; 1 with --fail-on-regression "
-        "when any verdict is worse; 2 for bad usage."))
+        "when any verdict is worse; 2 for bad usage. " + STORE_HELP))
     p.add_argument("baseline", metavar="BASELINE")
     p.add_argument("candidates", metavar="CANDIDATE", nargs="+")
     p.add_argument("--threshold", type=float, default=2.0, metavar="PCT",
@@ -72,20 +120,23 @@ def compare_parser(prog: str) -> argparse.ArgumentParser:
                    help="also write Markdown (for a CI job summary)")
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit 1 when any verdict is worse")
+    endpoint_option(p)
     return p
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from otel_benchlab.views import compare as cmp
-    from otel_benchlab.views.sessions import load_session
 
     if not 0.5 <= args.confidence <= 0.999:
         raise ConfigError(f"--confidence {args.confidence}: give a level from 0.5 to 0.999")
     if args.threshold < 0:
         raise ConfigError(f"--threshold {args.threshold}: give a percentage of 0 or more")
-    baseline = load_session(args.baseline, _pairs(args))
-    results = [cmp.compare_sessions(baseline, load_session(c, _pairs(args)), args.threshold,
-                                    args.confidence) for c in args.candidates]
+    with contextlib.ExitStack() as stack:
+        addresses = [args.baseline, *args.candidates]
+        views = [_load(f, a, args) for f, a in
+                 zip(_folders(stack, addresses, args), addresses, strict=True)]
+        results = [cmp.compare_sessions(views[0], c, args.threshold, args.confidence)
+                   for c in views[1:]]
     sys.stdout.write("\n".join(cmp.terminal_table(r) for r in results))
     if args.json:
         machine = [cmp.for_json(r) for r in results]
@@ -98,6 +149,55 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_regression and any(cmp.any_worse(r) for r in results) else 0
 
 
+def sessions_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=(
+        "List the sessions an object store holds (what the agents' [upload] sent): session, "
+        "node, start, duration, frames per pipeline, and the address that report, compare "
+        "and replay take."))
+    p.add_argument("uri", metavar="URI", help="the store and prefix, as [upload] uri "
+                   "(s3://BUCKET/PREFIX, gs://..., abfs://..., or a path)")
+    p.add_argument("--node", metavar="NODE", help="only this node's sessions")
+    p.add_argument("--since", metavar="YYYY-MM-DD", help="only sessions started on or after")
+    p.add_argument("--pipeline", metavar="P", help="only sessions with frames of pipeline P")
+    p.add_argument("--json", action="store_true", help="one JSON object a line instead")
+    endpoint_option(p)
+    return p
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from otel_benchlab.fleet import list_sessions
+    from otel_benchlab.store import Store
+
+    if args.since:
+        try:
+            dt.date.fromisoformat(args.since)
+        except ValueError:
+            raise ConfigError(f"--since {args.since!r}: give a date, YYYY-MM-DD") from None
+    found = list_sessions(Store(args.uri, _endpoint(args)), args.node, args.since,
+                          args.pipeline)
+    if args.json:
+        for s in found:
+            print(json.dumps(s.as_dict()))
+        return 0
+    if not found:
+        print(f"no sessions under {args.uri}" + (" (with these filters)" if args.node or
+                                                 args.since or args.pipeline else ""))
+        return 0
+    rows = [("SESSION", "NODE", "START (UTC)", "DURATION", "FRAMES", "ADDRESS")]
+    for s in found:
+        start = s.started.strftime("%Y-%m-%d %H:%M:%S") if s.started else "?"
+        dur = f"{s.duration_s:.0f} s" if s.duration_s is not None else \
+            ("running or crashed" if s.manifest else "no session.json")
+        frames = " ".join(f"{p}={n}" for p, n in s.frames.items()) or "-"
+        rows.append((s.place.session, s.place.node, start, dur, frames, s.address))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
 # name -> (parser factory, run function, one line for the agent's --help)
 COMMANDS: dict[str, tuple[Callable[[str], argparse.ArgumentParser],
                           Callable[[argparse.Namespace], int], str]] = {
@@ -105,4 +205,6 @@ COMMANDS: dict[str, tuple[Callable[[str], argparse.ArgumentParser],
                "one self-contained HTML report (and --json) of one or more sessions"),
     "compare": (compare_parser, cmd_compare,
                 "compare sessions per stage pair with intervals and verdicts (a CI gate)"),
+    "sessions": (sessions_parser, cmd_sessions,
+                 "list the sessions an object store holds ([upload])"),
 }

@@ -64,7 +64,7 @@ class PairRows:
 
 @dataclass
 class SessionView:
-    path: Path
+    path: Path | str  # the folder, or the store address it was read from
     session_id: str
     manifest: dict
     pairs: list[PairRows]

@@ -1,0 +1,148 @@
+"""A real S3 protocol on loopback for the upload tests: moto's server mode (a process that
+speaks S3's HTTP API), and a TCP gate in front of it that can take the store away (refused
+connections, live ones cut) and bring it back."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .servers import free_port
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_REGION": "us-east-1"}
+
+
+class MotoS3:
+    """``python -m moto.server`` on a free loopback port. ``check_credentials`` makes it
+    refuse keys it does not know (moto's IAM checks), as a real store does."""
+
+    def __init__(self, workdir: Path, check_credentials: bool = False) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ, **CREDENTIALS)
+        if check_credentials:
+            self.env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MotoS3:
+        self.log = open(self.workdir / "moto.log", "w")  # noqa: SIM115 - lives with proc
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                      "-p", str(self.port)], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), \
+                    socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("moto did not start: " + (self.workdir / "moto.log").read_text())
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.log.close()
+
+    def fs(self, endpoint: str = ""):  # noqa: ANN201 - a pyarrow S3FileSystem
+        import pyarrow.fs as pafs
+
+        host = (endpoint or self.endpoint).split("://", 1)[1]
+        return pafs.S3FileSystem(access_key="testing", secret_key="testing",
+                                 region="us-east-1", endpoint_override=host, scheme="http",
+                                 allow_bucket_creation=True)
+
+    def create_bucket(self, name: str) -> None:
+        self.fs().create_dir(name)
+
+    def objects(self, bucket: str, prefix: str = "") -> dict[str, bytes]:
+        """Every object under ``bucket/prefix``: key (after the bucket) -> bytes."""
+        import pyarrow.fs as pafs
+
+        fs = self.fs()
+        out = {}
+        for info in fs.get_file_info(pafs.FileSelector(f"{bucket}/{prefix}".rstrip("/"),
+                                                       recursive=True, allow_not_found=True)):
+            if info.type == pafs.FileType.File:
+                with fs.open_input_stream(info.path) as fh:
+                    out[info.path.split("/", 1)[1]] = fh.read()
+        return out
+
+
+class TcpGate:
+    """A TCP forwarder on its own port: ``down()`` stops listening (new connections are
+    refused) and cuts every live one; ``up()`` listens again on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._live: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self.bytes_up = 0  # client -> store
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def up(self) -> TcpGate:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def down(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        with self._lock:
+            live, self._live = self._live, set()
+        for s in live:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._live |= {client, server}
+            for a, b, up in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, up), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, up: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if up:
+                    self.bytes_up += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
