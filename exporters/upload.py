@@ -145,8 +145,9 @@ class Uploader:
             box = self._boxes.get(path)
             if box is None:
                 box = Outbox.open(path)
-                if (box.header.get("store"), box.header.get("endpoint", "")) != \
-                        (self.store.uri, self.store.endpoint):
+                # The same store by its URI: an endpoint may move (a renamed MinIO
+                # service); this agent's endpoint and credentials reach it now.
+                if box.header.get("store") != self.store.uri:
                     self._foreign.add(path)
                     if box.pending():
                         log.warning("session %s has files waiting for %s, not for this "
