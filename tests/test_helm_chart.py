@@ -35,6 +35,14 @@ COMBINATIONS = {
     "network policy": {"networkPolicy": {"enabled": True, "allowFrom": [
         {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]}},
     "no intake": {"intake": {"enabled": False}},
+    "upload with a secret and store expiry": {
+        "upload": {"uri": "s3://fleet/benchlab", "endpoint": "http://minio.storage:9000",
+                   "existingSecret": "benchlab-s3", "expiry": {"enabled": True,
+                                                             "dryRun": True}}},
+    "upload with a cloud identity": {
+        "upload": {"uri": "gs://fleet/benchlab"},
+        "serviceAccount": {"annotations": {
+            "iam.gke.io/gcp-service-account": "benchlab@proj.iam.gserviceaccount.com"}}},
     "everything off": {"hardware": {"nvidia": {"enabled": False}},
                        "storage": {"hostPath": {"fixPermissions": False}},
                        "grafana": {"dashboards": {"enabled": False}}},
@@ -139,6 +147,41 @@ def test_shared_storage_renders_the_retention_cronjob_and_host_storage_does_not(
     assert _agent_config(shared).retention_interval_h == 0  # the CronJob does it
     host = render()
     assert not by_kind(host, "CronJob") and _agent_config(host).retention_interval_h == 6
+
+
+def test_upload_values_reach_the_agents_config_and_credentials():
+    docs = render(COMBINATIONS["upload with a secret and store expiry"])
+    cfg = _agent_config(docs)
+    assert (cfg.upload.uri, cfg.upload.endpoint) == ("s3://fleet/benchlab",
+                                                     "http://minio.storage:9000")
+    assert agent(docs)["envFrom"] == [{"secretRef": {"name": "benchlab-s3"}}]
+    assert _agent_config(render()).upload.uri == ""  # off by default
+    assert "envFrom" not in agent(render())
+
+
+def test_a_cloud_identity_is_the_service_accounts_annotation_and_no_secret():
+    docs = render(COMBINATIONS["upload with a cloud identity"])
+    (sa,) = by_kind(docs, "ServiceAccount")
+    assert sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].startswith(
+        "benchlab@")
+    assert pod_spec(docs)["serviceAccountName"] == sa["metadata"]["name"]
+    assert "envFrom" not in agent(docs) and not by_kind(docs, "CronJob")
+
+
+def test_store_expiry_is_a_cronjob_of_the_retention_command_with_its_dry_run():
+    docs = render(COMBINATIONS["upload with a secret and store expiry"])
+    (job,) = by_kind(docs, "CronJob")  # host storage: no volume retention job
+    spec = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["args"] == ["retention", "--store", "s3://fleet/benchlab", "--days",
+                                 "90", "--endpoint", "http://minio.storage:9000",
+                                 "--dry-run"]
+    assert container["envFrom"] == [{"secretRef": {"name": "benchlab-s3"}}]
+    assert "volumes" not in spec
+    from otel_benchlab.cli import command_parser
+
+    args = command_parser("retention").parse_args(container["args"][1:])
+    assert args.store == "s3://fleet/benchlab" and args.dry_run and args.days == 90
 
 
 def _agent_config(docs: list[dict], tmp: Path | None = None):

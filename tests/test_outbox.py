@@ -1,0 +1,164 @@
+"""The upload outbox, the store's layout and what retention and recovery do with a session
+recorded with uploads on: plain files, no store needed (the plain-path store is a folder)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from otel_benchlab.config import UploadConfig
+from otel_benchlab.counters import AgentCounters
+from otel_benchlab.exporters.upload import Uploader
+from otel_benchlab.outbox import OUTBOX_NAME, Outbox
+from otel_benchlab.recovery import recover_session
+from otel_benchlab.retention import apply_retention
+from otel_benchlab.store import SessionPlace, Store, local_name, object_name, refused
+
+HEADER = {"store": "/unused", "endpoint": "", "node": "n1", "date": "2026-12-01",
+          "session": "s1"}
+
+
+def _session(tmp_path, ended_days_ago: float | None = None):
+    path = tmp_path / "data" / "sessions" / "s1"
+    (path / "aligned").mkdir(parents=True)
+    manifest = {"session_id": "s1", "started_at": "2026-12-01T10:00:00+00:00"}
+    if ended_days_ago is not None:
+        ended = time.time() - ended_days_ago * 86400
+        manifest["ended_at"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(ended))
+    (path / "session.json").write_text(json.dumps(manifest))
+    return path
+
+
+def test_a_file_is_pending_until_its_upload_is_done(tmp_path):
+    box = Outbox.create(tmp_path, HEADER)
+    box.add("aligned/part-000001.parquet")
+    (item,) = box.pending()
+    box.done(item, 10)
+    assert box.pending() == []
+
+
+def test_a_file_added_again_while_it_uploads_goes_again(tmp_path):
+    box = Outbox.create(tmp_path, HEADER)
+    box.add("session.json")
+    (first,) = box.pending()  # the uploader reads the start's manifest ...
+    box.add("session.json")  # ... the end rewrites it meanwhile
+    box.done(first, 10)
+    assert [p.relpath for p in box.pending()] == ["session.json"]
+
+
+def test_a_line_torn_by_a_crash_is_skipped_and_the_next_append_is_whole(tmp_path):
+    box = Outbox.create(tmp_path, HEADER)
+    box.add("aligned/part-000001.parquet")
+    with open(tmp_path / OUTBOX_NAME, "ab") as fh:
+        fh.write(b'{"add":"aligned/part-0000')  # the crash came mid-append
+    again = Outbox.open(tmp_path)
+    again.add("aligned/part-000002.parquet")
+    assert [p.relpath for p in Outbox.open(tmp_path).pending()] == \
+        ["aligned/part-000001.parquet", "aligned/part-000002.parquet"]
+
+
+def test_what_another_process_appends_is_seen_on_refresh(tmp_path):
+    mine = Outbox.create(tmp_path, HEADER)
+    Outbox.open(tmp_path).add("report.html")  # `otel-benchlab report`, say
+    assert mine.pending() == []
+    mine.refresh()
+    assert [p.relpath for p in mine.pending()] == ["report.html"]
+
+
+@pytest.mark.parametrize("relpath, kind, name", [
+    ("aligned/part-000001.parquet", "aligned", "part-000001.parquet"),
+    ("raw/marks/part-000002.parquet", "marks", "part-000002.parquet"),
+    ("raw/samples/part-000003.parquet", "samples", "part-000003.parquet"),
+    ("session.json", "aligned", "_session.json"),
+    ("capframex/sim_a_to_b.csv", "aligned", "_capframex/sim_a_to_b.csv"),
+    ("report.html", "aligned", "_report.html"),
+])
+def test_each_session_file_has_one_place_in_the_store_and_back(relpath, kind, name):
+    assert object_name(relpath) == (kind, name)
+    assert local_name(kind, name) == relpath
+
+
+def test_what_engines_must_not_read_as_parquet_starts_with_an_underscore():
+    for relpath in ("session.json", "capframex/x.csv", "report.html"):
+        assert object_name(relpath)[1].startswith("_")
+
+
+def test_a_session_folder_address_is_parsed_whatever_its_kind():
+    prefix, place = SessionPlace.parse(
+        "s3://b/p/kind=marks/node=gpu-1/date=2026-12-01/session=abc/")
+    assert prefix == "s3://b/p" and place == SessionPlace("gpu-1", "2026-12-01", "abc")
+    assert place.folder("aligned") == "kind=aligned/node=gpu-1/date=2026-12-01/session=abc"
+
+
+def test_a_plain_path_store_never_shows_a_half_written_object(tmp_path):
+    store = Store(str(tmp_path / "shared"))
+    store.put("kind=aligned/node=n/part-000001.parquet", b"x" * 1000)
+    files = [p for p in (tmp_path / "shared").rglob("*") if p.is_file()]
+    assert [p.name for p in files] == ["part-000001.parquet"]
+    assert store.get("kind=aligned/node=n/part-000001.parquet") == b"x" * 1000
+
+
+def test_a_relative_plain_path_is_refused_with_the_setting_named():
+    with pytest.raises(ValueError, match="upload.uri"):
+        Store("relative/path")
+
+
+def test_refusals_are_told_from_outages_by_the_stores_error():
+    assert refused(OSError("AWS Error INVALID_ACCESS_KEY_ID during PutObject operation"))
+    assert refused(OSError("AWS Error NO_SUCH_BUCKET during CreateMultipartUpload"))
+    assert refused(PermissionError("/mnt/shared: Permission denied"))
+    assert not refused(OSError("AWS Error NETWORK_CONNECTION during PutObject: curlCode: 7"))
+
+
+def test_retention_keeps_a_session_whose_outbox_holds_files(tmp_path):
+    path = _session(tmp_path, ended_days_ago=100)
+    box = Outbox.create(path, HEADER)
+    box.add("session.json")
+    result = apply_retention(tmp_path / "data", days=90, raw_keep_days=7)
+    assert path.exists() and not result.sessions_removed
+    assert "still to upload" in result.skipped[0][1]
+    box.done(box.pending()[0], 10)
+    apply_retention(tmp_path / "data", days=90, raw_keep_days=7)
+    assert not path.exists()
+
+
+def test_recovery_queues_the_parts_a_killed_agent_closed_but_never_noted(tmp_path):
+    path = _session(tmp_path)
+    box = Outbox.create(path, HEADER)
+    box.add("aligned/part-000001.parquet")
+    box.done(box.pending()[0], 10)
+    for n in (1, 2):  # part 2 was renamed into place just before the kill
+        (path / "aligned" / f"part-00000{n}.parquet").write_bytes(b"PAR1")
+    recover_session(path)
+    assert {p.relpath for p in Outbox.open(path).pending()} == \
+        {"aligned/part-000002.parquet", "session.json"}
+
+
+def test_a_file_removed_before_it_went_is_skipped_and_counted(tmp_path):
+    path = _session(tmp_path)
+    shared = tmp_path / "shared"
+    counters = AgentCounters()
+    uploader = Uploader(UploadConfig(uri=str(shared)), str(tmp_path / "data"), counters)
+    uploader.open_session(path, json.loads((path / "session.json").read_text()))
+    uploader.file_closed("aligned/part-000009.parquet")  # never written
+    uploader.start()
+    uploader.shutdown(5)
+    assert Outbox.open(path).pending() == []
+    assert counters.get("upload.failures", reason="local") == 1
+    assert any(p.name == "_session.json" for p in shared.rglob("*"))
+
+
+def test_the_gauges_say_what_waits_and_for_how_long(tmp_path):
+    path = _session(tmp_path)
+    counters = AgentCounters()
+    uploader = Uploader(UploadConfig(uri=str(tmp_path / "shared")), str(tmp_path / "data"),
+                        counters)
+    uploader.open_session(path, json.loads((path / "session.json").read_text()))
+    os.utime(path / "session.json")
+    time.sleep(0.2)
+    assert counters.gauge_value("upload.outbox.files") == 1  # not started: nothing went
+    assert counters.gauge_value("upload.outbox.size") == (path / "session.json").stat().st_size
+    assert counters.gauge_value("upload.lag") >= 0.2
