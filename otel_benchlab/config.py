@@ -218,10 +218,10 @@ class AttributionConfig:
 @dataclass
 class UploadConfig:
     # Where every closed Parquet part, session.json and the CapFrameX captures go:
-    # s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/
-    # PREFIX, or an absolute path (a shared volume). "" = off. Credentials come from each
-    # provider's own variables and files (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_*,
-    # the pod's workload identity).
+    # s3://BUCKET/PREFIX, gs://BUCKET/PREFIX,
+    # abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/PREFIX, or an absolute path (a shared
+    # volume). "" = off. Credentials come from each provider's own variables and files
+    # (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_*, the pod's workload identity).
     uri: str = ""
     # an S3-compatible store's address (MinIO, Ceph RGW), e.g. http://minio:9000
     endpoint: str = ""

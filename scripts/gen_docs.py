@@ -265,9 +265,12 @@ def metrics() -> str:
         e = found[name]
         prom = prom_name(name, e["description"])
         claimed.add(prom)
-        if not prom and e["unit"].startswith("{"):  # no data in the run: the naming rule
-            prom = re.sub(r"[^a-zA-Z0-9_]", "_", name) + (
-                "_total" if e["kind"] == "counter" else "")
+        if not prom:  # no data in the run: the exporter's naming rule
+            prom = re.sub(r"[^a-zA-Z0-9_]", "_", name)
+            unit = {"By": "bytes", "s": "seconds"}.get(e["unit"], "")
+            if unit and not prom.endswith(unit):
+                prom += f"_{unit}"
+            prom += "_total" if e["kind"] == "counter" else ""
         attrs = ", ".join(f"`{a}`" for a in sorted(e["attributes"])) or (
             "none" if e.get("seen") else "(no data in the run)")
         rows.append(f"| `{name}` | {e['kind']} | `{e['unit']}` | {attrs} | "
@@ -296,7 +299,7 @@ def _message(node: ast.expr) -> str | None:
         left, right = _message(node.left), _message(node.right)
         return None if left is None or right is None else left + right
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return re.sub(r"%[-0-9.]*[sdfr]", "…", node.value)
+        return re.sub(r"%[-0-9.]*[sdfrg]", "…", node.value).replace("%%", "%")
     if isinstance(node, ast.JoinedStr):
         for v in node.values:
             parts.append(v.value if isinstance(v, ast.Constant) else "…")
