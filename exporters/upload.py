@@ -31,6 +31,7 @@ from otel_benchlab.components import BuildContext, Built, Component
 from otel_benchlab.config import Config, ConfigError, UploadConfig
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.outbox import Outbox, Pending, open_outbox, outboxes
+from otel_benchlab.session import agent_alive
 from otel_benchlab.store import SessionPlace, Store, object_name, refused, safe_node
 
 log = logging.getLogger("otel_benchlab")
@@ -60,6 +61,8 @@ class Uploader:
         self._stop = threading.Event()
         self._draining = threading.Event()
         self._thread: threading.Thread | None = None
+        self._unnoted: list[str] = []  # closed files the outbox could not take yet
+        self._unnoted_lock = threading.Lock()
         self._failures_in_row = 0
         self._failing: str = ""  # "", "down" or "refused": what was last logged
         self._disk_warned = False
@@ -85,24 +88,43 @@ class Uploader:
         self.file_closed("session.json")
 
     def file_closed(self, relpath: str) -> None:
-        """A file of the current session is complete (renamed into place): it goes."""
-        if self._current is not None:
-            self._current.add(relpath)
-            self._wake.set()
+        """A file of the current session is complete (renamed into place): it goes. Never
+        raises into the agent's writing: a note the outbox cannot take (a full disk) is
+        kept here and noted again by the uploader's thread."""
+        if self._current is None:
+            return
+        with self._unnoted_lock:
+            self._unnoted.append(relpath)
+        self._note()
+        self._wake.set()
+
+    def _note(self) -> None:
+        with self._unnoted_lock:
+            try:
+                while self._unnoted:
+                    self._current.add(self._unnoted[0])  # type: ignore[union-attr]
+                    self._unnoted.pop(0)
+            except OSError as exc:
+                self.counters.add("write.errors", 1, f"cannot note a closed file in the "
+                                  f"upload outbox of {self._current.session_path}: {exc}; "
+                                  "it is noted again until it can be (free space)",
+                                  exporter="upload-outbox")
 
     def start(self) -> None:
         self._scan()
         self._thread = threading.Thread(target=self._run, name="upload", daemon=True)
         self._thread.start()
 
-    def shutdown(self, timeout_s: float | None = None) -> None:
-        """Give what is left ``timeout_s`` (``flush_timeout_s``) to go; the rest stays in
-        the outbox for the next start."""
+    def shutdown(self, timeout_s: float | None = None,
+                 hurry: threading.Event | None = None) -> None:
+        """Give what is left ``timeout_s`` (``flush_timeout_s``) to go, less if ``hurry``
+        is set (a second Ctrl-C); the rest stays in the outbox for the next start."""
         timeout_s = self.cfg.flush_timeout_s if timeout_s is None else timeout_s
         self._draining.set()
         self._wake.set()
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self._current_pending():
+        while time.monotonic() < deadline and self._current_pending() and \
+                not (hurry is not None and hurry.is_set()):
             time.sleep(0.05)
         self._stop.set()
         self._wake.set()
@@ -115,34 +137,47 @@ class Uploader:
 
     # -- the thread ----------------------------------------------------------------------
     def _current_pending(self) -> int:
-        return len(self._current.pending()) if self._current is not None else 0
+        if self._current is None:
+            return 0
+        return len(self._current.pending()) + len(self._unnoted)
 
     def _run(self) -> None:
         _name_thread(b"benchlab-upload")
         next_scan = time.monotonic() + RESCAN_S
         while not self._stop.is_set():
-            if time.monotonic() >= next_scan:
-                self._scan()
+            scan = time.monotonic() >= next_scan
+            if scan:
                 next_scan = time.monotonic() + RESCAN_S
-            job = self._next()
-            if job is None:
-                self._wake.wait(RESCAN_S)
+            try:
+                wait = self._step(scan)
+            except Exception as exc:  # the thread must outlive anything one file does
+                log.warning("upload: %s; tried again in %g s", exc, self.cfg.retry_max_s)
+                wait = self.cfg.retry_max_s
+            if wait is None:  # nothing waits: until a file closes, or the next look
+                self._wake.wait(max(0.0, next_scan - time.monotonic()))
                 self._wake.clear()
-                continue
-            wait = self._send(*job)
-            if wait > 0:
+            elif wait > 0:
                 self._wake.clear()
                 # A stop, or a drain at exit, cuts the wait short; a new file does not.
-                if not self._draining.is_set():
-                    self._stop.wait(wait)
-                else:
-                    self._stop.wait(min(wait, 1.0))
+                self._stop.wait(min(wait, 1.0) if self._draining.is_set() else wait)
+
+    def _step(self, scan: bool) -> float | None:
+        """One file: how long to wait before the next, or None when none waits."""
+        if self._unnoted:
+            self._note()
+        if scan:
+            self._scan()
+        job = self._next()
+        return None if job is None else self._send(*job)
 
     def _scan(self) -> None:
         """Take up outboxes written by earlier agents and other commands."""
         for path in outboxes(self.data_root):
             if path in self._foreign:
                 continue
+            current = self._current is not None and path == self._current.session_path
+            if not current and agent_alive(path):
+                continue  # another agent on this data root sends its own session
             box = self._boxes.get(path)
             if box is None:
                 box = Outbox.open(path)

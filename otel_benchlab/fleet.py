@@ -102,21 +102,58 @@ def read_stored_manifest(store: Store, place: SessionPlace) -> dict[str, Any] | 
     return manifest if isinstance(manifest, dict) else None
 
 
+def _places(store: Store, kind: str, node: str | None, since: str | None
+            ) -> list[SessionPlace]:
+    """The session folders of ``kind``, walked level by level (the filters prune)."""
+    places = []
+    for n in _dirs(store, f"kind={kind}", "node"):
+        if node and n != node:
+            continue
+        for d in _dirs(store, f"kind={kind}/node={n}", "date"):
+            if since and d < since:
+                continue
+            places += [SessionPlace(n, d, s)
+                       for s in _dirs(store, f"kind={kind}/node={n}/date={d}", "session")]
+    return places
+
+
+def open_dataset(uri: str, kind: str = "aligned", endpoint: str = "",
+                 node: str | None = None, since: str | None = None):  # noqa: ANN201
+    """The fleet's ``kind`` parts as one pyarrow dataset, with the hive partitions
+    (``node``, ``date``, ``session``) as columns: DuckDB, pandas and Polars read it.
+    Sessions may record different power sources (their ``*_<source>`` columns): the
+    schema is the union of each session's, read from one part of each (a part's footer,
+    not its data); a session without a source has nulls there."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    store = Store(uri, endpoint or default_endpoint())
+    files: list[str] = []
+    schemas = []
+    for place in _places(store, kind, node, since):
+        mine = sorted(i.path for i in store.list(place.folder(kind))
+                      if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
+                      and not i.base_name.startswith(("_", ".")))
+        if mine:
+            files += mine
+            schemas.append(pq.read_schema(mine[0], filesystem=store.fs))
+    partitions = pa.schema([("node", pa.string()), ("date", pa.string()),
+                            ("session", pa.string())])
+    schema = pa.unify_schemas([*schemas, partitions]) if schemas else partitions
+    return ds.dataset(files, schema=schema, filesystem=store.fs, format="parquet",
+                      partitioning=ds.partitioning(partitions, flavor="hive"),
+                      partition_base_dir=store.path(f"kind={kind}"))
+
+
 def list_sessions(store: Store, node: str | None = None, since: str | None = None,
                   pipeline: str | None = None, session: str | None = None
                   ) -> list[StoredSession]:
     """What the store holds, oldest date first; ``since`` is a date (YYYY-MM-DD)."""
     out = []
-    places = []
-    for n in _dirs(store, "kind=aligned", "node"):
-        if node and n != node:
-            continue
-        for d in _dirs(store, f"kind=aligned/node={n}", "date"):
-            if since and d < since:
-                continue
-            for s in _dirs(store, f"kind=aligned/node={n}/date={d}", "session"):
-                if session is None or s == session:
-                    places.append(SessionPlace(n, d, s))
+    places = [p for p in _places(store, "aligned", node, since)
+              if session is None or p.session == session]
     with ThreadPoolExecutor(max_workers=8) as pool:
         manifests = list(pool.map(lambda p: read_stored_manifest(store, p), places))
     for place, manifest in zip(places, manifests, strict=True):

@@ -572,7 +572,8 @@ class Agent:
             for relpath in closed:
                 self._step(f"{getattr(sink, 'name', sink)}: {relpath}",
                            lambda s=sink, r=relpath: s.file_closed(r))
-            self._step(f"closing {getattr(sink, 'name', sink)}", sink.shutdown)
+            self._step(f"closing {getattr(sink, 'name', sink)}",
+                       lambda s=sink: s.shutdown(hurry=self._hurry))
 
     def _live_status(self) -> dict:
         """For the live page: each power source up or down (as benchlab.source.up says of

@@ -18,7 +18,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-from otel_benchlab.fleet import expire_sessions
+from otel_benchlab.fleet import expire_sessions, open_dataset
 from otel_benchlab.store import Store
 
 from .s3 import CREDENTIALS, MotoS3
@@ -118,17 +118,33 @@ def test_a_hive_dataset_reads_every_node_as_one_table(fleet):
         {"gpu-a": True, "gpu-b": True, "gpu-c": False}
 
 
-def test_duckdb_answers_energy_per_frame_per_stage_per_node_over_the_dataset(fleet):
+def test_duckdb_answers_energy_per_frame_per_stage_per_node_as_the_readme_shows(
+        fleet, monkeypatch):
     moto, _ = fleet
-    fleet_table = _aligned_dataset(moto)  # noqa: F841 - DuckDB reads it by name
+    for k, v in CREDENTIALS.items():
+        monkeypatch.setenv(k, v)
+    fleet = open_dataset(f"s3://{BUCKET}/benchlab", endpoint=moto.endpoint,  # noqa: F841
+                         since="2026-11-26")
     rows = duckdb.sql("""
         SELECT node, stage_from || '->' || stage_to AS stage, count(*) AS frames,
                avg(energy_attr_j) * 1000 AS mj_per_frame
-        FROM fleet_table WHERE pipeline = 'sim'
+        FROM fleet WHERE pipeline = 'sim'
         GROUP BY ALL ORDER BY node, stage""").fetchall()
     assert [(r[0], r[1]) for r in rows] == [(n, s) for n in NODES for s in
                                            ("encoded->inference_done", "ingress->encoded")]
     assert all(r[2] > 100 and r[3] > 0 for r in rows)
+
+
+def test_open_dataset_unions_the_power_columns_and_prunes_by_node(fleet, monkeypatch):
+    moto, _ = fleet
+    for k, v in CREDENTIALS.items():
+        monkeypatch.setenv(k, v)
+    whole = open_dataset(f"s3://{BUCKET}/benchlab", endpoint=moto.endpoint)
+    assert whole.count_rows() == _aligned_dataset(moto).count_rows()
+    one = open_dataset(f"s3://{BUCKET}/benchlab", endpoint=moto.endpoint, node="gpu-c")
+    assert set(one.to_table(columns=["node"])["node"].to_pylist()) == {"gpu-c"}
+    samples = open_dataset(f"s3://{BUCKET}/benchlab", kind="samples", endpoint=moto.endpoint)
+    assert {"sensor", "value", "node"} <= set(samples.schema.names)
 
 
 def test_compare_takes_two_nodes_sessions_in_the_store(fleet):
