@@ -67,6 +67,9 @@ def agent_cpu(seconds: float, moto: MotoS3, work: Path) -> dict[str, float]:
     time.sleep(seconds)
     out = {f"{m} cpu_s": _cpu(Path(f"/proc/{p.pid}/stat")) for m, p in procs.items()}
     out["uploader thread cpu_s"] = _thread_cpu(procs["on"].pid, "benchlab-upload")
+    for m, p in procs.items():
+        status = Path(f"/proc/{p.pid}/status").read_text()
+        out[f"{m} peak MB"] = int(status.split("VmHWM:")[1].split()[0]) / 1024
     for p in procs.values():
         p.send_signal(signal.SIGINT)
     for p in procs.values():
@@ -159,7 +162,8 @@ def main() -> None:
                   f"{100 * r['on cpu_s'] / secs:.2f} % (difference "
                   f"{100 * (r['on cpu_s'] - r['off cpu_s']) / secs:+.2f} %, side by side on a "
                   f"shared machine); the uploader thread itself "
-                  f"{100 * r['uploader thread cpu_s'] / secs:.3f} % of a core")
+                  f"{100 * r['uploader thread cpu_s'] / secs:.3f} % of a core; peak RSS "
+                  f"{r['off peak MB']:.1f} MB off, {r['on peak MB']:.1f} MB on")
         finally:
             moto.stop()
 

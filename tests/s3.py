@@ -82,15 +82,19 @@ class MotoS3:
 
 class TcpGate:
     """A TCP forwarder on its own port: ``down()`` stops listening (new connections are
-    refused) and cuts every live one; ``up()`` listens again on the same port."""
+    refused) and cuts every live one; ``up()`` listens again on the same port. With
+    ``bps`` it sends at most that many bytes a second towards the store, so an upload takes
+    a while and ``uploading()`` can say one is under way."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, bps: float = 0) -> None:
         self.target = ("127.0.0.1", target_port)
         self.port = free_port()
+        self.bps = bps
         self._listener: socket.socket | None = None
         self._live: set[socket.socket] = set()
         self._lock = threading.Lock()
         self.bytes_up = 0  # client -> store
+        self.last_byte_up = 0.0
 
     @property
     def endpoint(self) -> str:
@@ -136,9 +140,12 @@ class TcpGate:
 
     def _pipe(self, src: socket.socket, dst: socket.socket, up: bool) -> None:
         try:
-            while data := src.recv(65536):
+            while data := src.recv(4096 if up and self.bps else 65536):
                 if up:
                     self.bytes_up += len(data)
+                    self.last_byte_up = time.monotonic()
+                    if self.bps:
+                        time.sleep(len(data) / self.bps)
                 dst.sendall(data)
         except OSError:
             pass
@@ -146,3 +153,7 @@ class TcpGate:
             for s in (src, dst):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
+
+    def uploading(self) -> bool:
+        """Whether bytes went towards the store in the last 50 ms."""
+        return time.monotonic() - self.last_byte_up < 0.05

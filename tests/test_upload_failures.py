@@ -4,7 +4,6 @@ not exist. Real processes against moto's S3 server on loopback."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import time
@@ -52,34 +51,6 @@ def _expected_objects(session: Path) -> dict[str, bytes]:
     return out
 
 
-class SlowUploads(TcpGate):
-    """The gate, sending at most ``bps`` towards the store: each part takes a while to go,
-    so that a kill lands in the middle of one; ``uploading()`` says one is under way."""
-
-    def __init__(self, target_port: int, bps: int) -> None:
-        super().__init__(target_port)
-        self.bps = bps
-        self.last_byte = 0.0
-
-    def _pipe(self, src, dst, up):  # noqa: ANN001
-        try:
-            while data := src.recv(4096 if up else 65536):
-                if up:
-                    self.bytes_up += len(data)
-                    self.last_byte = time.monotonic()
-                    time.sleep(len(data) / self.bps)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.close()
-
-    def uploading(self) -> bool:
-        return time.monotonic() - self.last_byte < 0.05
-
-
 @pytest.fixture
 def moto(tmp_path):
     server = MotoS3(tmp_path / "moto").start()
@@ -90,7 +61,7 @@ def moto(tmp_path):
 def test_kill_9_during_an_upload_then_a_restart_loses_nothing_and_copies_nothing(
         tmp_path, moto):
     moto.create_bucket(BUCKET)
-    slow = SlowUploads(moto.port, bps=60_000).up()
+    slow = TcpGate(moto.port, bps=60_000).up()
     first = _agent(tmp_path, _config(tmp_path, slow.endpoint), "killed", **CREDENTIALS)
     wait_started(first)
     time.sleep(4)  # parts close every second; at 60 kB/s the uploader is always busy
