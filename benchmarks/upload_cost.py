@@ -9,7 +9,7 @@
    the uploader into moto's S3 server on loopback and into a plain path. moto is a Python
    server: its figure is a floor for a real store.
 
-    python benchmarks/upload_cost.py [--seconds 150] [--backlog-mb 200]
+    python benchmarks/upload_cost.py [--seconds 60] [--rounds 3] [--backlog-mb 200]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,7 @@ def agent_cpu(seconds: float, moto: MotoS3, work: Path) -> dict[str, float]:
     env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none",
                BENCHLAB_PROBE_ADDR="off", **CREDENTIALS)
     procs = {}
+    work.mkdir(parents=True, exist_ok=True)
     for mode in ("off", "on"):
         cfg = work / f"{mode}.toml"
         cfg.write_text("" if mode == "off" else
@@ -137,7 +139,8 @@ def drain(session: Path, uri: str, endpoint: str) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=150)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--backlog-mb", type=float, default=200)
     args = ap.parse_args()
     os.environ.update(CREDENTIALS)
@@ -155,15 +158,24 @@ def main() -> None:
                       f"{r['MiB'] / r['MiB/s']:.1f} s: {r['MiB/s']:.1f} MiB/s, "
                       f"{r['files/s']:.0f} parts/s; uploader CPU {r['cpu s per MiB'] * 1e3:.0f}"
                       " ms per MiB")
-            r = agent_cpu(args.seconds, moto, work)
-            secs = r["seconds"]
-            print(f"agent CPU over {secs:.0f} s at the default load: uploads off "
-                  f"{100 * r['off cpu_s'] / secs:.2f} % of a core, on "
-                  f"{100 * r['on cpu_s'] / secs:.2f} % (difference "
-                  f"{100 * (r['on cpu_s'] - r['off cpu_s']) / secs:+.2f} %, side by side on a "
-                  f"shared machine); the uploader thread itself "
-                  f"{100 * r['uploader thread cpu_s'] / secs:.3f} % of a core; peak RSS "
-                  f"{r['off peak MB']:.1f} MB off, {r['on peak MB']:.1f} MB on")
+            rounds = [agent_cpu(args.seconds, moto, work / f"round{i}")
+                      for i in range(args.rounds)]
+            secs = rounds[0]["seconds"]
+
+            def pct(key: str) -> list[float]:
+                return [100 * r[key] / secs for r in rounds]
+
+            diff = [on - off for on, off in zip(pct("on cpu_s"), pct("off cpu_s"),
+                                                strict=True)]
+            print(f"agent CPU at the default load, {args.rounds} rounds of {secs:.0f} s "
+                  "(uploads off and on side by side, start-up included), % of a core: off "
+                  + " ".join(f"{x:.2f}" for x in pct("off cpu_s")) + "; on "
+                  + " ".join(f"{x:.2f}" for x in pct("on cpu_s"))
+                  + f"; difference median {statistics.median(diff):+.2f} ("
+                  + " ".join(f"{x:+.2f}" for x in diff) + "); the uploader thread itself "
+                  f"median {statistics.median(pct('uploader thread cpu_s')):.3f}")
+            print("peak RSS: off " + " ".join(f"{r['off peak MB']:.1f}" for r in rounds)
+                  + " MB; on " + " ".join(f"{r['on peak MB']:.1f}" for r in rounds) + " MB")
         finally:
             moto.stop()
 
