@@ -41,8 +41,10 @@ class Pending:
 class Outbox:
     path: Path
     header: dict[str, Any] = field(default_factory=dict)
-    _added: dict[str, int] = field(default_factory=dict)
-    _settled: dict[str, int] = field(default_factory=dict)
+    _added: dict[str, int] = field(default_factory=dict)  # every file ever added: its last n
+    # what waits (kept as the lines come, so a long session's journal of thousands of
+    # settled files costs nothing to ask)
+    _pending: dict[str, int] = field(default_factory=dict)
     _offset: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -83,11 +85,13 @@ class Outbox:
                 if "outbox" in entry and not self.header:
                     self.header = entry
                 elif isinstance(entry.get("add"), str):
-                    self._added[entry["add"]] = int(entry.get("n", 0))
+                    self._added[entry["add"]] = self._pending[entry["add"]] = \
+                        int(entry.get("n", 0))
                 else:
                     for key in ("done", "gone"):
-                        if isinstance(entry.get(key), str):
-                            self._settled[entry[key]] = int(entry.get("n", 0))
+                        path = entry.get(key)
+                        if isinstance(path, str) and self._pending.get(path) == entry.get("n"):
+                            del self._pending[path]
             self._offset += end
 
     def add(self, relpath: str) -> None:
@@ -109,8 +113,7 @@ class Outbox:
     def pending(self) -> list[Pending]:
         """Files still to go, oldest first."""
         with self._lock:
-            items = [Pending(p, n) for p, n in self._added.items()
-                     if self._settled.get(p) != n]
+            items = [Pending(p, n) for p, n in self._pending.items()]
         return sorted(items, key=lambda i: i.n)
 
     def pending_bytes(self) -> int:

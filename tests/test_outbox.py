@@ -162,3 +162,25 @@ def test_the_gauges_say_what_waits_and_for_how_long(tmp_path):
     assert counters.gauge_value("upload.outbox.files") == 1  # not started: nothing went
     assert counters.gauge_value("upload.outbox.size") == (path / "session.json").stat().st_size
     assert counters.gauge_value("upload.lag") >= 0.2
+
+
+def test_a_bandwidth_limit_spaces_the_uploads_to_its_average_rate(tmp_path):
+    path = _session(tmp_path)
+    for n in range(1, 5):
+        (path / "aligned" / f"part-00000{n}.parquet").write_bytes(os.urandom(100_000))
+    uploader = Uploader(UploadConfig(uri=str(tmp_path / "shared"), bandwidth_bytes_s=250_000),
+                        str(tmp_path / "data"), AgentCounters())
+    uploader.open_session(path, json.loads((path / "session.json").read_text()))
+    t0 = time.monotonic()
+    uploader.start()
+    for n in range(1, 5):
+        uploader.file_closed(f"aligned/part-00000{n}.parquet")
+    box = Outbox.open(path)
+    while box.pending():
+        time.sleep(0.01)
+        box.refresh()
+    took = time.monotonic() - t0
+    uploader.shutdown(0)
+    # 400 kB at 250 kB/s: each file waits its own bytes' time before the next goes, so the
+    # last one starts no sooner than 1.2 s in (a lower bound: a slow machine only adds).
+    assert took >= 1.2
