@@ -18,6 +18,7 @@ by its session and part number: a retry or a restart writes the same bytes to th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -143,7 +144,12 @@ class Store:
         import pyarrow.fs as pafs
 
         target = self.path(key)
-        if self.fs.get_file_info(target).type != pafs.FileType.NotFound:
+        if self.fs.get_file_info(target).type == pafs.FileType.NotFound:
+            return
+        self.fs.delete_dir_contents(target, missing_dir_ok=True)
+        # Object stores have no folders: what is left is a marker some stores keep (and
+        # GCS's API answers 404 for one that never was).
+        with contextlib.suppress(FileNotFoundError):
             self.fs.delete_dir(target)
 
 
@@ -169,11 +175,16 @@ def _open(uri: str, endpoint: str, region: str) -> tuple[Any, str]:
                 ep_scheme, _, host = endpoint.rpartition("://")
                 kwargs.update(endpoint_override=host.rstrip("/"), scheme=ep_scheme or "https")
             return pafs.S3FileSystem(**kwargs), bucket_path.strip("/")
-        if scheme in ("gs", "gcs") and endpoint:
-            ep_scheme, _, host = endpoint.rpartition("://")
-            return (pafs.GcsFileSystem(endpoint_override=host.rstrip("/"),
-                                       scheme=ep_scheme or "https"),
-                    uri.split("://", 1)[1].strip("/"))
+        if scheme in ("gs", "gcs"):
+            # The Google client libraries' emulator variable: an emulator takes no
+            # credentials (and the default ones would look for a metadata server).
+            emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
+            kwargs = {"anonymous": True} if emulator and not endpoint else {}
+            endpoint = endpoint or emulator
+            if endpoint:
+                ep_scheme, _, host = endpoint.rpartition("://")
+                kwargs.update(endpoint_override=host.rstrip("/"), scheme=ep_scheme or "https")
+            return pafs.GcsFileSystem(**kwargs), uri.split("://", 1)[1].strip("/")
         if scheme in ("", "file"):
             path = uri.split("://", 1)[1] if scheme else uri
             if not os.path.isabs(path):
@@ -194,8 +205,9 @@ def refused(exc: BaseException) -> bool:
     """Whether a store error is a refusal that waiting alone will not cure (credentials,
     permissions, a missing bucket), as against a store that is down or slow."""
     text = str(exc).upper()
-    return isinstance(exc, PermissionError) or any(word in text for word in (
+    # FileNotFoundError: a missing bucket (GCS), or a shared volume's folder that is gone.
+    return isinstance(exc, (PermissionError, FileNotFoundError)) or any(word in text for word in (
         "ACCESS_DENIED", "ACCESSDENIED", "INVALID_ACCESS_KEY", "INVALIDACCESSKEY",
         "SIGNATURE_DOES_NOT_MATCH", "SIGNATUREDOESNOTMATCH", "NO_SUCH_BUCKET",
         "NOSUCHBUCKET", "PERMISSION_DENIED", "FORBIDDEN", "UNAUTHORIZED", "EXPIRED_TOKEN",
-        "INVALID_TOKEN", "AUTHENTICATIONFAILED", "CONTAINERNOTFOUND"))
+        "INVALID_TOKEN", "AUTHENTICATIONFAILED", "CONTAINERNOTFOUND", "UNAUTHENTICATED"))

@@ -1,6 +1,7 @@
-"""A real S3 protocol on loopback for the upload tests: moto's server mode (a process that
-speaks S3's HTTP API), and a TCP gate in front of it that can take the store away (refused
-connections, live ones cut) and bring it back."""
+"""Real object-store protocols on loopback for the upload tests: moto's server mode (a
+process that speaks S3's HTTP API), gcp-storage-emulator (Google Cloud Storage's JSON API),
+and a TCP gate in front of a store that can take it away (refused connections, live ones
+cut), bring it back, or slow it down."""
 
 from __future__ import annotations
 
@@ -157,3 +158,51 @@ class TcpGate:
     def uploading(self) -> bool:
         """Whether bytes went towards the store in the last 50 ms."""
         return time.monotonic() - self.last_byte_up < 0.05
+
+
+class GcsEmulator:
+    """gcp-storage-emulator (PyPI) on a free loopback port: Google Cloud Storage's JSON API
+    in memory, reached as the Google client libraries do, through STORAGE_EMULATOR_HOST."""
+
+    def __init__(self, workdir: Path, bucket: str) -> None:
+        self.port = free_port()
+        self.bucket = bucket
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> GcsEmulator:
+        self.log = open(self.workdir / "gcs.log", "w")  # noqa: SIM115 - lives with proc
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
+             "--port", str(self.port), "--in-memory", "--default-bucket", self.bucket],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), \
+                    socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("the GCS emulator did not start: "
+                           + (self.workdir / "gcs.log").read_text())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.log.close()
+
+    def objects(self, prefix: str = "") -> dict[str, bytes]:
+        import pyarrow.fs as pafs
+
+        fs = pafs.GcsFileSystem(endpoint_override=f"127.0.0.1:{self.port}", scheme="http",
+                                anonymous=True)
+        out = {}
+        for info in fs.get_file_info(pafs.FileSelector(f"{self.bucket}/{prefix}".rstrip("/"),
+                                                       recursive=True, allow_not_found=True)):
+            if info.type == pafs.FileType.File:
+                with fs.open_input_stream(info.path) as fh:
+                    out[info.path.split("/", 1)[1]] = fh.read()
+        return out
