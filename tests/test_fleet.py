@@ -216,6 +216,9 @@ def test_a_plain_path_store_holds_the_same_layout_and_no_half_files(tmp_path):
         assert twin.read_bytes() == part.read_bytes()
     out = cli("sessions", str(shared), "--json")
     assert len(out.stdout.splitlines()) == 3, out.stderr
+    out = cli("report", str(local))  # run on the node: the report goes to the store too
+    assert out.returncode == 0 and "uploaded report.html" in out.stdout, out.stderr
+    assert (folder / "_report.html").read_bytes() == (local / "report.html").read_bytes()
     result = expire_sessions(Store(str(shared)), days=30, dry_run=True)
     assert not result.removed and len(result.kept) == 3
     assert pafs.LocalFileSystem().get_file_info(str(shared)).type == pafs.FileType.Directory

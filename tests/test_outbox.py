@@ -184,3 +184,26 @@ def test_a_bandwidth_limit_spaces_the_uploads_to_its_average_rate(tmp_path):
     # 400 kB at 250 kB/s: each file waits its own bytes' time before the next goes, so the
     # last one starts no sooner than 1.2 s in (a lower bound: a slow machine only adds).
     assert took >= 1.2
+
+
+def test_a_filling_disk_while_uploads_fail_is_said_once(small_disk, tmp_path, caplog):
+    data = small_disk / "data"
+    path = data / "sessions" / "s1"
+    path.mkdir(parents=True)
+    (path / "session.json").write_text('{"session_id": "s1", "started_at": "2026-12-01"}')
+    (small_disk / "filler").write_bytes(b"\0" * int(5.6 * 2**20))  # 6 MB disk, 93 % full
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")  # the store's path runs through a file: every upload fails
+    counters = AgentCounters()
+    uploader = Uploader(UploadConfig(uri=str(blocked / "store"), retry_max_s=0.05),
+                        str(data), counters)
+    uploader.open_session(path, {"session_id": "s1", "started_at": "2026-12-01"})
+    with caplog.at_level("WARNING", logger="otel_benchlab"):
+        uploader.start()
+        deadline = time.monotonic() + 10
+        while counters.get("upload.failures") < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        uploader.shutdown(0)
+    full = [r for r in caplog.records if "% full" in r.getMessage()]
+    assert counters.get("upload.failures") >= 5 and len(full) == 1
+    assert "retention keeps every session" in full[0].getMessage()
