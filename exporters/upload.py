@@ -158,8 +158,12 @@ class Uploader:
                 self._wake.clear()
             elif wait > 0:
                 self._wake.clear()
-                # A stop, or a drain at exit, cuts the wait short; a new file does not.
-                self._stop.wait(min(wait, 1.0) if self._draining.is_set() else wait)
+                # The drain at exit cuts a back-off short (then tries every second until
+                # flush_timeout_s); a new file does not.
+                if self._draining.is_set():
+                    self._stop.wait(min(wait, 1.0))
+                else:
+                    self._draining.wait(wait)
 
     def _step(self, scan: bool) -> float | None:
         """One file: how long to wait before the next, or None when none waits."""

@@ -205,8 +205,10 @@ def refused(exc: BaseException) -> bool:
     """Whether a store error is a refusal that waiting alone will not cure (credentials,
     permissions, a missing bucket), as against a store that is down or slow."""
     text = str(exc).upper()
-    # FileNotFoundError: a missing bucket (GCS), or a shared volume's folder that is gone.
-    return isinstance(exc, (PermissionError, FileNotFoundError)) or any(word in text for word in (
+    # FileNotFoundError: a missing bucket (GCS), or a shared volume's folder that is gone;
+    # NotADirectoryError: a plain path that runs through a file.
+    return isinstance(exc, (PermissionError, FileNotFoundError, NotADirectoryError)) or \
+        any(word in text for word in (
         "ACCESS_DENIED", "ACCESSDENIED", "INVALID_ACCESS_KEY", "INVALIDACCESSKEY",
         "SIGNATURE_DOES_NOT_MATCH", "SIGNATUREDOESNOTMATCH", "NO_SUCH_BUCKET",
         "NOSUCHBUCKET", "PERMISSION_DENIED", "FORBIDDEN", "UNAUTHORIZED", "EXPIRED_TOKEN",

@@ -20,7 +20,45 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
                "AWS_REGION": "us-east-1"}
 
 
-class MotoS3:
+class _StoreProcess:
+    """A store's server process on a free loopback port, its output in ``workdir/LOG``."""
+
+    port: int
+    workdir: Path
+
+    def _launch(self, args: list[str], log: str, env: dict[str, str] | None = None) -> None:
+        self.log = open(self.workdir / log, "w")  # noqa: SIM115 - lives with proc
+        self.proc = subprocess.Popen([sys.executable, "-m", *args], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), \
+                    socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{args[0]} did not start: " + (self.workdir / log).read_text())
+
+    def stop(self) -> None:
+        if getattr(self, "proc", None):
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.log.close()
+
+    @staticmethod
+    def _read_all(fs, root: str) -> dict[str, bytes]:  # noqa: ANN001 - a pyarrow FileSystem
+        """Every object under ``root`` (BUCKET/PREFIX): key after the bucket -> bytes."""
+        import pyarrow.fs as pafs
+
+        out = {}
+        for info in fs.get_file_info(pafs.FileSelector(root.rstrip("/"), recursive=True,
+                                                       allow_not_found=True)):
+            if info.type == pafs.FileType.File:
+                with fs.open_input_stream(info.path) as fh:
+                    out[info.path.split("/", 1)[1]] = fh.read()
+        return out
+
+
+class MotoS3(_StoreProcess):
     """``python -m moto.server`` on a free loopback port. ``check_credentials`` makes it
     refuse keys it does not know (moto's IAM checks), as a real store does."""
 
@@ -31,30 +69,15 @@ class MotoS3:
         self.env = dict(os.environ, **CREDENTIALS)
         if check_credentials:
             self.env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
-        self.proc: subprocess.Popen | None = None
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> MotoS3:
-        self.log = open(self.workdir / "moto.log", "w")  # noqa: SIM115 - lives with proc
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                                      "-p", str(self.port)], stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), \
-                    socket.create_connection(("127.0.0.1", self.port), 0.2):
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("moto did not start: " + (self.workdir / "moto.log").read_text())
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.log.close()
+        self._launch(["moto.server", "-H", "127.0.0.1", "-p", str(self.port)], "moto.log",
+                     self.env)
+        return self
 
     def fs(self, endpoint: str = ""):  # noqa: ANN201 - a pyarrow S3FileSystem
         import pyarrow.fs as pafs
@@ -69,16 +92,7 @@ class MotoS3:
 
     def objects(self, bucket: str, prefix: str = "") -> dict[str, bytes]:
         """Every object under ``bucket/prefix``: key (after the bucket) -> bytes."""
-        import pyarrow.fs as pafs
-
-        fs = self.fs()
-        out = {}
-        for info in fs.get_file_info(pafs.FileSelector(f"{bucket}/{prefix}".rstrip("/"),
-                                                       recursive=True, allow_not_found=True)):
-            if info.type == pafs.FileType.File:
-                with fs.open_input_stream(info.path) as fh:
-                    out[info.path.split("/", 1)[1]] = fh.read()
-        return out
+        return self._read_all(self.fs(), f"{bucket}/{prefix}")
 
 
 class TcpGate:
@@ -160,7 +174,7 @@ class TcpGate:
         return time.monotonic() - self.last_byte_up < 0.05
 
 
-class GcsEmulator:
+class GcsEmulator(_StoreProcess):
     """gcp-storage-emulator (PyPI) on a free loopback port: Google Cloud Storage's JSON API
     in memory, reached as the Google client libraries do, through STORAGE_EMULATOR_HOST."""
 
@@ -175,34 +189,14 @@ class GcsEmulator:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> GcsEmulator:
-        self.log = open(self.workdir / "gcs.log", "w")  # noqa: SIM115 - lives with proc
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
-             "--port", str(self.port), "--in-memory", "--default-bucket", self.bucket],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), \
-                    socket.create_connection(("127.0.0.1", self.port), 0.2):
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("the GCS emulator did not start: "
-                           + (self.workdir / "gcs.log").read_text())
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-        self.log.close()
+        self._launch(["gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port",
+                      str(self.port), "--in-memory", "--default-bucket", self.bucket],
+                     "gcs.log")
+        return self
 
     def objects(self, prefix: str = "") -> dict[str, bytes]:
         import pyarrow.fs as pafs
 
         fs = pafs.GcsFileSystem(endpoint_override=f"127.0.0.1:{self.port}", scheme="http",
                                 anonymous=True)
-        out = {}
-        for info in fs.get_file_info(pafs.FileSelector(f"{self.bucket}/{prefix}".rstrip("/"),
-                                                       recursive=True, allow_not_found=True)):
-            if info.type == pafs.FileType.File:
-                with fs.open_input_stream(info.path) as fh:
-                    out[info.path.split("/", 1)[1]] = fh.read()
-        return out
+        return self._read_all(fs, f"{self.bucket}/{prefix}")

@@ -207,3 +207,18 @@ def test_a_filling_disk_while_uploads_fail_is_said_once(small_disk, tmp_path, ca
     full = [r for r in caplog.records if "% full" in r.getMessage()]
     assert counters.get("upload.failures") >= 5 and len(full) == 1
     assert "retention keeps every session" in full[0].getMessage()
+
+
+def test_the_drain_at_exit_cuts_a_long_back_off_short(tmp_path):
+    path = _session(tmp_path)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    uploader = Uploader(UploadConfig(uri=str(blocked / "store"), retry_max_s=3600),
+                        str(tmp_path / "data"), AgentCounters())
+    uploader.open_session(path, json.loads((path / "session.json").read_text()))
+    uploader.start()
+    time.sleep(0.3)  # refused (a path through a file), and waiting an hour to try again
+    blocked.unlink()  # the store is there now
+    t0 = time.monotonic()
+    uploader.shutdown(5)
+    assert Outbox.open(path).pending() == [] and time.monotonic() - t0 < 4
