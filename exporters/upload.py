@@ -210,6 +210,13 @@ class Uploader:
 
     def _send(self, box: Outbox, item: Pending) -> float:
         """Upload one file; returns how long to wait before the next."""
+        try:
+            kind, name = object_name(item.relpath)
+        except ValueError as exc:  # a line no agent writes: skipped, never blocks the rest
+            box.gone(item)
+            self.counters.add("upload.failures", 1, reason="local")
+            log.warning("outbox of %s: %s; skipped", box.session_path, exc)
+            return 0.0
         local = box.session_path / item.relpath
         try:
             data = local.read_bytes()
@@ -224,7 +231,6 @@ class Uploader:
             log.warning("cannot read %s for upload: %s; tried again", local, exc)
             return self._back_off()
         h = box.header
-        kind, name = object_name(item.relpath)
         key = f"{SessionPlace(h['node'], h['date'], h['session']).folder(kind)}/{name}"
         try:
             self.store.put(key, data)

@@ -196,8 +196,10 @@ def fetch_session(found: StoredSession, dest: Path) -> Path:
             if info.type != pafs.FileType.File:
                 continue
             name = info.path[len(found.store.path(base)):].lstrip("/")
-            if any(part.startswith(".") for part in name.split("/")):
-                continue  # a store's temporary names (a plain path's writes in progress)
+            if any(part.startswith(".") or not part for part in name.split("/")):
+                # A plain path's writes in progress (hidden names), and never a name that
+                # could climb out of the copy's folder ("..", "a//b").
+                continue
             jobs.append((f"{base}/{name}", folder / local_name(kind, name)))
     if not jobs:
         raise ConfigError(f"{found.address}: nothing stored for session {found.place.session}")

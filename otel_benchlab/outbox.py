@@ -53,7 +53,11 @@ class Outbox:
         path = Path(session_path) / OUTBOX_NAME
         if not path.exists():
             _append(path, {"outbox": 1, **header})
-        return cls.open(session_path)
+        box = cls.open(session_path)
+        if not box.header:  # the first line was torn by a crash: it is written again
+            _append(path, {"outbox": 1, **header})
+            box.refresh()
+        return box
 
     @classmethod
     def open(cls, session_path: Path) -> Outbox:

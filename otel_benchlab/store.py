@@ -45,6 +45,8 @@ def object_name(relpath: str) -> tuple[str, str]:
     """``aligned/part-000001.parquet`` -> ("aligned", "part-000001.parquet"); the
     manifest, CapFrameX captures and the report live in the aligned folder under ``_``."""
     path = PurePosixPath(relpath)
+    if path.is_absolute() or ".." in path.parts or path.name.startswith("."):
+        raise ValueError(f"{relpath}: not a file that goes to the store")
     parent = str(path.parent)
     if parent in _RAW_KINDS:
         return _RAW_KINDS[parent], path.name

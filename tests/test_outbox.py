@@ -222,3 +222,31 @@ def test_the_drain_at_exit_cuts_a_long_back_off_short(tmp_path):
     t0 = time.monotonic()
     uploader.shutdown(5)
     assert Outbox.open(path).pending() == [] and time.monotonic() - t0 < 4
+
+
+@pytest.mark.parametrize("relpath", ["../../etc/passwd", "aligned/..", "aligned/.journal",
+                                     "/etc/passwd", "notes.txt"])
+def test_a_file_no_agent_writes_has_no_place_in_the_store(relpath):
+    with pytest.raises(ValueError):
+        object_name(relpath)
+
+
+def test_an_outbox_line_no_agent_writes_is_skipped_and_the_rest_goes(tmp_path):
+    path = _session(tmp_path)
+    shared = tmp_path / "shared"
+    uploader = Uploader(UploadConfig(uri=str(shared)), str(tmp_path / "data"), AgentCounters())
+    uploader.open_session(path, json.loads((path / "session.json").read_text()))
+    Outbox.open(path).add("../../etc/passwd")
+    uploader.file_closed("session.json")
+    uploader.start()
+    uploader.shutdown(5)
+    assert Outbox.open(path).pending() == []
+    assert [p.name for p in shared.rglob("*") if p.is_file()] == ["_session.json"]
+
+
+def test_an_outbox_whose_first_line_a_crash_tore_gets_its_header_again(tmp_path):
+    (tmp_path / OUTBOX_NAME).write_bytes(b'{"outbox":1,"sto')
+    box = Outbox.create(tmp_path, HEADER)
+    assert box.header["store"] == "/unused"
+    box.add("session.json")
+    assert [p.relpath for p in Outbox.open(tmp_path).pending()] == ["session.json"]
