@@ -565,6 +565,13 @@ def validate(cfg: Config) -> None:
     if not cfg.sim.streams or not all(cfg.sim.streams):
         raise bad("sim.streams", "needs at least one stream name")
     parse_bind(cfg.prometheus.bind)
+    uri = cfg.upload.uri.strip()
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if uri and (scheme not in ("", "s3", "gs", "gcs", "abfs", "abfss", "az", "file")
+                or (not scheme and not uri.startswith("/"))):
+        raise bad("upload.uri", f"{uri!r}: use s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, "
+                  "abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/PREFIX or an absolute path "
+                  "(a shared volume)")
     if cfg.session_id:
         validate_session_id(cfg.session_id)
 

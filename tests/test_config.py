@@ -76,3 +76,14 @@ def test_parent_based_ratio_sampler_takes_its_argument():
 def test_power_sources_are_one_lowercase_naming():
     assert load_config(None, env={}, overrides={"power_sources": ["SYS", "Gpu"]}
                        ).power_sources == ["sys", "gpu"]
+
+
+@pytest.mark.parametrize("uri", ["ftp://host/x", "relative/path", "bucket/prefix"])
+def test_an_upload_address_no_store_takes_is_refused_before_anything_starts(uri):
+    with pytest.raises(ConfigError, match="upload.uri"):
+        load_config(env={"BENCHLAB_UPLOAD_URI": uri})
+
+
+def test_upload_addresses_of_each_store_are_taken():
+    for uri in ("s3://b/p", "gs://b/p", "abfs://c@a.dfs.core.windows.net/p", "/mnt/shared"):
+        assert load_config(env={"BENCHLAB_UPLOAD_URI": uri}).upload.uri == uri
