@@ -512,10 +512,10 @@ def cmd_retention(args: argparse.Namespace) -> int:
     cfg = _config(args)
     setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])
     if args.store:
-        from otel_benchlab.fleet import default_endpoint, expire_sessions
+        from otel_benchlab.fleet import expire_sessions
         from otel_benchlab.store import Store
 
-        store = Store(args.store, args.endpoint or default_endpoint())
+        store = Store(args.store, args.endpoint or "")
         for line in expire_sessions(store, cfg.retention_days, args.dry_run).report():
             print(line)
         return 0
@@ -531,12 +531,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     # heap.py); set before pyarrow starts its threads.
     few_malloc_arenas(1)
     keep_freed_memory()
-    from otel_benchlab.fleet import default_endpoint, is_store_address, session_folder
+    from otel_benchlab.fleet import is_store_address, session_folder
     from otel_benchlab.replay import replay_session
 
     cfg = _config(args)
     setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])
-    with session_folder(args.session_dir, args.endpoint or default_endpoint()) as folder:
+    with session_folder(args.session_dir, args.endpoint or "") as folder:
         out = args.out or (f"replay-{folder.name}" if is_store_address(args.session_dir)
                            else None)
         result = replay_session(folder, cfg, pairs=[tuple(p) for p in args.pair or []],

@@ -14,7 +14,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -129,7 +128,7 @@ def open_dataset(uri: str, kind: str = "aligned", endpoint: str = "",
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
-    store = Store(uri, endpoint or default_endpoint())
+    store = Store(uri, endpoint)
     files: list[str] = []
     schemas = []
     for place in _places(store, kind, node, since):
@@ -272,8 +271,3 @@ def expire_sessions(store: Store, days: float, dry_run: bool = False,
             for kind in (*[k for k in KINDS if k != "aligned"], "aligned"):
                 store.delete_folder(found.place.folder(kind))
     return result
-
-
-def default_endpoint() -> str:
-    """For commands that read a store: BENCHLAB_UPLOAD_ENDPOINT, as the agent's setting."""
-    return os.environ.get("BENCHLAB_UPLOAD_ENDPOINT", "")

@@ -93,9 +93,11 @@ class SessionPlace:
 class Store:
     """A store address opened through ``pyarrow.fs``: ``uri`` (``s3://bucket/prefix``,
     ``gs://``, ``abfs://``, a path or ``file://``) and, for S3-compatible stores,
-    ``endpoint`` (``http://minio:9000``). Credentials come from each provider's standard
-    variables and files (``AWS_*``, a web identity token, ``GOOGLE_APPLICATION_CREDENTIALS``,
-    the pod's workload identity); nothing is stored here."""
+    ``endpoint`` (``http://minio:9000``; else ``BENCHLAB_UPLOAD_ENDPOINT``, and for S3 the
+    AWS SDKs' ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``). Credentials come from each
+    provider's standard variables and files (``AWS_*``, a web identity token,
+    ``GOOGLE_APPLICATION_CREDENTIALS``, the pod's workload identity); nothing is stored
+    here."""
 
     def __init__(self, uri: str, endpoint: str = "", region: str = "") -> None:
         self.uri = uri.rstrip("/") or uri
@@ -160,6 +162,8 @@ def _open(uri: str, endpoint: str, region: str) -> tuple[Any, str]:
     import pyarrow.fs as pafs  # here: 8.6 MB of bindings the agent carries only for a store
 
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    # The agent's own variable, so that the commands reading a store reach it as it does.
+    endpoint = endpoint or os.environ.get("BENCHLAB_UPLOAD_ENDPOINT", "")
     if scheme == "s3" and not endpoint:
         # The AWS SDKs' own variables for another S3 endpoint (pyarrow does not read them).
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or \

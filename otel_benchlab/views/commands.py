@@ -33,29 +33,21 @@ def endpoint_option(p: argparse.ArgumentParser) -> None:
                    "(env BENCHLAB_UPLOAD_ENDPOINT, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
 
 
-def _endpoint(args: argparse.Namespace) -> str:
-    from otel_benchlab.fleet import default_endpoint
-
-    return args.endpoint or default_endpoint()
-
-
-def _folders(stack: contextlib.ExitStack, addresses: list[str],
-             args: argparse.Namespace) -> list[Path]:
-    """Each session as a local folder (a stored one is copied for the command's run)."""
-    from otel_benchlab.fleet import session_folder
-
-    return [stack.enter_context(session_folder(a, _endpoint(args))) for a in addresses]
-
-
-def _load(folder: Path, address: str, args: argparse.Namespace):  # noqa: ANN202
-    """The session's view, named by the address it was given (a store's, not the copy's)."""
-    from otel_benchlab.fleet import is_store_address
+def _views(stack: contextlib.ExitStack, addresses: list[str],
+           args: argparse.Namespace) -> list:
+    """Each session's view; a stored one is read from a copy kept for the command's run
+    and named by the address it was given."""
+    from otel_benchlab.fleet import is_store_address, session_folder
     from otel_benchlab.views.sessions import load_session
 
-    view = load_session(folder, _pairs(args))
-    if is_store_address(address):
-        view.path = address
-    return view
+    views = []
+    for address in addresses:
+        view = load_session(stack.enter_context(session_folder(address, args.endpoint or "")),
+                            _pairs(args))
+        if is_store_address(address):
+            view.path = address
+        views.append(view)
+    return views
 
 
 def report_parser(prog: str) -> argparse.ArgumentParser:
@@ -82,11 +74,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from otel_benchlab.views.report import write_report
 
     with contextlib.ExitStack() as stack:
-        folders = _folders(stack, args.sessions, args)
-        views = [_load(f, a, args) for f, a in zip(folders, args.sessions, strict=True)]
+        views = _views(stack, args.sessions, args)
         first = args.sessions[0]
         out = Path(args.out) if args.out else \
-            Path(f"report-{folders[0].name}.html") if is_store_address(first) else \
+            Path(f"report-{views[0].session_id}.html") if is_store_address(first) else \
             Path(first) / "report.html"
         sessions = write_report(views, out)
     if args.json:
@@ -132,9 +123,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.threshold < 0:
         raise ConfigError(f"--threshold {args.threshold}: give a percentage of 0 or more")
     with contextlib.ExitStack() as stack:
-        addresses = [args.baseline, *args.candidates]
-        views = [_load(f, a, args) for f, a in
-                 zip(_folders(stack, addresses, args), addresses, strict=True)]
+        views = _views(stack, [args.baseline, *args.candidates], args)
         results = [cmp.compare_sessions(views[0], c, args.threshold, args.confidence)
                    for c in views[1:]]
     sys.stdout.write("\n".join(cmp.terminal_table(r) for r in results))
@@ -175,7 +164,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
             dt.date.fromisoformat(args.since)
         except ValueError:
             raise ConfigError(f"--since {args.since!r}: give a date, YYYY-MM-DD") from None
-    found = list_sessions(Store(args.uri, _endpoint(args)), args.node, args.since,
+    found = list_sessions(Store(args.uri, args.endpoint or ""), args.node, args.since,
                           args.pipeline)
     if args.json:
         for s in found:
