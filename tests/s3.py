@@ -20,11 +20,32 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
                "AWS_REGION": "us-east-1"}
 
 
+def expected_objects(session: Path, prefix: str = "lab") -> dict[str, bytes]:
+    """What a session folder recorded with uploads on should have put in its store: each
+    file it wrote (not the hidden ones: journals, lock, outbox) under its key, by the place
+    its outbox names."""
+    from otel_benchlab.outbox import Outbox
+    from otel_benchlab.store import SessionPlace, object_name
+
+    header = Outbox.open(session).header
+    place = SessionPlace(header["node"], header["date"], header["session"])
+    out = {}
+    for p in session.rglob("*"):
+        if p.is_file() and not p.name.startswith("."):
+            kind, name = object_name(p.relative_to(session).as_posix())
+            out[f"{prefix}/{place.folder(kind)}/{name}"] = p.read_bytes()
+    return out
+
+
 class _StoreProcess:
     """A store's server process on a free loopback port, its output in ``workdir/LOG``."""
 
     port: int
     workdir: Path
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def _launch(self, args: list[str], log: str, env: dict[str, str] | None = None) -> None:
         self.log = open(self.workdir / log, "w")  # noqa: SIM115 - lives with proc
@@ -69,10 +90,6 @@ class MotoS3(_StoreProcess):
         self.env = dict(os.environ, **CREDENTIALS)
         if check_credentials:
             self.env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> MotoS3:
         self._launch(["moto.server", "-H", "127.0.0.1", "-p", str(self.port)], "moto.log",
@@ -183,10 +200,6 @@ class GcsEmulator(_StoreProcess):
         self.bucket = bucket
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> GcsEmulator:
         self._launch(["gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port",

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from otel_benchlab.outbox import OUTBOX_NAME, Outbox
-from otel_benchlab.store import SessionPlace, object_name
 
-from .s3 import CREDENTIALS, MotoS3, TcpGate
+from .s3 import CREDENTIALS, MotoS3, TcpGate, expected_objects
 from .test_end_to_end import agent_cmd, agent_env, wait_started
 
 pytestmark = pytest.mark.e2e
@@ -38,17 +37,6 @@ def _agent(tmp: Path, cfg: Path, session: str, duration: float | None = None,
                             env=agent_env(OTEL_TRACES_EXPORTER="none",
                                           OTEL_METRICS_EXPORTER="none", **env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _expected_objects(session: Path) -> dict[str, bytes]:
-    box = Outbox.open(session)
-    place = SessionPlace(box.header["node"], box.header["date"], session.name)
-    out = {}
-    for p in session.rglob("*"):
-        if p.is_file() and not p.name.startswith("."):
-            kind, name = object_name(p.relative_to(session).as_posix())
-            out[f"lab/{place.folder(kind)}/{name}"] = p.read_bytes()
-    return out
 
 
 @pytest.fixture
@@ -79,7 +67,7 @@ def test_kill_9_during_an_upload_then_a_restart_loses_nothing_and_copies_nothing
     _, stderr = second.communicate(timeout=60)
     assert second.returncode == 0, stderr[-3000:]
     objects = moto.objects(BUCKET)
-    expected = {**_expected_objects(killed), **_expected_objects(tmp_path / "data" /
+    expected = {**expected_objects(killed), **expected_objects(tmp_path / "data" /
                                                                  "sessions" / "after")}
     assert set(objects) == set(expected)
     assert all(objects[k] == v for k, v in expected.items())
@@ -141,5 +129,5 @@ def test_files_left_at_exit_go_with_the_next_start(tmp_path, moto):
     refused = tmp_path / "data" / "sessions" / "refused"
     assert Outbox.open(refused).pending() == []
     objects = moto.objects(BUCKET)
-    assert all(objects.get(k) == v for k, v in _expected_objects(refused).items())
+    assert all(objects.get(k) == v for k, v in expected_objects(refused).items())
 

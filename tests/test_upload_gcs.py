@@ -10,9 +10,8 @@ import subprocess
 import pytest
 
 from otel_benchlab.outbox import Outbox
-from otel_benchlab.store import SessionPlace, object_name
 
-from .s3 import GcsEmulator
+from .s3 import GcsEmulator, expected_objects
 from .test_end_to_end import agent_cmd, agent_env
 
 pytestmark = pytest.mark.e2e
@@ -44,13 +43,7 @@ def test_a_session_arrives_in_gcs_byte_identical(tmp_path, gcs):
     session = tmp_path / "data" / "sessions" / "g1"
     box = Outbox.open(session)
     assert box.pending() == []
-    place = SessionPlace(box.header["node"], box.header["date"], "g1")
-    expected = {}
-    for p in session.rglob("*"):
-        if p.is_file() and not p.name.startswith("."):
-            kind, name = object_name(p.relative_to(session).as_posix())
-            expected[f"lab/{place.folder(kind)}/{name}"] = p.read_bytes()
-    assert gcs.objects() == expected
+    assert gcs.objects() == expected_objects(session)
 
 
 def test_a_missing_gcs_bucket_is_one_log_line(tmp_path, gcs):

@@ -19,9 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_benchlab.outbox import OUTBOX_NAME, Outbox
-from otel_benchlab.store import SessionPlace, object_name
 
-from .s3 import CREDENTIALS, MotoS3, TcpGate
+from .s3 import CREDENTIALS, MotoS3, TcpGate, expected_objects
 from .servers import free_port
 from .test_end_to_end import agent_cmd, agent_env, wait_started
 
@@ -98,30 +97,14 @@ def run(upload_session_result) -> UploadRun:
     return upload_session_result
 
 
-def _local_files(session: Path) -> dict[str, bytes]:
-    """What the session wrote that goes to the store: parts, manifest, captures."""
-    out = {}
-    for p in session.rglob("*"):
-        rel = p.relative_to(session).as_posix()
-        if p.is_file() and not p.name.startswith("."):
-            out[rel] = p.read_bytes()
-    return out
-
-
 def test_the_session_ends_cleanly(run):
     assert run.rc == 0, run.stderr[-3000:]
 
 
 def test_everything_the_session_wrote_arrives_byte_identical(run):
-    box = Outbox.open(run.session)
-    place = SessionPlace(box.header["node"], box.header["date"], "upload60")
-    local = _local_files(run.session)
-    assert sum(1 for r in local if r.startswith("aligned/part-")) >= 10  # 60 s in 5 s parts
-    assert any(r.startswith("capframex/") for r in local)
-    expected = {}
-    for rel, data in local.items():
-        kind, name = object_name(rel)
-        expected[f"lab/{place.folder(kind)}/{name}"] = data
+    assert len(list((run.session / "aligned").glob("part-*.parquet"))) >= 10  # 5 s parts
+    assert any(not p.name.startswith(".") for p in (run.session / "capframex").iterdir())
+    expected = expected_objects(run.session)
     assert set(run.objects) == set(expected)  # nothing missing, nothing under another key
     differ = [k for k in expected if run.objects[k] != expected[k]]
     assert not differ
