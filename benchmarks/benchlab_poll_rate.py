@@ -22,8 +22,9 @@ import sys
 import time
 
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.receivers.benchlab import BenchlabReceiver, open_device
+from otel_benchlab.receivers.benchlab import BenchlabReceiver
 from otel_benchlab.receivers.benchlab_layout import READ_SENSORS, decode
+from otel_benchlab.receivers.benchlab_port import open_device
 
 EMULATOR = """
 import sys

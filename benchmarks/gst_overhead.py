@@ -4,7 +4,7 @@ latency tracer that `otel-benchlab gst` turns on.
 1. Whole pipeline: `gst-launch-1.0` run time for N buffers, unsynced (as fast as it goes),
    plain and under `otel-benchlab gst` (tracer on, records parsed, a full agent session).
 2. Frame latency: the encoder's per-frame latency measured by in-process pad probes
-   (otel_benchlab.probes.gstreamer), with and without the tracer in the same process
+   (otel_benchlab.probe.gstreamer), with and without the tracer in the same process
    (needs PyGObject; skipped otherwise).
 Medians of --runs runs, alternated.
 
@@ -39,7 +39,7 @@ APP = textwrap.dedent("""
     gi.require_version("Gst", "1.0")
     from gi.repository import Gst
     from otel_benchlab.probe import Probe
-    from otel_benchlab.probes import gstreamer
+    from otel_benchlab.probe import gstreamer
     Gst.init(None)
     pipeline = Gst.parse_launch(sys.argv[2])
     probe = Probe(sys.argv[1], pipeline="bench")

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from otel_benchlab.config import HostConfig  # noqa: E402
 from otel_benchlab.counters import AgentCounters  # noqa: E402
 from otel_benchlab.processors.energy import EnergyAnnotator  # noqa: E402
+from otel_benchlab.receivers.host import HostConfig  # noqa: E402
 from otel_benchlab.receivers.host_cpu import CpuUtilization  # noqa: E402
 from otel_benchlab.receivers.hwmon import open_hwmon  # noqa: E402
 from otel_benchlab.receivers.nvml import open_nvml  # noqa: E402

@@ -48,8 +48,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from otel_benchlab.config import Config
-from otel_benchlab.replay import replay_session
-from otel_benchlab.schema import MARK_SCHEMA, SAMPLE_SCHEMA
+from otel_benchlab.session.replay import replay_session
+from otel_benchlab.session.schema import MARK_SCHEMA, SAMPLE_SCHEMA
 
 STAGES = ["ingress", "encoded", "inference_done"]
 

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from otel_benchlab.schema import aligned_schema  # noqa: E402
+from otel_benchlab.session.schema import aligned_schema  # noqa: E402
 
 PAIRS = [("decode", "infer"), ("infer", "encode")]
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from otel_benchlab.config import UploadConfig  # noqa: E402
 from otel_benchlab.counters import AgentCounters  # noqa: E402
+from otel_benchlab.exporters.upload import UploadConfig  # noqa: E402
 from tests.s3 import CREDENTIALS, MotoS3  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -82,7 +82,7 @@ def agent_cpu(seconds: float, moto: MotoS3, work: Path) -> dict[str, float]:
 
 def make_backlog(work: Path, megabytes: float) -> Path:
     """A session folder whose outbox holds real parts adding up to ``megabytes``."""
-    from otel_benchlab.outbox import Outbox
+    from otel_benchlab.fleet.outbox import Outbox
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BENCHLAB_"))}
     env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none",
@@ -112,7 +112,7 @@ def make_backlog(work: Path, megabytes: float) -> Path:
 
 def drain(session: Path, uri: str, endpoint: str) -> dict[str, float]:
     from otel_benchlab.exporters.upload import Uploader
-    from otel_benchlab.outbox import OUTBOX_NAME, Outbox
+    from otel_benchlab.fleet.outbox import OUTBOX_NAME, Outbox
 
     text = (session / OUTBOX_NAME).read_text().splitlines()
     header = json.loads(text[0])

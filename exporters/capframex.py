@@ -16,15 +16,9 @@ with too few frames for CapFrameX (it needs over 20 lines) is skipped with a log
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import functools
-import hashlib
-import json
 import logging
 import os
-import re
 import shutil
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,48 +28,36 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from otel_benchlab.exporters.decimal_text import Decimals, Text, json_array, lines
-from otel_benchlab.heap import return_freed_memory
-from otel_benchlab.temp_files import open_temp
+from otel_benchlab.agent.heap import return_freed_memory
+from otel_benchlab.components import Component
+from otel_benchlab.exporters.capframex_format import (
+    PMD_ARRAYS,
+    Frames,
+    attributed_column,
+    csv_pieces,
+    json_document,
+    json_pieces,
+    safe_name,
+)
+from otel_benchlab.exporters.decimal_text import Decimals
+from otel_benchlab.session.temp_files import open_temp
+
+
+@dataclass
+class CapFrameXConfig:
+    # write a CapFrameX capture per pair
+    enabled: bool = True
+    # the captures' Application name (CX_APP)
+    app: str = "otel-benchlab"
+    watch_dir: str = ""  # also copy finished files here (CapFrameX's capture folder)
+    sample_time_ms: int = 100  # Pmd* power array spacing in the JSON
+
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = [
-    "Application", "ProcessID", "SwapChainAddress", "Runtime", "SyncInterval", "PresentFlags",
-    "AllowsTearing", "PresentMode", "Dropped", "TimeInSeconds", "MsBetweenPresents",
-    "MsBetweenDisplayChange", "MsInPresentAPI", "MsUntilRenderComplete", "MsUntilDisplayed",
-]
 MIN_ROWS = 20  # CapFrameX wants more than 20 lines: a header and at least 20 rows
 WRITE_THREADS = min(4, os.cpu_count() or 1)
-PMD_ARRAYS = {"cpu": "PmdCpuPower", "gpu": "PmdGpuPower", "sys": "PmdSystemPower"}
 
-
-@functools.lru_cache(maxsize=4096)
-def _safe(text: str) -> str:
-    # Cached: it is called per row with a handful of distinct names (streams).
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
-
-
-class _Encoded:
-    """JSON text made already (a large array): its pieces, spliced in as they are."""
-
-    def __init__(self, pieces: Text) -> None:
-        self.pieces = pieces
-
-
-def _json_floats(numbers: Decimals) -> _Encoded:
-    """``json.dumps([round(v, digits) for v in values])``, made once and reused."""
-    return _Encoded(json_array(numbers.rounded_repr()))
-
-
-def _json_repeated(text: bytes, n: int) -> _Encoded:
-    """A JSON array of ``n`` times the same value, written as ``text``."""
-    return _Encoded((b"[", (text + b", ") * (n - 1) + text if n else b"", b"]"))
-
-
-def _cells(numbers: Decimals) -> pa.Array:
-    """CSV cells: ``f"{v:.{digits}f}"``, empty where there is no value."""
-    return numbers.fixed().fill_null("")
 
 
 def _groups(table: pa.Table, names: list[str]) -> Iterator[tuple[tuple[str, ...], np.ndarray]]:
@@ -103,31 +85,6 @@ def _groups(table: pa.Table, names: list[str]) -> Iterator[tuple[tuple[str, ...]
         yield tuple(reversed(key)), by_group[(bounds[g - 1] if g else 0):bounds[g]]
 
 
-def _pieces(obj: object, sort_keys: bool = False) -> Iterator[bytes | pa.Buffer]:
-    """``json.dumps`` (default separators) as a run of byte pieces, for dicts whose large
-    arrays are ``_Encoded``: each array is encoded once however often it appears (the four
-    latency columns, and the run again for its hash), and never copied into one string."""
-    if isinstance(obj, _Encoded):
-        yield from obj.pieces
-    elif isinstance(obj, dict) and any(isinstance(v, (_Encoded, dict, list))
-                                       for v in obj.values()):
-        sep = "{"
-        for k, v in sorted(obj.items()) if sort_keys else obj.items():
-            yield f"{sep}{json.dumps(k)}: ".encode()
-            yield from _pieces(v, sort_keys)
-            sep = ", "
-        yield b"}"  # not empty: it holds an encoded value
-    elif isinstance(obj, list) and any(isinstance(v, (_Encoded, dict)) for v in obj):
-        sep = "["
-        for v in obj:
-            yield sep.encode()
-            yield from _pieces(v, sort_keys)
-            sep = ", "
-        yield b"]"
-    else:
-        yield json.dumps(obj, sort_keys=sort_keys).encode()
-
-
 class CapFrameXWriter:
     """Captures are sorted by start time when written (at rollover every ``max_frames``
     and at shutdown). Until then a live agent keeps each capture's rows in a hidden Arrow
@@ -146,7 +103,7 @@ class CapFrameXWriter:
                  max_frames: int = 100_000, spill: bool = False,
                  on_error: Callable[[str, int], None] | None = None) -> None:
         self.directory = Path(directory)
-        self.app = _safe(app)
+        self.app = safe_name(app)
         self.power_columns = power_columns
         self.sample_time_ms = sample_time_ms
         self.watch_dir = Path(watch_dir) if watch_dir else None
@@ -155,7 +112,7 @@ class CapFrameXWriter:
         self._on_error = on_error or (lambda what, n: None)
         self._names = ["start_ns", "end_ns", "latency_ms"] + [
             c for _, mean_col, energy_col in power_columns
-            for c in (mean_col, _attributed(energy_col))]
+            for c in (mean_col, attributed_column(energy_col))]
         self._pending: dict[tuple[str, str, str], _Pending] = {}
         self._parts: dict[tuple[str, str, str], int] = {}
         self._stems: dict[tuple[str, str, str], str] = {}
@@ -208,7 +165,7 @@ class CapFrameXWriter:
         stem = self._stems.get(key)
         if stem is None:
             pipeline, a, b = key
-            base = stem = f"{_safe(pipeline)}_{_safe(a)}_to_{_safe(b)}"
+            base = stem = f"{safe_name(pipeline)}_{safe_name(a)}_to_{safe_name(b)}"
             n = 1
             while stem in self._stems.values():
                 n += 1
@@ -302,7 +259,7 @@ class CapFrameXWriter:
         start = columns["start_ns"]
         # Frame times and latencies are written in both files: scaled, rounded and put
         # into text once, here, before the two files are made side by side.
-        frames = _Frames(Decimals((start - start[0]) / 1e9, 6),
+        frames = Frames(Decimals((start - start[0]) / 1e9, 6),
                          Decimals(columns["latency_ms"], 4))
         return _Capture(key, pending, table, columns, frames, part,
                         self.directory / f"{stem}.csv", self.directory / f"{stem}.json")
@@ -311,9 +268,11 @@ class CapFrameXWriter:
         c, kind = job
         try:
             if kind == "csv":
-                _atomic_write(c.csv_path, self._csv(c))
+                _atomic_write(c.csv_path, csv_pieces(self.app, self.power_columns, c.table,
+                                                     c.columns, c.frames))
             else:
-                _atomic_write(c.json_path, _pieces(self._json(c)))
+                _atomic_write(c.json_path, json_pieces(json_document(
+                    self.app, self.sample_time_ms, c.key, c.columns, c.frames, self._power)))
         except OSError as exc:
             return exc
         return None
@@ -334,89 +293,6 @@ class CapFrameXWriter:
             log.error("cannot copy %s to CapFrameX watch folder %s: %s", path.name,
                       self.watch_dir, exc)
 
-    CSV_BLOCK = 50_000  # rows formatted at a time: a 100000-frame capture stays small
-
-    def _csv(self, c: _Capture) -> Iterator[bytes | pa.Buffer]:
-        """The CSV text in blocks of rows (formatting a whole capture at once held some
-        50 MB of strings per capture at each rollover); the frame times and latencies are
-        written whole once (~9 bytes a frame each)."""
-        t, table = c.columns, c.table
-        assert table is not None
-        n = len(t["start_ns"])
-        fixed_cells = f"{self.app},0,0x0000000000000000,Other,0,0,0,Unknown,0"
-        names = ["Frame", "Stream"] + [
-            name for label, _, _ in self.power_columns
-            for name in (f"Power_{_safe(label)}_W", f"Energy_{_safe(label)}_J")]
-        yield (",".join(CSV_COLUMNS + names) + "\n").encode()
-        frame = pc.cast(table["frame"], pa.string()).fill_null("").combine_chunks()
-        streams = pc.dictionary_encode(table["stream"].combine_chunks())
-        stream = pa.array([_safe(s) for s in streams.dictionary.to_pylist()],
-                          pa.string()).take(streams.indices)
-        times, lats = _cells(c.frames.time), _cells(c.frames.lat)
-        for lo in range(0, n, self.CSV_BLOCK):
-            sl = slice(lo, min(n, lo + self.CSV_BLOCK))
-            lat = lats[sl]
-            cols = [fixed_cells, times[sl], lat, lat, "0.0000", lat, lat, frame[sl],
-                    stream[sl]]
-            for _, mean_col, energy_col in self.power_columns:
-                cols += [_cells(Decimals(t[mean_col][sl], 3)),
-                         _cells(Decimals(t[_attributed(energy_col)][sl], 6))]
-            yield from lines(cols)
-
-    def _json(self, c: _Capture) -> dict:
-        pipeline, a, b = c.key
-        t = c.columns
-        start = t["start_ns"]
-        n = len(start)
-        lat = _json_floats(c.frames.lat)
-        zeros = _json_repeated(b"0", n)
-        capture = {
-            "TimeInSeconds": _json_floats(c.frames.time),
-            "MsBetweenPresents": lat, "MsInPresentAPI": _json_repeated(b"0.0", n),
-            "MsBetweenDisplayChange": lat, "MsUntilRenderComplete": lat,
-            "MsUntilDisplayed": lat,
-            "QPCTime": _json_floats(Decimals(start / 1e9, 6)),
-            "PresentMode": zeros, "AllowsTearing": zeros, "SyncInterval": zeros,
-            "Dropped": _json_repeated(b"false", n),
-        }
-        run: dict = {"PresentMonRuntime": "otel-benchlab", "SampleTime": self.sample_time_ms,
-                     "CaptureData": capture}
-        end = int(t["end_ns"].max())
-        grid = np.arange(int(start[0]), end + 1, self.sample_time_ms * 1_000_000)
-        for label, key in PMD_ARRAYS.items():
-            chunks = self._power.get(label)
-            if not chunks:
-                continue
-            ts = np.concatenate([x[0] for x in chunks])
-            w = np.concatenate([x[1] for x in chunks])
-            if len(ts) == 0:
-                continue
-            order = np.argsort(ts, kind="stable")
-            run[key] = _json_floats(Decimals(np.interp(grid, ts[order], w[order]), 3))
-        sha = hashlib.sha256()
-        for piece in _pieces(run, sort_keys=True):
-            sha.update(piece)
-        digest = sha.hexdigest()
-        run["Hash"] = digest
-        info = {
-            "Id": str(uuid.uuid4()), "GameName": f"{pipeline} {a}->{b}",
-            "ProcessName": self.app,
-            "CreationDate": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "Comment": f"otel-benchlab stage latency {a}->{b} of pipeline {pipeline}; "
-                       "frame time = stage latency",
-        }
-        return {"Hash": hashlib.sha256((digest + info["Id"]).encode()).hexdigest(),
-                "Info": info, "Runs": [run]}
-
-
-@dataclass
-class _Frames:
-    """A capture's frame times and latencies as decimals (both files write them)."""
-
-    time: Decimals  # seconds from the first frame's start
-    lat: Decimals  # ms
-
-
 @dataclass
 class _Capture:
     """One capture on its way to its files."""
@@ -425,7 +301,7 @@ class _Capture:
     pending: _Pending
     table: pa.Table | None  # sorted by start
     columns: dict[str, np.ndarray]  # its numeric columns, for both files
-    frames: _Frames | None
+    frames: Frames | None
     part: int
     csv_path: Path
     json_path: Path
@@ -493,11 +369,6 @@ class _Pending:
                     path.unlink(missing_ok=True)
 
 
-def _attributed(energy_col: str) -> str:
-    """The aligned column of a source's attributed energy beside its energy column."""
-    return energy_col.replace("energy_j", "energy_attr_j", 1)
-
-
 def _atomic_write(path: Path, pieces: Iterable[bytes | pa.Buffer]) -> None:
     fh, tmp = open_temp(path)  # CapFrameX ignores names not ending .csv/.json
     try:
@@ -509,3 +380,8 @@ def _atomic_write(path: Path, pieces: Iterable[bytes | pa.Buffer]) -> None:
         with contextlib.suppress(OSError):  # no half-written file left behind
             tmp.unlink(missing_ok=True)
         raise
+
+
+# Settings only: the runtime writes every session's captures.
+COMPONENT = Component("capframex", "capframex", settings=CapFrameXConfig,
+                      env={"CX_APP": "app"}, ranges={"sample_time_ms": (1, 60_000)})

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from otel_benchlab.schema import power_keys
+from otel_benchlab.session.schema import power_keys
 
 from .span_wire import (
     EMPTY_STATUS,

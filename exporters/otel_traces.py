@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
@@ -23,13 +24,24 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_benchlab import __version__
+from otel_benchlab.components import Component
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.records import StageSpan
-from otel_benchlab.schema import power_keys
+from otel_benchlab.session.schema import power_keys
+from otel_benchlab.settings import setting_error
 from otel_benchlab.timebase import TimeBase
 
 from .frame_wire import frame_bytes, frames_bytes
 from .otlp import span_count
+
+
+@dataclass
+class TracesConfig:
+    # share of frames exported as traces (OTEL_TRACES_SAMPLER_ARG)
+    sample_ratio: float = 1.0
+    # Frames whose pair latency is over its target are always traced ("A->B" = seconds).
+    latency_targets_s: dict[str, float] = field(default_factory=dict)
+
 
 SCOPE = InstrumentationScope("otel_benchlab", __version__)
 _SAMPLED = trace_api.SpanContext(0, 0, is_remote=False, trace_flags=trace_api.TraceFlags(1))
@@ -219,3 +231,13 @@ def _room(processor: BatchSpanProcessor) -> int | None:
     them."""
     q = _queue(processor)
     return None if q is None else q.maxlen - len(q)
+
+
+def validate(traces: TracesConfig) -> None:
+    if not 0.0 <= traces.sample_ratio <= 1.0:
+        raise setting_error("traces.sample_ratio", "must be between 0 and 1")
+
+
+# Settings only: the runtime builds the trace exporter every agent has (telemetry.py).
+COMPONENT = Component("traces", "traces", settings=TracesConfig,
+                      ranges={"latency_targets_s": (0, 3600)}, validate=validate)

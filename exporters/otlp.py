@@ -22,15 +22,34 @@ import importlib
 import socket
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_benchlab.config import ConfigError, OtlpConfig
+from otel_benchlab.components import Component
 from otel_benchlab.counters import AgentCounters
+from otel_benchlab.settings import ConfigError, setting_error
+
+
+@dataclass
+class OtlpConfig:
+    # Exporters per signal ("otlp", "console", "none"); OTEL_TRACES_EXPORTER and
+    # OTEL_METRICS_EXPORTER override them. The OTLP variables (per-signal endpoints, headers,
+    # protocol, timeouts) override the keys below; see exporters/otlp.py.
+    traces_exporter: list[str] = field(default_factory=lambda: ["otlp"])
+    # otlp, console or none (OTEL_METRICS_EXPORTER)
+    metrics_exporter: list[str] = field(default_factory=lambda: ["otlp"])
+    endpoint: str = ""  # "" = the exporters' own default (or the OTEL_* variables)
+    protocol: str = ""  # "grpc" or "http/protobuf"; "" = grpc
+    timeout_s: float = 5.0  # per export attempt
+    # metric export period (OTEL_METRIC_EXPORT_INTERVAL, ms)
+    metric_interval_s: float = 60.0
+    # At exit, how long undelivered telemetry may hold the agent up (a dead collector).
+    flush_timeout_s: float = 2.0
+
 
 SIGNALS = ("traces", "metrics")
 PROTOCOLS = ("grpc", "http/protobuf")
@@ -343,3 +362,14 @@ def otlp_endpoints(exporters: Sequence[object]) -> list[str]:
     """The endpoints of the OTLP exporters among ``exporters`` (console ones have none)."""
     return [e.endpoint for e in exporters
             if isinstance(e, (CountingSpanExporter, CountingMetricExporter))]
+
+
+def validate(otlp: OtlpConfig) -> None:
+    if otlp.protocol not in ("", "grpc", "http/protobuf"):
+        raise setting_error("otlp.protocol", f"{otlp.protocol!r}: use 'grpc' or 'http/protobuf'")
+
+
+# Settings only: the runtime builds the OTLP exporters every agent has (telemetry.py).
+COMPONENT = Component("otlp", "otlp", settings=OtlpConfig,
+                      ranges={"timeout_s": (0, 3600), "metric_interval_s": (0, 86400),
+                              "flush_timeout_s": (0.0, 600)}, validate=validate)

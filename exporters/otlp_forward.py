@@ -18,8 +18,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from otel_benchlab.config import OtlpConfig
 from otel_benchlab.counters import AgentCounters
+from otel_benchlab.exporters.otlp import OtlpConfig
 
 from .otlp import SignalPlan, plan_signal, sdk_exporter_class
 

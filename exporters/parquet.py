@@ -27,11 +27,13 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
-from otel_benchlab.journal import (
+from otel_benchlab.components import Component
+from otel_benchlab.session.journal import (
     JOURNAL_NAME,
     PART_NAME,
     journal_path,
@@ -39,7 +41,18 @@ from otel_benchlab.journal import (
     pending_journals,
     read_journal,
 )
-from otel_benchlab.temp_files import is_temp_of, open_temp
+from otel_benchlab.session.temp_files import is_temp_of, open_temp
+
+
+@dataclass
+class ParquetConfig:
+    # write aligned/ and raw/ Parquet parts
+    enabled: bool = True
+    # a part is closed after this many rows
+    part_rows: int = 200_000
+    # or after this many seconds
+    part_seconds: float = 60.0
+
 
 log = logging.getLogger(__name__)
 
@@ -331,3 +344,8 @@ def recover_directory(directory: Path) -> tuple[int, int]:
             rows += table.num_rows
         journal.unlink()
     return parts, rows
+
+
+# Settings only: the runtime writes every session's parts.
+COMPONENT = Component("parquet", "parquet", settings=ParquetConfig,
+                      ranges={"part_rows": (1, 100_000_000), "part_seconds": (0, 86400)})

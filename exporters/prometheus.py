@@ -17,12 +17,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from otel_benchlab.bounded_http import BoundedHTTPServer, BoundedRequestHandler
+from otel_benchlab.agent.bounded_http import BoundedHTTPServer, BoundedRequestHandler
+from otel_benchlab.components import Component
+from otel_benchlab.settings import parse_bind
+
+
+@dataclass
+class PrometheusConfig:
+    bind: str = "127.0.0.1:9109"  # "" or "off" disables the endpoint
+
 
 log = logging.getLogger(__name__)
 
@@ -124,3 +133,12 @@ class PrometheusEndpoint:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def validate(prometheus: PrometheusConfig) -> None:
+    parse_bind(prometheus.bind)
+
+
+# Settings only: the runtime serves /metrics itself (telemetry.py).
+COMPONENT = Component("prometheus", "prometheus", settings=PrometheusConfig,
+                      env={"BENCHLAB_PROM": "bind"}, validate=validate)

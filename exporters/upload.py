@@ -1,7 +1,7 @@
 """Upload: an exporter of files. Every closed Parquet part, ``session.json`` (at the start
 and again at the end) and the CapFrameX captures go to an object store
-(``otel_benchlab.store`` has the layout), through each session's outbox
-(``otel_benchlab.outbox``), on a thread of its own: the agent's writing never waits for
+(``otel_benchlab.fleet.store`` has the layout), through each session's outbox
+(``otel_benchlab.fleet.outbox``), on a thread of its own: the agent's writing never waits for
 the network.
 
 - A file goes once per ``add``; its key is fixed by its session and name, so a retry, a
@@ -25,14 +25,40 @@ import shutil
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from otel_benchlab.components import BuildContext, Built, Component
-from otel_benchlab.config import Config, ConfigError, UploadConfig
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.outbox import Outbox, Pending, open_outbox, outboxes
-from otel_benchlab.session import agent_alive
-from otel_benchlab.store import SessionPlace, Store, object_name, refused, safe_node
+from otel_benchlab.fleet.outbox import Outbox, Pending, open_outbox, outboxes
+from otel_benchlab.fleet.store import SessionPlace, Store, object_name, refused, safe_node
+from otel_benchlab.session.folder import agent_alive
+from otel_benchlab.settings import ConfigError, setting_error
+
+if TYPE_CHECKING:
+    from otel_benchlab.config import Config
+
+@dataclass
+class UploadConfig:
+    # Where every closed Parquet part, session.json and the CapFrameX captures go:
+    # s3://BUCKET/PREFIX, gs://BUCKET/PREFIX,
+    # abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/PREFIX, or an absolute path (a shared
+    # volume). "" = off. Credentials come from each provider's own variables and files
+    # (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_*, the pod's workload identity).
+    uri: str = ""
+    # an S3-compatible store's address (MinIO, Ceph RGW), e.g. http://minio:9000
+    endpoint: str = ""
+    region: str = ""  # the S3 region; "" = AWS_REGION, AWS_DEFAULT_REGION or ~/.aws/config
+    node: str = ""  # the node= partition; "" = k8s.node.name, else the host name
+    # the average upload rate at most (bytes a second); 0 = no limit
+    bandwidth_bytes_s: float = 0.0
+    # the longest wait between tries (the back-off doubles from 1 s), and between tries
+    # while the store refuses (credentials, no bucket)
+    retry_max_s: float = 300.0
+    # at exit, how long what is left may hold the agent up (the rest goes at the next start)
+    flush_timeout_s: float = 10.0
+
 
 log = logging.getLogger("otel_benchlab")
 
@@ -344,4 +370,19 @@ def _build(cfg: Config, ctx: BuildContext) -> Built:
     return Built(file_sinks=[Uploader(cfg.upload, cfg.data_root, ctx.counters)])
 
 
-COMPONENT = Component("upload", "upload", lambda cfg: bool(cfg.upload.uri), _build)
+def validate(upload: UploadConfig) -> None:
+    uri = upload.uri.strip()
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if uri and (scheme not in ("", "s3", "gs", "gcs", "abfs", "abfss", "az", "file")
+                or (not scheme and not uri.startswith("/"))):
+        raise setting_error("upload.uri", f"{uri!r}: use s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, "
+                            "abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/PREFIX or an "
+                            "absolute path (a shared volume)")
+
+
+COMPONENT = Component(
+    "upload", "upload", lambda cfg: bool(cfg.upload.uri), _build, settings=UploadConfig,
+    env={"BENCHLAB_UPLOAD_URI": "uri", "BENCHLAB_UPLOAD_ENDPOINT": "endpoint"},
+    ranges={"bandwidth_bytes_s": (0.0, 1e12), "retry_max_s": (0, 86400),
+            "flush_timeout_s": (0.0, 3600)},
+    validate=validate)

@@ -1,36 +1,51 @@
-"""The component registry: which receivers (and the exporters that belong to them) the
-agent builds from its configuration.
+"""The component registry: every receiver, processor and exporter that has settings, and
+which of them the agent builds from its configuration.
 
-Each receiver module declares one ``COMPONENT``: its name, the config section it reads,
-``enabled(cfg)`` and ``build(cfg, ctx)``. Adding a source is a module and one line in
-``COMPONENT_MODULES``; the CLI and the runtime do not change (the OpenTelemetry
-Collector's components register the same way).
+Each such module declares one ``COMPONENT``: its name, the config section it reads, its
+settings dataclass (the section's keys, with their defaults and the comments the
+configuration reference shows), its environment variables, ranges and checks, and, where
+the agent builds it from here, ``enabled(cfg)`` and ``build(cfg, ctx)``. The configuration
+is assembled from this registry (``config``). Adding a source is a module and one line in
+``COMPONENT_MODULES``; the CLI, the configuration and the runtime do not change (the
+OpenTelemetry Collector's components register the same way).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from otel_benchlab.config import Config
-from otel_benchlab.counters import AgentCounters
 from otel_benchlab.timebase import TimeBase
+
+if TYPE_CHECKING:
+    from otel_benchlab.counters import AgentCounters
+
+# The assembled configuration (``config.Config``). It is made from this registry, so the
+# registry names it loosely rather than import the module that assembles it.
+Config = Any
 
 log = logging.getLogger("otel_benchlab")
 
-# Built in this order; the order is the order of the receivers in session.json.
+# In this order the sections appear in the configuration (and its reference page) and the
+# enabled components are built (the order of the receivers in session.json).
 COMPONENT_MODULES = (
     "otel_benchlab.receivers.simulated",
     "otel_benchlab.receivers.benchlab",
-    "otel_benchlab.receivers.host",
+    "otel_benchlab.exporters.otel_traces",
+    "otel_benchlab.exporters.otlp",
+    "otel_benchlab.exporters.prometheus",
+    "otel_benchlab.exporters.parquet",
+    "otel_benchlab.exporters.capframex",
     "otel_benchlab.receivers.probe",
-    "otel_benchlab.receivers.jsonl_tail",
-    "otel_benchlab.receivers.log_pattern",
+    "otel_benchlab.receivers.host",
     "otel_benchlab.k8s.podresources",  # before the intake, which uses what it knows
     "otel_benchlab.receivers.otlp_intake",
+    "otel_benchlab.receivers.jsonl_tail",
+    "otel_benchlab.receivers.log_pattern",
+    "otel_benchlab.processors.attribution",
     "otel_benchlab.exporters.upload",
 )
 
@@ -83,9 +98,19 @@ class Built:
 @dataclass(frozen=True)
 class Component:
     name: str
-    section: str  # the config section it reads ("" = top level)
-    enabled: Callable[[Config], bool]
-    build: Callable[[Config, BuildContext], Built]
+    section: str  # the config section it reads
+    # Built by the registry when enabled; None: the runtime builds it (the exporters every
+    # agent has) or nothing is built (a processor's settings).
+    enabled: Callable[[Config], bool] | None = None
+    build: Callable[[Config, BuildContext], Built] | None = None
+    # the settings dataclass: the [section] table's keys
+    settings: type | None = None
+    # environment variable -> key in the section
+    env: Mapping[str, str] = field(default_factory=dict)
+    # key in the section -> (low, high), as config.CORE_RANGES
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # checks of the section beyond types and ranges; raises ConfigError naming the key
+    validate: Callable[[Any], None] | None = None
 
 
 def components() -> list[Component]:
@@ -97,7 +122,7 @@ def build_all(cfg: Config, ctx: BuildContext) -> Built:
     built = Built()
     try:
         for comp in components():
-            if comp.enabled(cfg):
+            if comp.enabled is not None and comp.build is not None and comp.enabled(cfg):
                 built.add(comp.build(cfg, ctx))
     except BaseException:
         built.cleanup()

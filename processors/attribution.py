@@ -24,13 +24,30 @@ while-it-ran energy is unknown.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from otel_benchlab.components import Component
 from otel_benchlab.records import StageSpan
 
-from .energy import PowerSeries
+from .power_series import PowerSeries
+
+
+@dataclass
+class AttributionConfig:
+    # Each instant's power is shared among the spans running then (equal shares unless
+    # weighted), so attributed energies plus idle add up to the meter's. Live, an interval
+    # is shared out once no span that can still arrive overlaps it: this long after it.
+    # Unset: the pairing window + the power gap + 1 s, and 6 s more with the OTLP intake
+    # on (an OTel SDK's batch processor sends every 5 s). A span that arrives later keeps
+    # its while-it-ran energy and is counted unattributed (replay computes it exactly).
+    delay_s: float | None = None
+    # Power source label -> stage names/globs: only those stages share that source, and a
+    # stage named here shares only the sources that name it (the others share the rest).
+    sources: dict[str, list[str]] = field(default_factory=dict)
+    # Stage name/glob -> weight of its share (default 1).
+    weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -396,70 +413,6 @@ def attribute_spans(spans: list[StageSpan], starts: np.ndarray, ends: np.ndarray
                                takes, weights)
 
 
-def energy_split(total_j: float, attributed_j: float, idle_j: float) -> dict[str, float]:
-    """A source's energy over a session as the summary gives it: ``total`` (where the
-    power is known) = ``attributed`` (the spans' figures, summed) + ``idle`` (no span
-    running), to rounding."""
-    return {"total": float(total_j), "attributed": float(attributed_j), "idle": float(idle_j)}
-
-
-class LiveAttribution:
-    """Attribution as spans come: an interval is shared out once no span that can still
-    arrive overlaps it, ``delay_ns`` behind now. A span running across an interval's end
-    carries its share so far into the next; a span that arrives after its start was shared
-    out gets none (NaN: it keeps its while-it-ran energy) and is counted in
-    ``unattributed``. Per-span bookkeeping is only for those two kinds, a few at a time."""
-
-    def __init__(self, labels: list[str], max_gap_ns: int, delay_ns: int, start_ns: int,
-                 shares: StageShares | None = None) -> None:
-        self.labels = labels
-        self.max_gap_ns = max_gap_ns
-        self.delay_ns = delay_ns
-        self.start_ns = start_ns
-        self.done_to = start_ns  # shared out up to here
-        self.shares = shares or StageShares(labels)
-        self._carry: dict[int, np.ndarray] = {}  # id(span) -> J per source so far
-        self._late: set[int] = set()
-        self.idle_j = np.zeros(len(labels))
-        self.total_j = np.zeros(len(labels))
-        self.assigned_j = np.zeros(len(labels))  # in the figures of the spans released
-        self.unattributed = 0
-
-    def admit(self, span: StageSpan) -> None:
-        if span.start_ns < self.done_to:
-            self._late.add(id(span))
-            self.unattributed += 1
-
-    def share(self, done: list[StageSpan], running: list[StageSpan], to_ns: int,
-              series: dict[str, PowerSeries]) -> np.ndarray:
-        """Share [done_to, to_ns] out among ``done`` (spans that end by ``to_ns``, released
-        now) and ``running`` (spans that began before ``to_ns`` and end after it); returns
-        the done spans' attributed J (spans x sources)."""
-        t0, n_done = self.done_to, len(done)
-        spans = done + running
-        n = len(spans)
-        starts = np.fromiter((s.start_ns for s in spans), np.int64, n)
-        ends = np.fromiter((s.end_ns for s in spans), np.int64, n)
-        early = np.flatnonzero(starts < t0).tolist()  # carried over, or late
-        late = [i for i in early if id(spans[i]) in self._late]
-        take = np.ones(n, bool)
-        take[late] = False
-        got = np.full((n, len(self.labels)), np.nan)
-        if to_ns > t0:  # with no span running too: then it is all idle
-            mine = np.flatnonzero(take)
-            got[mine], idle, total = attribute_spans(
-                [spans[i] for i in mine], starts[mine], ends[mine], series, t0, to_ns,
-                self.max_gap_ns, self.shares)
-            self.idle_j += idle
-            self.total_j += total
-            self.done_to = to_ns
-        for i in early:
-            before = self._carry.pop(id(spans[i]), None)
-            if before is not None:  # NaN until a stretch of it had known power
-                row = got[i]
-                got[i] = np.where(np.isnan(before), row, before + np.nan_to_num(row))
-        for i in range(n_done, n):
-            self._carry[id(spans[i])] = got[i]
-        self._late.difference_update(id(spans[i]) for i in late)
-        self.assigned_j += np.nansum(got[:n_done], axis=0)
-        return got[:n_done]
+# Settings only: the runtime shares energy out with these (LiveAttribution).
+COMPONENT = Component("attribution", "attribution", settings=AttributionConfig,
+                      ranges={"delay_s": (0.0, 3600), "weights": (0, 1e6)})

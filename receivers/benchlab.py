@@ -10,196 +10,56 @@ again, rediscover by UID on any port), and the agent never exits for them.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import grp
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import serial
-from serial.tools import list_ports
 
 from otel_benchlab.components import Built, Component
-from otel_benchlab.config import Config
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.records import Sample, SensorInfo
+from otel_benchlab.settings import setting_error
 
 from . import Emit
-from .benchlab_control import BenchlabControl, ControlSettings
+from .benchlab_control import BenchlabControl, BenchlabControlConfig, ControlSettings
 
 if TYPE_CHECKING:
+    from otel_benchlab.config import Config
+
     from .benchlab_emulator import BenchlabEmulator
 from .benchlab_layout import (
-    READ_NAME,
     READ_SENSORS,
-    READ_UID,
-    READ_VENDOR_DATA,
-    VENDOR_ID,
-    WELCOME,
-    Layout,
-    UnknownFirmwareError,
     decode,
-    layout_for,
     sensor_infos,
 )
+from .benchlab_port import (
+    BenchlabPort,
+    DeviceError,
+    Identity,
+    discover,
+    scan_ports,
+)
+
+
+@dataclass
+class BenchlabConfig:
+    # read BENCHLAB devices (without --simulate)
+    enabled: bool = True
+    device: str = "auto"  # "auto", a port path, or "uid:UID"
+    max_rtt_ms: float = 20.0  # a sample whose round trip is longer is flagged uncertain
+    # per request
+    read_timeout_ms: float = 250.0
+    control: BenchlabControlConfig = field(default_factory=BenchlabControlConfig)
+
 
 log = logging.getLogger(__name__)
 
-USB_VID, USB_PID = 0x0483, 0x5740  # stock ST VCP ids: a hint for scanning, not an identity
 POWER_GROUPS = ("SYS", "CPU", "GPU")
 VDD_RANGE = (2.5, 3.8)  # V: the meter's own supply; outside it a reply is garbled
-
-
-class DeviceError(Exception):
-    """A port that is not (or no longer) a working BENCHLAB; ``reason`` is the counter."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Identity:
-    port: str
-    uid: str
-    name: str
-    layout: Layout
-
-    @property
-    def product(self) -> str:
-        return self.layout.product
-
-    @property
-    def firmware(self) -> str:
-        return f"fw{self.layout.fw_version:02d}"
-
-    def attributes(self) -> dict[str, str]:
-        return {"benchlab.device.name": self.name, "hw.model": self.product,
-                "hw.firmware_version": self.firmware, "hw.vendor": "ElmorLabs"}
-
-
-def scan_ports() -> list[str]:
-    """ttyACM ports with the ST VCP ids (candidates only; identify before trusting)."""
-    return sorted(p.device for p in list_ports.comports()
-                  if p.vid == USB_VID and p.pid == USB_PID)
-
-
-def permission_hint(path: str) -> str:
-    try:
-        group = grp.getgrgid(os.stat(path).st_gid).gr_name
-    except (OSError, KeyError):
-        group = "dialout"
-    return (f"permission denied on {path}: add your user to the '{group}' group "
-            f"(sudo usermod -aG {group} $USER, then log in again) or install a udev rule "
-            f"such as SUBSYSTEM==\"tty\", ATTRS{{idVendor}}==\"0483\", "
-            f"ATTRS{{idProduct}}==\"5740\", MODE=\"0660\", GROUP=\"{group}\"")
-
-
-class BenchlabPort:
-    """One open serial port speaking the BENCHLAB protocol."""
-
-    def __init__(self, path: str, timeout_s: float = 0.25) -> None:
-        self.path = path
-        self.timeout_s = timeout_s
-        try:
-            # exclusive: a port another device thread, agent or tool holds is skipped rather
-            # than talked into (a WELCOME sent there would corrupt its conversation).
-            self.ser = serial.Serial(path, 115200, bytesize=8, parity="N", stopbits=1,
-                                     timeout=timeout_s, write_timeout=timeout_s,
-                                     xonxoff=False, rtscts=False, dsrdtr=False, exclusive=True)
-        except serial.SerialException as exc:
-            if getattr(exc, "errno", None) == errno.EACCES or "Permission denied" in str(exc):
-                raise DeviceError("permission", permission_hint(path)) from None
-            if "exclusively lock" in str(exc):
-                raise DeviceError("busy", f"{path} is in use by another program or agent; "
-                                  "close it, or pick another device with --benchlab-device"
-                                  ) from None
-            raise DeviceError("open", f"cannot open {path}: {exc}") from None
-        # Current firmware pushes a 32-byte welcome when RTS is asserted: drain it.
-        self.drain(0.05)
-
-    def drain(self, wait_s: float = 0.02) -> int:
-        """Throw away whatever is waiting (a resync); returns the bytes dropped."""
-        dropped = 0
-        deadline = time.monotonic() + wait_s
-        while True:
-            n = self.ser.in_waiting
-            if n:
-                dropped += len(self.ser.read(n))
-            elif time.monotonic() >= deadline:
-                return dropped
-            else:
-                time.sleep(0.002)
-
-    def request(self, payload: bytes, size: int) -> tuple[bytes, int, int]:
-        """Write a request, read exactly ``size`` bytes (fewer on timeout).
-        Returns (reply, write start ns, read end ns)."""
-        t0 = time.monotonic_ns()
-        self.ser.write(payload)
-        data = self.ser.read(size)
-        return data, t0, time.monotonic_ns()
-
-    def identify(self) -> Identity:
-        welcome, _, _ = self.request(bytes([WELCOME]), 9)
-        if not welcome.startswith(b"BENCHLAB"):
-            raise DeviceError("not_benchlab", f"{self.path} did not answer WELCOME like a "
-                              f"BENCHLAB ({welcome[:16]!r})")
-        self.drain(0.02)  # fw>=5 pads the welcome to 32 bytes
-        vendor, _, _ = self.request(bytes([READ_VENDOR_DATA]), 3)
-        if len(vendor) != 3 or vendor[0] != VENDOR_ID:
-            raise DeviceError("not_benchlab", f"{self.path}: READ_VENDOR_DATA gave {vendor!r}")
-        try:
-            layout = layout_for(vendor[1], vendor[2])
-        except UnknownFirmwareError as exc:
-            raise DeviceError("unknown_firmware", f"{self.path}: {exc}") from None
-        uid, _, _ = self.request(bytes([READ_UID]), 12)
-        if len(uid) != 12:
-            raise DeviceError("short_read", f"{self.path}: READ_UID gave {len(uid)} bytes")
-        name, _, _ = self.request(bytes([READ_NAME]), 32)
-        text = name.split(b"\0", 1)[0].decode("utf-8", "replace") or "BENCHLAB"
-        return Identity(self.path, uid.hex().upper(), text, layout)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError, serial.SerialException):
-            self.ser.close()
-
-
-def open_device(path: str, timeout_s: float = 0.25) -> tuple[BenchlabPort, Identity]:
-    port = BenchlabPort(path, timeout_s)
-    try:
-        return port, port.identify()
-    except (DeviceError, OSError, serial.SerialException):
-        port.close()
-        raise
-
-
-def discover(spec: str, ports: Callable[[], list[str]] = scan_ports,
-             timeout_s: float = 0.25) -> tuple[list[tuple[BenchlabPort, Identity]],
-                                               list[DeviceError]]:
-    """Open and identify the devices ``spec`` selects: ``auto`` (every BENCHLAB found),
-    a port path, or ``uid:UID``. Returns the devices and the errors met on the way."""
-    want_uid = spec[4:].upper() if spec.startswith("uid:") else None
-    paths = [spec] if spec not in ("auto",) and want_uid is None else ports()
-    found, errors = [], []
-    for path in paths:
-        try:
-            port, ident = open_device(path, timeout_s)
-        except DeviceError as exc:
-            errors.append(exc)
-            continue
-        except (OSError, serial.SerialException) as exc:
-            errors.append(DeviceError("io_error", f"{path}: {exc}"))
-            continue
-        if want_uid and ident.uid != want_uid:
-            port.close()
-            continue
-        found.append((port, ident))
-    return found, errors
 
 
 class BenchlabDevice:
@@ -419,6 +279,24 @@ def _enabled(cfg: Config) -> bool:
     return cfg.benchlab.enabled and not simulated
 
 
+def validate(benchlab: BenchlabConfig) -> None:
+    dev = benchlab.device
+    if not (dev == "auto" or dev.startswith("/") or (dev.startswith("uid:") and len(dev) > 4)):
+        raise setting_error("benchlab.device", f"{dev!r}: use auto, a port path (/dev/ttyACM0) "
+                            "or uid:UID")
+    ctl = benchlab.control
+    if not 0 <= ctl.fan_min_duty <= ctl.fan_max_duty <= 100:
+        raise setting_error("benchlab.control.fan_min_duty/fan_max_duty",
+                            "need 0 <= min <= max <= 100")
+    if ctl.green_below_ms > ctl.red_above_ms:
+        raise setting_error("benchlab.control.green_below_ms", "must not exceed red_above_ms")
+
+
 COMPONENT = Component(
     "benchlab", "benchlab", _enabled,
-    lambda cfg, ctx: Built(receivers=[benchlab_receiver(cfg, ctx.counters)]))
+    lambda cfg, ctx: Built(receivers=[benchlab_receiver(cfg, ctx.counters)]),
+    settings=BenchlabConfig, env={"BENCHLAB_DEVICE": "device"},
+    ranges={"max_rtt_ms": (0, 60_000), "read_timeout_ms": (1, 60_000),
+            "control.green_below_ms": (0.0, 60_000), "control.red_above_ms": (0.0, 60_000),
+            "control.fan_threshold_c": (-50, 150), "control.fan_full_c": (-50, 150)},
+    validate=validate)

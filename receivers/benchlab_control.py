@@ -22,6 +22,27 @@ from dataclasses import dataclass
 
 from .benchlab_layout import READ_FAN_PROFILE, STATUS, WRITE_FAN_PROFILE, WRITE_RGB, structures
 
+
+@dataclass
+class BenchlabControlConfig:
+    rgb_feedback: bool = False  # RGB colour from pipeline latency
+    rgb_pair: str = ""  # "A->B" whose latency drives it; "" = the first pair
+    # RGB feedback: green below this median latency
+    green_below_ms: float = 10.0
+    # RGB feedback: red above it (yellow between)
+    red_above_ms: float = 20.0
+    fan_auto: bool = False  # fan duty from temperature
+    # automatic fan: the duty starts rising here
+    fan_threshold_c: float = 60.0
+    # automatic fan: full duty from here
+    fan_full_c: float = 80.0
+    # automatic fan: the lowest duty (0-255)
+    fan_min_duty: int = 25
+    # automatic fan: the highest duty (0-255)
+    fan_max_duty: int = 100
+    dry_run: bool = False  # log what would be written instead of writing
+
+
 log = logging.getLogger(__name__)
 
 COLOURS = {"green": (0, 255, 0), "yellow": (255, 180, 0), "red": (255, 0, 0)}

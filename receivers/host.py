@@ -17,14 +17,29 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from otel_benchlab.components import BuildContext, Built, Component
-from otel_benchlab.config import Config, HostConfig
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.records import Sample, SensorInfo
 
+if TYPE_CHECKING:
+    from otel_benchlab.config import Config
+
 from . import Emit
+
+
+@dataclass
+class HostConfig:
+    # Power and sensors every GPU server has, read by one sampler at sample_hz. Each is on
+    # where its hardware is found (absent: one log line).
+    nvml: bool = True  # NVIDIA GPUs and MIG instances (nvidia-ml-py)
+    rapl: bool = True  # CPU package energy (powercap: Intel and AMD RAPL)
+    hwmon: bool = True  # /sys/class/hwmon: temperatures, fans, power (amdgpu)
+    cpu: bool = True  # CPU utilisation as samples in raw Parquet
+    # where RAPL (class/powercap) and hwmon (class/hwmon) are read
+    sysfs_root: str = "/sys"
+
 
 log = logging.getLogger("otel_benchlab")
 
@@ -231,4 +246,4 @@ def _enabled(cfg: Config) -> bool:
     return h.nvml or h.rapl or h.hwmon or h.cpu
 
 
-COMPONENT = Component("host", "host", _enabled, build)
+COMPONENT = Component("host", "host", _enabled, build, settings=HostConfig)

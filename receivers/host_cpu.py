@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import psutil
 
-from otel_benchlab.config import HostConfig
 from otel_benchlab.counters import AgentCounters
+from otel_benchlab.receivers.host import HostConfig
 from otel_benchlab.records import SensorInfo
 
 from .host import HostSourceKind

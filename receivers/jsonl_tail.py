@@ -10,6 +10,7 @@ ns are past 1e18 since 2001; a monotonic clock would need 3 years of uptime to r
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from otel_benchlab.components import Built, Component
@@ -21,6 +22,16 @@ from .follow import FollowedFileReceiver
 from .seed_lines import seed_mark
 
 EPOCH_NS_FLOOR = 10**17
+
+
+@dataclass
+class IntakeJsonlConfig:
+    """The [intake] keys of this receiver (the section is shared with the OTLP intake and
+    the log patterns)."""
+
+    # Seed-format JSONL mark files to follow (ts_ns monotonic or Unix epoch ns).
+    jsonl: list[str] = field(default_factory=list)
+    jsonl_from_start: bool = True  # read what the file holds already, then follow it
 
 
 class JsonlTailReceiver(FollowedFileReceiver):
@@ -70,4 +81,5 @@ COMPONENT = Component(
     "jsonl_tail", "intake", lambda cfg: bool(cfg.intake.jsonl),
     lambda cfg, ctx: Built(receivers=[
         JsonlTailReceiver(p, ctx.counters, cfg.intake.jsonl_from_start, ctx.timebase)
-        for p in cfg.intake.jsonl]))
+        for p in cfg.intake.jsonl]),
+    settings=IntakeJsonlConfig)

@@ -15,14 +15,37 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from dataclasses import dataclass, field
 
 from otel_benchlab.components import Built, Component
-from otel_benchlab.config import LogPatternConfig
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.records import StageMark
+from otel_benchlab.settings import setting_error
 from otel_benchlab.timebase import TimeBase
 
 from .follow import FollowedFileReceiver
+
+
+@dataclass
+class LogPatternConfig:
+    path: str = ""  # a log file to follow, or "-" for standard input
+    pattern: str = ""  # a regular expression; named groups frame (or iteration), ts
+    stage: str = ""  # the stage a matching line marks
+    pipeline: str = "log"
+    stream: str = "main"
+    ts_format: str = ""  # strptime format of the ts group; "" = the time the line is read
+    from_start: bool = False  # read what the file holds already (default: only new lines)
+    # Logs that print one line per iteration (at its end): each match also marks this
+    # stage for the next frame, so the pair (next_stage, stage) spans one whole iteration.
+    next_stage: str = ""
+
+
+@dataclass
+class IntakeLogConfig:
+    """The [intake] key of this receiver: its [[intake.log]] tables."""
+
+    # log files whose lines become marks ([[intake.log]] tables)
+    log: list[LogPatternConfig] = field(default_factory=list)
 
 
 class LogPatternReceiver(FollowedFileReceiver):
@@ -89,7 +112,23 @@ class LogPatternReceiver(FollowedFileReceiver):
         return marks
 
 
+def validate(intake: IntakeLogConfig) -> None:
+    for i, lp in enumerate(intake.log):
+        where = f"intake.log[{i}]"
+        if not lp.path or not lp.pattern or not lp.stage:
+            raise setting_error(where, "needs path, pattern and stage")
+        try:
+            rx = re.compile(lp.pattern)
+        except re.error as exc:
+            raise setting_error(f"{where}.pattern", f"{lp.pattern!r} is not a regular "
+                                f"expression: {exc}") from None
+        if lp.ts_format and "ts" not in rx.groupindex:
+            raise setting_error(f"{where}.ts_format",
+                                "is set but the pattern has no (?P<ts>...) group")
+
+
 COMPONENT = Component(
-    "log_pattern", "intake.log", lambda cfg: bool(cfg.intake.log),
+    "log_pattern", "intake", lambda cfg: bool(cfg.intake.log),
     lambda cfg, ctx: Built(receivers=[LogPatternReceiver(c, ctx.counters, ctx.timebase)
-                                      for c in cfg.intake.log]))
+                                      for c in cfg.intake.log]),
+    settings=IntakeLogConfig, validate=validate)

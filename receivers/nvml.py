@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from otel_benchlab.config import HostConfig
 from otel_benchlab.counters import AgentCounters
+from otel_benchlab.receivers.host import HostConfig
 from otel_benchlab.records import SensorInfo
 
 from .host import HostSourceKind

@@ -29,11 +29,9 @@ import logging
 import os
 import socket
 import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from concurrent import futures
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
@@ -42,24 +40,41 @@ from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2_grpc,
 )
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 
-from otel_benchlab.bounded_http import BoundedHTTPServer, BoundedRequestHandler
+from otel_benchlab.agent.bounded_http import BoundedHTTPServer, BoundedRequestHandler
 from otel_benchlab.components import BuildContext, Built, Component
-from otel_benchlab.config import (
-    Config,
-    ConfigError,
-    IntakeConfig,
-    attribution_delay_s,
-    parse_bind,
-)
+from otel_benchlab.config import attribution_delay_s
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.exporters.otlp_forward import OtlpForwarder
 from otel_benchlab.records import SensorInfo, StageMark, StageSpan
-from otel_benchlab.schema import power_keys
+from otel_benchlab.settings import ConfigError, parse_bind
 from otel_benchlab.timebase import TimeBase
 
+if TYPE_CHECKING:
+    from otel_benchlab.config import Config
+
 from . import Emit
+from .otlp_enricher import IntakeEnricher, attribute_frame, attribute_text
+
+
+@dataclass
+class IntakeConfig:
+    # OTLP intake: "" = off; HOST:PORT (a port alone is loopback).
+    otlp_grpc: str = ""
+    # OTLP/HTTP intake, as otlp_grpc
+    otlp_http: str = ""
+    # Incoming spans whose name matches one of these (names or globs) become stage spans.
+    span_stages: list[str] = field(default_factory=list)
+    # Incoming span events with these names become stage marks.
+    event_stages: list[str] = field(default_factory=list)
+    frame_attribute: str = "benchlab.frame"  # where a span or event carries its frame id
+    forward_queue: int = 2048  # OTLP requests held for upstream; more are dropped, counted
+    # How late a mark or span may arrive after its own time (a sender's batching and
+    # retries: the OTel SDK's batch processor waits 5 s, then retries with back-off) and
+    # still get its energy: the power history is kept this much longer than the pairing
+    # window. Later ones are kept without energy and counted (benchlab.agent.input.late).
+    max_delay_s: float = 60.0
+
 
 log = logging.getLogger("otel_benchlab")
 
@@ -70,125 +85,6 @@ RESPONSES = {"traces": trace_service_pb2.ExportTraceServiceResponse,
              "metrics": metrics_service_pb2.ExportMetricsServiceResponse,
              "logs": logs_service_pb2.ExportLogsServiceResponse}
 MAX_MESSAGE = 32 << 20
-
-
-def _value(v: AnyValue) -> Any:
-    kind = v.WhichOneof("value")
-    return getattr(v, kind) if kind else None
-
-
-def _frame(attrs: Any, key: str) -> int | None:
-    for kv in attrs:
-        if kv.key == key:
-            val = _value(kv.value)
-            if isinstance(val, int) and not isinstance(val, bool):
-                return val
-            if isinstance(val, str) and val.isdigit():
-                return int(val)
-            return None
-    return None
-
-
-def _text(attrs: Any, key: str, default: str) -> str:
-    for kv in attrs:
-        if kv.key == key:
-            val = _value(kv.value)
-            return str(val) if val not in (None, "") else default
-    return default
-
-
-class IntakeEnricher:
-    """Holds trace requests whose spans are being measured; adds each span's power once the
-    agent has it and forwards the request when all its spans have theirs (or after
-    ``hold_s``: a span whose power never comes is forwarded as it came)."""
-
-    name = "OTLP intake enricher"
-
-    def __init__(self, forwarder: OtlpForwarder, hold_s: float, max_held: int,
-                 pod_devices: Callable[[str, str], list[str]] | None = None) -> None:
-        self.forwarder = forwarder
-        # (namespace, pod) -> the GPUs it holds (kubelet PodResources), when known
-        self.pod_devices = pod_devices
-        self.hold_ns = int(hold_s * 1e9)
-        self.max_held = max_held
-        self._lock = threading.Lock()
-        self._spans: dict[tuple[int, int], tuple[list, Any]] = {}
-        # request id -> [request, spans still waiting, deadline]
-        self._held: OrderedDict[int, list] = OrderedDict()
-
-    def hold(self, request: Any, spans: list[tuple[tuple[int, int], Any]]) -> bool:
-        """Keep ``request`` until ``spans`` (keys and their proto spans) are measured;
-        False when too many requests are held already (forward it now instead)."""
-        if self.pod_devices is not None:
-            self._add_pod_gpus(request, {id(sp) for _, sp in spans})
-        with self._lock:
-            if len(self._held) >= self.max_held:
-                return False
-            entry = [request, len(spans), time.monotonic_ns() + self.hold_ns]
-            self._held[id(request)] = entry
-            for key, proto in spans:
-                self._spans[key] = (entry, proto)
-        return True
-
-    def _add_pod_gpus(self, request: Any, measured: set[int]) -> None:
-        """A measured span from a pod that holds GPUs says which (``benchlab.gpu.ids``), so
-        its energy can be read against that pod's own GPUs."""
-        assert self.pod_devices is not None
-        for rs in request.resource_spans:
-            ns = _text(rs.resource.attributes, "k8s.namespace.name", "")
-            pod = _text(rs.resource.attributes, "k8s.pod.name", "")
-            gpus = self.pod_devices(ns, pod) if ns and pod else []
-            if not gpus:
-                continue
-            value = AnyValue(array_value=ArrayValue(values=[AnyValue(string_value=g)
-                                                            for g in gpus]))
-            for ss in rs.scope_spans:
-                for sp in ss.spans:
-                    if id(sp) in measured:
-                        sp.attributes.append(KeyValue(key="benchlab.gpu.ids", value=value))
-
-    def export(self, spans: list[StageSpan]) -> None:
-        """Called by the runtime with every span that has its power."""
-        ready = []
-        with self._lock:
-            for s in spans:
-                if not s.foreign:
-                    continue
-                found = self._spans.pop((s.trace_id, s.span_id), None)
-                if found is None:
-                    continue
-                entry, proto = found
-                for label, fig in s.power.items():
-                    for key, value in zip(power_keys(label), fig, strict=True):
-                        if value is not None:
-                            proto.attributes.append(KeyValue(
-                                key=key, value=AnyValue(double_value=value)))
-                entry[1] -= 1
-                if entry[1] <= 0 and self._held.pop(id(entry[0]), None) is not None:
-                    ready.append(entry[0])
-            ready += self._expired(time.monotonic_ns())
-        for request in ready:
-            self.forwarder.forward("traces", request)
-
-    def _expired(self, now_ns: int, everything: bool = False) -> list:
-        out = []
-        while self._held:
-            rid, entry = next(iter(self._held.items()))
-            if not everything and entry[2] > now_ns:
-                break
-            del self._held[rid]
-            out.append(entry[0])
-        if out:
-            gone = {id(r) for r in out}
-            self._spans = {k: v for k, v in self._spans.items() if id(v[0][0]) not in gone}
-        return out
-
-    def shutdown(self) -> None:
-        with self._lock:
-            rest = self._expired(0, everything=True)
-        for request in rest:
-            self.forwarder.forward("traces", request)
-        self.forwarder.shutdown()
 
 
 class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
@@ -236,14 +132,14 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
         to_mono = self.timebase.to_mono_ns
         fkey = self.cfg.frame_attribute
         for rs in request.resource_spans:
-            pipeline = _text(rs.resource.attributes, "service.name", "otlp")
+            pipeline = attribute_text(rs.resource.attributes, "service.name", "otlp")
             for ss in rs.scope_spans:
                 for sp in ss.spans:
                     measured = self._matches(sp.name)
                     if not measured and not (self.events and sp.events):
                         continue
-                    stream = _text(sp.attributes, "benchlab.stream", "main")
-                    frame = _frame(sp.attributes, fkey)
+                    stream = attribute_text(sp.attributes, "benchlab.stream", "main")
+                    frame = attribute_frame(sp.attributes, fkey)
                     if measured:
                         if not sp.start_time_unix_nano or \
                                 sp.end_time_unix_nano < sp.start_time_unix_nano:
@@ -259,7 +155,7 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
                             held.append(((tid, sid), sp))
                     for ev in sp.events:
                         if ev.name in self.events:
-                            f = _frame(ev.attributes, fkey)
+                            f = attribute_frame(ev.attributes, fkey)
                             records.append(StageMark(to_mono(ev.time_unix_nano), pipeline,
                                                      stream, ev.name,
                                                      f if f is not None else frame))
@@ -423,5 +319,13 @@ def build(cfg: Config, ctx: BuildContext) -> Built:
     return Built(receivers=[receiver], span_sinks=[enricher])
 
 
+def validate(intake: IntakeConfig) -> None:
+    for key in ("otlp_grpc", "otlp_http"):
+        parse_bind(getattr(intake, key), f"intake.{key}")
+
+
 COMPONENT = Component("otlp_intake", "intake",
-                      lambda cfg: bool(cfg.intake.otlp_grpc or cfg.intake.otlp_http), build)
+                      lambda cfg: bool(cfg.intake.otlp_grpc or cfg.intake.otlp_http), build,
+                      settings=IntakeConfig,
+                      ranges={"forward_queue": (1, 1_000_000), "max_delay_s": (0.0, 3600)},
+                      validate=validate)

@@ -17,14 +17,24 @@ import socket
 import stat
 import sys
 import threading
+from dataclasses import dataclass
 
 from otel_benchlab.components import Built, Component
-from otel_benchlab.config import parse_probe_addr
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.probe_wire import MAGIC
+from otel_benchlab.probe.wire import MAGIC
 from otel_benchlab.records import SensorInfo, StageMark, StageSpan
+from otel_benchlab.settings import parse_probe_addr
 
 from . import Emit
+
+
+@dataclass
+class ProbeConfig:
+    # Where the agent listens for probe datagrams (otel_benchlab.probe, `gst --to-agent`):
+    # udp://HOST:PORT, unix:///path (a datagram socket), or "off". BENCHLAB_PROBE_ADDR sets
+    # it for the agent and the probes alike.
+    listen: str = "udp://127.0.0.1:4797"
+
 
 log = logging.getLogger("otel_benchlab")
 
@@ -222,7 +232,7 @@ class ProbeReceiver:
                 emit(records)  # one queue item a datagram
             for reason in rejected:
                 self.counters.add("input.rejected", 1, "a probe datagram was not in the "
-                                  "probe format (otel_benchlab.probe_wire); it was skipped",
+                                  "probe format (otel_benchlab.probe.wire); it was skipped",
                                   source="probe", reason=reason)
 
     def stop(self) -> None:
@@ -238,6 +248,8 @@ class ProbeReceiver:
 
 COMPONENT = Component(
     "probe", "probe", lambda cfg: parse_probe_addr(cfg.probe.listen) is not None,
-    lambda cfg, ctx: Built(receivers=[ProbeReceiver(cfg.probe.listen, ctx.counters)]))
+    lambda cfg, ctx: Built(receivers=[ProbeReceiver(cfg.probe.listen, ctx.counters)]),
+    settings=ProbeConfig, env={"BENCHLAB_PROBE_ADDR": "listen"},
+    validate=lambda probe: parse_probe_addr(probe.listen))
 
 

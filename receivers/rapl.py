@@ -18,8 +18,8 @@ import re
 import time
 from pathlib import Path
 
-from otel_benchlab.config import HostConfig
 from otel_benchlab.counters import AgentCounters
+from otel_benchlab.receivers.host import HostConfig
 from otel_benchlab.records import SensorInfo
 
 from .host import HostSourceKind

@@ -10,12 +10,44 @@ import math
 import random
 import threading
 import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from otel_benchlab.components import BuildContext, Built, Component
-from otel_benchlab.config import Config, SimulateConfig
 from otel_benchlab.records import Sample, SensorInfo, StageMark
+from otel_benchlab.settings import setting_error
 
 from . import Emit
+
+if TYPE_CHECKING:
+    from otel_benchlab.config import Config
+
+SIM_SOURCES = ("pipeline", "benchlab", "gpu")
+
+
+@dataclass
+class SimulateConfig:
+    # frames a second of each simulated stream
+    fps: float = 60.0
+    # the simulated pipeline's stages, in order
+    stages: list[str] = field(default_factory=lambda: ["ingress", "encoded", "inference_done"])
+    # its streams
+    streams: list[str] = field(default_factory=lambda: ["cam0"])
+    # its name
+    pipeline: str = "sim"
+    # one mean latency per step between stages
+    stage_latency_ms: list[float] = field(default_factory=lambda: [8.0, 12.0])
+    jitter: float = 0.15  # relative standard deviation of each stage latency
+    mark_loss: float = 0.01  # probability that any one mark is lost
+    # marks carry frame ids (false: paired by order)
+    frame_ids: bool = True
+    benchlab_product: str = "original"  # the emulated meter: "original" or "benchlab2"
+    # the emulated BENCHLAB's firmware version
+    benchlab_firmware: int = 6
+    # Which simulated sources run with --simulate; leave one out to use the real one
+    # (real probes against simulated power: sources = ["benchlab", "gpu"]).
+    sources: list[str] = field(default_factory=lambda: list(SIM_SOURCES))
+
 
 SIM_GPU_UUID = "GPU-00000000-sim0-0000-0000-000000000000"
 
@@ -178,4 +210,25 @@ def build(cfg: Config, ctx: BuildContext) -> Built:
     return built
 
 
-COMPONENT = Component("simulated", "sim", lambda cfg: cfg.simulate, build)
+def validate(sim: SimulateConfig) -> None:
+    if not 0.0 <= sim.mark_loss < 1.0:
+        raise setting_error("sim.mark_loss", "must be in [0, 1)")
+    if len(sim.stages) < 2:
+        raise setting_error("sim.stages", "needs at least two stages")
+    if len(sim.stage_latency_ms) != len(sim.stages) - 1:
+        raise setting_error("sim.stage_latency_ms", "needs one latency per step between "
+                            f"stages ({len(sim.stages) - 1} for {len(sim.stages)} stages)")
+    if sim.benchlab_product not in ("original", "benchlab2"):
+        raise setting_error("sim.benchlab_product", "use 'original' or 'benchlab2'")
+    unknown = [x for x in sim.sources if x not in SIM_SOURCES]
+    if unknown:
+        raise setting_error("sim.sources", f"{unknown!r}: use any of {', '.join(SIM_SOURCES)}")
+    if not sim.streams or not all(sim.streams):
+        raise setting_error("sim.streams", "needs at least one stream name")
+
+
+COMPONENT = Component(
+    "simulated", "sim", lambda cfg: cfg.simulate, build, settings=SimulateConfig,
+    ranges={"fps": (0, 1000), "stage_latency_ms": (0.0, 60_000), "jitter": (0.0, 10),
+            "benchlab_firmware": (2, 255)},
+    validate=validate)

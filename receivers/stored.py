@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from otel_benchlab.journal import pending_journals, read_journal
-from otel_benchlab.schema import MARK_SCHEMA
+from otel_benchlab.session.journal import pending_journals, read_journal
+from otel_benchlab.session.schema import MARK_SCHEMA
 
 from .jsonl_chunks import parse_chunk
 from .seed_lines import _int, seed_mark

@@ -5,7 +5,8 @@ writes.
     .venv/bin/python scripts/gen_docs.py          # write the pages
     .venv/bin/python scripts/gen_docs.py --check  # exit 1 naming the pages that differ
 
-- configuration.md: every key of config.py's dataclasses (type, default, allowed range
+- configuration.md: every key of the configuration as the registry assembles it (the
+  agent's own and each component's settings dataclass: type, default, allowed range
   from RANGES, environment variable from ENV_KEYS, flag from cli.FLAG_KEYS, the comment
   beside the field in the source);
 - parquet.md: every column of aligned/, raw/marks/ and raw/samples/ from schema.py;
@@ -56,11 +57,11 @@ def _field_notes(cls: type) -> dict[str, str]:
 
 def _type_name(t: object) -> str:
     text = getattr(t, "__name__", None) if not getattr(t, "__args__", None) else None
-    return text or str(t).replace("typing.", "").replace("otel_benchlab.config.", "")
+    return text or re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", str(t).replace("typing.", ""))
 
 
 def _flags() -> dict[str, list[str]]:
-    from otel_benchlab.cli import FLAG_KEYS, agent_parser, command_parser
+    from otel_benchlab.commands.parsers import FLAG_KEYS, agent_parser, command_parser
 
     out: dict[str, list[str]] = {}
     parsers = [agent_parser()] + [command_parser(c) for c in ("replay", "retention")]
@@ -75,13 +76,13 @@ def _flags() -> dict[str, list[str]]:
 
 
 def configuration() -> str:
-    from otel_benchlab.config import ENV_KEYS, RANGES, Config
+    from otel_benchlab.config import ENV_KEYS, RANGES, CoreConfig, sections
 
     envs = {key: var for var, key in ENV_KEYS.items()}
     flags = _flags()
     rows: list[str] = []
 
-    def walk(cls: type, prefix: str) -> None:
+    def walk(cls: type, prefix: str) -> None:  # a settings dataclass, as its source has it
         hints = get_type_hints(cls)
         notes = _field_notes(cls)
         for f in dataclasses.fields(cls):
@@ -109,7 +110,10 @@ def configuration() -> str:
                 ", ".join(f"`{x}`" for x in flags.get(key, [])),
                 notes.get(f.name, "").replace("|", "\\|")))
 
-    walk(Config, "")
+    walk(CoreConfig, "")
+    for section, classes in sections():  # as the registry assembles the configuration
+        for cls in classes:
+            walk(cls, section + ".")
     logs = "`[[intake.log]]` tables take the keys `path`, `pattern`, `stage`, `pipeline`, " \
         "`stream`, `ts_format`, `from_start`, `next_stage` (see the pipelines page)."
     return (HEADER + "# Configuration reference\n\n"
@@ -131,7 +135,12 @@ def configuration() -> str:
 
 # -- Parquet ---------------------------------------------------------------------------
 def parquet() -> str:
-    from otel_benchlab.schema import COLUMN_NOTES, MARK_SCHEMA, SAMPLE_SCHEMA, aligned_schema
+    from otel_benchlab.session.schema import (
+        COLUMN_NOTES,
+        MARK_SCHEMA,
+        SAMPLE_SCHEMA,
+        aligned_schema,
+    )
 
     def table(schema, where: str) -> str:
         rows = []

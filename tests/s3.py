@@ -24,8 +24,8 @@ def expected_objects(session: Path, prefix: str = "lab") -> dict[str, bytes]:
     """What a session folder recorded with uploads on should have put in its store: each
     file it wrote (not the hidden ones: journals, lock, outbox) under its key, by the place
     its outbox names."""
-    from otel_benchlab.outbox import Outbox
-    from otel_benchlab.store import SessionPlace, object_name
+    from otel_benchlab.fleet.outbox import Outbox
+    from otel_benchlab.fleet.store import SessionPlace, object_name
 
     header = Outbox.open(session).header
     place = SessionPlace(header["node"], header["date"], header["session"])

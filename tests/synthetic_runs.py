@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from otel_benchlab.schema import aligned_schema
+from otel_benchlab.session.schema import aligned_schema
 from otel_benchlab.views.bootstrap import Frames
 
 

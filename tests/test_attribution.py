@@ -15,7 +15,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from otel_benchlab.processors.attribution import attribute, attribute_intervals, innermost_pieces
-from otel_benchlab.processors.energy import PowerSeries, energy_between
+from otel_benchlab.processors.power_series import PowerSeries, energy_between
 
 from .test_end_to_end import agent_cmd, agent_env
 
@@ -238,8 +238,8 @@ def test_a_stage_named_for_no_source_shares_the_sources_named_for_none():
 
 
 def test_live_attribution_in_intervals_equals_one_pass_over_the_session():
-    from otel_benchlab.processors.attribution import LiveAttribution
     from otel_benchlab.processors.energy import EnergyAnnotator
+    from otel_benchlab.processors.live_attribution import LiveAttribution
     from otel_benchlab.records import StageSpan
 
     rng = np.random.default_rng(11)

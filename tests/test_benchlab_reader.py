@@ -11,8 +11,9 @@ import time
 import pytest
 
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.receivers.benchlab import BenchlabReceiver, discover, permission_hint
+from otel_benchlab.receivers.benchlab import BenchlabReceiver
 from otel_benchlab.receivers.benchlab_emulator import BenchlabEmulator
+from otel_benchlab.receivers.benchlab_port import discover, permission_hint
 
 
 class Collector:

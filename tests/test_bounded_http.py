@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_benchlab.bounded_http import (
+from otel_benchlab.agent.bounded_http import (
     MAX_CONNECTIONS,
     READ_TIMEOUT_S,
     SILENT_GRACE_S,

@@ -6,7 +6,7 @@ import numpy as np
 
 from otel_benchlab.exporters.capframex import CapFrameXWriter
 from otel_benchlab.records import PowerFigure, StageSpan
-from otel_benchlab.schema import power_columns, spans_to_table
+from otel_benchlab.session.schema import power_columns, spans_to_table
 from otel_benchlab.timebase import TimeBase
 
 from .capframex_rules import check_csv, check_json

@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from otel_benchlab.collection import BatchCollection
+from otel_benchlab.agent.collection import BatchCollection
 
 
 class Node:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from otel_benchlab.config import ConfigError, load_config, validate_session_id
+from otel_benchlab.config import ConfigError, load_config
+from otel_benchlab.settings import validate_session_id
 
 
 def write(tmp_path, text: str) -> str:

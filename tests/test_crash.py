@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from otel_benchlab.receivers.stored import read_parquet_session
-from otel_benchlab.session import agent_alive, crashed
+from otel_benchlab.session.folder import agent_alive, crashed
 
 from .test_end_to_end import agent_cmd, agent_env, wait_started
 

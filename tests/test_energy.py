@@ -8,7 +8,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otel_benchlab.processors.energy import EnergyAnnotator, PowerSeries, energy_between
+from otel_benchlab.processors.energy import EnergyAnnotator
+from otel_benchlab.processors.power_series import PowerSeries, energy_between
 from otel_benchlab.records import StageSpan
 
 MS = 1_000_000

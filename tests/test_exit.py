@@ -128,7 +128,7 @@ def test_an_unwritable_data_root_stops_start_up_naming_it(tmp_path):
 
 
 def test_a_folder_left_empty_by_a_failed_start_is_reused_by_the_same_session(tmp_path):
-    from otel_benchlab.session import Session
+    from otel_benchlab.session.folder import Session
 
     (tmp_path / "sessions" / "s" / "raw" / "marks").mkdir(parents=True)
     session = Session(tmp_path, "s")

@@ -11,10 +11,9 @@ import time
 import pyarrow.dataset as ds
 import pytest
 
-from otel_benchlab.config import LogPatternConfig
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.receivers.jsonl_tail import JsonlTailReceiver
-from otel_benchlab.receivers.log_pattern import LogPatternReceiver
+from otel_benchlab.receivers.log_pattern import LogPatternConfig, LogPatternReceiver
 from otel_benchlab.timebase import TimeBase
 
 from .test_end_to_end import agent_cmd, agent_env, wait_started

@@ -18,8 +18,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-from otel_benchlab.fleet import expire_sessions, open_dataset
-from otel_benchlab.store import Store
+from otel_benchlab.fleet.dataset import expire_sessions, open_dataset
+from otel_benchlab.fleet.store import Store
 
 from .s3 import CREDENTIALS, MotoS3
 from .test_end_to_end import agent_cmd, agent_env

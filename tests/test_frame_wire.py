@@ -12,8 +12,9 @@ from otel_benchlab.exporters import frame_wire
 from otel_benchlab.exporters.otel_traces import FrameSpans, FrameTraceExporter
 from otel_benchlab.exporters.span_wire import SpanRequestWriter
 from otel_benchlab.processors.attribution import StageShares, attribute_spans
-from otel_benchlab.processors.energy import PowerSeries, annotate
+from otel_benchlab.processors.energy import annotate
 from otel_benchlab.processors.frames import FrameTrace
+from otel_benchlab.processors.power_series import PowerSeries
 from otel_benchlab.records import PowerFigure, StageSpan
 from otel_benchlab.timebase import TimeBase
 

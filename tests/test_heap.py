@@ -12,7 +12,7 @@ POOL_OF_A_COMMAND = (
     "import sys\n"
     "from otel_benchlab.cli import main\n"  # the console script's module
     "assert 'pyarrow' not in sys.modules, 'pyarrow loaded before the pool was chosen'\n"
-    "from otel_benchlab.heap import arrow_on_the_c_heap\n"
+    "from otel_benchlab.agent.heap import arrow_on_the_c_heap\n"
     "arrow_on_the_c_heap()\n"
     "import pyarrow as pa\n"
     "print(pa.default_memory_pool().backend_name)\n"
@@ -43,7 +43,7 @@ def test_a_pool_the_user_chose_is_kept():
 
 
 def test_replay_keeps_freed_memory_on_glibc():
-    code = ("from otel_benchlab.heap import keep_freed_memory\n"
+    code = ("from otel_benchlab.agent.heap import keep_freed_memory\n"
             "print(keep_freed_memory())\n")
     assert run_python(code, {"MALLOC_MMAP_MAX_": None}) == "True"
 
@@ -66,7 +66,8 @@ ARENAS_AFTER_EIGHT_THREADS = (
 )
 
 
-AGENT_SETUP = "from otel_benchlab.heap import few_malloc_arenas\nlimited = few_malloc_arenas()"
+AGENT_SETUP = ("from otel_benchlab.agent.heap import few_malloc_arenas\n"
+               "limited = few_malloc_arenas()")
 # The replay command sets up its heap before it reads anything: a session that is not
 # there still leaves the process as replay runs it.
 REPLAY_SETUP = ("from otel_benchlab.cli import main\n"

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from otel_benchlab.config import HostConfig
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.receivers import rapl as rapl_module
-from otel_benchlab.receivers.host import HostSampler
+from otel_benchlab.receivers.host import HostConfig, HostSampler
 from otel_benchlab.receivers.hwmon import open_hwmon
 from otel_benchlab.receivers.nvml import open_nvml
 from otel_benchlab.receivers.rapl import open_rapl

@@ -41,7 +41,7 @@ def test_an_empty_batch_is_nothing_to_do():
 
 
 def test_hex_columns_of_ids_read_as_each_id_formatted_alone():
-    from otel_benchlab.schema import hex_column
+    from otel_benchlab.session.schema import hex_column
 
     ids = [0, 1, 0xABCDEF, (1 << 128) - 1, 1 << 127, 0x0123456789ABCDEF0123456789ABCDEF]
     assert hex_column(ids, 16).to_pylist() == [f"{i:032x}" for i in ids]

@@ -17,7 +17,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
-from otel_benchlab.processors.energy import EnergyAnnotator, PowerSeries, energy_between
+from otel_benchlab.processors.energy import EnergyAnnotator
+from otel_benchlab.processors.power_series import PowerSeries, energy_between
 from otel_benchlab.records import StageSpan
 
 from .servers import free_port

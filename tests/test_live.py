@@ -3,7 +3,7 @@ primary source's mean power and energy per frame, over the spans of the window."
 
 from __future__ import annotations
 
-from otel_benchlab.live import LiveStats
+from otel_benchlab.agent.live import LiveStats
 from otel_benchlab.records import PowerFigure, SpanBatch, StageSpan
 
 MS = 1_000_000

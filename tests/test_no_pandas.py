@@ -24,7 +24,7 @@ def _run(code: str) -> str:
 def test_pyarrow_converting_numpy_does_not_import_pandas_inside_the_block():
     out = _run("""
         import sys
-        from otel_benchlab.no_pandas import pyarrow_without_pandas
+        from otel_benchlab.agent.no_pandas import pyarrow_without_pandas
         with pyarrow_without_pandas():
             import numpy as np, pyarrow as pa, pyarrow.compute as pc
             a = pa.array(np.arange(3))
@@ -36,7 +36,7 @@ def test_pyarrow_converting_numpy_does_not_import_pandas_inside_the_block():
 
 def test_pandas_imports_and_to_pandas_works_after_the_block():
     out = _run("""
-        from otel_benchlab.no_pandas import pyarrow_without_pandas
+        from otel_benchlab.agent.no_pandas import pyarrow_without_pandas
         import numpy as np, pyarrow as pa
         with pyarrow_without_pandas():
             t = pa.table({"a": np.arange(3)})
@@ -49,7 +49,7 @@ def test_pandas_imports_and_to_pandas_works_after_the_block():
 def test_a_process_that_imported_pandas_keeps_it_inside_the_block():
     out = _run("""
         import pandas, sys
-        from otel_benchlab.no_pandas import pyarrow_without_pandas
+        from otel_benchlab.agent.no_pandas import pyarrow_without_pandas
         with pyarrow_without_pandas():
             import pandas as again
         print(again is pandas)

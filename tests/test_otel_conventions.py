@@ -178,7 +178,7 @@ def test_unsupported_values_stop_start_up_naming_the_variable(tmp_path, env, var
 
 
 def test_timeouts_are_milliseconds_as_the_specification_says():
-    from otel_benchlab.config import OtlpConfig
+    from otel_benchlab.exporters.otlp import OtlpConfig
 
     plan = plan_signal("traces", OtlpConfig(), {"OTEL_EXPORTER_OTLP_TIMEOUT": "2500",
                                                 "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "750"})
@@ -188,7 +188,7 @@ def test_timeouts_are_milliseconds_as_the_specification_says():
 
 
 def test_toml_endpoint_is_used_only_where_no_variable_sets_one():
-    from otel_benchlab.config import OtlpConfig
+    from otel_benchlab.exporters.otlp import OtlpConfig
 
     cfg = OtlpConfig(endpoint="http://file:4318/", protocol="http/protobuf")
     assert plan_signal("traces", cfg, {}).endpoint == "http://file:4318/v1/traces"

@@ -14,8 +14,8 @@ import time
 import pyarrow.dataset as ds
 import pytest
 
-from otel_benchlab.config import ConfigError, IntakeConfig
-from otel_benchlab.receivers.otlp_intake import refuse_loop
+from otel_benchlab.config import ConfigError
+from otel_benchlab.receivers.otlp_intake import IntakeConfig, refuse_loop
 
 from .servers import OtlpCollector, OtlpHttpCollector, free_port
 from .test_end_to_end import agent_cmd, agent_env, wait_started
@@ -160,10 +160,11 @@ def test_a_full_forward_queue_asks_the_application_to_retry():
     import grpc
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
-    from otel_benchlab.config import OtlpConfig
     from otel_benchlab.counters import AgentCounters
+    from otel_benchlab.exporters.otlp import OtlpConfig
     from otel_benchlab.exporters.otlp_forward import OtlpForwarder
-    from otel_benchlab.receivers.otlp_intake import IntakeEnricher, OtlpIntakeReceiver
+    from otel_benchlab.receivers.otlp_enricher import IntakeEnricher
+    from otel_benchlab.receivers.otlp_intake import OtlpIntakeReceiver
 
     from .servers import BlackHole
 
@@ -197,10 +198,11 @@ def test_a_body_that_is_not_protobuf_is_refused_and_counted(tmp_path):
     import urllib.error
     import urllib.request
 
-    from otel_benchlab.config import OtlpConfig
     from otel_benchlab.counters import AgentCounters
+    from otel_benchlab.exporters.otlp import OtlpConfig
     from otel_benchlab.exporters.otlp_forward import OtlpForwarder
-    from otel_benchlab.receivers.otlp_intake import IntakeEnricher, OtlpIntakeReceiver
+    from otel_benchlab.receivers.otlp_enricher import IntakeEnricher
+    from otel_benchlab.receivers.otlp_intake import OtlpIntakeReceiver
 
     counters = AgentCounters()
     forwarder = OtlpForwarder(OtlpConfig(traces_exporter=["none"], metrics_exporter=["none"]),

@@ -9,13 +9,12 @@ import time
 
 import pytest
 
-from otel_benchlab.config import UploadConfig
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.exporters.upload import Uploader
-from otel_benchlab.outbox import OUTBOX_NAME, Outbox
-from otel_benchlab.recovery import recover_session
-from otel_benchlab.retention import apply_retention
-from otel_benchlab.store import SessionPlace, Store, local_name, object_name, refused
+from otel_benchlab.exporters.upload import UploadConfig, Uploader
+from otel_benchlab.fleet.outbox import OUTBOX_NAME, Outbox
+from otel_benchlab.fleet.store import SessionPlace, Store, local_name, object_name, refused
+from otel_benchlab.session.recovery import recover_session
+from otel_benchlab.session.retention import apply_retention
 
 HEADER = {"store": "/unused", "endpoint": "", "node": "n1", "date": "2026-12-01",
           "session": "s1"}

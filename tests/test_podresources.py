@@ -113,7 +113,7 @@ def test_a_measured_span_from_a_pod_says_which_gpus_the_pod_holds(tmp_path):
     from opentelemetry.proto.resource.v1.resource_pb2 import Resource
     from opentelemetry.proto.trace.v1 import trace_pb2
 
-    from otel_benchlab.receivers.otlp_intake import IntakeEnricher
+    from otel_benchlab.receivers.otlp_enricher import IntakeEnricher
 
     sock = tmp_path / "kubelet.sock"
     pr = PodResources(str(sock), refresh_s=3600)

@@ -220,7 +220,7 @@ def test_an_application_probe_reaches_the_agent_with_power(tmp_path):
 
 
 def test_the_receivers_queue_is_bounded_in_records_a_batch_counting_as_its_records():
-    from otel_benchlab.runtime import RecordQueue
+    from otel_benchlab.agent.runtime import RecordQueue
 
     q = RecordQueue(maxsize=5)
     marks = [StageMark(i, "p", "s", "a", i) for i in range(4)]

@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 
 from otel_benchlab.receivers.stored import StoredSession
-from otel_benchlab.replay import encode_marks
-from otel_benchlab.schema import MARK_SCHEMA
+from otel_benchlab.session.replay import encode_marks
+from otel_benchlab.session.schema import MARK_SCHEMA
 
 
 def session() -> StoredSession:

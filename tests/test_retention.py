@@ -19,7 +19,12 @@ import pyarrow.dataset as ds
 import pytest
 
 from otel_benchlab.exporters.parquet import write_part
-from otel_benchlab.retention import COMPACT_SUFFIX, apply_retention, compact_folder, exchange
+from otel_benchlab.session.retention import (
+    COMPACT_SUFFIX,
+    apply_retention,
+    compact_folder,
+    exchange,
+)
 
 NOW = time.time()
 DAY = 86400

@@ -8,9 +8,10 @@ import random
 
 import numpy as np
 
-from otel_benchlab.processors.energy import PowerSeries, annotate
+from otel_benchlab.processors.energy import annotate
+from otel_benchlab.processors.power_series import PowerSeries
 from otel_benchlab.records import PowerFigure, SpanBatch, StageSpan
-from otel_benchlab.schema import spans_to_table
+from otel_benchlab.session.schema import spans_to_table
 from otel_benchlab.timebase import TimeBase
 
 MS = 1_000_000

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_benchlab.outbox import OUTBOX_NAME, Outbox
+from otel_benchlab.fleet.outbox import OUTBOX_NAME, Outbox
 
 from .s3 import CREDENTIALS, MotoS3, TcpGate, expected_objects
 from .test_end_to_end import agent_cmd, agent_env, wait_started

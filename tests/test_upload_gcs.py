@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from otel_benchlab.outbox import Outbox
+from otel_benchlab.fleet.outbox import Outbox
 
 from .s3 import GcsEmulator, expected_objects
 from .test_end_to_end import agent_cmd, agent_env

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from otel_benchlab.outbox import OUTBOX_NAME, Outbox
+from otel_benchlab.fleet.outbox import OUTBOX_NAME, Outbox
 
 from .s3 import CREDENTIALS, MotoS3, TcpGate, expected_objects
 from .servers import free_port

@@ -14,13 +14,26 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 
 from otel_benchlab.components import BuildContext, Built, Component
-from otel_benchlab.config import Config
+
+if TYPE_CHECKING:
+    from otel_benchlab.config import Config
 
 from ._gen import api_pb2, api_pb2_grpc
+
+
+@dataclass
+class KubernetesConfig:
+    # The kubelet's PodResources socket: which pod holds which GPU. Absent: no attribution.
+    pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    # how often GPU-to-pod attribution is refreshed
+    pod_resources_refresh_s: float = 30.0
+
 
 log = logging.getLogger("otel_benchlab")
 
@@ -105,4 +118,6 @@ def build(cfg: Config, ctx: BuildContext) -> Built:
 
 
 COMPONENT = Component("podresources", "kubernetes",
-                      lambda cfg: bool(cfg.kubernetes.pod_resources_socket), build)
+                      lambda cfg: bool(cfg.kubernetes.pod_resources_socket), build,
+                      settings=KubernetesConfig,
+                      ranges={"pod_resources_refresh_s": (0, 86400)})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from otel_benchlab.temp_files import replace_with
+from otel_benchlab.session.temp_files import replace_with
 from otel_benchlab.views.page import cell, document, fmt, rounded, static_text
 from otel_benchlab.views.sessions import PairRows, SessionView
 from otel_benchlab.views.stats import (

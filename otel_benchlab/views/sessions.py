@@ -21,14 +21,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from otel_benchlab.config import Config, ConfigError
+from otel_benchlab.config import Config
 from otel_benchlab.receivers.stored import (
     read_manifest,
     read_parts,
     read_power,
     read_session,
 )
-from otel_benchlab.schema import aligned_schema, column_suffix
+from otel_benchlab.session.schema import aligned_schema, column_suffix
+from otel_benchlab.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None
 
 def _from_marks(path: Path, manifest: dict, wanted: list[tuple[str, str]] | None
                 ) -> SessionView:
-    from otel_benchlab.replay import ReplayResult, build_aligned, encode_marks, power_labels
+    from otel_benchlab.session.replay import ReplayResult, build_aligned, encode_marks, power_labels
 
     try:
         stored = read_session(path)

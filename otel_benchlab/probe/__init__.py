@@ -14,6 +14,10 @@ time, so a late delivery changes nothing). The socket is non-blocking and connec
 call never waits, never raises into the application and never holds more than
 ``MAX_PENDING`` records; when no agent listens or its socket is full, records are dropped
 and counted (``stats()``). A ``stage`` is one span record, pair ``<name>.start-><name>.end``.
+
+The probe room: this API, its wire format (``wire``, which the agent's probe receiver
+reads too) and the GStreamer probe (``gstreamer``). Applications import it, so it imports
+nothing of the agent, only ``settings`` (the address's syntax).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from otel_benchlab.probe_wire import ADDR_VARIABLE, MAGIC, address, clean, span_line
+from otel_benchlab.probe.wire import ADDR_VARIABLE, MAGIC, address, clean, span_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 

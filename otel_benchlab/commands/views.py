@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from otel_benchlab.config import ConfigError
+from otel_benchlab.settings import ConfigError
 
 
 def _pairs(args: argparse.Namespace) -> list[tuple[str, str]] | None:
@@ -18,7 +18,7 @@ def _pairs(args: argparse.Namespace) -> list[tuple[str, str]] | None:
 
 
 def _write(path: str, text: str) -> None:
-    from otel_benchlab.temp_files import replace_with
+    from otel_benchlab.session.temp_files import replace_with
 
     replace_with(Path(path), text.encode())
 
@@ -37,7 +37,7 @@ def _views(stack: contextlib.ExitStack, addresses: list[str],
            args: argparse.Namespace) -> list:
     """Each session's view; a stored one is read from a copy kept for the command's run
     and named by the address it was given."""
-    from otel_benchlab.fleet import is_store_address, session_folder
+    from otel_benchlab.fleet.dataset import is_store_address, session_folder
     from otel_benchlab.views.sessions import load_session
 
     views = []
@@ -70,7 +70,7 @@ def report_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from otel_benchlab.fleet import is_store_address
+    from otel_benchlab.fleet.dataset import is_store_address
     from otel_benchlab.views.report import write_report
 
     with contextlib.ExitStack() as stack:
@@ -156,8 +156,8 @@ def sessions_parser(prog: str) -> argparse.ArgumentParser:
 def cmd_sessions(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from otel_benchlab.fleet import list_sessions
-    from otel_benchlab.store import Store
+    from otel_benchlab.fleet.dataset import list_sessions
+    from otel_benchlab.fleet.store import Store
 
     if args.since:
         try:

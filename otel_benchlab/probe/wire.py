@@ -13,7 +13,7 @@ host; FRAME is an integer or empty. A datagram is at most ``MAX_DATAGRAM`` bytes
 
 from __future__ import annotations
 
-from otel_benchlab.config import parse_probe_addr
+from otel_benchlab.settings import parse_probe_addr
 
 MAGIC = "bl1"
 MAX_DATAGRAM = 60_000

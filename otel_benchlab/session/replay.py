@@ -15,32 +15,33 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from otel_benchlab.config import Config, ConfigError
 from otel_benchlab.exporters.capframex import CapFrameXWriter
 from otel_benchlab.exporters.decimal_text import repeated_text
 from otel_benchlab.exporters.parquet import ParquetPartWriter
-from otel_benchlab.processors.attribution import (
-    StageShares,
-    attribute_intervals,
-    energy_split,
-)
-from otel_benchlab.processors.energy import PowerSeries, energy_between
+from otel_benchlab.processors.attribution import StageShares, attribute_intervals
 from otel_benchlab.processors.ids import group_hash, hex_np, span_ids_np, trace_ids_np
+from otel_benchlab.processors.live_attribution import energy_split
 from otel_benchlab.processors.pairing import StagePairer, pair_keyed_arrays
+from otel_benchlab.processors.power_series import PowerSeries, energy_between
 from otel_benchlab.receivers.stored import StoredSession, read_session
 from otel_benchlab.records import StageMark, StageSpan
-from otel_benchlab.schema import (
+from otel_benchlab.session.schema import (
     aligned_schema,
     attributed_columns,
     fixed_width_strings,
     power_columns,
     power_source_order,
 )
+from otel_benchlab.settings import ConfigError
+
+if TYPE_CHECKING:
+    from otel_benchlab.config import Config
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -25,7 +26,6 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 
 from otel_benchlab import __version__
-from otel_benchlab.config import Config, parse_bind
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.exporters.histograms import WithBatchHistograms
 from otel_benchlab.exporters.otel_metrics import (
@@ -36,7 +36,11 @@ from otel_benchlab.exporters.otel_metrics import (
 )
 from otel_benchlab.exporters.otel_traces import FrameTraceExporter
 from otel_benchlab.records import SensorInfo
+from otel_benchlab.settings import parse_bind
 from otel_benchlab.timebase import TimeBase
+
+if TYPE_CHECKING:
+    from otel_benchlab.config import Config
 
 log = logging.getLogger("otel_benchlab")
 

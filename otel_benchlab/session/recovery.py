@@ -13,16 +13,16 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from otel_benchlab.config import ConfigError
 from otel_benchlab.exporters.parquet import recover_directory
-from otel_benchlab.outbox import open_outbox
-from otel_benchlab.session import (
+from otel_benchlab.fleet.outbox import open_outbox
+from otel_benchlab.session.folder import (
     agent_alive,
     crashed,
     newest_mtime,
     read_manifest,
     write_manifest,
 )
+from otel_benchlab.settings import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from otel_benchlab.config import ConfigError
+from otel_benchlab.settings import ConfigError
 
 # Local file (relative to the session folder) -> (kind, name in the session's folder).
 _RAW_KINDS = {"aligned": "aligned", "raw/marks": "marks", "raw/samples": "samples"}

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from otel_benchlab.config import ConfigError
-from otel_benchlab.store import KINDS, MANIFEST_KEY, SessionPlace, Store, local_name
+from otel_benchlab.fleet.store import KINDS, MANIFEST_KEY, SessionPlace, Store, local_name
+from otel_benchlab.settings import ConfigError
 
 log = logging.getLogger("otel_benchlab")
 

@@ -15,37 +15,35 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from itertools import repeat
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 import pyarrow as pa
 
-from otel_benchlab.collection import BatchCollection
-from otel_benchlab.config import Config, attribution_delay_s, config_as_dict
+from otel_benchlab.agent.collection import BatchCollection
+from otel_benchlab.agent.live import LiveStats
+from otel_benchlab.agent.record_queue import RecordQueue, late_counting_emitter
+from otel_benchlab.agent.session_files import SessionFiles
+from otel_benchlab.agent.summary import live_status, session_summary
+from otel_benchlab.agent.telemetry import Telemetry
+from otel_benchlab.config import attribution_delay_s, config_as_dict
 from otel_benchlab.counters import AgentCounters
-from otel_benchlab.exporters.capframex import CapFrameXWriter
-from otel_benchlab.exporters.parquet import ParquetPartWriter
-from otel_benchlab.live import LiveStats
-from otel_benchlab.processors.attribution import LiveAttribution, StageShares, energy_split
+from otel_benchlab.processors.attribution import StageShares
 from otel_benchlab.processors.energy import EnergyAnnotator
 from otel_benchlab.processors.frames import FrameAssembler, TraceIds
+from otel_benchlab.processors.live_attribution import LiveAttribution
 from otel_benchlab.processors.pairing import StagePairer
 from otel_benchlab.receivers import Receiver, Record
-from otel_benchlab.records import Sample, SensorInfo, SpanBatch, StageMark, StageSpan, Unpaired
-from otel_benchlab.retention import RetentionSchedule
-from otel_benchlab.schema import (
-    MARK_SCHEMA,
-    SAMPLE_SCHEMA,
-    aligned_schema,
-    marks_to_table,
-    power_columns,
+from otel_benchlab.records import Sample, SensorInfo, StageMark, StageSpan, Unpaired
+from otel_benchlab.session.folder import Session
+from otel_benchlab.session.retention import RetentionSchedule
+from otel_benchlab.session.schema import (
     power_source_order,
-    spans_to_table,
 )
-from otel_benchlab.session import Session
-from otel_benchlab.telemetry import Telemetry
 from otel_benchlab.timebase import TimeBase
+
+if TYPE_CHECKING:
+    from otel_benchlab.config import Config
 
 log = logging.getLogger("otel_benchlab")
 
@@ -53,28 +51,6 @@ log = logging.getLogger("otel_benchlab")
 # (BATCH_S) anyway; each wake-up costs ~100 us of CPU on a VM, so 4 a second, not 10.
 TICK_S = 0.25
 BATCH_S = 1.0  # energy, metrics, traces and files work on batches of about a second
-
-
-class RecordQueue(queue.Queue):
-    """The receivers' queue, bounded in records: an item is a record or a non-empty list of
-    them (a probe datagram's), so ``queue_size`` means the same however they come. Built on
-    the hooks ``queue.Queue`` keeps for this (``_put``, ``_get``, ``_qsize``)."""
-
-    def _init(self, maxsize: int) -> None:
-        super()._init(maxsize)
-        self._records = 0
-
-    def _qsize(self) -> int:
-        return self._records
-
-    def _put(self, item: Record | list[Record]) -> None:
-        self.queue.append(item)
-        self._records += len(item) if type(item) is list else 1
-
-    def _get(self) -> Record | list[Record]:
-        item = self.queue.popleft()
-        self._records -= len(item) if type(item) is list else 1
-        return item
 
 
 def choose_power_sources(cfg: Config, sensors: list[SensorInfo]) -> dict[str, str]:
@@ -153,17 +129,13 @@ class Agent:
         self.measured_total = 0
         self.unpaired_by_reason: dict[str, int] = {}
         self._idless_seen: set[tuple[str, str]] = set()
-        self._raw_marks: list[StageMark] = []
-        self._aligned: list[SpanBatch] = []  # until the files' next flush
-        self._cx_power: dict[str, tuple[list[int], list[float]]] = {}
-        self._raw_samples: dict[str, list] = {f.name: [] for f in SAMPLE_SCHEMA}
+        self.files = SessionFiles(cfg, session, self.labels, self.power_sources,
+                                  self.timebase, self._write_error, self.file_sinks)
         self._stop = threading.Event()
         self._latency_observers = [r for r in receivers if hasattr(r, "observe_latency")]
         first = cfg.pairs[0] if cfg.pairs else ["", ""]
         self._control_pair = cfg.benchlab.control.rgb_pair or f"{first[0]}->{first[1]}"
         self._hurry = threading.Event()
-        self.parquet: dict[str, ParquetPartWriter] | None = None
-        self.capframex: CapFrameXWriter | None = None
         self.telemetry = Telemetry(cfg, self.counters, self.sensors, self.queue.qsize,
                                    self.timebase)
         self.telemetry.samples.attributions = list(attributions or [])
@@ -173,40 +145,12 @@ class Agent:
             from otel_benchlab.views.live_page import LivePage
 
             self.live_page = LivePage(self.labels[0] if self.labels else None,
-                                      self.timebase.offset_ns, self._live_status,
+                                      self.timebase.offset_ns, lambda: live_status(self),
                                       cfg.pair_tuples())
             self.telemetry.prometheus.routes.update(self.live_page.routes())
 
-    # -- wiring ------------------------------------------------------------------------
-    def _open_files(self) -> None:
-        cfg, c = self.cfg, self.counters
-
-        def on_error(what: str, n: int) -> None:
-            c.add("write.errors", 1, exporter=what)
-
-        p = cfg.parquet
-        self.parquet = None
-        if p.enabled:
-            on_part = self._file_closed if self.file_sinks else None
-            self.parquet = {
-                name: ParquetPartWriter(directory, schema, p.part_rows, p.part_seconds,
-                                        on_error, on_part=on_part)
-                for name, directory, schema in (
-                    ("aligned", self.session.aligned, aligned_schema(self.labels)),
-                    ("marks", self.session.raw_marks, MARK_SCHEMA),
-                    ("samples", self.session.raw_samples, SAMPLE_SCHEMA))}
-        self.capframex = None
-        if cfg.capframex.enabled:
-            self.capframex = CapFrameXWriter(self.session.capframex, cfg.capframex.app,
-                                             power_columns(self.labels),
-                                             cfg.capframex.sample_time_ms,
-                                             cfg.capframex.watch_dir or None, spill=True,
-                                             on_error=on_error)
-
-    def _file_closed(self, path) -> None:  # noqa: ANN001 - a Path under the session
-        relpath = path.relative_to(self.session.path).as_posix()
-        for sink in self.file_sinks:
-            sink.file_closed(relpath)
+    def _write_error(self, what: str, n: int) -> None:
+        self.counters.add("write.errors", 1, exporter=what)
 
     # -- intake ------------------------------------------------------------------------
     def emit(self, record: Record | list[Record]) -> bool:
@@ -221,40 +165,15 @@ class Agent:
             return False
 
     def emitter(self, receiver: Receiver) -> Callable[[Record | list[Record]], bool]:
-        """``emit`` for one receiver: marks and spans that arrive more than
-        ``intake.max_delay_s`` after their own time are counted by source (the first
-        record of a list stands for it: a datagram's or a request's records come in time
-        order), then queued as any other."""
-        emit, counters, late_ns, monotonic_ns = self.emit, self.counters, self.late_ns, \
-            time.monotonic_ns
-        source = getattr(receiver, "input_source", "") or \
-            str(getattr(receiver, "name", type(receiver).__name__)).split(":")[0]
-        hint = (f"marks or spans arrived more than intake.max_delay_s "
-                f"({self.cfg.intake.max_delay_s:g} s) after their own time (a sender's "
-                "batching and retries, or a file read from its start); they are kept, "
-                "without energy where the power history no longer covers them. Raise "
-                "[intake] max_delay_s for a sender that slow")
-
-        def late_at(rec: Record) -> int:
-            return rec.end_ns if type(rec) is StageSpan else rec.ts_ns  # type: ignore
-
-        def emit_counting_late(record: Record | list[Record]) -> bool:
-            first = record[0] if type(record) is list else record
-            if type(first) is not Sample:
-                horizon = monotonic_ns() - late_ns
-                if late_at(first) < horizon:
-                    n = sum(1 for r in record if type(r) is not Sample and
-                            late_at(r) < horizon) if type(record) is list else 1
-                    counters.add("input.late", n, hint, source=source)
-            return emit(record)
-
-        return emit_counting_late
+        """``emit`` for one receiver, counting what arrives late (``record_queue``)."""
+        return late_counting_emitter(self.emit, receiver, self.counters, self.late_ns,
+                                     self.cfg.intake.max_delay_s)
 
     def _handle(self, records: list[Record], spans: list[StageSpan],
                 unpaired: list[Unpaired]) -> None:
         """One queue item's records (a probe datagram holds up to 128 marks): marks, the
         bulk of them, in this loop; a measured span or a sample in a method of its own."""
-        keep_mark = self._raw_marks.append
+        keep_mark = self.files.raw_marks.append
         add_mark = self.frames.add_mark
         pair = self.pairer.push
         marks = 0
@@ -286,34 +205,23 @@ class Agent:
         # Measured whole by its source (GStreamer's tracer, an application's span): no
         # pairing. Its two ends are kept as raw marks, so replay finds it again.
         self.measured_total += 1
-        self._raw_marks.append(StageMark(span.start_ns, span.pipeline, span.stream,
-                                         span.stage_from, span.frame))
-        self._raw_marks.append(StageMark(span.end_ns, span.pipeline, span.stream,
-                                         span.stage_to, span.frame))
+        self.files.raw_marks.append(StageMark(span.start_ns, span.pipeline, span.stream,
+                                              span.stage_from, span.frame))
+        self.files.raw_marks.append(StageMark(span.end_ns, span.pipeline, span.stream,
+                                              span.stage_to, span.frame))
         spans.append(span)
 
     def _sample(self, rec: Sample) -> None:
         self.samples_total += 1
         self.telemetry.samples.on_sample(rec.ts_ns, rec.source, rec.values, rec.rtt_ns)
-        # A BENCHLAB sample holds ~110 values: bulk list operations, and only the
-        # power sensors of this source looked up, keep the per-sample cost flat.
-        raw = self._raw_samples
-        n = len(rec.values)
-        raw["ts_ns"].extend(repeat(rec.ts_ns, n))
-        raw["source"].extend(repeat(rec.source, n))
-        raw["sensor"].extend(rec.values)
-        raw["value"].extend(rec.values.values())
-        raw["rtt_ns"].extend(repeat(rec.rtt_ns, n))
-        raw["uncertain"].extend(repeat(rec.uncertain, n))
+        self.files.add_sample(rec)
+        # Only the power sensors of this source are looked up (a BENCHLAB has ~110 values).
         for name, label in self._power_sensors.get(rec.source, ()):
             v = rec.values.get(name)
             if v is None:
                 continue
             self.annotator.add_power(label, rec.ts_ns, v)
-            if self.capframex is not None and self.power_sources[label] == "power":
-                ts_list, v_list = self._cx_power.setdefault(label, ([], []))
-                ts_list.append(rec.ts_ns)
-                v_list.append(v)
+            self.files.add_power(label, rec.ts_ns, v)
 
     def _process(self, spans: list[StageSpan], unpaired: list[Unpaired], now: int,
                  flush: bool = False) -> None:
@@ -346,7 +254,7 @@ class Agent:
             self.stats.add(done)
             if self.live_page is not None:
                 self.live_page.add(done)
-            self._aligned.append(done)
+            self.files.add_spans(done)
             for sink in self.span_sinks:
                 sink.export(done.spans)
         # Spans that arrived with their own ids are already in their application's trace
@@ -364,41 +272,6 @@ class Agent:
                 self._handle(item if type(item) is list else [item], spans, unpaired)
         except queue.Empty:
             pass
-
-    def _flush_files(self) -> None:
-        if self._aligned:
-            table = spans_to_table(SpanBatch.concat(self._aligned), self.timebase,
-                                   self.labels)
-            self._aligned = []
-            if self.parquet:
-                self.parquet["aligned"].export(table)
-            if self.capframex:
-                self.capframex.export(table)
-        if self.capframex is not None:
-            for label, (ts, v) in self._cx_power.items():
-                if ts:
-                    self.capframex.add_power(label, np.array(ts, np.int64), np.array(v))
-            self._cx_power = {}
-        self._flush_raw()
-
-    def _flush_raw(self) -> None:
-        if self.parquet is None:
-            self._raw_marks.clear()
-            for v in self._raw_samples.values():
-                v.clear()
-            return
-        if self._raw_marks:
-            self.parquet["marks"].export(marks_to_table(self._raw_marks, self.timebase))
-            self._raw_marks.clear()
-        raw = self._raw_samples
-        if raw["ts_ns"]:
-            ts = np.asarray(raw["ts_ns"], np.int64)
-            raw["ts_unix_ns"] = ts + self.timebase.offset_ns
-            raw["ts_ns"] = ts
-            self.parquet["samples"].export(pa.table(raw, schema=SAMPLE_SCHEMA))
-            self._raw_samples = {f.name: [] for f in SAMPLE_SCHEMA}
-        for w in self.parquet.values():
-            w.tick()
 
     # -- running -----------------------------------------------------------------------
     def banner(self) -> list[str]:
@@ -428,7 +301,7 @@ class Agent:
         self.telemetry.start()
         try:
             self.session.create()
-            self._open_files()
+            self.files.open()
             self.session.start(config_as_dict(self.cfg),
                                [{"name": getattr(r, "name", type(r).__name__),
                                  **({"devices": r.identities()} if hasattr(r, "identities")
@@ -486,7 +359,7 @@ class Agent:
                         (spans if isinstance(r, StageSpan) else unpaired).append(r)
                     self._process(spans, unpaired, now_ns)
                     spans, unpaired = [], []
-                    self._flush_files()
+                    self.files.flush()
                     collection.after_batch()
                 if now_s >= next_status:
                     self._status(now_s)
@@ -536,16 +409,13 @@ class Agent:
             self._process(spans, unpaired, time.monotonic_ns(), flush=True)
 
         self._step("processing the last records", finish_processing)
-        self._step("writing the last batch", self._flush_files)
-        for name, w in (self.parquet or {}).items():
-            self._step(f"closing Parquet {name} in {w.directory}", w.shutdown)
-        if self.capframex is not None:
-            self._step(f"writing CapFrameX captures in {self.capframex.directory}",
-                       self.capframex.shutdown)
+        self._step("writing the last batch", self.files.flush)
+        for what, close in self.files.closing_steps():
+            self._step(what, close)
         for sink in self.span_sinks:
             self._step(f"closing {getattr(sink, 'name', sink)}", sink.shutdown)
         self._status(time.monotonic())
-        summary = self._summary()
+        summary = session_summary(self)
         self._step("recording the end of the session", lambda: self.session.finish(summary))
         undelivered = self.telemetry.close(self.cfg.otlp.flush_timeout_s, self._hurry)
         if undelivered:
@@ -566,60 +436,10 @@ class Agent:
         captures), which then get ``upload.flush_timeout_s`` to send what is left."""
         closed = ["session.json"] + [
             p.relative_to(self.session.path).as_posix()
-            for p in (self.capframex.files_written if self.capframex else [])
-            if p.is_relative_to(self.session.path)]
+            for p in self.files.captures_written if p.is_relative_to(self.session.path)]
         for sink in self.file_sinks:
             for relpath in closed:
                 self._step(f"{getattr(sink, 'name', sink)}: {relpath}",
                            lambda s=sink, r=relpath: s.file_closed(r))
             self._step(f"closing {getattr(sink, 'name', sink)}",
                        lambda s=sink: s.shutdown(hurry=self._hurry))
-
-    def _live_status(self) -> dict:
-        """For the live page: each power source up or down (as benchlab.source.up says of
-        the devices that feed it), and the loss counters."""
-        up = self.telemetry.samples.sources_up()
-        feeds = {label: [src for src, pairs in self._power_sensors.items()
-                         if any(lbl == label for _, lbl in pairs)] for label in self.labels}
-        return {"session": self.session.id,
-                "sources": [{"name": label, "up": any(up.get(src, False)
-                                                      for src in feeds[label])}
-                            for label in self.labels],
-                "losses": {**{f"unpaired {k}": v for k, v in self.unpaired_by_reason.items()},
-                           "queue dropped": self.counters.get("queue.dropped"),
-                           "late": self.counters.get("input.late"),
-                           "export failures": self.counters.get("export.failures")}}
-
-    def _energy_summary(self) -> dict:
-        """Per source: the meter's energy over the session (where known), how much of it
-        the spans were attributed and how much was idle (no span running); they add up."""
-        a = self.attribution
-        if a is None:
-            return {}
-        return {"energy_j": {label: energy_split(a.total_j[j], a.assigned_j[j], a.idle_j[j])
-                             for j, label in enumerate(a.labels)},
-                "unattributed_spans": a.unattributed,
-                # What the totals cover: the agent's start to the last span shared out.
-                "energy_window_unix_ns": [a.start_ns + self.timebase.offset_ns,
-                                          a.done_to + self.timebase.offset_ns]}
-
-    def _summary(self) -> dict:
-        return {
-            "marks": self.marks_total, "samples": self.samples_total,
-            "spans": self.spans_total, "measured_spans": self.measured_total,
-            "unpaired": dict(self.unpaired_by_reason),
-            # frames per pipeline (`otel-benchlab sessions` lists them from the store)
-            "frames": self.stats.frames_by_pipeline(),
-            "traces": {"sampled": self.frames.sampled,
-                       "kept_over_target": self.frames.kept_over_target,
-                       "unsampled": self.frames.unsampled},
-            "queue_dropped": self.counters.get("queue.dropped"),
-            "late": {lbl["source"]: n for lbl, n in self.counters.items("input.late")},
-            **self._energy_summary(),
-            "export_failures": self.counters.get("export.failures"),
-            "export_dropped": self.counters.get("export.dropped"),
-            "write_errors": self.counters.get("write.errors"),
-            "close_errors": list(self.close_errors),
-            "capframex_files": [str(p) for p in (self.capframex.files_written
-                                                 if self.capframex else [])],
-        }

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from otel_benchlab import __version__
-from otel_benchlab.config import ConfigError, validate_session_id
-from otel_benchlab.temp_files import open_temp
+from otel_benchlab.session.temp_files import open_temp
+from otel_benchlab.settings import ConfigError, validate_session_id
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".agent.lock"  # held (flock) by the agent writing the session, for its lifetime

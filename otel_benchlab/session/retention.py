@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from otel_benchlab.exporters.parquet import write_part
-from otel_benchlab.outbox import open_outbox
-from otel_benchlab.session import agent_alive, file_stats, newest_mtime, read_manifest
+from otel_benchlab.fleet.outbox import open_outbox
+from otel_benchlab.session.folder import agent_alive, file_stats, newest_mtime, read_manifest
 
 log = logging.getLogger("otel_benchlab")
 

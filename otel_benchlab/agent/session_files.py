@@ -1,0 +1,140 @@
+"""The session's files as the agent writes them: the Parquet parts (aligned spans, raw
+marks, raw samples) and the CapFrameX captures, fed about a second of rows at a time, and
+the file sinks (the uploader) told of each file once it is whole."""
+
+from __future__ import annotations
+
+from itertools import repeat
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from otel_benchlab.exporters.capframex import CapFrameXWriter
+from otel_benchlab.exporters.parquet import ParquetPartWriter
+from otel_benchlab.records import Sample, SpanBatch, StageMark
+from otel_benchlab.session.folder import Session
+from otel_benchlab.session.schema import (
+    MARK_SCHEMA,
+    SAMPLE_SCHEMA,
+    aligned_schema,
+    marks_to_table,
+    power_columns,
+    spans_to_table,
+)
+from otel_benchlab.timebase import TimeBase
+
+
+class SessionFiles:
+    def __init__(self, cfg: Any, session: Session, labels: list[str],
+                 power_kinds: dict[str, str], timebase: TimeBase, on_error,  # noqa: ANN001
+                 file_sinks: list) -> None:
+        self.cfg = cfg
+        self.session = session
+        self.labels = labels
+        self.power_kinds = power_kinds  # label -> "power" or "energy"
+        self.timebase = timebase
+        self.on_error = on_error  # (exporter, rows) when a write fails
+        self.file_sinks = file_sinks
+        self.parquet: dict[str, ParquetPartWriter] | None = None
+        self.capframex: CapFrameXWriter | None = None
+        self.raw_marks: list[StageMark] = []
+        self._aligned: list[SpanBatch] = []  # until the next flush
+        self._cx_power: dict[str, tuple[list[int], list[float]]] = {}
+        self._raw_samples: dict[str, list] = {f.name: [] for f in SAMPLE_SCHEMA}
+
+    def open(self) -> None:
+        cfg = self.cfg
+        p = cfg.parquet
+        self.parquet = None
+        if p.enabled:
+            on_part = self._file_closed if self.file_sinks else None
+            self.parquet = {
+                name: ParquetPartWriter(directory, schema, p.part_rows, p.part_seconds,
+                                        self.on_error, on_part=on_part)
+                for name, directory, schema in (
+                    ("aligned", self.session.aligned, aligned_schema(self.labels)),
+                    ("marks", self.session.raw_marks, MARK_SCHEMA),
+                    ("samples", self.session.raw_samples, SAMPLE_SCHEMA))}
+        self.capframex = None
+        if cfg.capframex.enabled:
+            self.capframex = CapFrameXWriter(self.session.capframex, cfg.capframex.app,
+                                             power_columns(self.labels),
+                                             cfg.capframex.sample_time_ms,
+                                             cfg.capframex.watch_dir or None, spill=True,
+                                             on_error=self.on_error)
+
+    def _file_closed(self, path: Path) -> None:
+        relpath = path.relative_to(self.session.path).as_posix()
+        for sink in self.file_sinks:
+            sink.file_closed(relpath)
+
+    def add_sample(self, rec: Sample) -> None:
+        # A BENCHLAB sample holds ~110 values: bulk list operations keep its cost flat.
+        raw = self._raw_samples
+        n = len(rec.values)
+        raw["ts_ns"].extend(repeat(rec.ts_ns, n))
+        raw["source"].extend(repeat(rec.source, n))
+        raw["sensor"].extend(rec.values)
+        raw["value"].extend(rec.values.values())
+        raw["rtt_ns"].extend(repeat(rec.rtt_ns, n))
+        raw["uncertain"].extend(repeat(rec.uncertain, n))
+
+    def add_power(self, label: str, ts_ns: int, value: float) -> None:
+        """A power source's reading, for the captures' power columns."""
+        if self.capframex is not None and self.power_kinds[label] == "power":
+            ts_list, v_list = self._cx_power.setdefault(label, ([], []))
+            ts_list.append(ts_ns)
+            v_list.append(value)
+
+    def add_spans(self, done: SpanBatch) -> None:
+        self._aligned.append(done)
+
+    def flush(self) -> None:
+        if self._aligned:
+            table = spans_to_table(SpanBatch.concat(self._aligned), self.timebase,
+                                   self.labels)
+            self._aligned = []
+            if self.parquet:
+                self.parquet["aligned"].export(table)
+            if self.capframex:
+                self.capframex.export(table)
+        if self.capframex is not None:
+            for label, (ts, v) in self._cx_power.items():
+                if ts:
+                    self.capframex.add_power(label, np.array(ts, np.int64), np.array(v))
+            self._cx_power = {}
+        self._flush_raw()
+
+    def _flush_raw(self) -> None:
+        if self.parquet is None:
+            self.raw_marks.clear()
+            for v in self._raw_samples.values():
+                v.clear()
+            return
+        if self.raw_marks:
+            self.parquet["marks"].export(marks_to_table(self.raw_marks, self.timebase))
+            self.raw_marks.clear()
+        raw = self._raw_samples
+        if raw["ts_ns"]:
+            ts = np.asarray(raw["ts_ns"], np.int64)
+            raw["ts_unix_ns"] = ts + self.timebase.offset_ns
+            raw["ts_ns"] = ts
+            self.parquet["samples"].export(pa.table(raw, schema=SAMPLE_SCHEMA))
+            self._raw_samples = {f.name: [] for f in SAMPLE_SCHEMA}
+        for w in self.parquet.values():
+            w.tick()
+
+    def closing_steps(self) -> list[tuple[str, Any]]:
+        """(what, how) to close the files, each step on its own: Parquet, then captures."""
+        steps = [(f"closing Parquet {name} in {w.directory}", w.shutdown)
+                 for name, w in (self.parquet or {}).items()]
+        if self.capframex is not None:
+            steps.append((f"writing CapFrameX captures in {self.capframex.directory}",
+                          self.capframex.shutdown))
+        return steps
+
+    @property
+    def captures_written(self) -> list[Path]:
+        return list(self.capframex.files_written) if self.capframex else []
