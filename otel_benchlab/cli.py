@@ -11,7 +11,13 @@ from collections.abc import Callable, Sequence
 from otel_benchlab.agent.heap import arrow_on_the_c_heap
 from otel_benchlab.agent.no_pandas import pyarrow_without_pandas
 from otel_benchlab.commands.logs import setup_logging
-from otel_benchlab.commands.parsers import SUBCOMMANDS, agent_parser, command_parser, gst_parser
+from otel_benchlab.commands.parsers import (
+    SUBCOMMANDS,
+    VIEW_COMMANDS,
+    agent_parser,
+    command_parser,
+    gst_parser,
+)
 from otel_benchlab.settings import ConfigError
 
 
@@ -33,14 +39,13 @@ def _main(argv: list[str]) -> int:
         except ConfigError as exc:
             print(f"otel-benchlab: {exc}", file=sys.stderr)
             return 2
-    from otel_benchlab.commands.views import COMMANDS
-
-    if argv and argv[0] in COMMANDS:
-        parser, run, _ = COMMANDS[argv[0]]
+    if argv and argv[0] in VIEW_COMMANDS:
+        module = importlib.import_module(f"otel_benchlab.commands.{argv[0]}")
+        parser = getattr(module, f"{argv[0]}_parser")
         args = parser(f"otel-benchlab {argv[0]}").parse_args(argv[1:])
         setup_logging("text", "WARNING")
         try:
-            return run(args)
+            return getattr(module, f"cmd_{argv[0]}")(args)
         except ConfigError as exc:
             print(f"otel-benchlab {argv[0]}: {exc}", file=sys.stderr)
             return 2

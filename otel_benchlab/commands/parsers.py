@@ -14,6 +14,13 @@ if TYPE_CHECKING:
     from otel_benchlab.config import Config
 
 SUBCOMMANDS = ("run", "gst", "replay", "recover", "retention", "devices")
+# The views' commands, each a module of this package with NAME_parser(prog) and
+# cmd_NAME(args): name -> its line in the agent's --help.
+VIEW_COMMANDS = {
+    "report": "one self-contained HTML report (and --json) of one or more sessions",
+    "compare": "compare sessions per stage pair with intervals and verdicts (a CI gate)",
+    "sessions": "list the sessions an object store holds ([upload])",
+}
 LOG_LEVEL_DEFAULTS = {"run": "INFO", "gst": "INFO", "replay": "INFO", "recover": "INFO",
                       "retention": "INFO", "devices": "WARNING"}
 
@@ -55,9 +62,7 @@ or configuration, 1 runtime failure."""
 
 
 def agent_parser(prog: str = "otel-benchlab") -> argparse.ArgumentParser:
-    from otel_benchlab.commands.views import COMMANDS
-
-    views = "\n".join(f"  {name:<10} {line}" for name, (_, _, line) in COMMANDS.items())
+    views = "\n".join(f"  {name:<10} {line}" for name, line in VIEW_COMMANDS.items())
     p = argparse.ArgumentParser(prog=prog, description=AGENT_DESCRIPTION.format(views=views),
                                 epilog=AGENT_EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
