@@ -24,11 +24,11 @@ the stream from ``benchlab.stream`` (default ``main``), the pipeline from the re
 from __future__ import annotations
 
 import fnmatch
-import gzip
 import logging
 import os
 import socket
 import threading
+import zlib
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -85,6 +85,31 @@ RESPONSES = {"traces": trace_service_pb2.ExportTraceServiceResponse,
              "metrics": metrics_service_pb2.ExportMetricsServiceResponse,
              "logs": logs_service_pb2.ExportLogsServiceResponse}
 MAX_MESSAGE = 32 << 20
+GUNZIP_PIECE = 1 << 20  # bytes unpacked at a time
+
+
+def gunzip_capped(data: bytes, cap: int) -> bytes | None:
+    """A gzip body unpacked, or None once it unpacks past ``cap`` bytes: a piece at a time,
+    so a small compressed body that unpacks to gigabytes (a bomb) costs at most ``cap``
+    bytes of memory before it is refused. Members one after another are one body, as
+    ``gzip.decompress`` reads them; a torn or corrupt body raises (zlib.error, EOFError)."""
+    out: list[bytes] = []
+    size = 0
+    while data:
+        unpack = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        while True:  # until the member ends, or neither input nor output is left
+            piece = unpack.decompress(data, min(GUNZIP_PIECE, cap - size + 1))
+            size += len(piece)
+            if size > cap:
+                return None
+            out.append(piece)
+            data = unpack.unconsumed_tail
+            if unpack.eof or not (data or piece):
+                break
+        if not unpack.eof:
+            raise EOFError("the gzip body ends before its end of stream")
+        data = unpack.unused_data
+    return b"".join(out)
 
 
 class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
@@ -106,7 +131,7 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
         self._emit: Emit | None = None
         self._grpc: grpc.Server | None = None
         self._http: BoundedHTTPServer | None = None
-        for reason in ("not_protobuf", "bad_time"):
+        for reason in ("not_protobuf", "bad_time", "too_large"):
             counters.declare("input.rejected", source="otlp", reason=reason)
 
     def sensors(self) -> list[SensorInfo]:
@@ -198,11 +223,22 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _too_large(self, what: str) -> None:
+                intake._reject("too_large", f"{what} past the intake's limit of "
+                               f"{MAX_MESSAGE >> 20} MiB was refused with 413 (the OTel "
+                               "SDK's batches are far smaller: is the sender batching "
+                               "without a bound?)")
+                self._answer(413, b"request body too large", "text/plain")
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 signal = {"/v1/traces": "traces", "/v1/metrics": "metrics",
                           "/v1/logs": "logs"}.get(self.path.split("?")[0])
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.read_body(length) if 0 < length <= MAX_MESSAGE else b""
+                if length > MAX_MESSAGE:
+                    self.close_connection = True  # the body is left unread
+                    self._too_large(f"a body of {length} bytes")
+                    return
+                body = self.read_body(length) if length > 0 else b""
                 if signal is None:
                     self._answer(404, b"use /v1/traces, /v1/metrics or /v1/logs", "text/plain")
                     return
@@ -213,7 +249,10 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
                     return
                 try:
                     if self.headers.get("Content-Encoding", "").lower() == "gzip":
-                        body = gzip.decompress(body)
+                        body = gunzip_capped(body, MAX_MESSAGE)
+                        if body is None:
+                            self._too_large("a gzip body that unpacks")
+                            return
                     request = REQUESTS[signal].FromString(body)
                 except Exception:
                     intake._reject("not_protobuf", "an OTLP/HTTP body was not an OTLP "

@@ -229,3 +229,52 @@ def test_a_body_that_is_not_protobuf_is_refused_and_counted(tmp_path):
     assert answers == [400, 415, 200]
     assert counters.get("input.rejected", source="otlp", reason="not_protobuf") == 1
     assert counters.get("forward.dropped", signal="traces", reason="no_upstream") == 1
+
+
+def _rss_kb(pid: int, field: str = "VmRSS") -> int:
+    with open(f"/proc/{pid}/status") as status:
+        lines = status.read().splitlines()
+    for line in lines:
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def test_a_compressed_bomb_is_refused_at_the_cap_without_taking_memory(tmp_path):
+    import gzip
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    agent = subprocess.Popen(
+        agent_cmd("--simulate", "--data-root", str(tmp_path / "data"), "--session", "bomb",
+                  "--prom-bind", "off", "--otlp-http-listen", f"127.0.0.1:{port}"),
+        env=agent_env(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none",
+                      OTEL_LOGS_EXPORTER="none", BENCHLAB_PROBE_ADDR="off"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # 2 MB that unpacks to 2 GiB of zeros: 32 gzip members of 64 MiB each.
+    body = gzip.compress(b"\0" * (64 << 20), compresslevel=9) * 32
+    assert len(body) < 3 << 20
+    url = f"http://127.0.0.1:{port}/v1/traces"
+    try:
+        wait_started(agent)
+        time.sleep(1.0)
+        before = _rss_kb(agent.pid)
+        codes = []
+        for data, encoding in ((body, "gzip"), (gzip.compress(_request().SerializeToString()),
+                                                "gzip")):
+            try:
+                urllib.request.urlopen(urllib.request.Request(url, data=data, headers={
+                    "Content-Type": "application/x-protobuf", "Content-Encoding": encoding}),
+                    timeout=30)
+                codes.append(200)
+            except urllib.error.HTTPError as exc:
+                codes.append(exc.code)
+        peak = _rss_kb(agent.pid, "VmHWM")
+    finally:
+        agent.send_signal(signal.SIGINT)
+        _, err = agent.communicate(timeout=30)
+    assert codes == [413, 200]  # the bomb refused at the cap; the agent still takes requests
+    assert peak - before < 64 << 10, (before, peak)  # KiB: within tens of MB of before
+    assert "past the intake's limit of 32 MiB was refused with 413" in err
+    assert err.count("refused with 413") == 1  # said once
