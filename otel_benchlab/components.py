@@ -47,6 +47,8 @@ COMPONENT_MODULES = (
     "otel_benchlab.receivers.log_pattern",
     "otel_benchlab.processors.attribution",
     "otel_benchlab.exporters.upload",
+    "otel_benchlab.agent.limits",
+    "otel_benchlab.views.live_page",
 )
 
 

@@ -211,6 +211,13 @@ class SpanBatch:
     def __len__(self) -> int:
         return len(self.spans)
 
+    def renamed(self, codes: np.ndarray, names: list[tuple[str, str, str, str]]) -> SpanBatch:
+        """The same spans and columns, known by other names (each span's code into
+        ``names``): how the in-memory figures see a batch whose names were folded."""
+        out = SpanBatch(self.spans, self.start_ns, self.end_ns, self.power, self.attributed)
+        out._names = (codes, names)
+        return out
+
     def names(self) -> tuple[np.ndarray, list[tuple[str, str, str, str]]]:
         """Each span's code into a list of (pipeline, stream, stage_from, stage_to), in the
         order first seen."""

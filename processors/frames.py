@@ -11,6 +11,7 @@ traces only; metrics and files see every frame.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,8 @@ from .ids import (
     trace_id,
     trace_ids_np,
 )
+
+CACHED_NAMES = 65_536  # (pipeline, stream) and pair hashes kept for the next span
 
 
 @dataclass
@@ -86,18 +89,24 @@ class TraceIds:
     def _group(self, pipeline: str, stream: str) -> int:
         g = self._groups.get((pipeline, stream))
         if g is None:
+            if len(self._groups) >= CACHED_NAMES:  # a cache: names from outside are many
+                self._groups.clear()
             g = self._groups[(pipeline, stream)] = group_hash(self.session, pipeline, stream)
         return g
 
     def _pair_hash(self, span: StageSpan) -> int:
+        if len(self._pair_hashes) >= CACHED_NAMES:
+            self._pair_hashes.clear()
         h = self._pair_hashes[(span.stage_from, span.stage_to)] = hash64(span.pair)
         return h
 
 
 class FrameAssembler:
     def __init__(self, ids: TraceIds, pairs: list[tuple[str, str]], linger_ns: int,
-                 sample_ratio: float, latency_targets_ns: dict[str, int]) -> None:
+                 sample_ratio: float, latency_targets_ns: dict[str, int],
+                 max_frames: int = 1 << 62) -> None:
         self.ids = ids
+        self.max_frames = max_frames  # frames open at most; past it the oldest end early
         self._pair_keys = {(a, b) for a, b in pairs}
         self.linger_ns = linger_ns
         self.targets = latency_targets_ns
@@ -165,7 +174,12 @@ class FrameAssembler:
         return self._decide(done)
 
     def expire(self, now_ns: int, flush: bool = False) -> list[FrameTrace]:
+        """Frames quiet for the linger time, and the oldest past ``max_frames``."""
         done = [k for k, ts in self._touched.items() if flush or now_ns - ts > self.linger_ns]
+        extra = len(self._touched) - len(done) - self.max_frames
+        if extra > 0:  # in the order they opened
+            quiet = set(done)
+            done += itertools.islice((k for k in self._touched if k not in quiet), extra)
         out = []
         for k in done:
             del self._touched[k]

@@ -13,7 +13,9 @@ matter either.
 
 Unpaired marks are reported with a reason: ``timeout`` (a start whose end never came
 within the window), ``orphan`` (an end with no start), ``duplicate`` (a stage seen twice
-for one frame). A span never has a negative latency or one longer than the window.
+for one frame), ``evicted`` (more marks waiting than ``max_pending``: the oldest go, so a
+sender making up a new frame id a mark holds the agent to a bound, not to a time). A span
+never has a negative latency or one longer than the window.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import bisect
 import heapq
 import itertools
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +32,8 @@ import numpy as np
 from otel_benchlab.records import StageMark, StageSpan, Unpaired
 
 Result = StageSpan | Unpaired
+# (pipeline, stream) states of id-less pairing kept at most; past it the idle ones go.
+STREAM_STATES = 65_536
 
 
 @dataclass
@@ -173,8 +178,10 @@ class PairState:
 class StagePairer:
     """Pairs marks for every configured pair; ``push`` as marks come, ``expire`` on a timer."""
 
-    def __init__(self, pairs: list[tuple[str, str]], window_ns: int) -> None:
+    def __init__(self, pairs: list[tuple[str, str]], window_ns: int,
+                 max_pending: int = 1 << 62) -> None:
         self.window_ns = window_ns
+        self.max_pending = max_pending
         self.pairs = [PairState(a, b, window_ns) for a, b in pairs]
         self._by_stage: dict[str, list[PairState]] = {}
         for p in self.pairs:
@@ -216,7 +223,45 @@ class StagePairer:
         self._release(now_ns - self.window_ns, out)
         for p in self.pairs:
             p.expire(now_ns - self.window_ns, out)
+        self._evict(out)
         return out
+
+    @property
+    def pending(self) -> int:
+        """Marks waiting for a partner (held id-less ones included)."""
+        return len(self._held) + sum(
+            len(p._starts) + len(p._ends) + sum(len(st.starts) for st in p._ordered.values())
+            for p in self.pairs)
+
+    def _evict(self, out: list[Result]) -> None:
+        """Past ``max_pending``, the oldest waiting marks go, unpaired (``evicted``); the
+        state kept per stream for id-less pairing is bounded the same way."""
+        over = self.pending - self.max_pending
+        if over > 0:
+            # Each table is in arrival order: the oldest ``over`` of each are candidates.
+            found: list[tuple[int, int, Callable[[], StageMark], PairState]] = []
+            seq = itertools.count()
+            for p in self.pairs:
+                for table in (p._starts, p._ends):
+                    for key in itertools.islice(table, over):
+                        found.append((table[key].ts_ns, next(seq),
+                                      lambda t=table, k=key: t.pop(k), p))
+                for st in p._ordered.values():
+                    for mark in itertools.islice(st.starts, over):
+                        found.append((mark.ts_ns, next(seq), st.starts.popleft, p))
+            for ts, _, _ in heapq.nsmallest(over, self._held):
+                found.append((ts, next(seq), lambda: heapq.heappop(self._held)[2], None))
+            for _, _, take, p in heapq.nsmallest(over, found):
+                mark = take()
+                if p is None:  # held id-less: unpaired for the pairs its stage is in
+                    p = self._by_stage[mark.stage][0]
+                out.append(p._unpaired(mark, "evicted"))
+        for p in self.pairs:
+            _trim_oldest(p._done, self.max_pending)
+            if len(p._ordered) > STREAM_STATES:
+                for key in [k for k, st in p._ordered.items() if not st.starts]:
+                    del p._ordered[key]
+        _trim_oldest(self._intervals, STREAM_STATES)
 
     def flush(self) -> list[Result]:
         """End of input: pair what can be paired, report the rest."""
@@ -225,6 +270,14 @@ class StagePairer:
         for p in self.pairs:
             p.expire(1 << 62, out)
         return out
+
+
+def _trim_oldest(table: dict, keep: int) -> None:
+    """Keep the newest ``keep`` entries of an insertion-ordered dict."""
+    extra = len(table) - keep
+    if extra > 0:
+        for key in list(itertools.islice(table, extra)):
+            del table[key]
 
 
 @dataclass

@@ -21,7 +21,9 @@ import numpy as np
 import pyarrow as pa
 
 from otel_benchlab.agent.collection import BatchCollection
+from otel_benchlab.agent.limits import KeyLimits
 from otel_benchlab.agent.live import LiveStats
+from otel_benchlab.agent.power_sources import choose_power_sources
 from otel_benchlab.agent.record_queue import RecordQueue, late_counting_emitter
 from otel_benchlab.agent.session_files import SessionFiles
 from otel_benchlab.agent.summary import live_status, session_summary
@@ -34,12 +36,9 @@ from otel_benchlab.processors.frames import FrameAssembler, TraceIds
 from otel_benchlab.processors.live_attribution import LiveAttribution
 from otel_benchlab.processors.pairing import StagePairer
 from otel_benchlab.receivers import Receiver, Record
-from otel_benchlab.records import Sample, SensorInfo, StageMark, StageSpan, Unpaired
+from otel_benchlab.records import Sample, StageMark, StageSpan, Unpaired
 from otel_benchlab.session.folder import Session
 from otel_benchlab.session.retention import RetentionSchedule
-from otel_benchlab.session.schema import (
-    power_source_order,
-)
 from otel_benchlab.timebase import TimeBase
 
 if TYPE_CHECKING:
@@ -50,24 +49,8 @@ log = logging.getLogger("otel_benchlab")
 # The queue is drained and marks are paired this often. Spans are processed once a batch
 # (BATCH_S) anyway; each wake-up costs ~100 us of CPU on a VM, so 4 a second, not 10.
 TICK_S = 0.25
+IDLESS_WARNINGS = 100  # streams told apart in the warning about marks without frame ids
 BATCH_S = 1.0  # energy, metrics, traces and files work on batches of about a second
-
-
-def choose_power_sources(cfg: Config, sensors: list[SensorInfo]) -> dict[str, str]:
-    """label -> kind ("power" or "energy"), primary first: the configured list, else sys,
-    cpu, gpu, then any other power source in the order the receivers described them."""
-    seen: dict[str, str] = {}
-    for s in sensors:
-        if s.power_source and s.power_source not in seen:
-            seen[s.power_source] = "energy" if s.kind == "energy" else "power"
-    if cfg.power_sources:
-        missing = [p for p in cfg.power_sources if p not in seen]
-        if missing:
-            log.warning("power sources %s are configured but no receiver provides them "
-                        "(have: %s); their energy columns stay empty", missing,
-                        ", ".join(seen) or "none")
-        return {p: seen.get(p, "power") for p in cfg.power_sources}
-    return {p: seen[p] for p in power_source_order(list(seen))}
 
 
 class Agent:
@@ -103,7 +86,7 @@ class Agent:
                 self._power_sensors.setdefault(s.source, []).append((s.name, s.power_source))
         window_ns = int(cfg.pair_window_s * 1e9)
         gap_ns = int(cfg.power_max_gap_s * 1e9)
-        self.pairer = StagePairer(cfg.pair_tuples(), window_ns)
+        self.pairer = StagePairer(cfg.pair_tuples(), window_ns, cfg.limits.max_pending_marks)
         # Power history for a span whose last mark (or the span itself) arrives up to
         # intake.max_delay_s late and that began up to a window before that mark.
         self.late_ns = int(cfg.intake.max_delay_s * 1e9)
@@ -121,7 +104,8 @@ class Agent:
         targets = {k: int(v * 1e9) for k, v in cfg.traces.latency_targets_s.items()}
         # A frame's spans come out of the energy pass up to the attribution delay apart.
         self.frames = FrameAssembler(self.ids, cfg.pair_tuples(), window_ns + gap_ns + delay_ns,
-                                     cfg.traces.sample_ratio, targets)
+                                     cfg.traces.sample_ratio, targets,
+                                     cfg.limits.max_pending_frames)
         self.stats = LiveStats(self.labels[0] if self.labels else None, cfg.pair_tuples())
         self.spans_total = 0
         self.marks_total = 0
@@ -129,8 +113,10 @@ class Agent:
         self.measured_total = 0
         self.unpaired_by_reason: dict[str, int] = {}
         self._idless_seen: set[tuple[str, str]] = set()
+        self.limits = KeyLimits(cfg.limits, self.counters, cfg.live.max_bytes)
         self.files = SessionFiles(cfg, session, self.labels, self.power_sources,
-                                  self.timebase, self._write_error, self.file_sinks)
+                                  self.timebase, self._write_error, self.file_sinks,
+                                  lambda batch: self.limits.fold_batch(batch, count=False))
         self._stop = threading.Event()
         self._latency_observers = [r for r in receivers if hasattr(r, "observe_latency")]
         first = cfg.pairs[0] if cfg.pairs else ["", ""]
@@ -146,7 +132,8 @@ class Agent:
 
             self.live_page = LivePage(self.labels[0] if self.labels else None,
                                       self.timebase.offset_ns, lambda: live_status(self),
-                                      cfg.pair_tuples())
+                                      cfg.pair_tuples(), cfg.live.max_bytes,
+                                      self.limits.live_overflow)
             self.telemetry.prometheus.routes.update(self.live_page.routes())
 
     def _write_error(self, what: str, n: int) -> None:
@@ -193,7 +180,8 @@ class Agent:
         self.marks_total += marks
 
     def _warn_idless(self, mark: StageMark) -> None:
-        if (mark.pipeline, mark.stream) in self._idless_seen:
+        if (mark.pipeline, mark.stream) in self._idless_seen or \
+                len(self._idless_seen) >= IDLESS_WARNINGS:
             return
         self._idless_seen.add((mark.pipeline, mark.stream))
         log.warning("pipeline %s stream %s sends stage marks without frame ids: they are "
@@ -232,8 +220,9 @@ class Agent:
         if unpaired:
             for u in unpaired:
                 self.unpaired_by_reason[u.reason] = self.unpaired_by_reason.get(u.reason, 0) + 1
-            self.telemetry.pipeline.export_unpaired(unpaired)
-            self.stats.add_unpaired(unpaired)
+            shown_unpaired = self.limits.fold_unpaired(unpaired)
+            self.telemetry.pipeline.export_unpaired(shown_unpaired)
+            self.stats.add_unpaired(shown_unpaired)
         shared = self.attribution
         before = (shared.total_j[0], shared.idle_j[0]) if shared is not None else (0.0, 0.0)
         done = self.annotator.release(now, flush=flush)
@@ -250,10 +239,13 @@ class Agent:
                     r.observe_latency(ms)
         if done:
             self.spans_total += len(done)
-            self.telemetry.pipeline.export(done)
-            self.stats.add(done)
+            # Figures kept in memory see the names folded at their bounds; the files and
+            # the span sinks see every name.
+            shown = self.limits.fold_batch(done)
+            self.telemetry.pipeline.export(shown)
+            self.stats.add(shown)
             if self.live_page is not None:
-                self.live_page.add(done)
+                self.live_page.add(shown)
             self.files.add_spans(done)
             for sink in self.span_sinks:
                 sink.export(done.spans)

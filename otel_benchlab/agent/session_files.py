@@ -4,6 +4,7 @@ the file sinks (the uploader) told of each file once it is whole."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ from otel_benchlab.timebase import TimeBase
 class SessionFiles:
     def __init__(self, cfg: Any, session: Session, labels: list[str],
                  power_kinds: dict[str, str], timebase: TimeBase, on_error,  # noqa: ANN001
-                 file_sinks: list) -> None:
+                 file_sinks: list,
+                 fold: Callable[[SpanBatch], SpanBatch] = lambda batch: batch) -> None:
         self.cfg = cfg
         self.session = session
         self.labels = labels
@@ -37,6 +39,7 @@ class SessionFiles:
         self.timebase = timebase
         self.on_error = on_error  # (exporter, rows) when a write fails
         self.file_sinks = file_sinks
+        self.fold = fold  # names as the captures show them (limits.KeyLimits.fold_batch)
         self.parquet: dict[str, ParquetPartWriter] | None = None
         self.capframex: CapFrameXWriter | None = None
         self.raw_marks: list[StageMark] = []
@@ -93,13 +96,13 @@ class SessionFiles:
 
     def flush(self) -> None:
         if self._aligned:
-            table = spans_to_table(SpanBatch.concat(self._aligned), self.timebase,
-                                   self.labels)
+            batch = SpanBatch.concat(self._aligned)
+            table = spans_to_table(batch, self.timebase, self.labels)
             self._aligned = []
             if self.parquet:
                 self.parquet["aligned"].export(table)
             if self.capframex:
-                self.capframex.export(table)
+                self.capframex.export(self._capture_names(table, batch))
         if self.capframex is not None:
             for label, (ts, v) in self._cx_power.items():
                 if ts:
@@ -125,6 +128,21 @@ class SessionFiles:
             self._raw_samples = {f.name: [] for f in SAMPLE_SCHEMA}
         for w in self.parquet.values():
             w.tick()
+
+    def _capture_names(self, table: pa.Table, batch: SpanBatch) -> pa.Table:
+        """The rows with the pipeline and pair a capture is kept under: a capture per
+        (pipeline, pair) is memory, so past the bounds they are folded; the stream column
+        is the rows' own."""
+        shown = self.fold(batch)
+        if shown is batch:
+            return table
+        codes, names = shown.names()
+        taken = pa.array(codes)
+        for i in (0, 2, 3):  # pipeline, stage_from, stage_to
+            col = ("pipeline", "stream", "stage_from", "stage_to")[i]
+            table = table.set_column(table.schema.get_field_index(col), col, pa.array(
+                [k[i] for k in names], pa.string()).take(taken))
+        return table
 
     def closing_steps(self) -> list[tuple[str, Any]]:
         """(what, how) to close the files, each step on its own: Parquet, then captures."""

@@ -4,8 +4,13 @@
 Fed by the runtime with each batch of finished spans (``add``): per pair, a ring of the
 newest frames (end time, latency, the primary source's mean power and energy per frame),
 at most ``RING_FRAMES`` of them and none older than ``KEEP_S`` (15 minutes). That is
-16 bytes a frame: 2 MiB a pair when full; at over 145 frames/s a pair the ring holds less
-than 15 minutes and the page says what it covers. Adding a batch is a few array copies;
+16 bytes a frame. A ring starts at ``FIRST_FRAMES`` frames and, once full, grows to hold
+``KEEP_S`` at the rate it gets frames (a stream of a frame a minute keeps 4 KiB, one at 60
+frames/s 1 MiB), while all the
+rings together stay within ``[live] max_bytes``; a stream that finds no room is shown as
+stream ``_other`` (counted in ``benchlab.agent.overflow{kind="live"}``). At over 145
+frames/s a pair, or once the budget stops its growth, a ring holds less than 15 minutes
+and the page says what it covers. Adding a batch is a few array copies;
 everything else (per-second percentiles, histogram, cards) is computed when a page asks,
 and per-second figures of seconds that are done are computed once and kept.
 """
@@ -18,15 +23,28 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
+from otel_benchlab.components import Component
 from otel_benchlab.records import SpanBatch
 from otel_benchlab.views.page import document, rounded, static_text
 from otel_benchlab.views.stats import histogram, sample_indices
 
 RING_FRAMES = 1 << 17
+FIRST_FRAMES = 256
+FRAME_BYTES = 16  # int64 end time + three float32
+SECOND_BYTES = 200  # a settled second's figures: a dict entry and a tuple of five floats
+OVERFLOW = "_other"
+
+
+@dataclass
+class LiveConfig:
+    # All the live page's rings of frames together stay within this (a ring grows with
+    # the frames it gets; a stream that finds no room is shown as stream "_other").
+    max_bytes: int = 64 << 20
 KEEP_S = 900
 WINDOWS_S = (30, 60, 300, 900)
 SETTLED_S = 5.0  # a second this far behind the newest frame gets no more frames (mostly)
@@ -35,13 +53,34 @@ SETTLED_S = 5.0  # a second this far behind the newest frame gets no more frames
 class FrameRing:
     """The newest frames of one pair, in arrival order (nearly time order)."""
 
-    def __init__(self, size: int = RING_FRAMES) -> None:
+    def __init__(self, size: int = FIRST_FRAMES) -> None:
         self.t = np.zeros(size, np.int64)
         self.values = np.zeros((size, 3), np.float32)  # latency ms, power W, energy mJ
         self.n = 0  # frames ever added
         # Per-second figures of seconds that are done: second -> row
         self.seconds: dict[int, tuple[float, ...]] = {}
         self.settled_to = 0  # seconds below this are in ``seconds``
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.t) * FRAME_BYTES + len(self.seconds) * SECOND_BYTES
+
+    def grow(self, size: int) -> None:
+        """Room for ``size`` frames, the frames held kept in time order."""
+        held = min(self.n, len(self.t))
+        t, v = self._ordered()
+        self.t = np.zeros(size, np.int64)
+        self.values = np.zeros((size, 3), np.float32)
+        self.t[:held], self.values[:held] = t, v
+        self.n = held
+
+    def _ordered(self) -> tuple[np.ndarray, np.ndarray]:
+        size = len(self.t)
+        if self.n <= size:
+            return self.t[:self.n], self.values[:self.n]
+        at = self.n % size  # arrival order: the oldest slot is the next to be written
+        return (np.concatenate([self.t[at:], self.t[:at]]),
+                np.concatenate([self.values[at:], self.values[:at]]))
 
     def add(self, t: np.ndarray, values: np.ndarray) -> None:
         size = len(self.t)
@@ -54,13 +93,7 @@ class FrameRing:
 
     def rows(self, since_ns: int) -> tuple[np.ndarray, np.ndarray]:
         """Frames ending at or after ``since_ns``, in time order."""
-        size = len(self.t)
-        if self.n <= size:
-            t, v = self.t[:self.n], self.values[:self.n]
-        else:  # arrival order: the oldest slot is the next to be written
-            at = self.n % size
-            t = np.concatenate([self.t[at:], self.t[:at]])
-            v = np.concatenate([self.values[at:], self.values[:at]])
+        t, v = self._ordered()
         keep = t >= since_ns
         if not keep.all():
             t, v = t[keep], v[keep]
@@ -99,13 +132,17 @@ def per_second(t: np.ndarray, v: np.ndarray) -> dict[int, tuple[float, ...]]:
 class LivePage:
     def __init__(self, primary: str | None, offset_ns: int,
                  status: Callable[[], dict] | None = None,
-                 pair_order: list[tuple[str, str]] | None = None) -> None:
+                 pair_order: list[tuple[str, str]] | None = None, max_bytes: int = 64 << 20,
+                 on_overflow: Callable[[str, int], None] | None = None) -> None:
         self.primary = primary
+        self.max_bytes = max_bytes
+        self.on_overflow = on_overflow or (lambda name, n: None)
         self.order = {p: i for i, p in enumerate(pair_order or [])}
         self.offset_ns = offset_ns  # monotonic -> Unix
         self.status = status or dict
         self._lock = threading.Lock()
         self._rings: dict[tuple[str, str, str, str], FrameRing] = {}
+        self.used = 0  # bytes of all the rings' frames and settled seconds
 
     # -- fed by the runtime ------------------------------------------------------------
     def add(self, batch: SpanBatch) -> None:
@@ -122,14 +159,41 @@ class LivePage:
                 energy = batch.power[self.primary][1]
             values[:, 2] = energy * 1e3
         codes, names = batch.names()
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1)).tolist()
         with self._lock:
             for code, name in enumerate(names):
-                idx = np.flatnonzero(codes == code)
+                idx = order[bounds[code]:bounds[code + 1]]
                 if len(idx):
-                    ring = self._rings.get(name)
-                    if ring is None:
-                        ring = self._rings[name] = FrameRing()
-                    ring.add(batch.end_ns[idx] + self.offset_ns, values[idx])
+                    ends = batch.end_ns[idx] + self.offset_ns
+                    self._ring(name, ends).add(ends, values[idx])
+
+    def _ring(self, name: tuple[str, str, str, str], ends: np.ndarray) -> FrameRing:
+        """The name's ring, made, or grown for the frames ``ends`` within the budget."""
+        ring = self._rings.get(name)
+        if ring is None:
+            if self.used + FIRST_FRAMES * FRAME_BYTES > self.max_bytes:
+                self.on_overflow(name[1], len(ends))
+                name = (name[0], OVERFLOW, name[2], name[3])
+                ring = self._rings.get(name)
+            if ring is None:  # the overflow ring is made even past the budget: one a pair
+                ring = self._rings[name] = FrameRing()
+                self.used += ring.nbytes
+        size = len(ring.t)
+        if ring.n + len(ends) > size and size < RING_FRAMES:
+            # Full: room for KEEP_S at the rate it gets frames, in one step (its pages are
+            # touched as frames come, so memory follows the frames, not the size).
+            held = ring.t[:min(ring.n, size)]
+            first = min(int(held.min()), int(ends.min())) if len(held) else int(ends.min())
+            span_s = max((int(ends.max()) - first) / 1e9, 1.0)
+            need = min(RING_FRAMES, int((len(held) + len(ends)) / span_s * KEEP_S * 1.1))
+            want = size
+            while want < need:
+                want *= 2
+            if want > size and self.used + (want - size) * FRAME_BYTES <= self.max_bytes:
+                ring.grow(want)
+                self.used += (want - size) * FRAME_BYTES
+        return ring
 
     # -- asked for by a page -----------------------------------------------------------
     def snapshot(self, window_s: float) -> dict:
@@ -148,8 +212,7 @@ class LivePage:
         return {"now": now_ns / 1e9, "window_s": window_s, "primary": self.primary,
                 "pairs": pairs, "status": self.status()}
 
-    @staticmethod
-    def _settle(ring: FrameRing, t: np.ndarray, v: np.ndarray) -> None:
+    def _settle(self, ring: FrameRing, t: np.ndarray, v: np.ndarray) -> None:
         if not len(t):
             return
         upto = int((t[-1] - SETTLED_S * 1e9) // 1_000_000_000)
@@ -157,11 +220,13 @@ class LivePage:
             return
         lo = max(ring.settled_to, int(t[0] // 1_000_000_000))
         sel = (t >= lo * 1_000_000_000) & (t < upto * 1_000_000_000)
+        before = ring.nbytes
         ring.seconds.update(per_second(t[sel], v[sel]))
         ring.settled_to = upto
         oldest = int(ring.t[:min(ring.n, len(ring.t))].min() // 1_000_000_000)
         for s in [s for s in ring.seconds if s < oldest]:
             del ring.seconds[s]
+        self.used += ring.nbytes - before
 
     def _pair(self, name: tuple[str, str, str, str], ring: FrameRing, t: np.ndarray,
               v: np.ndarray, since: int) -> dict:
@@ -249,3 +314,8 @@ def _window(query: str) -> float:
     except ValueError:
         w = 60.0
     return min(max(w, 1.0), float(KEEP_S))
+
+
+# Settings only: the runtime makes the live page with these.
+COMPONENT = Component("live", "live", settings=LiveConfig,
+                      ranges={"max_bytes": (1_000_000, 1e12)})

@@ -1,0 +1,141 @@
+"""Each bound on what the agent keeps per name or per waiting record, with plain data:
+names past ``[limits]`` fold into ``_other``, the live page's rings grow with their frames
+within ``[live] max_bytes``, marks that never pair and frames that never complete are
+bounded by count as well as by time."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from otel_benchlab.agent.limits import OVERFLOW, KeyLimits, LimitsConfig
+from otel_benchlab.counters import AgentCounters
+from otel_benchlab.processors.frames import FrameAssembler, TraceIds
+from otel_benchlab.processors.pairing import StagePairer
+from otel_benchlab.records import SpanBatch, StageMark, StageSpan
+from otel_benchlab.views.live_page import FIRST_FRAMES, FRAME_BYTES, LivePage
+
+
+def _spans(names: list[tuple[str, str, str, str]]) -> SpanBatch:
+    return SpanBatch.of([StageSpan(p, s, n, a, b, 1000 * n, 1000 * n + 500)
+                         for n, (p, s, a, b) in enumerate(names)])
+
+
+def test_a_pipeline_past_max_pipelines_is_kept_under_other():
+    counters = AgentCounters()
+    limits = KeyLimits(LimitsConfig(max_pipelines=2), counters)
+    shown = limits.fold_batch(_spans([(f"p{i}", "s", "a", "b") for i in range(5)]))
+    assert [n[0] for n in shown.names()[1]] == ["p0", "p1", OVERFLOW]
+    assert counters.get("overflow", kind="pipeline") == 3
+
+
+def test_a_stream_past_max_streams_is_kept_under_other_for_its_pipeline_only():
+    counters = AgentCounters()
+    limits = KeyLimits(LimitsConfig(max_streams=2), counters)
+    names = [("p", f"s{i}", "a", "b") for i in range(4)] + [("q", "s9", "a", "b")]
+    shown = limits.fold_batch(_spans(names))
+    assert shown.names()[1] == [("p", "s0", "a", "b"), ("p", "s1", "a", "b"),
+                                ("p", OVERFLOW, "a", "b"), ("q", "s9", "a", "b")]
+    assert counters.get("overflow", kind="stream") == 2
+
+
+def test_a_pair_past_max_pairs_is_kept_under_other():
+    limits = KeyLimits(LimitsConfig(max_pairs=1), AgentCounters())
+    shown = limits.fold_batch(_spans([("p", "s", "a", "b"), ("p", "s", "x", "y")]))
+    assert shown.names()[1] == [("p", "s", "a", "b"), ("p", "s", OVERFLOW, OVERFLOW)]
+
+
+def test_a_folded_batch_keeps_its_spans_and_columns():
+    limits = KeyLimits(LimitsConfig(max_streams=1), AgentCounters())
+    batch = _spans([("p", "s0", "a", "b"), ("p", "s1", "a", "b"), ("p", "s0", "a", "b")])
+    shown = limits.fold_batch(batch)
+    assert shown.spans is batch.spans and shown.end_ns is batch.end_ns
+    assert [shown.names()[1][c][1] for c in shown.names()[0]] == ["s0", OVERFLOW, "s0"]
+    assert [s.stream for s in shown.spans] == ["s0", "s1", "s0"]  # the rows keep theirs
+
+
+def test_a_batch_within_the_limits_is_returned_as_it_is():
+    limits = KeyLimits(LimitsConfig(), AgentCounters())
+    batch = _spans([("p", "s", "a", "b")])
+    assert limits.fold_batch(batch) is batch
+
+
+def _add(page: LivePage, stream: str, n: int, fps: float = 60.0) -> None:
+    gap = int(1e9 / fps)
+    page.add(SpanBatch.of([StageSpan("p", stream, k, "a", "b", k * gap, k * gap + 5_000_000)
+                           for k in range(n)]))
+
+
+def test_a_ring_starts_small_and_grows_to_keep_15_minutes_at_its_rate():
+    page = LivePage("sys", 0, max_bytes=64 << 20)
+    _add(page, "slow", 1)
+    _add(page, "busy", 5000, fps=60)  # 15 minutes at 60 frames/s: 54,000 frames
+    rings = {k[1]: r for k, r in page._rings.items()}
+    assert len(rings["slow"].t) == FIRST_FRAMES
+    assert len(rings["busy"].t) == 65536 and rings["busy"].n == 5000
+    assert page.used == (FIRST_FRAMES + 65536) * FRAME_BYTES
+
+
+def test_a_grown_ring_keeps_its_frames_in_time_order():
+    page = LivePage("sys", 0)
+    for k in range(4):
+        page.add(SpanBatch.of([StageSpan("p", "s", n, "a", "b", 10 * n, 10 * n + 5)
+                               for n in range(200 * k, 200 * (k + 1))]))
+    (ring,) = page._rings.values()
+    t, _ = ring.rows(0)
+    assert list(t) == [10 * n + 5 for n in range(800)]
+
+
+def test_the_rings_stay_within_max_bytes_and_new_streams_go_to_other():
+    overflowed = []
+    budget = 40 * FIRST_FRAMES * FRAME_BYTES
+    page = LivePage("sys", 0, max_bytes=budget,
+                    on_overflow=lambda stream, n: overflowed.append(stream))
+    for i in range(100):
+        _add(page, f"s{i}", 3000)
+    kept = [k[1] for k in page._rings if k[1] != OVERFLOW]
+    assert kept == [f"s{i}" for i in range(len(kept))] and len(kept) <= 40
+    # The one overflow ring may be made past the budget; nothing else is.
+    assert page.used <= budget + FIRST_FRAMES * FRAME_BYTES
+    assert overflowed == [f"s{i}" for i in range(len(kept), 100)]
+
+
+def _mark(stage: str, frame: int, ts: int) -> StageMark:
+    return StageMark(ts, "p", "s", stage, frame)
+
+
+def test_marks_that_never_pair_are_evicted_past_max_pending_oldest_first():
+    pairer = StagePairer([("a", "b")], window_ns=10**12, max_pending=100)
+    for n in range(1000):  # a new frame id a mark, no partner ever
+        pairer.push(_mark("a", n, n))
+    out = pairer.expire(now_ns=2000)
+    assert pairer.pending == 100
+    assert [u.reason for u in out] == ["evicted"] * 900
+    assert [u.mark.frame for u in out] == list(range(900))
+
+
+def test_id_less_marks_held_back_are_bounded_too():
+    pairer = StagePairer([("a", "b")], window_ns=10**12, max_pending=50)
+    for n in range(500):
+        pairer.push(StageMark(n, "p", "s", "a", None))
+    pairer.expire(now_ns=1000)
+    assert pairer.pending == 50
+
+
+def test_frames_that_never_complete_end_early_past_max_frames():
+    frames = FrameAssembler(TraceIds("t"), [("a", "b"), ("b", "c")], linger_ns=10**12,
+                            sample_ratio=1.0, latency_targets_ns={}, max_frames=100)
+    spans = [StageSpan("p", f"s{n}", n, "a", "b", n, n + 1) for n in range(1000)]
+    TraceIds("t").assign_many(spans)
+    frames.add_spans(spans)
+    ended = frames.expire(now_ns=2000)
+    assert len(frames._frames) == 100
+    assert sorted(ft.frame for ft in ended) == list(range(900))
+
+
+def test_the_unpaired_of_a_folded_pipeline_are_counted_under_other():
+    from otel_benchlab.records import Unpaired
+
+    limits = KeyLimits(LimitsConfig(max_pipelines=1), AgentCounters())
+    items = [Unpaired(p, "a", "b", "timeout", _mark("a", 1, 1)) for p in ("p", "q")]
+    assert [u.pipeline for u in limits.fold_unpaired(items)] == ["p", OVERFLOW]
+    assert np.all([u.mark is not None for u in limits.fold_unpaired(items)])
