@@ -1,9 +1,11 @@
 """What the live page costs the agent: its CPU over the same simulated run (a) with the
 Prometheus port off (no page at all), (b) with the port on and nobody watching (the
 frames go into the page's ring), (c) with the page open in headless Chromium, polling
-once a second. Medians of --repeats runs; the machine is shared, so read ratios.
+as the page does (every second; every 2 s past 16 streams). Medians of --repeats runs; the
+machine is shared, so read ratios. --streams 64 --fps 30 is a 64-camera box (two pairs):
+the JSON of one poll is printed too.
 
-    python benchmarks/live_page_cost.py [--seconds 40] [--repeats 1]
+    python benchmarks/live_page_cost.py [--seconds 40] [--repeats 1] [--streams 1 --fps 60]
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -31,18 +34,23 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def one(seconds: float, mode: str) -> float:
+def one(seconds: float, mode: str, streams: int, fps: float) -> tuple[float, int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BENCHLAB_"))}
     env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none",
                OTEL_LOGS_EXPORTER="none", BENCHLAB_PROBE_ADDR="off")
     with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "agent.toml"
+        names = ", ".join(f'"cam{i:02d}"' for i in range(streams))
+        cfg.write_text(f"[sim]\nfps = {fps}\nstreams = [{names}]\n")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "otel_benchlab", "--simulate", "--data-root", tmp,
+            [sys.executable, "-m", "otel_benchlab", "--simulate", "--config", str(cfg),
+             "--data-root", tmp,
              "--prom-bind", "off" if mode == "off" else f"127.0.0.1:{port}"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(5)  # start-up is not what is measured
         start = cpu_s(proc.pid)
+        size = 0
         if mode == "watched":
             from tests.browser import browser
 
@@ -51,12 +59,14 @@ def one(seconds: float, mode: str) -> float:
                 page.goto(f"http://127.0.0.1:{port}/")
                 time.sleep(seconds)
                 used = cpu_s(proc.pid) - start
+            size = len(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/live?window=60",
+                                              timeout=30).read())
         else:
             time.sleep(seconds)
             used = cpu_s(proc.pid) - start
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
-    return used / seconds * 100
+    return used / seconds * 100, size
 
 
 def in_process(fps: float = 60.0, pairs: int = 2) -> tuple[float, float, float]:
@@ -101,6 +111,8 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=40.0)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--streams", type=int, default=1)
+    ap.add_argument("--fps", type=float, default=60.0)
     args = ap.parse_args()
     add_ms, poll_60, poll_900 = in_process()
     print("the page's own work, in this process (2 pairs at 60 fps, ring of 15 min):")
@@ -109,15 +121,17 @@ def main() -> None:
     print(f"  one poll: {poll_60:.2f} ms for the 1-minute window (polled every 1 s: "
           f"{poll_60 / 10:.2f} % of a core), {poll_900:.2f} ms for 15 minutes (every 5 s: "
           f"{poll_900 / 50:.2f} %)")
-    got = {m: float(np.median([one(args.seconds, m) for _ in range(args.repeats)]))
-           for m in ("off", "unwatched", "watched")}
-    print(f"agent CPU, % of one core, over {args.seconds:g} s of --simulate (60 fps, "
-          "2 pairs):")
+    runs = {m: [one(args.seconds, m, args.streams, args.fps) for _ in range(args.repeats)]
+            for m in ("off", "unwatched", "watched")}
+    got = {m: float(np.median([pct for pct, _ in r])) for m, r in runs.items()}
+    print(f"agent CPU, % of one core, over {args.seconds:g} s of --simulate "
+          f"({args.streams} streams at {args.fps:g} fps, 2 pairs):")
     for mode, pct in got.items():
         print(f"  {mode:<9} {pct:6.2f} %")
     print(f"  page open costs {got['watched'] - got['unwatched']:+.2f} % of a core "
           f"(target < 0.5); nobody watching {got['unwatched'] - got['off']:+.2f} % "
           "(includes serving nothing but the ring's appends)")
+    print(f"  one poll of the 1-minute window: {runs['watched'][0][1] / 1000:.1f} kB of JSON")
 
 
 if __name__ == "__main__":

@@ -318,9 +318,8 @@ class AgentMetrics:
             ("forward.dropped", "{request}", "OTLP requests from the intake not forwarded, "
              "by signal and reason"),
             ("overflow", "{span}", "Spans whose in-memory figures (live page, live lines, "
-             "histograms, CapFrameX) were kept under an overflow name, past [limits] or "
-             "[live] max_bytes, by kind (pipeline, stream, pair, live); files keep every "
-             "name"),
+             "histograms, CapFrameX) were kept under an overflow name past [limits], by "
+             "kind (pipeline, stream, pair); files keep every name"),
             ("upload.objects", "{object}", "Files uploaded to the object store"),
             ("upload.bytes", "By", "Bytes uploaded to the object store"),
             ("upload.failures", "{attempt}", "Failed uploads, by reason (unreachable, "

@@ -12,7 +12,8 @@ from otel_benchlab.counters import AgentCounters
 from otel_benchlab.processors.frames import FrameAssembler, TraceIds
 from otel_benchlab.processors.pairing import StagePairer
 from otel_benchlab.records import SpanBatch, StageMark, StageSpan
-from otel_benchlab.views.live_page import FIRST_FRAMES, FRAME_BYTES, LivePage
+from otel_benchlab.views.live_page import LivePage
+from otel_benchlab.views.live_rings import FIRST_FRAMES, FRAME_BYTES
 
 
 def _spans(names: list[tuple[str, str, str, str]]) -> SpanBatch:
@@ -59,20 +60,28 @@ def test_a_batch_within_the_limits_is_returned_as_it_is():
     assert limits.fold_batch(batch) is batch
 
 
-def _add(page: LivePage, stream: str, n: int, fps: float = 60.0) -> None:
+def _add(page: LivePage, pair: str, n: int, fps: float = 60.0, streams: int = 1) -> None:
     gap = int(1e9 / fps)
-    page.add(SpanBatch.of([StageSpan("p", stream, k, "a", "b", k * gap, k * gap + 5_000_000)
-                           for k in range(n)]))
+    page.add(SpanBatch.of([StageSpan("p", f"s{k % streams}", k, pair, "z", k * gap,
+                                     k * gap + 5_000_000) for k in range(n)]))
 
 
 def test_a_ring_starts_small_and_grows_to_keep_15_minutes_at_its_rate():
     page = LivePage("sys", 0, max_bytes=64 << 20)
     _add(page, "slow", 1)
     _add(page, "busy", 5000, fps=60)  # 15 minutes at 60 frames/s: 54,000 frames
-    rings = {k[1]: r for k, r in page._rings.items()}
-    assert len(rings["slow"].t) == FIRST_FRAMES
-    assert len(rings["busy"].t) == 65536 and rings["busy"].n == 5000
+    assert len(page._pairs[("p", "slow", "z")].t) == FIRST_FRAMES
+    assert len(page._pairs[("p", "busy", "z")].t) == 65536
     assert page.used == (FIRST_FRAMES + 65536) * FRAME_BYTES
+
+
+def test_a_pairs_streams_share_its_ring_and_each_frame_is_kept_once():
+    page = LivePage("sys", 0)
+    _add(page, "a", 6400, fps=1920, streams=64)
+    (ring,) = page._pairs.values()
+    assert ring.n == 6400 and len(ring.streams) == 64
+    t, _, c = ring.rows(0)
+    assert sorted(set(c.tolist())) == list(range(64))
 
 
 def test_a_grown_ring_keeps_its_frames_in_time_order():
@@ -80,23 +89,20 @@ def test_a_grown_ring_keeps_its_frames_in_time_order():
     for k in range(4):
         page.add(SpanBatch.of([StageSpan("p", "s", n, "a", "b", 10 * n, 10 * n + 5)
                                for n in range(200 * k, 200 * (k + 1))]))
-    (ring,) = page._rings.values()
-    t, _ = ring.rows(0)
+    (ring,) = page._pairs.values()
+    t, _, _ = ring.rows(0)
     assert list(t) == [10 * n + 5 for n in range(800)]
 
 
-def test_the_rings_stay_within_max_bytes_and_new_streams_go_to_other():
-    overflowed = []
-    budget = 40 * FIRST_FRAMES * FRAME_BYTES
-    page = LivePage("sys", 0, max_bytes=budget,
-                    on_overflow=lambda stream, n: overflowed.append(stream))
-    for i in range(100):
-        _add(page, f"s{i}", 3000)
-    kept = [k[1] for k in page._rings if k[1] != OVERFLOW]
-    assert kept == [f"s{i}" for i in range(len(kept))] and len(kept) <= 40
-    # The one overflow ring may be made past the budget; nothing else is.
-    assert page.used <= budget + FIRST_FRAMES * FRAME_BYTES
-    assert overflowed == [f"s{i}" for i in range(len(kept), 100)]
+def test_the_rings_stay_within_max_bytes():
+    budget = 4 << 20
+    page = LivePage("sys", 0, max_bytes=budget)
+    for i in range(8):
+        _add(page, f"pair{i}", 20_000, fps=2000)  # each would want 2M frames (48 MiB)
+    assert len(page._pairs) == 8 and page.used <= budget
+    # A ring grows to at most an equal share of the budget among the pairs it has then.
+    first = page._pairs[("p", "pair0", "z")]
+    assert len(first.t) * FRAME_BYTES <= budget
 
 
 def _mark(stage: str, frame: int, ts: int) -> StageMark:

@@ -119,7 +119,8 @@ def flood(tmp_path_factory):
 def test_the_live_page_keeps_max_streams_of_a_pipeline_and_folds_the_rest(flood):
     pairs = flood["live"]["pairs"]
     for pipeline in ("cams", "svc"):
-        streams = {p["stream"] for p in pairs if p["pipeline"] == pipeline}
+        streams = {s["stream"] for p in pairs if p["pipeline"] == pipeline
+                   for s in p["streams"]}
         assert len(streams) == MAX_STREAMS + 1 and "_other" in streams, (pipeline, streams)
     assert sum(p["cards"]["frames"] for p in pairs) == PROBE_STREAMS + INTAKE_STREAMS
     assert flood["answer_s"] < 1.0

@@ -35,9 +35,6 @@ HINTS = {
               "stream {name!r} and every new one after it are shown as stream '_other'; "
               "Parquet and traces keep every name. A stream is a camera or a worker: raise "
               "the limit, or put a request id or client address in the frame id instead",
-    "live": "the live page's rings are at [live] max_bytes = {limit}: stream {name!r} and "
-            "every new one after it are shown as stream '_other' on the live page; the "
-            "other figures and the files keep them. Raise [live] max_bytes",
     "pair": "more stage pairs of pipeline {pipeline!r} than [limits] max_pairs = {limit}: "
             "{name!r} and every new one after it are shown as pair '_other->_other'; "
             "Parquet and traces keep every name. Raise the limit, or name stages by what "
@@ -67,10 +64,8 @@ class KeyLimits:
     figures are kept under. Memory: the admitted names, at most ``max_pipelines`` x
     (1 + ``max_streams`` + ``max_pairs``) strings."""
 
-    def __init__(self, cfg: LimitsConfig, counters: AgentCounters,
-                 live_max_bytes: int = 0) -> None:
+    def __init__(self, cfg: LimitsConfig, counters: AgentCounters) -> None:
         self.cfg = cfg
-        self.live_max_bytes = live_max_bytes
         self.counters = counters
         self._streams: dict[str, set[str]] = {}  # admitted pipeline -> admitted streams
         self._pairs: dict[str, set[tuple[str, str]]] = {}
@@ -80,7 +75,7 @@ class KeyLimits:
     def _overflow(self, kind: str, n: int, name: str, pipeline: str = "") -> None:
         if not n:
             return
-        limit = self.live_max_bytes if kind == "live" else getattr(self.cfg, f"max_{kind}s")
+        limit = getattr(self.cfg, f"max_{kind}s")
         self.counters.add("overflow", n, HINTS[kind].format(limit=limit, name=name,
                                                            pipeline=pipeline), kind=kind)
 
@@ -120,10 +115,6 @@ class KeyLimits:
             return name
         self._overflow("stream", n, name, pipeline)
         return OVERFLOW
-
-    def live_overflow(self, stream: str, n: int) -> None:
-        """The live page found no room for a stream's ring (``[live] max_bytes``)."""
-        self._overflow("live", n, stream)
 
     def fold(self, pipeline: str, stream: str, stage_from: str, stage_to: str,
              n: int = 1) -> tuple[str, str, str, str]:

@@ -113,7 +113,7 @@ class Agent:
         self.measured_total = 0
         self.unpaired_by_reason: dict[str, int] = {}
         self._idless_seen: set[tuple[str, str]] = set()
-        self.limits = KeyLimits(cfg.limits, self.counters, cfg.live.max_bytes)
+        self.limits = KeyLimits(cfg.limits, self.counters)
         self.files = SessionFiles(cfg, session, self.labels, self.power_sources,
                                   self.timebase, self._write_error, self.file_sinks,
                                   lambda batch: self.limits.fold_batch(batch, count=False))
@@ -132,8 +132,7 @@ class Agent:
 
             self.live_page = LivePage(self.labels[0] if self.labels else None,
                                       self.timebase.offset_ns, lambda: live_status(self),
-                                      cfg.pair_tuples(), cfg.live.max_bytes,
-                                      self.limits.live_overflow)
+                                      cfg.pair_tuples(), cfg.live.max_bytes)
             self.telemetry.prometheus.routes.update(self.live_page.routes())
 
     def _write_error(self, what: str, n: int) -> None:

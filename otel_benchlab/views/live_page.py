@@ -1,18 +1,21 @@
 """The live page at the Prometheus address (``/``), its JSON (``/api/live``) and CSV
 (``/api/live.csv``), for the running session.
 
-Fed by the runtime with each batch of finished spans (``add``): per pair, a ring of the
-newest frames (end time, latency, the primary source's mean power and energy per frame),
-at most ``RING_FRAMES`` of them and none older than ``KEEP_S`` (15 minutes). That is
-16 bytes a frame. A ring starts at ``FIRST_FRAMES`` frames and, once full, grows to hold
-``KEEP_S`` at the rate it gets frames (a stream of a frame a minute keeps 4 KiB, one at 60
-frames/s 1 MiB), while all the
-rings together stay within ``[live] max_bytes``; a stream that finds no room is shown as
-stream ``_other`` (counted in ``benchlab.agent.overflow{kind="live"}``). At over 145
-frames/s a pair, or once the budget stops its growth, a ring holds less than 15 minutes
-and the page says what it covers. Adding a batch is a few array copies;
-everything else (per-second percentiles, histogram, cards) is computed when a page asks,
-and per-second figures of seconds that are done are computed once and kept.
+A page shows each stage pair across its streams first: the pair's cards and charts (all
+its streams together), then a table with one row per stream (p50, p95, frames/s, energy
+per frame and a small trend), the worst first; a stream's own cards and charts open on
+demand, and only then does the page ask for that stream's data
+(``/api/live?pipeline=P&stream=S&from=A&to=B``). So 64 cameras are two sections, not 384
+charts, and a poll stays small whatever the number of streams.
+
+Fed by the runtime with each batch of finished spans (``add``): each frame goes to its
+pair's ring with its stream (``live_rings``: 24 bytes a frame, kept once however many
+streams); the rings together stay within ``[live] max_bytes``, and the names they hold
+within ``[limits]`` (the runtime folds them first). Adding a batch is a few array copies;
+the rest
+(per-second percentiles, histogram, cards, the streams' table) is computed when a page
+asks: per-second figures of seconds that are done once, and past ``TABLE_EVERY_PAST``
+streams the streams' table at most every ``TABLE_EVERY_S``.
 """
 
 from __future__ import annotations
@@ -30,118 +33,47 @@ import numpy as np
 
 from otel_benchlab.components import Component
 from otel_benchlab.records import SpanBatch
+from otel_benchlab.views.live_rings import (
+    FRAME_BYTES,
+    KEEP_S,
+    SETTLED_S,
+    FrameRing,
+    per_second,
+)
 from otel_benchlab.views.page import document, rounded, static_text
 from otel_benchlab.views.stats import histogram, sample_indices
 
-RING_FRAMES = 1 << 17
-FIRST_FRAMES = 256
-FRAME_BYTES = 16  # int64 end time + three float32
-SECOND_BYTES = 200  # a settled second's figures: a dict entry and a tuple of five floats
-OVERFLOW = "_other"
+WINDOWS_S = (30, 60, 300, 900)
+TABLE_EVERY_S = 5.0  # the streams' table is made again at most this often,
+TABLE_EVERY_PAST = 16  # once there are more streams than this (fewer: at every poll)
+SHARES = 4  # a pair's ring takes at most a quarter of [live] max_bytes while it is alone
+TREND_POINTS = 20  # a stream's trend: its mean latency in this many slices of the window
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" '
+           'height="16" rx="3" fill="#2563eb"/><path d="M3 11l3-4 3 2 4-6" stroke="#fff" '
+           'stroke-width="2" fill="none"/></svg>')
 
 
 @dataclass
 class LiveConfig:
-    # All the live page's rings of frames together stay within this (a ring grows with
-    # the frames it gets; a stream that finds no room is shown as stream "_other").
+    # All the live page's rings of frames together stay within this (a pair's ring grows
+    # to hold 15 minutes at its rate, up to an equal share of this).
     max_bytes: int = 64 << 20
-KEEP_S = 900
-WINDOWS_S = (30, 60, 300, 900)
-SETTLED_S = 5.0  # a second this far behind the newest frame gets no more frames (mostly)
-
-
-class FrameRing:
-    """The newest frames of one pair, in arrival order (nearly time order)."""
-
-    def __init__(self, size: int = FIRST_FRAMES) -> None:
-        self.t = np.zeros(size, np.int64)
-        self.values = np.zeros((size, 3), np.float32)  # latency ms, power W, energy mJ
-        self.n = 0  # frames ever added
-        # Per-second figures of seconds that are done: second -> row
-        self.seconds: dict[int, tuple[float, ...]] = {}
-        self.settled_to = 0  # seconds below this are in ``seconds``
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.t) * FRAME_BYTES + len(self.seconds) * SECOND_BYTES
-
-    def grow(self, size: int) -> None:
-        """Room for ``size`` frames, the frames held kept in time order."""
-        held = min(self.n, len(self.t))
-        t, v = self._ordered()
-        self.t = np.zeros(size, np.int64)
-        self.values = np.zeros((size, 3), np.float32)
-        self.t[:held], self.values[:held] = t, v
-        self.n = held
-
-    def _ordered(self) -> tuple[np.ndarray, np.ndarray]:
-        size = len(self.t)
-        if self.n <= size:
-            return self.t[:self.n], self.values[:self.n]
-        at = self.n % size  # arrival order: the oldest slot is the next to be written
-        return (np.concatenate([self.t[at:], self.t[:at]]),
-                np.concatenate([self.values[at:], self.values[:at]]))
-
-    def add(self, t: np.ndarray, values: np.ndarray) -> None:
-        size = len(self.t)
-        if len(t) > size:
-            t, values = t[-size:], values[-size:]
-        at = (self.n + np.arange(len(t))) % size
-        self.t[at] = t
-        self.values[at] = values
-        self.n += len(t)
-
-    def rows(self, since_ns: int) -> tuple[np.ndarray, np.ndarray]:
-        """Frames ending at or after ``since_ns``, in time order."""
-        t, v = self._ordered()
-        keep = t >= since_ns
-        if not keep.all():
-            t, v = t[keep], v[keep]
-        if len(t) > 1 and np.any(t[1:] < t[:-1]):  # arrival is nearly time order
-            order = np.argsort(t, kind="stable")
-            t, v = t[order], v[order]
-        return t, v
-
-
-def per_second(t: np.ndarray, v: np.ndarray) -> dict[int, tuple[float, ...]]:
-    """second -> (frames, p50 ms, p95 ms, mean power W, mean energy mJ) of frames ending
-    in it; percentiles linear between ranks, as numpy's."""
-    if not len(t):
-        return {}
-    sec = t // 1_000_000_000
-    order = np.lexsort((v[:, 0], sec))
-    sec, lat = sec[order], v[order, 0].astype(np.float64)
-    starts = np.flatnonzero(np.diff(sec, prepend=sec[0] - 1))
-    counts = np.diff(np.append(starts, len(sec)))
-    out = {}
-    power, energy = v[order, 1], v[order, 2]
-    for s, c in zip(starts.tolist(), counts.tolist(), strict=True):
-        qs = []
-        for q in (0.5, 0.95):
-            pos = q * (c - 1)
-            lo = int(pos)
-            hi = min(lo + 1, c - 1)
-            qs.append(float(lat[s + lo] + (pos - lo) * (lat[s + hi] - lat[s + lo])))
-        pw, en = power[s:s + c], energy[s:s + c]
-        out[int(sec[s])] = (float(c), qs[0], qs[1],
-                            float(np.nanmean(pw)) if np.isfinite(pw).any() else np.nan,
-                            float(np.nanmean(en)) if np.isfinite(en).any() else np.nan)
-    return out
 
 
 class LivePage:
     def __init__(self, primary: str | None, offset_ns: int,
                  status: Callable[[], dict] | None = None,
-                 pair_order: list[tuple[str, str]] | None = None, max_bytes: int = 64 << 20,
-                 on_overflow: Callable[[str, int], None] | None = None) -> None:
+                 pair_order: list[tuple[str, str]] | None = None,
+                 max_bytes: int = 64 << 20) -> None:
         self.primary = primary
         self.max_bytes = max_bytes
-        self.on_overflow = on_overflow or (lambda name, n: None)
         self.order = {p: i for i, p in enumerate(pair_order or [])}
         self.offset_ns = offset_ns  # monotonic -> Unix
         self.status = status or dict
         self._lock = threading.Lock()
-        self._rings: dict[tuple[str, str, str, str], FrameRing] = {}
+        self._pairs: dict[tuple[str, str, str], FrameRing] = {}  # every stream of a pair
+        # window -> (made at, tables, streams then): a new stream makes the table again
+        self._tables: dict[float, tuple[float, dict, int]] = {}
         self.used = 0  # bytes of all the rings' frames and settled seconds
 
     # -- fed by the runtime ------------------------------------------------------------
@@ -158,59 +90,89 @@ class LivePage:
             if energy is None or not np.isfinite(energy).any():
                 energy = batch.power[self.primary][1]
             values[:, 2] = energy * 1e3
+        ends = batch.end_ns + self.offset_ns
         codes, names = batch.names()
-        order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1)).tolist()
         with self._lock:
-            for code, name in enumerate(names):
-                idx = order[bounds[code]:bounds[code + 1]]
-                if len(idx):
-                    ends = batch.end_ns[idx] + self.offset_ns
-                    self._ring(name, ends).add(ends, values[idx])
+            rings = []
+            for pipeline, _, a, b in names:
+                ring = self._pairs.get((pipeline, a, b))
+                if ring is None:
+                    ring = self._pairs[(pipeline, a, b)] = FrameRing()
+                    self.used += ring.nbytes
+                rings.append(ring)
+            # Each span's stream as its code in its pair's ring.
+            stream = np.array([r.code_of(name[1]) for r, name in zip(rings, names,
+                                                                        strict=True)],
+                              np.int32)[codes]
+            for (pipeline, a, b), idx in batch.by_pair():
+                ring = self._pairs[(pipeline, a, b)]
+                self._grow(ring, ends[idx])
+                ring.add(ends[idx], values[idx], stream[idx])
 
-    def _ring(self, name: tuple[str, str, str, str], ends: np.ndarray) -> FrameRing:
-        """The name's ring, made, or grown for the frames ``ends`` within the budget."""
-        ring = self._rings.get(name)
-        if ring is None:
-            if self.used + FIRST_FRAMES * FRAME_BYTES > self.max_bytes:
-                self.on_overflow(name[1], len(ends))
-                name = (name[0], OVERFLOW, name[2], name[3])
-                ring = self._rings.get(name)
-            if ring is None:  # the overflow ring is made even past the budget: one a pair
-                ring = self._rings[name] = FrameRing()
-                self.used += ring.nbytes
+    def _grow(self, ring: FrameRing, ends: np.ndarray) -> None:
+        """Grow within the budget and an equal share of it among the pairs there are (at
+        least SHARES of them), rounded down to a power of two; a ring already past its
+        share keeps what it has."""
         size = len(ring.t)
-        if ring.n + len(ends) > size and size < RING_FRAMES:
-            # Full: room for KEEP_S at the rate it gets frames, in one step (its pages are
-            # touched as frames come, so memory follows the frames, not the size).
-            held = ring.t[:min(ring.n, size)]
-            first = min(int(held.min()), int(ends.min())) if len(held) else int(ends.min())
-            span_s = max((int(ends.max()) - first) / 1e9, 1.0)
-            need = min(RING_FRAMES, int((len(held) + len(ends)) / span_s * KEEP_S * 1.1))
-            want = size
-            while want < need:
-                want *= 2
-            if want > size and self.used + (want - size) * FRAME_BYTES <= self.max_bytes:
-                ring.grow(want)
-                self.used += (want - size) * FRAME_BYTES
-        return ring
+        want = ring.wanted(ends)
+        share = self.max_bytes // max(len(self._pairs), SHARES) // FRAME_BYTES
+        while want > size and want > share:
+            want //= 2
+        if want > size and self.used + (want - size) * FRAME_BYTES <= self.max_bytes:
+            ring.grow(want)
+            self.used += (want - size) * FRAME_BYTES
 
     # -- asked for by a page -----------------------------------------------------------
     def snapshot(self, window_s: float) -> dict:
+        """Each pair across its streams, with its streams' table."""
         now_ns = time.time_ns()
         since = now_ns - int(window_s * 1e9)
         pairs = []
         with self._lock:
-            rings = sorted(self._rings.items(), key=lambda kv: (
-                kv[0][0], self.order.get(kv[0][2:], len(self.order)), kv[0]))
-            for name, ring in rings:
+            streams = sum(len(r.streams) for r in self._pairs.values())
+            made = self._tables.get(window_s)
+            fresh = made is None or streams <= TABLE_EVERY_PAST or made[2] != streams or \
+                time.monotonic() - made[0] >= TABLE_EVERY_S
+            tables = {} if fresh else made[1]
+            for key, ring in sorted(self._pairs.items(), key=lambda kv: (
+                    kv[0][0], self.order.get(kv[0][1:], len(self.order)), kv[0])):
+                pipeline, a, b = key
                 # One read covers the window and the seconds not yet settled.
-                t, v = ring.rows(min(since, ring.settled_to * 1_000_000_000))
+                t, v, c = ring.rows(min(since, ring.settled_to * 1_000_000_000))
                 self._settle(ring, t, v)
                 keep = t >= since
-                pairs.append(self._pair(name, ring, t[keep], v[keep], since))
+                t, v, c = t[keep], v[keep], c[keep]
+                entry = _figures(ring.seconds, ring.settled_to, t, v, since)
+                entry.update(covers_s=_covers(ring, t), ring_full=ring.full)
+                if fresh:
+                    tables[key] = _streams_table(ring.streams, t, v, c, since)
+                entry.update(pipeline=pipeline, stream="", **{"from": a, "to": b},
+                             name=f"{pipeline} {a}->{b}", streams=tables.get(key, []))
+                pairs.append(entry)
+            if fresh:
+                self._tables = {window_s: (time.monotonic(), tables, streams)}
         return {"now": now_ns / 1e9, "window_s": window_s, "primary": self.primary,
                 "pairs": pairs, "status": self.status()}
+
+    def stream(self, window_s: float, name: tuple[str, str, str, str]) -> dict:
+        """One stream's cards and charts (a page asks when its row is opened)."""
+        now_ns = time.time_ns()
+        since = now_ns - int(window_s * 1e9)
+        pipeline, stream, a, b = name
+        entry = None
+        with self._lock:
+            ring = self._pairs.get((pipeline, a, b))
+            code = ring.codes.get(stream) if ring is not None else None
+            if ring is not None and code is not None:
+                t, v, c = ring.rows(since)
+                mine = c == code
+                entry = _figures({}, 0, t[mine], v[mine], since)
+                entry.update(covers_s=_covers(ring, t), ring_full=ring.full)
+        if entry is not None:
+            entry.update(pipeline=pipeline, stream=stream, **{"from": a, "to": b},
+                         name=f"{pipeline} {a}->{b} [{stream}]")
+        return {"now": now_ns / 1e9, "window_s": window_s, "primary": self.primary,
+                "stream": entry}
 
     def _settle(self, ring: FrameRing, t: np.ndarray, v: np.ndarray) -> None:
         if not len(t):
@@ -223,46 +185,10 @@ class LivePage:
         before = ring.nbytes
         ring.seconds.update(per_second(t[sel], v[sel]))
         ring.settled_to = upto
-        oldest = int(ring.t[:min(ring.n, len(ring.t))].min() // 1_000_000_000)
+        oldest = ring.oldest_s
         for s in [s for s in ring.seconds if s < oldest]:
             del ring.seconds[s]
         self.used += ring.nbytes - before
-
-    def _pair(self, name: tuple[str, str, str, str], ring: FrameRing, t: np.ndarray,
-              v: np.ndarray, since: int) -> dict:
-        pipeline, stream, a, b = name
-        recent = {**ring.seconds, **per_second(*_from(t, v, ring.settled_to))}
-        first = since // 1_000_000_000
-        secs = sorted(s for s in recent if s >= first)
-        rows = np.array([recent[s] for s in secs]).reshape(-1, 5)
-        keep = t >= since
-        t, v = t[keep], v[keep]
-        lat = v[:, 0].astype(np.float64)
-        energy = v[:, 2][np.isfinite(v[:, 2])]
-        span_s = (t[-1] - t[0]) / 1e9 if len(t) > 1 else 0.0
-        cards = {"now": rows[-1, 1] if len(rows) else None,
-                 "min": float(lat.min()) if len(lat) else None,
-                 "max": float(lat.max()) if len(lat) else None,
-                 "mean": float(lat.mean()) if len(lat) else None,
-                 **dict(zip(("p95", "p99"), (np.percentile(lat, [95, 99]).tolist()
-                                             if len(lat) else [None, None]), strict=True)),
-                 "fps": (len(t) - 1) / span_s if span_s > 0 else None,
-                 "energy_mj_per_frame": float(energy.mean()) if len(energy) else None,
-                 "frames": int(len(t))}
-        idx = sample_indices(len(t), 1500)
-        pw = v[idx, 1]
-        ok = np.isfinite(pw)
-        order = np.argsort(pw[ok], kind="stable")
-        return {"pipeline": pipeline, "stream": stream, "from": a, "to": b,
-                "name": f"{pipeline} {a}->{b}" + (f" [{stream}]" if stream else ""),
-                "cards": {k: (None if x is None or not np.isfinite(x) else float(x))
-                          for k, x in cards.items()},
-                "covers_s": span_s, "ring_full": ring.n > len(ring.t),
-                "seconds": {"t": [float(s) for s in secs], "p50": rounded(rows[:, 1]),
-                            "p95": rounded(rows[:, 2]), "power": rounded(rows[:, 3]),
-                            "frames": rows[:, 0].astype(int).tolist()},
-                "histogram": histogram(lat, 40),
-                "scatter": {"x": rounded(pw[ok][order]), "y": rounded(lat[idx][ok][order])}}
 
     def csv(self, window_s: float) -> str:
         since = time.time_ns() - int(window_s * 1e9)
@@ -271,10 +197,12 @@ class LivePage:
         w.writerow(["end_unix_s", "pipeline", "stream", "stage_from", "stage_to",
                     "latency_ms", f"power_{self.primary}_w", f"energy_{self.primary}_mj"])
         with self._lock:
-            for (pipeline, stream, a, b), ring in sorted(self._rings.items()):
-                t, v = ring.rows(since)
-                for ti, (lat, pw, en) in zip((t / 1e9).tolist(), v.tolist(), strict=True):
-                    w.writerow([f"{ti:.6f}", pipeline, stream, a, b, f"{lat:.4f}",
+            for (pipeline, a, b), ring in sorted(self._pairs.items()):
+                t, v, c = ring.rows(since)
+                names = ring.streams
+                for ti, (lat, pw, en), code in zip((t / 1e9).tolist(), v.tolist(),
+                                                   c.tolist(), strict=True):
+                    w.writerow([f"{ti:.6f}", pipeline, names[code], a, b, f"{lat:.4f}",
                                 "" if pw != pw else f"{pw:.3f}",
                                 "" if en != en else f"{en:.4f}"])
         return out.getvalue()
@@ -283,24 +211,104 @@ class LivePage:
     def routes(self) -> dict[str, Callable[[str], tuple[str, bytes]]]:
         """path -> (query -> (content type, body)), for the Prometheus endpoint."""
         return {"/": lambda q: ("text/html; charset=utf-8", self.html().encode()),
+                "/favicon.ico": lambda q: ("image/svg+xml", FAVICON.encode()),
                 "/api/live": lambda q: ("application/json", json.dumps(
-                    self.snapshot(_window(q)), allow_nan=False,
-                    default=float).encode()),
+                    self._answer(q), allow_nan=False, default=float).encode()),
                 "/api/live.csv": lambda q: ("text/csv; charset=utf-8",
                                             self.csv(_window(q)).encode())}
+
+    def _answer(self, query: str) -> dict:
+        asked = parse_qs(query)
+        if "stream" in asked:
+            name = tuple(asked.get(k, [""])[0] for k in ("pipeline", "stream", "from", "to"))
+            return self.stream(_window(query), name)  # type: ignore[arg-type]
+        return self.snapshot(_window(query))
 
     def html(self) -> str:
         options = "".join(f'<option value="{w}"{" selected" if w == 60 else ""}>'
                           f'{w // 60 and f"{w // 60} min" or f"{w} s"}</option>'
                           for w in WINDOWS_S)
-        body = f"""<h1>otel-benchlab <span class="muted" id="session"></span></h1>
-<div class="controls">window <select id="window">{options}</select>
+        body = f"""<main><h1>otel-benchlab <span class="muted" id="session"></span></h1>
+<div class="controls"><label for="window">window</label> <select id="window">{options}</select>
 <button id="pause">Pause</button><button id="theme">Dark mode</button>
 <a id="csv" href="/api/live.csv?window=60" download="otel-benchlab-live.csv">CSV of this
 window</a> <span class="muted" id="updated"></span></div>
 <h3>Sources and losses</h3><div class="cards" id="status"></div>
-<div id="pairs"></div>"""
+<div id="pairs"></div></main>"""
         return document("otel-benchlab live", body, {"kind": "live"}, static_text("live.js"))
+
+
+def _covers(ring: FrameRing, t: np.ndarray) -> float:
+    """How far back the ring reaches from the window's newest frame (s)."""
+    if not len(t):
+        return 0.0
+    held = ring.t[:min(ring.n, len(ring.t))]
+    return (int(t[-1]) - int(held.min())) / 1e9
+
+
+def _figures(seconds: dict[int, tuple[float, ...]], settled_to: int, t: np.ndarray,
+             v: np.ndarray, since: int) -> dict:
+    """Cards, per-second series, histogram and scatter over the window's frames ``t, v``
+    (the settled seconds' figures from ``seconds``, the rest computed here)."""
+    recent = {**seconds, **per_second(*_from(t, v, settled_to))}
+    first = since // 1_000_000_000
+    secs = sorted(s for s in recent if s >= first)
+    rows = np.array([recent[s] for s in secs]).reshape(-1, 5)
+    lat = v[:, 0].astype(np.float64)
+    energy = v[:, 2][np.isfinite(v[:, 2])]
+    span_s = (t[-1] - t[0]) / 1e9 if len(t) > 1 else 0.0
+    cards = {"now": rows[-1, 1] if len(rows) else None,
+             "min": float(lat.min()) if len(lat) else None,
+             "max": float(lat.max()) if len(lat) else None,
+             "mean": float(lat.mean()) if len(lat) else None,
+             **dict(zip(("p95", "p99"), (np.percentile(lat, [95, 99]).tolist()
+                                         if len(lat) else [None, None]), strict=True)),
+             "fps": (len(t) - 1) / span_s if span_s > 0 else None,
+             "energy_mj_per_frame": float(energy.mean()) if len(energy) else None,
+             "frames": int(len(t))}
+    idx = sample_indices(len(t), 1000)
+    pw = v[idx, 1]
+    ok = np.isfinite(pw)
+    order = np.argsort(pw[ok], kind="stable")
+    return {"cards": {k: (None if x is None or not np.isfinite(x) else float(x))
+                      for k, x in cards.items()},
+            "seconds": {"t": [float(s) for s in secs], "p50": rounded(rows[:, 1], 4),
+                        "p95": rounded(rows[:, 2], 4), "power": rounded(rows[:, 3], 4),
+                        "frames": rows[:, 0].astype(int).tolist()},
+            "histogram": histogram(lat, 40),
+            "scatter": {"x": rounded(pw[ok][order], 4), "y": rounded(lat[idx][ok][order], 4)}}
+
+
+def _streams_table(streams: list[str], t: np.ndarray, v: np.ndarray, c: np.ndarray,
+                   since: int) -> list[dict]:
+    """A row a stream of the window, the worst p95 first."""
+    order = np.argsort(c, kind="stable")
+    bounds = np.searchsorted(c[order], np.arange(len(streams) + 1)).tolist()
+    rows = [_stream_row(name, t[order[bounds[k]:bounds[k + 1]]],
+                        v[order[bounds[k]:bounds[k + 1]]], since)
+            for k, name in enumerate(streams) if bounds[k + 1] > bounds[k]]
+    rows.sort(key=lambda r: -1.0 if r["p95"] is None else r["p95"], reverse=True)
+    return rows
+
+
+def _stream_row(stream: str, t: np.ndarray, v: np.ndarray, since: int) -> dict:
+    lat = v[:, 0].astype(np.float64)
+    n = len(t)
+    span_s = (t[-1] - t[0]) / 1e9 if n > 1 else 0.0
+    energy = v[:, 2][np.isfinite(v[:, 2])]
+    p50, p95 = np.percentile(lat, [50, 95]).tolist() if n else (None, None)
+    trend: list[float | None] = []
+    if n:
+        width = max(1, (int(t[-1]) - since) // TREND_POINTS + 1)
+        slot = np.clip((t - since) // width, 0, TREND_POINTS - 1)
+        counts = np.bincount(slot, minlength=TREND_POINTS)
+        sums = np.bincount(slot, weights=lat, minlength=TREND_POINTS)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            trend = rounded(sums / counts, 3)
+    return {"stream": stream, "frames": n, "p50": p50, "p95": p95,
+            "fps": (n - 1) / span_s if span_s > 0 else None,
+            "energy_mj_per_frame": float(energy.mean()) if len(energy) else None,
+            "trend": trend}
 
 
 def _from(t: np.ndarray, v: np.ndarray, second: int) -> tuple[np.ndarray, np.ndarray]:

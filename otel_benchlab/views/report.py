@@ -2,7 +2,12 @@
 figures for machines) for one or more sessions.
 
 Statistics come from every row (summary.py); only what is drawn is thinned: per display
-bucket the min, mean and max (no peak hides), a random sample for the scatter."""
+bucket the min, mean and max (no peak hides), a random sample for the scatter.
+
+A pair is drawn across its streams first (its frames of every stream together), then the
+slowest ``WORST_DRAWN`` streams' latency and histogram; every stream's own charts are in
+the file, thinned further (``STREAM_BUCKETS``), and drawn when its row is opened. So 64
+cameras make a page of ~25 charts, not ~770, and a file of a few MB."""
 
 from __future__ import annotations
 
@@ -28,10 +33,13 @@ from otel_benchlab.views.summary import session_summary
 
 BUCKETS = 800
 SCATTER_POINTS = 3000
+STREAM_BUCKETS = 150  # a stream's own series, drawn when opened
+WORST_DRAWN = 3  # streams of a pair drawn when the report opens (the slowest p95)
 
 
-def _series(t: np.ndarray, y: np.ndarray, scale: float = 1.0) -> dict | None:
-    mid, lo, mean, hi = minmax_buckets(t, y * scale, BUCKETS)
+def _series(t: np.ndarray, y: np.ndarray, scale: float = 1.0,
+            buckets: int = BUCKETS) -> dict | None:
+    mid, lo, mean, hi = minmax_buckets(t, y * scale, buckets)
     if not len(mid):
         return None
     return {"t": rounded(mid, 6), "min": rounded(lo), "mean": rounded(mean), "max": rounded(hi)}
@@ -62,9 +70,66 @@ def pair_charts(view: SessionView, p: PairRows) -> dict:
     return out
 
 
+def stream_charts(view: SessionView, p: PairRows) -> dict:
+    """A stream's own charts, thinner than a pair's: drawn only when it is opened."""
+    origin = view.origin_ns
+    t_end = (p.end_ns - origin) / 1e9
+    primary = next((s for s in view.sources if s in p.energy_j), None)
+    h = histogram(p.latency_ms, 30)
+    x, y = cdf(p.latency_ms, 60)
+    return {"stream": p.stream, "key": [p.pipeline, p.stage_from, p.stage_to, p.stream],
+            "power_source": primary,
+            "latency_time": _series(t_end, p.latency_ms, buckets=STREAM_BUCKETS),
+            "histogram": {"edges": rounded(h["edges"], 4), "counts": h["counts"],
+                          "over": h["over"]},
+            "cdf": {"x": rounded(x, 4), "y": rounded(y, 3)},
+            "energy_time": _series(t_end, p.energy_j[primary], 1e3, STREAM_BUCKETS)
+            if primary else None,
+            "frame_time": _series((p.end_ns[1:] - origin) / 1e9, frame_times_ms(p.end_ns),
+                                  buckets=STREAM_BUCKETS)}
+
+
+def pair_groups(view: SessionView) -> list[list[PairRows]]:
+    """The session's pairs, each with every stream of it, in the order first seen."""
+    groups: dict[tuple[str, str, str], list[PairRows]] = {}
+    for p in view.pairs:
+        groups.setdefault((p.pipeline, p.stage_from, p.stage_to), []).append(p)
+    return list(groups.values())
+
+
+def merged(rows: list[PairRows]) -> PairRows:
+    """Every stream of one pair as one: their frames together, in end order."""
+    if len(rows) == 1:
+        return rows[0]
+    end = np.concatenate([r.end_ns for r in rows])
+    order = np.argsort(end, kind="stable")
+
+    def joined(get) -> np.ndarray:  # noqa: ANN001 - a PairRows -> array
+        return np.concatenate([get(r) for r in rows])[order]
+
+    def per_source(field: str) -> dict[str, np.ndarray]:
+        labels = dict.fromkeys(s for r in rows for s in getattr(r, field))
+        return {s: joined(lambda r, s=s: getattr(r, field).get(
+            s, np.full(len(r.end_ns), np.nan))) for s in labels}
+
+    first = rows[0]
+    return PairRows(first.pipeline, "", first.stage_from, first.stage_to,
+                    joined(lambda r: r.start_ns), end[order], joined(lambda r: r.latency_ms),
+                    per_source("power_w"), per_source("energy_j"))
+
+
 def session_charts(view: SessionView) -> dict:
     origin = view.origin_ns
-    return {"pairs": [pair_charts(view, p) for p in view.pairs],
+    pairs = []
+    for rows in pair_groups(view):
+        charts = pair_charts(view, merged(rows))
+        if len(rows) > 1:
+            charts["name"] += f" ({len(rows)} streams)"
+            slowest = sorted(rows, key=lambda r: -np.nanpercentile(r.latency_ms, 95)
+                             if len(r.latency_ms) else 0.0)
+            charts["streams"] = [stream_charts(view, r) for r in slowest]
+        pairs.append(charts)
+    return {"pairs": pairs,
             "power": {label: _series((ts - origin) / 1e9, w)
                       for label, (ts, w) in view.power.items() if len(ts)}}
 
@@ -156,21 +221,34 @@ def summary_csv(s: dict) -> str:
 
 
 def _where_it_goes(s: dict) -> str:
-    """Per pipeline and stream: the pairs' median time and energy per frame, stacked."""
+    """Per pipeline (and stream, up to a few): the pairs' median time and energy per frame,
+    stacked; a pipeline of many streams is one stack of the medians over its streams."""
     colors = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2"]
-    groups: dict[tuple[str, str], list[dict]] = {}
+    streams: dict[str, set[str]] = {}
     for p in s["pairs"]:
-        groups.setdefault((p["pipeline"], p["stream"]), []).append(p)
+        streams.setdefault(p["pipeline"], set()).add(p["stream"])
+    groups: dict[tuple[str, str], list[list[dict]]] = {}
+    for p in s["pairs"]:
+        many = len(streams[p["pipeline"]]) > WORST_DRAWN
+        pairs = groups.setdefault((p["pipeline"], "" if many else p["stream"]), [])
+        same = next((g for g in pairs if (g[0]["from"], g[0]["to"]) == (p["from"], p["to"])),
+                    None)
+        if same is None:
+            pairs.append([p])
+        else:
+            same.append(p)
     primary = s["power_sources"][0] if s["power_sources"] else None
     out = []
     for (pipe, stream), pairs in groups.items():
-        out.append(f"<h3>{html.escape(pipe)}" + (f" [{html.escape(stream)}]" if stream else "")
-                   + "</h3>")
+        n = len(streams[pipe])
+        title = f" [{html.escape(stream)}]" if stream else (f" (median over its {n} streams)"
+                                                          if n > 1 else "")
+        out.append(f"<h3>{html.escape(pipe)}{title}</h3>")
         for what, unit, get in (
                 ("time", "ms", lambda p: p["latency_ms"]["p50"]),
                 ("energy", "mJ", lambda p: (p["energy_j_per_frame"].get(primary) or {})
                  .get("p50", 0) * 1e3 if primary else None)):
-            vals = [(p, get(p) or 0.0) for p in pairs]
+            vals = [(g[0], float(np.median([get(p) or 0.0 for p in g]))) for g in pairs]
             total = sum(v for _, v in vals)
             if total <= 0:
                 continue
@@ -185,8 +263,35 @@ def _where_it_goes(s: dict) -> str:
     return "".join(out)
 
 
+def _streams_section(s: dict, p: dict, prefix: str) -> str:
+    """The slowest streams' latency and histogram, and a row a stream that opens its
+    charts (drawn from the file's data when opened)."""
+    figures = {(q["pipeline"], q["from"], q["to"], q["stream"]): q for q in s["pairs"]}
+    worst = "".join(
+        f'<div class="chart" id="{prefix}-w{j}-{k}"></div>'
+        for j in range(min(WORST_DRAWN, len(p["streams"]))) for k in ("latency", "hist"))
+    head = ("<tr><th>stream</th><th>frames</th><th>p50 ms</th><th>p95 ms</th>"
+            "<th>p99 ms</th><th>mJ/frame</th><th></th></tr>")
+    rows = []
+    for j, st in enumerate(p["streams"]):
+        q = figures[tuple(st["key"])]
+        e = (q.get("energy_j_per_frame") or {}).get(st["power_source"] or "") or {}
+        rows.append(
+            f'<tr data-stream="{html.escape(st["stream"])}"><td>{html.escape(st["stream"])}'
+            f'</td>{cell(q.get("frames"))}{cell(q["latency_ms"]["p50"])}'
+            f'{cell(q["latency_ms"]["p95"])}{cell(q["latency_ms"]["p99"])}'
+            f'{cell(e["mean"] * 1e3 if e.get("mean") is not None else None)}'
+            f'<td><button class="open" data-prefix="{prefix}" data-stream-index="{j}" '
+            f'aria-expanded="false">charts</button></td></tr><tr class="detail" hidden>'
+            f'<td colspan="7"><div class="charts" id="{prefix}-st{j}"></div></td></tr>')
+    return (f"<h3>The slowest {min(WORST_DRAWN, len(p['streams']))} streams</h3>"
+            f'<div class="charts">{worst}</div><h3>Every stream, the slowest first</h3>'
+            f'<div class="scroll" tabindex="0" aria-label="streams of {html.escape(p["name"])}">'
+            f'<table class="streams">{head}{"".join(rows)}</table></div>')
+
+
 def render_html(sessions: list[dict], charts: list[dict]) -> str:
-    body = ["<h1>otel-benchlab report</h1>"]
+    body = ["<main><h1>otel-benchlab report</h1>"]
     for si, (s, c) in enumerate(zip(sessions, charts, strict=True)):
         csv_b64 = base64.b64encode(summary_csv(s).encode()).decode()
         body.append(f'<section class="session" data-session="{html.escape(s["id"])}">')
@@ -199,8 +304,11 @@ def render_html(sessions: list[dict], charts: list[dict]) -> str:
             body.append(f"<h2>{html.escape(p['name'])}</h2><div class=charts>" + "".join(
                 f'<div class="chart" id="s{si}-p{pi}-{k}"></div>' for k in
                 ("latency", "hist", "cdf", "scatter", "energy", "frametime")) + "</div>")
+            if p.get("streams"):
+                body.append(_streams_section(s, p, f"s{si}-p{pi}"))
         body.append(f'<h2>Power</h2><div class=charts><div class="chart" id="s{si}-power">'
                     "</div></div></section>")
+    body.append("</main>")
     title = "otel-benchlab report: " + ", ".join(s["id"] for s in sessions)
     return document(title, "\n".join(body), {"kind": "report", "sessions": charts},
                     static_text("report.js"))

@@ -79,6 +79,55 @@
     minMeanMax(prefix + "-frametime", "Frame times", "ms", p.frame_time);
   }
 
+  function histChart(id, title, h) {
+    if (!h || !h.counts.length) return chart(id, title, {}, null);
+    const mids = h.counts.map((_, i) => (h.edges[i] + h.edges[i + 1]) / 2);
+    return chart(id, title + (h.over ? ` (${h.over} above the 99.9th percentile not shown)`
+      : ""), {
+      scales: { x: { time: false } }, series: [{}, { label: "frames", stroke: COLORS[0],
+        fill: COLORS[0] + "55", paths: uPlot.paths.bars({ size: [0.9, 50] }) }],
+      axes: [{ label: "ms" }, { label: "frames" }],
+    }, [mids, h.counts]);
+  }
+
+  // A stream's own charts (its pair's, thinner), drawn into the element ``id``.
+  function streamCharts(id, s, which) {
+    const root = document.getElementById(id);
+    which.forEach((k) => root.insertAdjacentHTML("beforeend",
+      `<div class="chart" id="${id}-${k}"></div>`));
+    const name = s.stream;
+    const draw = {
+      latency: () => minMeanMax(`${id}-latency`, `${name}: latency over time`, "ms",
+        s.latency_time),
+      hist: () => histChart(`${id}-hist`, `${name}: latency distribution`, s.histogram),
+      cdf: () => chart(`${id}-cdf`, `${name}: latency CDF`, {
+        scales: { x: { time: false } }, series: [{}, line("share of frames", COLORS[0])],
+        axes: [{ label: "ms" }, { label: "share" }] }, s.cdf && [s.cdf.x, s.cdf.y]),
+      energy: () => minMeanMax(`${id}-energy`, `${name}: energy per frame ` +
+        `(${s.power_source || "-"})`, "mJ", s.energy_time),
+      frametime: () => minMeanMax(`${id}-frametime`, `${name}: frame times`, "ms",
+        s.frame_time),
+    };
+    which.forEach((k) => draw[k]());
+  }
+
+  document.addEventListener("click", (e) => {
+    const b = e.target.closest("button.open");
+    if (!b) return;
+    const [si, pi] = b.dataset.prefix.slice(1).split("-p").map(Number);
+    const j = Number(b.dataset.streamIndex);
+    const row = b.closest("tr").nextElementSibling;
+    const opening = row.hidden;
+    row.hidden = !opening;
+    b.setAttribute("aria-expanded", String(opening));
+    b.textContent = opening ? "close" : "charts";
+    const id = `${b.dataset.prefix}-st${j}`;
+    if (opening && !document.getElementById(id).childElementCount) {
+      streamCharts(id, data.sessions[si].pairs[pi].streams[j],
+        ["latency", "hist", "cdf", "energy", "frametime"]);
+    }
+  });
+
   function powerChart(id, sources) {
     const names = Object.keys(sources || {});
     if (!names.length) return chart(id, "Power sources", {}, null);
@@ -122,7 +171,15 @@
     data.results.forEach(compareCharts);
   } else {
     data.sessions.forEach((s, si) => {
-      s.pairs.forEach((p, pi) => pairCharts(`s${si}-p${pi}`, p));
+      s.pairs.forEach((p, pi) => {
+        pairCharts(`s${si}-p${pi}`, p);
+        (p.streams || []).slice(0, 3).forEach((st, j) => {
+          const id = `s${si}-p${pi}-w${j}`;
+          minMeanMax(`${id}-latency`, `${st.stream}: latency over time`, "ms",
+            st.latency_time);
+          histChart(`${id}-hist`, `${st.stream}: latency distribution`, st.histogram);
+        });
+      });
       powerChart(`s${si}-power`, s.power);
     });
   }
