@@ -91,6 +91,7 @@ class EnergyAnnotator:
         self.max_gap_ns = max_gap_ns
         self.keep_ns = keep_ns
         self._pending: deque[StageSpan] = deque()
+        self.cut = False  # the last release left ready spans for the next
         # Spans are held until their interval's energy has been shared out (a watermark
         # ``delay_ns`` behind now); without it, released as soon as their power is known.
         self.attribution = attribution
@@ -105,9 +106,14 @@ class EnergyAnnotator:
         if self.attribution is not None:
             self.attribution.admit(span)
 
-    def release(self, now_ns: int, flush: bool = False) -> SpanBatch:
+    def release(self, now_ns: int, flush: bool = False,
+                max_spans: int | None = None) -> SpanBatch:
+        """The spans whose power is known (and shared out), at most ``max_spans`` of them,
+        the earliest ends first: ``cut`` says whether more are ready (a burst is then
+        released a slice at a time, so what each slice costs stays bounded)."""
         # A span is ready once every source has a sample past its end, or once it has
         # waited max_gap (what is missing then stays missing): one bound for the batch.
+        self.cut = False
         last = [tl.last_ts for tl in self.timelines.values()]
         covered = -1 if None in last else min(last, default=1 << 62)
         ready_to = max(covered, now_ns - self.max_gap_ns - 1)
@@ -116,6 +122,13 @@ class EnergyAnnotator:
             ready_to = min(ready_to, now_ns - shares.delay_ns)
             if flush:
                 ready_to = max((s.end_ns for s in self._pending), default=ready_to)
+        if max_spans is not None and len(self._pending) > max_spans:
+            ends = np.fromiter((s.end_ns for s in self._pending), np.int64,
+                               len(self._pending))
+            ready = ends if flush else ends[ends <= ready_to]
+            if len(ready) > max_spans:
+                ready_to = int(np.partition(ready, max_spans - 1)[max_spans - 1])
+                flush, self.cut = False, True
         out: list[StageSpan] = []
         keep: deque[StageSpan] = deque()
         for span in self._pending:

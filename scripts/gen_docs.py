@@ -175,7 +175,8 @@ def _run_agent(tmp: Path, seconds: float = 9.0) -> tuple[list[dict], str]:
     spec.write_text(json.dumps({"gpus": [{"uuid": "GPU-aaaa", "watts": "wave"},
                                          {"uuid": "GPU-bbbb", "watts": 70}]}))
     cfg = tmp / "agent.toml"
-    cfg.write_text(f'[host]\nsysfs_root = "{root}"\n')
+    # No live lines: printed on the same stdout, one could land inside the exporter's JSON.
+    cfg.write_text(f'status_interval_s = 3600\n[host]\nsysfs_root = "{root}"\n')
     with __import__("socket").socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

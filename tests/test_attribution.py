@@ -237,7 +237,9 @@ def test_a_stage_named_for_no_source_shares_the_sources_named_for_none():
     assert list(takes) == [True, False] and weight == 1.0
 
 
-def test_live_attribution_in_intervals_equals_one_pass_over_the_session():
+# None: everything ready at once; 7: a burst released a slice of 7 spans at a time
+@pytest.mark.parametrize("max_spans", [None, 7])
+def test_live_attribution_in_intervals_equals_one_pass_over_the_session(max_spans):
     from otel_benchlab.processors.energy import EnergyAnnotator
     from otel_benchlab.processors.live_attribution import LiveAttribution
     from otel_benchlab.records import StageSpan
@@ -251,17 +253,23 @@ def test_live_attribution_in_intervals_equals_one_pass_over_the_session():
     annotator = EnergyAnnotator({"sys": "power"}, GAP, keep_ns=60 * S, attribution=live)
     watts = lambda t: 150.0 + 40.0 * np.sin(t / 0.9e9)  # noqa: E731
     got: dict[int, float] = {}
-    k = 0
+    k = cuts = 0
     for now in range(S // 4, 12 * S, S // 4):  # the agent's ticks; spans come as they end
         for t in range(now - S // 4, now, 10_000_000):
             annotator.add_power("sys", t, float(watts(t)))
         while k < len(spans) and spans[k].end_ns <= now:
             annotator.add_span(spans[k])
             k += 1
-        done = annotator.release(now, flush=now >= 12 * S - S // 4)
-        got.update({s.frame: a for s, a in zip(done.spans, done.attributed["sys"],
-                                               strict=True)})
+        while True:
+            done = annotator.release(now, flush=now >= 12 * S - S // 4, max_spans=max_spans)
+            assert max_spans is None or len(done) <= max_spans
+            got.update({s.frame: a for s, a in zip(done.spans, done.attributed["sys"],
+                                                   strict=True)})
+            if not annotator.cut:
+                break
+            cuts += 1
     assert len(got) == len(spans) and live.unattributed == 0
+    assert (cuts > 0) == (max_spans is not None)
     ts = np.arange(0, 12 * S, 10_000_000)
     series = {"sys": PowerSeries.from_power(ts, watts(ts))}
     whole = attribute(series["sys"], starts, ends, 0, live.done_to, GAP)

@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.request
 
@@ -17,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
+from benchmarks.cardinality import OTLP_APP
 from otel_benchlab.probe import Probe
 
 from .servers import free_port
@@ -27,27 +27,6 @@ pytestmark = pytest.mark.e2e
 PROBE_STREAMS = 5000
 INTAKE_STREAMS = 1500
 MAX_STREAMS = 40
-
-# An application that makes a new stream name per request, as one that uses a request
-# id or a client address as the stream; the SDK as users run it (batch processor defaults).
-APP = textwrap.dedent("""
-    import sys, time
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    tp = TracerProvider(resource=Resource.create({"service.name": "svc"}))
-    tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    tracer = tp.get_tracer("app")
-    for n in range(int(sys.argv[1])):
-        with tracer.start_as_current_span("infer", attributes={
-                "benchlab.frame": n, "benchlab.stream": f"client-{n}"}):
-            pass
-        if n % 400 == 399:
-            time.sleep(0.05)  # well under the SDK's queue of 2048
-    tp.shutdown()
-""")
-
 
 def _rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
@@ -91,7 +70,9 @@ def flood(tmp_path_factory):
                 time.sleep(0.01)
         sender.close()
         out["probe_dropped"] = sender.dropped
-        app = subprocess.run([sys.executable, "-c", APP, str(INTAKE_STREAMS)],
+        # An application that makes a new stream name per request, as one that uses a
+        # request id or a client address as the stream; the SDK at its defaults.
+        app = subprocess.run([sys.executable, "-c", OTLP_APP, str(INTAKE_STREAMS)],
                              capture_output=True, text=True, timeout=60, env=agent_env(
                                  OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{intake_port}"))
         assert app.returncode == 0, app.stderr

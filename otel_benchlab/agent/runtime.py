@@ -50,6 +50,7 @@ log = logging.getLogger("otel_benchlab")
 # (BATCH_S) anyway; each wake-up costs ~100 us of CPU on a VM, so 4 a second, not 10.
 TICK_S = 0.25
 IDLESS_WARNINGS = 100  # streams told apart in the warning about marks without frame ids
+RELEASE_SLICE = 20_000  # spans released and written at a time
 BATCH_S = 1.0  # energy, metrics, traces and files work on batches of about a second
 
 
@@ -222,9 +223,18 @@ class Agent:
             shown_unpaired = self.limits.fold_unpaired(unpaired)
             self.telemetry.pipeline.export_unpaired(shown_unpaired)
             self.stats.add_unpaired(shown_unpaired)
+        # A burst (a flood after the attribution delay) goes a slice at a time, each
+        # written before the next, so its cost in memory is a slice's, not the burst's.
+        while True:
+            self._release(now, flush)
+            if not self.annotator.cut:
+                break
+            self.files.flush()
+
+    def _release(self, now: int, flush: bool) -> None:
         shared = self.attribution
         before = (shared.total_j[0], shared.idle_j[0]) if shared is not None else (0.0, 0.0)
-        done = self.annotator.release(now, flush=flush)
+        done = self.annotator.release(now, flush=flush, max_spans=RELEASE_SLICE)
         if shared is not None:
             self.stats.add_energy(shared.total_j[0] - before[0], shared.idle_j[0] - before[1])
         if done and self._latency_observers:

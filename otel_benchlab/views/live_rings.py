@@ -5,7 +5,7 @@ seconds that are done.
 
 A ring starts at ``FIRST_FRAMES`` frames and, once full, grows in one step to hold
 ``KEEP_S`` at the rate it gets frames (a pair of a frame a minute keeps 6 KiB, one of 64
-cameras at 30 fps 48 MiB; its pages are touched as frames come), up to ``MAX_FRAMES``,
+cameras at 30 fps 48 MiB), up to ``MAX_FRAMES``,
 while all the rings stay within ``[live] max_bytes``. Past that a ring keeps the newest
 frames it can hold and the page says what it covers.
 """
@@ -20,7 +20,7 @@ FRAME_BYTES = 24  # int64 end time, int32 stream, three float32
 SECOND_BYTES = 200  # a settled second's figures: a dict entry and a tuple of five floats
 KEEP_S = 900
 SETTLED_S = 5.0  # a second this far behind the newest frame gets no more frames (mostly)
-RATE_S = 10.0  # a ring's rate is taken over at least this long
+RATE_S = 1.0  # a ring's rate is taken over at least this long
 LATE_S = 10  # frames arrive in time order give or take this (batches, late senders)
 
 
@@ -51,7 +51,8 @@ class FrameRing:
             return size
         held = self.t[:min(self.n, size)]
         first = min(int(held.min()), int(ends.min())) if len(held) else int(ends.min())
-        # A rate over at least RATE_S: a burst is not taken for a rate to keep for 15 min.
+        # The rate over at least RATE_S; a burst taken for a rate is held to the ring's
+        # share of the budget (LivePage._grow).
         span_s = max((int(ends.max()) - first) / 1e9, RATE_S)
         need = min(self.cap, int((len(held) + len(ends)) / span_s * KEEP_S * 1.1))
         want = size
@@ -70,9 +71,12 @@ class FrameRing:
         """Room for ``size`` frames, the frames held kept in time order."""
         held = min(self.n, len(self.t))
         t, v, c = self._ordered(0)
-        self.t = np.zeros(size, np.int64)
-        self.values = np.zeros((size, 3), np.float32)
-        self.code = np.zeros(size, np.int32)
+        # Written through now (np.full), not page by page as frames come: the ring is
+        # sized for the 15 minutes its rate fills, so its memory is taken once, up front,
+        # instead of creeping up for 15 minutes like a leak would.
+        self.t = np.full(size, 0, np.int64)
+        self.values = np.full((size, 3), 0, np.float32)
+        self.code = np.full(size, 0, np.int32)
         self.t[:held], self.values[:held], self.code[:held] = t, v, c
         self.n = held
 
