@@ -185,7 +185,7 @@ class LivePage:
         before = ring.nbytes
         ring.seconds.update(per_second(t[sel], v[sel]))
         ring.settled_to = upto
-        oldest = ring.oldest_s
+        oldest = ring.oldest_ns // 1_000_000_000
         for s in [s for s in ring.seconds if s < oldest]:
             del ring.seconds[s]
         self.used += ring.nbytes - before
@@ -242,8 +242,7 @@ def _covers(ring: FrameRing, t: np.ndarray) -> float:
     """How far back the ring reaches from the window's newest frame (s)."""
     if not len(t):
         return 0.0
-    held = ring.t[:min(ring.n, len(ring.t))]
-    return (int(t[-1]) - int(held.min())) / 1e9
+    return (int(t[-1]) - ring.oldest_ns) / 1e9
 
 
 def _figures(seconds: dict[int, tuple[float, ...]], settled_to: int, t: np.ndarray,

@@ -122,8 +122,9 @@ class FrameRing:
         return t, v, c
 
     @property
-    def oldest_s(self) -> int:
-        return int(self.t[:min(self.n, len(self.t))].min() // 1_000_000_000)
+    def oldest_ns(self) -> int:
+        """The end time of the oldest frame held."""
+        return int(self.t[:min(self.n, len(self.t))].min())
 
     @property
     def full(self) -> bool:
