@@ -52,6 +52,9 @@ class ParquetConfig:
     part_rows: int = 200_000
     # or after this many seconds
     part_seconds: float = 60.0
+    # a running session's closed parts are compacted into one part per kind this often
+    # (parts the upload has not sent yet wait); 0 = only once it has ended (retention)
+    compact_every_s: float = 3600.0
 
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,13 @@ def _write_table(table: pa.Table, fh, dictionary: list[str],  # type: ignore[no-
         writer.write_table(table, row_group_size=None)
     finally:
         writer.close()
+
+
+def parquet_settings(schema: pa.Schema) -> dict:
+    """``pq.ParquetWriter``'s arguments for a part of ``schema`` (compaction's writer)."""
+    return {"compression": "zstd", "use_dictionary": [f.name for f in schema
+                                                      if _dictionary_pays(f)],
+            "column_encoding": _encodings(schema) or None}
 
 
 def _dictionary_pays(f: pa.Field) -> bool:
@@ -149,7 +159,7 @@ class ParquetPartWriter:
         self._buf: list[pa.Table] = []
         self._rows = 0
         self._opened = clock()
-        self._next = 1 + max((int(m.group(1)) for p in self.directory.iterdir()
+        self._next = 1 + max((int(m.group(m.lastindex)) for p in self.directory.iterdir()
                               if (m := PART_NAME.match(p.name) or JOURNAL_NAME.match(p.name))),
                              default=0)
         self._failing = False
@@ -348,4 +358,5 @@ def recover_directory(directory: Path) -> tuple[int, int]:
 
 # Settings only: the runtime writes every session's parts.
 COMPONENT = Component("parquet", "parquet", settings=ParquetConfig,
-                      ranges={"part_rows": (1, 100_000_000), "part_seconds": (0, 86400)})
+                      ranges={"part_rows": (1, 100_000_000), "part_seconds": (0, 86400),
+                              "compact_every_s": (0, 30 * 86400)})

@@ -5,8 +5,10 @@ once per file with where, and skipped; the good data around them is kept.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from otel_benchlab.session.journal import pending_journals, read_journal
+from otel_benchlab.session.journal import JOURNAL_NAME, PART_NAME, part_path, read_journal
 from otel_benchlab.session.schema import MARK_SCHEMA
 
 from .jsonl_chunks import parse_chunk
@@ -53,18 +55,49 @@ def read_session(path: str | Path) -> StoredSession:
 
 # -- our own sessions ------------------------------------------------------------------
 def read_parts(directory: Path, columns: list[str] | None, rejected: dict[str, int],
-                dictionary: list[str]) -> list[pa.Table]:
+               dictionary: list[str]) -> list[pa.Table]:
     """Every part, then the journals of parts never completed (a crashed agent's last
-    rows), read as they are: replay changes nothing in the session."""
+    rows), read as they are: replay changes nothing in the session. A running session's
+    folder may change while it is read (a journal becomes a part, parts are compacted into
+    one): a file that went away between the listing and its read means the listing is
+    read again, so each row is read once."""
+    for _ in range(READ_TRIES - 1):
+        with contextlib.suppress(_Moved):
+            return _read_listing(directory, columns, rejected, dictionary, strict=True)
+    return _read_listing(directory, columns, rejected, dictionary, strict=False)
+
+
+READ_TRIES = 5
+
+
+class _Moved(Exception):
+    pass
+
+
+def _read_listing(directory: Path, columns: list[str] | None, rejected: dict[str, int],
+                  dictionary: list[str], strict: bool) -> list[pa.Table]:
+    """The files of one listing: its parts, and its journals whose part it does not have;
+    ``strict``: raise ``_Moved`` when one of them has gone since."""
+    names = sorted(os.listdir(directory)) if directory.is_dir() else []
+    parts = [directory / n for n in names if PART_NAME.match(n)]
+    done = {n for n in names if PART_NAME.match(n)}
+    journals = [directory / n for n in names if (m := JOURNAL_NAME.match(n))
+                and part_path(directory, int(m.group(1))).name not in done]
     tables = []
-    for part in sorted(directory.glob("part-*.parquet")):
+    bad: dict[str, int] = {}
+    for part in parts:
         try:
             tables.append(pq.read_table(part, columns=columns, read_dictionary=dictionary))
+        except FileNotFoundError:
+            if strict:
+                raise _Moved from None
         except (OSError, pa.ArrowException) as exc:
-            rejected[str(part)] = rejected.get(str(part), 0) + 1
+            bad[str(part)] = bad.get(str(part), 0) + 1
             log.warning("skipping unreadable Parquet part %s: %s", part, exc)
-    for journal in pending_journals(directory):
+    for journal in journals:
         batches, torn = read_journal(journal)
+        if strict and not journal.exists():
+            raise _Moved  # it became a part, which this listing has not got
         if torn:
             log.info("%s ends in a torn batch (an agent crashed mid-write); read %d "
                      "complete batches", journal, len(batches))
@@ -75,6 +108,8 @@ def read_parts(directory: Path, columns: list[str] | None, rejected: dict[str, i
                 i = t.schema.get_field_index(name)
                 t = t.set_column(i, name, pc.dictionary_encode(t[name]))
             tables.append(t)
+    for k, v in bad.items():
+        rejected[k] = rejected.get(k, 0) + v
     return tables
 
 

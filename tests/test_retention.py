@@ -19,12 +19,8 @@ import pyarrow.dataset as ds
 import pytest
 
 from otel_benchlab.exporters.parquet import write_part
-from otel_benchlab.session.retention import (
-    COMPACT_SUFFIX,
-    apply_retention,
-    compact_folder,
-    exchange,
-)
+from otel_benchlab.session.compaction import COMPACT_SUFFIX, compact_folder, exchange
+from otel_benchlab.session.retention import apply_retention
 
 NOW = time.time()
 DAY = 86400

@@ -4,6 +4,7 @@ the file sinks (the uploader) told of each file once it is whole."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from itertools import repeat
 from pathlib import Path
@@ -14,7 +15,9 @@ import pyarrow as pa
 
 from otel_benchlab.exporters.capframex import CapFrameXWriter
 from otel_benchlab.exporters.parquet import ParquetPartWriter
+from otel_benchlab.fleet.outbox import open_outbox
 from otel_benchlab.records import Sample, SpanBatch, StageMark
+from otel_benchlab.session.compaction import RunningCompaction
 from otel_benchlab.session.folder import Session
 from otel_benchlab.session.schema import (
     MARK_SCHEMA,
@@ -41,6 +44,7 @@ class SessionFiles:
         self.file_sinks = file_sinks
         self.fold = fold  # names as the captures show them (limits.KeyLimits.fold_batch)
         self.parquet: dict[str, ParquetPartWriter] | None = None
+        self.compaction: RunningCompaction | None = None
         self.capframex: CapFrameXWriter | None = None
         self.raw_marks: list[StageMark] = []
         self._aligned: list[SpanBatch] = []  # until the next flush
@@ -60,6 +64,9 @@ class SessionFiles:
                     ("aligned", self.session.aligned, aligned_schema(self.labels)),
                     ("marks", self.session.raw_marks, MARK_SCHEMA),
                     ("samples", self.session.raw_samples, SAMPLE_SCHEMA))}
+            self.compaction = RunningCompaction(
+                self.session.path, [w.directory for w in self.parquet.values()],
+                p.compact_every_s, self._uploaded, time.monotonic)
         self.capframex = None
         if cfg.capframex.enabled:
             self.capframex = CapFrameXWriter(self.session.capframex, cfg.capframex.app,
@@ -67,6 +74,17 @@ class SessionFiles:
                                              cfg.capframex.sample_time_ms,
                                              cfg.capframex.watch_dir or None, spill=True,
                                              on_error=self.on_error)
+
+    def _uploaded(self) -> Callable[[str], bool]:
+        """Which of the session's files the store has got: with uploads on, those the
+        outbox saw go (a part not noted in it yet is not); with none, all."""
+        if not self.file_sinks:
+            return lambda relpath: True
+        box = open_outbox(self.session.path)
+        if box is None:
+            return lambda relpath: False
+        waiting = {p.relpath for p in box.pending()}
+        return lambda relpath: box.known(relpath) and relpath not in waiting
 
     def _file_closed(self, path: Path) -> None:
         relpath = path.relative_to(self.session.path).as_posix()
@@ -128,6 +146,8 @@ class SessionFiles:
             self._raw_samples = {f.name: [] for f in SAMPLE_SCHEMA}
         for w in self.parquet.values():
             w.tick()
+        if self.compaction is not None:
+            self.compaction.tick()
 
     def _capture_names(self, table: pa.Table, batch: SpanBatch) -> pa.Table:
         """The rows with the pipeline and pair a capture is kept under: a capture per
@@ -148,6 +168,8 @@ class SessionFiles:
         """(what, how) to close the files, each step on its own: Parquet, then captures."""
         steps = [(f"closing Parquet {name} in {w.directory}", w.shutdown)
                  for name, w in (self.parquet or {}).items()]
+        if self.compaction is not None:
+            steps.insert(0, ("ending the compaction in progress", self.compaction.shutdown))
         if self.capframex is not None:
             steps.append((f"writing CapFrameX captures in {self.capframex.directory}",
                           self.capframex.shutdown))

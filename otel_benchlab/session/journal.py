@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-PART_NAME = re.compile(r"part-(\d+)\.parquet$")
+# part-N, or part-FIRST-LAST: parts FIRST to LAST compacted into one (compaction.py)
+PART_NAME = re.compile(r"part-(\d+)(?:-(\d+))?\.parquet$")
 JOURNAL_NAME = re.compile(r"\.journal-(\d+)\.arrows$")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from otel_benchlab.exporters.parquet import recover_directory
 from otel_benchlab.fleet.outbox import open_outbox
+from otel_benchlab.session.compaction import remove_stale
 from otel_benchlab.session.folder import (
     agent_alive,
     crashed,
@@ -22,6 +23,7 @@ from otel_benchlab.session.folder import (
     read_manifest,
     write_manifest,
 )
+from otel_benchlab.session.journal import PART_NAME
 from otel_benchlab.settings import ConfigError
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ def recover_session(path: str | Path) -> Recovery:
     result = Recovery(path)
     for kind, sub in KINDS.items():
         directory = path.joinpath(*sub)
+        remove_stale(directory)  # a compaction the crash interrupted
         result.parts[kind], result.rows[kind] = recover_directory(directory)
         total = 0
         for part in sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []:
@@ -86,7 +89,8 @@ def _queue_for_upload(path: Path) -> None:
         directory = path.joinpath(*sub)
         for part in sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []:
             relpath = part.relative_to(path).as_posix()
-            if not box.known(relpath):
+            # A compacted part (part-FIRST-LAST) holds parts the store has got already.
+            if not box.known(relpath) and PART_NAME.match(part.name).group(2) is None:
                 box.add(relpath)
     box.add("session.json")
 

@@ -9,19 +9,14 @@
   removal never follows links).
 - Never a session whose upload outbox still holds files (``outbox.py``): they may be the
   only copy; it says so, and when the session is past its limit, a warning.
-- A finished session's Parquet parts are compacted into one part per kind. The new part is
-  written in a sibling folder ``<kind>.compact.tmp`` and the two folders are swapped with
-  one ``renameat2(RENAME_EXCHANGE)``, so a reader sees the old parts or the new one, never
-  a mix; the old parts, now in ``.compact.tmp``, are removed after. A crash at any point
-  leaves only a ``.compact.tmp`` folder, which is garbage either way and removed next time.
+- A finished session's Parquet parts are compacted into one part per kind
+  (``compaction.py`` says how no reader sees a mix).
 
 The ``retention`` command and the agent (every ``retention_interval_h``) run this code.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import datetime as dt
 import logging
 import os
@@ -32,16 +27,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from otel_benchlab.exporters.parquet import write_part
 from otel_benchlab.fleet.outbox import open_outbox
+from otel_benchlab.session.compaction import compact_folder
 from otel_benchlab.session.folder import agent_alive, file_stats, newest_mtime, read_manifest
 
 log = logging.getLogger("otel_benchlab")
 
 ACTIVE_GRACE_S = 600.0
 PART_DIRS = ("raw/marks", "raw/samples", "aligned")
-COMPACT_SUFFIX = ".compact.tmp"
-_RENAME_EXCHANGE = 2
 
 
 @dataclass
@@ -85,45 +78,6 @@ def _ended_at(manifest: dict | None) -> float | None:
         return dt.datetime.fromisoformat(text).timestamp()
     except ValueError:
         return None
-
-
-def exchange(a: Path, b: Path) -> None:
-    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    fn = libc.renameat2
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                   ctypes.c_uint]
-    at_fdcwd = -100
-    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), str(a))
-
-
-def compact_folder(folder: Path, dry_run: bool = False) -> int:
-    """Compact ``folder``'s parts into one; returns how many parts it replaced (0: none)."""
-    stale = folder.with_name(folder.name + COMPACT_SUFFIX)
-    if stale.exists() and not stale.is_symlink() and not dry_run:
-        shutil.rmtree(stale)  # what a crash mid-compaction left: garbage either way
-    if not folder.is_dir() or folder.is_symlink():
-        return 0
-    parts = sorted(folder.glob("part-*.parquet"))
-    if len(parts) < 2 or any(folder.glob(".journal-*")) or any(folder.glob(".*.tmp")):
-        return 0
-    if dry_run:
-        return len(parts)
-    import pyarrow.dataset as ds  # here: 6 MB the agent carries only once it compacts
-
-    table = ds.dataset([str(p) for p in parts], format="parquet").to_table()
-    stale.mkdir()
-    write_part(stale, table, 0)
-    dir_fd = os.open(folder.parent, os.O_RDONLY)
-    try:
-        exchange(stale, folder)
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    shutil.rmtree(stale)  # now the old parts
-    return len(parts)
 
 
 def apply_retention(data_root: str | Path, days: float, raw_keep_days: float,
