@@ -1,11 +1,17 @@
-"""Soak: the agent at 4x the default load (4 streams x 60 fps x 3 stages, sensors at 40 Hz,
-every exporter on) for a long time, its RSS sampled, OTLP going to a collector that
-accepts connections and never answers (or to a working one with --collector ok), and
-Prometheus scraped. Prints RSS over time, its slope after the warm-up, CPU, and what the
-agent counted as dropped.
+"""Soak: the agent at several times the default load (the default is 1 stream x 60 fps x 3
+stages with sensors at 10 Hz; every exporter on) for a long time, its RSS sampled, OTLP
+going to a collector that accepts connections and never answers (or to a working one with
+--collector ok), and Prometheus scraped. Prints RSS over time, its slope after the warm-up,
+CPU, what the agent counted as dropped, and the session's files.
 
 Usage: python benchmarks/soak.py [--minutes 60] [--collector hang|ok|down]
-The suite runs the same code for a couple of minutes (tests/test_soak.py).
+       python benchmarks/soak.py --hours-equivalent 5 [--speed 10]
+
+--hours-equivalent N runs N hours of the default load in N * 60 / speed minutes: speed x
+the streams and the sensor rate, parts closed and compacted speed x as often (60 s parts
+and hourly compaction become 60/speed s and 3600/speed s), so the session's files and the
+agent's growth read as N hours' worth; the slope is printed per hour of default load.
+The suite runs the 4x soak for three minutes (tests/test_soak.py).
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.servers import BlackHole, OtlpCollector, free_port  # noqa: E402
 
-LOAD_4X = """[sim]
-streams = ["cam0", "cam1", "cam2", "cam3"]
-mark_loss = 0.0
-[parquet]
-part_seconds = 2
-"""
+
+def load_toml(streams: int, part_seconds: float, compact_every_s: float = 3600.0) -> str:
+    names = ", ".join(f'"cam{i}"' for i in range(streams))
+    return (f"[sim]\nstreams = [{names}]\nmark_loss = 0.0\n[parquet]\n"
+            f"part_seconds = {part_seconds:g}\ncompact_every_s = {compact_every_s:g}\n")
+
+
+LOAD_4X = load_toml(4, 2)
 
 
 @dataclass
@@ -94,16 +102,18 @@ def scrape_burst(port: int, n: int) -> list[float]:
 
 def soak(seconds: float, collector: str = "hang", python: str = sys.executable,
          rss_every_s: float = 5.0, burst_at_s: float | None = None, burst: int = 200,
-         scrape_s: float = 15.0, workdir: str | None = None) -> SoakResult:
+         scrape_s: float = 15.0, workdir: str | None = None, load: str = LOAD_4X,
+         sample_hz: float = 40.0) -> SoakResult:
     server = {"hang": BlackHole, "ok": OtlpCollector}.get(collector)
     srv = server().start() if server else None
     port = srv.port if srv else free_port()
     data = Path(workdir or tempfile.mkdtemp(prefix="soak-"))
-    (data / "soak.toml").write_text(LOAD_4X)
+    (data / "soak.toml").write_text(load)
     prom = free_port()
     url = f"http://127.0.0.1:{prom}/metrics"
     proc = subprocess.Popen(
-        [python, "-m", "otel_benchlab", "--simulate", "--sample-hz", "40", "--duration",
+        [python, "-m", "otel_benchlab", "--simulate", "--sample-hz", f"{sample_hz:g}",
+         "--duration",
          str(seconds), "--data-root", str(data / "data"), "--session", "soak",
          "--prom-bind", f"127.0.0.1:{prom}", "--config", str(data / "soak.toml")],
         env={"PATH": "/usr/bin:/bin", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
@@ -146,25 +156,53 @@ def soak(seconds: float, collector: str = "hang", python: str = sys.executable,
     return res
 
 
+def session_files(session: Path) -> dict[str, tuple[int, int]]:
+    """(files, bytes) by folder: the Parquet kinds, the captures, the rest."""
+    out: dict[str, list[int]] = {}
+    for p in session.rglob("*"):
+        if p.is_file():
+            rel = p.relative_to(session).parent.as_posix()
+            key = rel if rel in ("aligned", "raw/marks", "raw/samples", "capframex") else "other"
+            n = out.setdefault(key, [0, 0])
+            n[0] += 1
+            n[1] += p.stat().st_size
+    return {k: (v[0], v[1]) for k, v in sorted(out.items())}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--minutes", type=float, default=60.0, help="a 4x soak this long")
+    ap.add_argument("--hours-equivalent", type=float, default=0.0,
+                    help="instead: this many hours of the default load, at --speed")
+    ap.add_argument("--speed", type=float, default=10.0)
     ap.add_argument("--collector", choices=["hang", "ok", "down", "none"], default="hang",
                     help="where OTLP goes: a collector that never answers, a working one, "
                     "a port nobody listens on, or OTLP off")
     ap.add_argument("--agent-python", default=sys.executable)
     args = ap.parse_args()
-    seconds = args.minutes * 60
-    res = soak(seconds, args.collector, args.agent_python, rss_every_s=10.0,
-               burst_at_s=seconds / 2)
+    if args.hours_equivalent:
+        speed = args.speed
+        seconds = args.hours_equivalent * 3600 / speed
+        load = load_toml(round(speed), 60 / speed, 3600 / speed)
+        what = (f"{args.hours_equivalent:g} h of the default load at {speed:g}x "
+                f"({seconds / 60:.0f} min)")
+        res = soak(seconds, args.collector, args.agent_python, rss_every_s=10.0,
+                   burst_at_s=seconds / 2, load=load, sample_hz=10 * speed)
+    else:
+        speed = 4.0
+        seconds = args.minutes * 60
+        what = f"{args.minutes:g} min at 4x load"
+        res = soak(seconds, args.collector, args.agent_python, rss_every_s=10.0,
+                   burst_at_s=seconds / 2)
     warm = min(120.0, seconds / 4)
     after = [m for t, m in res.rss_mb if t >= warm]
     s = res.summary()
-    print(f"soak {args.minutes:g} min at 4x load, collector {args.collector}: rc {res.rc}")
+    slope = res.floor_slope_mb_per_min(warm, 60.0, until_s=seconds)
+    print(f"soak {what}, collector {args.collector}: rc {res.rc}")
     print(f"  RSS after {warm:.0f} s warm-up: first {after[0]:.1f} MB, max {max(after):.1f} MB, "
-          f"last {after[-1]:.1f} MB, floor slope {res.floor_slope_mb_per_min(warm, 60.0):+.3f} "
-          "MB/min")
+          f"last {after[-1]:.1f} MB, floor slope {slope:+.3f} MB/min "
+          f"= {slope * 60 / speed:+.2f} MB per hour of default load")
     print(f"  CPU {res.cpu_percent:.1f} % of one core")
     step = max(60.0, seconds / 12)
     marks = np.arange(0, seconds + 1, step)
@@ -175,6 +213,10 @@ def main() -> int:
     print(f"  marks {s['marks']}, spans {s['spans']}, unpaired {s['unpaired']}, queue dropped "
           f"{s['queue_dropped']}, export failures {s['export_failures']}, spans dropped "
           f"{s['export_dropped']}, undelivered at exit {s.get('undelivered', {})}")
+    files = session_files(res.session)
+    print(f"  session files: {sum(n for n, _ in files.values())}, "
+          f"{sum(b for _, b in files.values()) / 2**20:.0f} MiB: " + ", ".join(
+              f"{k} {n} ({b / 2**20:.1f} MiB)" for k, (n, b) in files.items()))
     return 0
 
 

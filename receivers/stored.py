@@ -5,10 +5,8 @@ once per file with where, and skipped; the good data around them is kept.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,13 +15,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from otel_benchlab.session.journal import JOURNAL_NAME, PART_NAME, part_path, read_journal
 from otel_benchlab.session.schema import MARK_SCHEMA
+from otel_benchlab.session.window import Window
 
 from .jsonl_chunks import parse_chunk
 from .seed_lines import _int, seed_mark
+from .stored_parts import RowWindow, _in_window, read_parts, rows_range
+
+__all__ = ["RowWindow", "StoredSession", "read_parts", "read_session", "rows_range"]
 
 log = logging.getLogger(__name__)
 
@@ -41,78 +41,27 @@ class StoredSession:
     power_sources: list[str] = field(default_factory=list)  # as the session configured them
 
 
-def read_session(path: str | Path) -> StoredSession:
+POWER_MARGIN_NS = 10 * 10**9  # power read around a window: its first and last spans' ends
+
+
+def read_session(path: str | Path, window: Window | None = None) -> StoredSession:
+    """The session's marks and power; with ``window``, the marks in it (a seed session's
+    times are its own ``ts_ns``) and the power around it."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a session directory")
     if (path / "raw" / "marks").is_dir():
-        return read_parquet_session(path)
+        return read_parquet_session(path, window)
     if (path / "raw" / "pipeline.jsonl").exists():
-        return read_seed_session(path)
+        stored = read_seed_session(path)
+        if window is not None:
+            stored.marks = _in_window(stored.marks, RowWindow(window, "ts_ns"))
+        return stored
     raise FileNotFoundError(f"{path}: neither raw/marks/ (otel-benchlab) nor "
                             "raw/pipeline.jsonl (seed project) found")
 
 
 # -- our own sessions ------------------------------------------------------------------
-def read_parts(directory: Path, columns: list[str] | None, rejected: dict[str, int],
-               dictionary: list[str]) -> list[pa.Table]:
-    """Every part, then the journals of parts never completed (a crashed agent's last
-    rows), read as they are: replay changes nothing in the session. A running session's
-    folder may change while it is read (a journal becomes a part, parts are compacted into
-    one): a file that went away between the listing and its read means the listing is
-    read again, so each row is read once."""
-    for _ in range(READ_TRIES - 1):
-        with contextlib.suppress(_Moved):
-            return _read_listing(directory, columns, rejected, dictionary, strict=True)
-    return _read_listing(directory, columns, rejected, dictionary, strict=False)
-
-
-READ_TRIES = 5
-
-
-class _Moved(Exception):
-    pass
-
-
-def _read_listing(directory: Path, columns: list[str] | None, rejected: dict[str, int],
-                  dictionary: list[str], strict: bool) -> list[pa.Table]:
-    """The files of one listing: its parts, and its journals whose part it does not have;
-    ``strict``: raise ``_Moved`` when one of them has gone since."""
-    names = sorted(os.listdir(directory)) if directory.is_dir() else []
-    parts = [directory / n for n in names if PART_NAME.match(n)]
-    done = {n for n in names if PART_NAME.match(n)}
-    journals = [directory / n for n in names if (m := JOURNAL_NAME.match(n))
-                and part_path(directory, int(m.group(1))).name not in done]
-    tables = []
-    bad: dict[str, int] = {}
-    for part in parts:
-        try:
-            tables.append(pq.read_table(part, columns=columns, read_dictionary=dictionary))
-        except FileNotFoundError:
-            if strict:
-                raise _Moved from None
-        except (OSError, pa.ArrowException) as exc:
-            bad[str(part)] = bad.get(str(part), 0) + 1
-            log.warning("skipping unreadable Parquet part %s: %s", part, exc)
-    for journal in journals:
-        batches, torn = read_journal(journal)
-        if strict and not journal.exists():
-            raise _Moved  # it became a part, which this listing has not got
-        if torn:
-            log.info("%s ends in a torn batch (an agent crashed mid-write); read %d "
-                     "complete batches", journal, len(batches))
-        if batches:
-            t = pa.Table.from_batches(batches)
-            t = t.select(columns) if columns is not None else t
-            for name in dictionary:
-                i = t.schema.get_field_index(name)
-                t = t.set_column(i, name, pc.dictionary_encode(t[name]))
-            tables.append(t)
-    for k, v in bad.items():
-        rejected[k] = rejected.get(k, 0) + v
-    return tables
-
-
 def read_manifest(path: Path) -> dict:
     """session.json, checked piece by piece: what is unreadable is said once and left out,
     since the data can be read without it (only power-source kinds and pairs come from it)."""
@@ -149,15 +98,16 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
-def read_parquet_session(path: Path) -> StoredSession:
+def read_parquet_session(path: Path, window: Window | None = None) -> StoredSession:
     manifest = read_manifest(path)
     rejected: dict[str, int] = {}
     mark_cols = ["ts_ns", "ts_unix_ns", "pipeline", "stream", "stage", "frame"]
     parts = read_parts(path / "raw" / "marks", mark_cols, rejected,
-                        ["pipeline", "stream", "stage"])
+                       ["pipeline", "stream", "stage"],
+                       RowWindow(window, "ts_unix_ns") if window else None)
     marks = pa.concat_tables(parts).unify_dictionaries() if parts else \
         MARK_SCHEMA.empty_table().select(mark_cols)
-    power = read_power(path, manifest, rejected)
+    power = read_power(path, manifest, rejected, window)
     cfg_pairs = manifest.get("config", {}).get("pairs", [])  # checked by _manifest
     return StoredSession(
         session_id=manifest.get("session_id", path.name), marks=marks,
@@ -166,16 +116,19 @@ def read_parquet_session(path: Path) -> StoredSession:
         power_sources=[p.lower() for p in manifest.get("config", {}).get("power_sources", [])])
 
 
-def read_power(path: Path, manifest: dict, rejected: dict[str, int]
+def read_power(path: Path, manifest: dict, rejected: dict[str, int],
+               window: Window | None = None
                ) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
     """Each power source's samples in an otel-benchlab session: label -> (kind, ts_ns,
-    values), in time order; the sensors that are power sources come from the manifest."""
+    values), in time order; the sensors that are power sources come from the manifest.
+    With ``window``: those within ``POWER_MARGIN_NS`` of it."""
     sources = {(s["source"], s["name"]): (str(s["power_source"]).lower(),
                                           s.get("kind", "power"))
                for s in manifest.get("sensors", []) if s.get("power_source")}
     power: dict[str, tuple[str, list, list]] = {}
+    rows = RowWindow(window.widened(POWER_MARGIN_NS), "ts_unix_ns") if window else None
     sample_parts = read_parts(path / "raw" / "samples", ["ts_ns", "source", "sensor", "value"],
-                              rejected, [])
+                              rejected, [], rows)
     for t in sample_parts:
         for (source, sensor), (label, kind) in sources.items():
             sel = t.filter(pc.and_(pc.equal(t["source"], source), pc.equal(t["sensor"], sensor)))

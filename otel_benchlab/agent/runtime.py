@@ -26,7 +26,7 @@ from otel_benchlab.agent.live import LiveStats
 from otel_benchlab.agent.power_sources import choose_power_sources
 from otel_benchlab.agent.record_queue import RecordQueue, late_counting_emitter
 from otel_benchlab.agent.session_files import SessionFiles
-from otel_benchlab.agent.summary import live_status, session_summary
+from otel_benchlab.agent.summary import Progress, live_status, session_summary
 from otel_benchlab.agent.telemetry import Telemetry
 from otel_benchlab.config import attribution_delay_s, config_as_dict
 from otel_benchlab.counters import AgentCounters
@@ -119,6 +119,7 @@ class Agent:
                                   self.timebase, self._write_error, self.file_sinks,
                                   lambda batch: self.limits.fold_batch(batch, count=False))
         self._stop = threading.Event()
+        self.progress = Progress(self)
         self._latency_observers = [r for r in receivers if hasattr(r, "observe_latency")]
         first = cfg.pairs[0] if cfg.pairs else ["", ""]
         self._control_pair = cfg.benchlab.control.rgb_pair or f"{first[0]}->{first[1]}"
@@ -161,7 +162,8 @@ class Agent:
         """One queue item's records (a probe datagram holds up to 128 marks): marks, the
         bulk of them, in this loop; a measured span or a sample in a method of its own."""
         keep_mark = self.files.raw_marks.append
-        add_mark = self.frames.add_mark
+        # With no trace exporter no frame is kept (``id``: a call that does nothing).
+        add_mark = self.frames.add_mark if self.telemetry.traces is not None else id
         pair = self.pairer.push
         marks = 0
         for rec in records:
@@ -258,12 +260,13 @@ class Agent:
             self.files.add_spans(done)
             for sink in self.span_sinks:
                 sink.export(done.spans)
-        # Spans that arrived with their own ids are already in their application's trace
-        # (the forwarder sends them on); the agent's frame traces are made of the rest.
-        frames = self.frames.add_spans([s for s in done.spans if not s.foreign])
-        frames += self.frames.expire(now, flush=flush)
-        if frames and self.telemetry.traces is not None:
-            self.telemetry.traces.export(frames)
+        # The agent's frame traces (none without a trace exporter) are made of the spans
+        # that came without ids: the others are in their application's trace already.
+        if self.telemetry.traces is not None:
+            frames = self.frames.add_spans([s for s in done.spans if not s.foreign])
+            frames += self.frames.expire(now, flush=flush)
+            if frames:
+                self.telemetry.traces.export(frames)
 
     def _drain(self, spans: list[StageSpan], unpaired: list[Unpaired]) -> None:
         get = self.queue.get_nowait
@@ -362,6 +365,7 @@ class Agent:
                     spans, unpaired = [], []
                     self.files.flush()
                     collection.after_batch()
+                    self.progress.tick(now_s)
                 if now_s >= next_status:
                     self._status(now_s)
                     next_status = now_s + self.cfg.status_interval_s

@@ -4,9 +4,16 @@ source's energy split into what the spans were attributed and idle)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
 from typing import Any
 
 from otel_benchlab.processors.live_attribution import energy_split
+from otel_benchlab.session.folder import PROGRESS_NAME
+from otel_benchlab.session.temp_files import replace_with
+
+log = logging.getLogger(__name__)
 
 # The running agent (runtime.Agent), which calls these; named loosely so that neither
 # module imports the other.
@@ -57,6 +64,35 @@ def session_summary(agent: Agent) -> dict:
         "export_failures": agent.counters.get("export.failures"),
         "export_dropped": agent.counters.get("export.dropped"),
         "write_errors": agent.counters.get("write.errors"),
-        "close_errors": list(agent.close_errors),
+        "close_errors": list(getattr(agent, "close_errors", [])),
         "capframex_files": [str(p) for p in agent.files.captures_written],
     }
+
+
+class Progress:
+    """``.progress.json`` in a running session, every ``every_s``: the summary so far (the
+    counts and losses session.json records at the end) and when, so that ``report`` of a
+    session still being written says it is running and counts its losses as the agent
+    does. Hidden: uploads and readers of the parts never see it."""
+
+    def __init__(self, agent: Agent, every_s: float = 5.0) -> None:
+        self.agent = agent
+        self.every_s = every_s
+        self._next = 0.0
+        self._failing = False
+
+    def tick(self, now_s: float) -> None:
+        if now_s < self._next:
+            return
+        self._next = now_s + self.every_s
+        doc = {"as_of": dt.datetime.now(dt.timezone.utc).isoformat(),
+               "summary": session_summary(self.agent)}
+        try:
+            replace_with(self.agent.session.path / PROGRESS_NAME,
+                         json.dumps(doc, default=str).encode())
+            self._failing = False
+        except OSError as exc:
+            if not self._failing:
+                log.warning("cannot write %s: %s; a report of the running session will not "
+                            "have its counts", PROGRESS_NAME, exc)
+            self._failing = True

@@ -7,7 +7,13 @@ import contextlib
 import json
 import sys
 
-from otel_benchlab.commands.views import STORE_HELP, endpoint_option, open_views, write_text
+from otel_benchlab.commands.views import (
+    STORE_HELP,
+    endpoint_option,
+    open_views,
+    window_options,
+    write_text,
+)
 from otel_benchlab.settings import ConfigError
 
 
@@ -32,6 +38,12 @@ def compare_parser(prog: str) -> argparse.ArgumentParser:
                    help="also write Markdown (for a CI job summary)")
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit 1 when any verdict is worse")
+    window_options(p, " (every session; --baseline-since/--baseline-until set the "
+                   "baseline's own)")
+    p.add_argument("--baseline-since", metavar="TIME", help="the baseline's rows from this "
+                   "time (so a session can be compared with another hour of itself)")
+    p.add_argument("--baseline-until", metavar="TIME", help="the baseline's rows before "
+                   "this time")
     endpoint_option(p)
     return p
 
@@ -44,7 +56,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.threshold < 0:
         raise ConfigError(f"--threshold {args.threshold}: give a percentage of 0 or more")
     with contextlib.ExitStack() as stack:
-        views = open_views(stack, [args.baseline, *args.candidates], args)
+        views = open_views(stack, [args.baseline, *args.candidates], args,
+                           ("--baseline-since", "--baseline-until"))
         results = [cmp.compare_sessions(views[0], c, args.threshold, args.confidence)
                    for c in views[1:]]
     sys.stdout.write("\n".join(cmp.terminal_table(r) for r in results))

@@ -167,6 +167,10 @@ def command_parser(command: str) -> argparse.ArgumentParser:
                        "BENCHLAB_UPLOAD_ENDPOINT)")
         p.add_argument("--force", action="store_true",
                        help="replace an earlier replay's output")
+        p.add_argument("--since", metavar="TIME", help="only marks from this time: ISO "
+                       "8601 with an offset or Z, or a duration back from the session's "
+                       "end (30m, 1h, 2d)")
+        p.add_argument("--until", metavar="TIME", help="only marks before this time")
         p.add_argument("--window", type=float, metavar="SECONDS",
                        help="pairing window (default 2)")
         p.add_argument("--max-gap", type=float, metavar="SECONDS",

@@ -23,7 +23,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         out = args.out or (f"replay-{folder.name}" if is_store_address(args.session_dir)
                            else None)
         result = replay_session(folder, cfg, pairs=[tuple(p) for p in args.pair or []],
-                                out=out, force=args.force)
+                                out=out, force=args.force, since=args.since,
+                                until=args.until)
     for line in result.report():
         print(line)
     return 0

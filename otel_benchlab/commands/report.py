@@ -7,7 +7,13 @@ import contextlib
 import json
 from pathlib import Path
 
-from otel_benchlab.commands.views import STORE_HELP, endpoint_option, open_views, write_text
+from otel_benchlab.commands.views import (
+    STORE_HELP,
+    endpoint_option,
+    open_views,
+    window_options,
+    write_text,
+)
 
 
 def report_parser(prog: str) -> argparse.ArgumentParser:
@@ -25,6 +31,7 @@ def report_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--pair", nargs=2, action="append", metavar=("STAGE_A", "STAGE_B"),
                    help="only these stage pairs (default: all the session has)")
+    window_options(p)
     endpoint_option(p)
     return p
 

@@ -28,17 +28,37 @@ def endpoint_option(p: argparse.ArgumentParser) -> None:
                    "(env BENCHLAB_UPLOAD_ENDPOINT, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
 
 
+WHEN_HELP = ("ISO 8601 with an offset or Z (2026-12-07T14:00:00Z), or a duration back "
+             "from the session's end (30m, 1h, 2d)")
+
+
+def window_options(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("--since", metavar="TIME", help=f"only rows from this time{what}: "
+                   + WHEN_HELP)
+    p.add_argument("--until", metavar="TIME", help=f"only rows before this time{what}")
+
+
 def open_views(stack: contextlib.ExitStack, addresses: list[str],
-           args: argparse.Namespace) -> list:
+               args: argparse.Namespace, first_window: tuple[str, str] | None = None
+               ) -> list:
     """Each session's view; a stored one is read from a copy kept for the command's run
-    and named by the address it was given."""
+    and named by the address it was given. ``--since``/``--until`` choose the rows; the
+    first session's come from the ``first_window`` options instead where given."""
     from otel_benchlab.fleet.dataset import is_store_address, session_folder
     from otel_benchlab.views.sessions import load_session
 
     views = []
-    for address in addresses:
+    for i, address in enumerate(addresses):
+        since, until = getattr(args, "since", None), getattr(args, "until", None)
+        flags = ("--since", "--until")
+        if i == 0 and first_window is not None:
+            picked = [getattr(args, name.lstrip("-").replace("-", "_")) for name in
+                      first_window]
+            if any(v is not None for v in picked):
+                since, until = picked
+                flags = first_window
         view = load_session(stack.enter_context(session_folder(address, args.endpoint or "")),
-                            pairs_of(args))
+                            pairs_of(args), since, until, flags)
         if is_store_address(address):
             view.path = address
         views.append(view)

@@ -21,6 +21,7 @@ from otel_benchlab.settings import ConfigError, validate_session_id
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".agent.lock"  # held (flock) by the agent writing the session, for its lifetime
+PROGRESS_NAME = ".progress.json"  # a running session's counts so far (agent/summary.py)
 
 
 def new_session_id() -> str:
@@ -111,6 +112,8 @@ class Session:
         self.manifest["end_reason"] = "stopped"
         self.manifest["summary"] = summary
         self.write_manifest()
+        with contextlib.suppress(OSError):  # the summary is in session.json now
+            (self.path / PROGRESS_NAME).unlink(missing_ok=True)
 
     def write_manifest(self) -> None:
         write_manifest(self.path, self.manifest)

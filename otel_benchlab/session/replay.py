@@ -29,7 +29,7 @@ from otel_benchlab.processors.ids import group_hash, hex_np, span_ids_np, trace_
 from otel_benchlab.processors.live_attribution import energy_split
 from otel_benchlab.processors.pairing import StagePairer, pair_keyed_arrays
 from otel_benchlab.processors.power_series import PowerSeries, energy_between
-from otel_benchlab.receivers.stored import StoredSession, read_session
+from otel_benchlab.receivers.stored import StoredSession, read_session, rows_range
 from otel_benchlab.records import StageMark, StageSpan
 from otel_benchlab.session.schema import (
     aligned_schema,
@@ -38,6 +38,7 @@ from otel_benchlab.session.schema import (
     power_columns,
     power_source_order,
 )
+from otel_benchlab.session.window import resolve
 from otel_benchlab.settings import ConfigError
 
 if TYPE_CHECKING:
@@ -103,11 +104,22 @@ def _hex_strings(*words: np.ndarray) -> pa.Array:
 
 def replay_session(session_dir: str | Path, cfg: Config,
                    pairs: list[tuple[str, str]] | None = None, out: str | Path | None = None,
-                   force: bool = False) -> ReplayResult:
+                   force: bool = False, since: str | None = None,
+                   until: str | None = None) -> ReplayResult:
+    """``since``/``until``: only the marks of that window (``session.window``); a frame
+    whose marks it cuts in two is unpaired."""
     t0 = time.perf_counter()
     session_dir = Path(session_dir)
+    window = None
+    if since is not None or until is not None:
+        marks_dir = session_dir / "raw" / "marks"
+        span = rows_range(marks_dir, "ts_unix_ns") if marks_dir.is_dir() else None
+        if span is None and (session_dir / "raw" / "pipeline.jsonl").exists():
+            ts = read_session(session_dir).marks["ts_ns"]
+            span = (pc.min(ts).as_py(), pc.max(ts).as_py()) if len(ts) else None
+        window = resolve(since, until, span, str(session_dir))
     try:
-        stored = read_session(session_dir)
+        stored = read_session(session_dir, window)
     except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from None
     if stored.marks.num_rows == 0:

@@ -37,7 +37,10 @@ def compare_sessions(baseline: SessionView, candidate: SessionView, threshold_pc
                       "cdf": {"baseline": _cdf(base[key]), "candidate": _cdf(cand[key])}})
     return {"baseline": str(baseline.path), "candidate": str(candidate.path),
             "threshold_pct": threshold_pct, "confidence": confidence, "pairs": pairs,
-            "missing": missing}
+            "missing": missing,
+            "windows": {"baseline": baseline.window.as_json() if baseline.window else None,
+                        "candidate": candidate.window.as_json() if candidate.window
+                        else None}}
 
 
 def _cdf(p: PairRows) -> dict:
@@ -48,6 +51,7 @@ def _cdf(p: PairRows) -> dict:
 def for_json(result: dict) -> dict:
     """The machine form (documented in docs/replay-report-compare.md): no chart data."""
     return {"baseline": result["baseline"], "candidate": result["candidate"],
+            "windows": result.get("windows"),
             "threshold_pct": result["threshold_pct"], "confidence": result["confidence"],
             "pairs": [{k: v for k, v in p.items() if k != "cdf"} for p in result["pairs"]],
             "missing": result["missing"]}
@@ -67,7 +71,14 @@ def _interval(m: dict) -> str:
 
 def terminal_table(result: dict) -> str:
     """In benchstat's spirit: one block per pair, a row per metric."""
-    out = [f"baseline:  {result['baseline']}", f"candidate: {result['candidate']}",
+    windows = result.get("windows") or {}
+
+    def where(side: str) -> str:
+        w = windows.get(side)
+        return result[side] + (f" ({w['since'] or 'the start'} to {w['until'] or 'the end'})"
+                               if w else "")
+
+    out = [f"baseline:  {where('baseline')}", f"candidate: {where('candidate')}",
            f"(change with its {result['confidence'] * 100:g} % interval; a change counts when "
            f"the interval leaves out 0 and it is over {result['threshold_pct']:g} %)", ""]
     for p in result["pairs"]:

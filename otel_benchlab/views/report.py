@@ -137,7 +137,8 @@ def session_charts(view: SessionView) -> dict:
 # -- HTML -------------------------------------------------------------------------------
 def _header_table(s: dict) -> str:
     ended = s["end_reason"] or "—"
-    badge = ' <span class="badge bad">crashed</span>' if s["crashed"] else ""
+    badge = ' <span class="badge bad">crashed</span>' if s["crashed"] else \
+        ' <span class="badge">running</span>' if s.get("running") else ""
     sources = "<br>".join(
         html.escape(src["name"]) + (": " + "; ".join(
             ", ".join(f"{k} {v}" for k, v in d.items() if v not in ("", None, {}))
@@ -158,6 +159,13 @@ def _header_table(s: dict) -> str:
             ("Pairs", ", ".join(f"{a}→{b}" for a, b in s["pairs_configured"]) or "—"),
             ("Power sources", ", ".join(s["power_sources"]) or "no power source"),
             ("Devices", sources), ("Losses", html.escape(loss_text))]
+    if s.get("window"):
+        w = s["window"]
+        rows.insert(5, ("Window", f"{html.escape(w['since'] or 'the start')} to "
+                                  f"{html.escape(w['until'] or 'the end')}"))
+    if s.get("empty_pairs"):
+        rows.append(("No rows", ", ".join(f"{a}→{b}" for a, b in s["empty_pairs"])
+                     + (" (in this window)" if s.get("window") else "")))
     if s["measured_from_marks"]:
         rows.append(("Measured", "paired here from the session's marks (no aligned rows)"))
     return '<table class="header">' + "".join(

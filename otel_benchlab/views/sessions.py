@@ -12,6 +12,7 @@ up to the meter's), else the source's energy while it ran (sessions before attri
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +24,16 @@ import pyarrow.parquet as pq
 
 from otel_benchlab.config import Config
 from otel_benchlab.receivers.stored import (
+    RowWindow,
     read_manifest,
     read_parts,
     read_power,
     read_session,
+    rows_range,
 )
+from otel_benchlab.session.folder import PROGRESS_NAME, agent_alive
 from otel_benchlab.session.schema import aligned_schema, column_suffix
+from otel_benchlab.session.window import Window, resolve
 from otel_benchlab.settings import ConfigError
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,9 @@ class SessionView:
     power: dict[str, tuple[np.ndarray, np.ndarray]]  # label -> (ts_ns, W), monotonic ns
     rejected: dict[str, int] = field(default_factory=dict)
     from_marks: bool = False  # paired here from the marks (no aligned rows were stored)
+    window: Window | None = None  # the part of the session read (--since, --until)
+    # an agent is still writing it: its counts so far (.progress.json), {} when none yet
+    running: dict | None = None
 
     @property
     def origin_ns(self) -> int:
@@ -84,7 +92,8 @@ class SessionView:
         return min(firsts) if firsts else 0
 
 
-def _aligned_table(path: Path, rejected: dict[str, int]) -> pa.Table | None:
+def _aligned_table(path: Path, rejected: dict[str, int],
+                   window: Window | None = None) -> pa.Table | None:
     folder = path / "aligned"
     if not folder.is_dir():
         return None
@@ -98,7 +107,8 @@ def _aligned_table(path: Path, rejected: dict[str, int]) -> pa.Table | None:
             columns = None
     names = [c for c in ("pipeline", "stream", "stage_from", "stage_to", "power_source")
              if columns is None or c in columns]
-    parts = read_parts(folder, columns, rejected, names)
+    rows = RowWindow(window, "end_unix_ns") if window else None
+    parts = read_parts(folder, columns, rejected, names, rows)
     parts = [t for t in parts if t.num_rows]
     if not parts:
         return None
@@ -180,29 +190,43 @@ def _power_w(entry: tuple[str, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.
     return ts[1:][ok], dv[ok] / dt[ok]
 
 
-def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None
-                 ) -> SessionView:
-    """The session at ``path`` (only ``pairs`` where given); ``ConfigError`` naming it
-    when it is none."""
+def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None,
+                 since: str | None = None, until: str | None = None,
+                 flags: tuple[str, str] = ("--since", "--until")) -> SessionView:
+    """The session at ``path`` (only ``pairs`` where given; only the rows of the window
+    ``since`` to ``until`` where given, see ``session.window``); ``ConfigError`` naming it
+    when it is none, or when the window cannot be read or misses the session."""
     path = Path(path)
     if not path.is_dir():
         raise ConfigError(f"{path}: no such session folder")
     rejected: dict[str, int] = {}
     manifest = read_manifest(path) if (path / "session.json").exists() else {}
+    running = _running(path) if manifest and not manifest.get("ended_at") else None
     # A crashed agent's aligned rows stop seconds before its marks do (spans wait for the
     # energy share): such a session is paired again from its marks, as replay reads it.
-    crashed = bool(manifest) and (str(manifest.get("end_reason", "")).startswith("crash")
-                                  or not manifest.get("ended_at"))
-    table = None if crashed and (path / "raw" / "marks").is_dir() else \
-        _aligned_table(path, rejected)
+    # A running one is read as it is: its parts and the journals of the parts in progress.
+    crashed = running is None and bool(manifest) and (
+        str(manifest.get("end_reason", "")).startswith("crash") or not manifest.get("ended_at"))
+    aligned = not (crashed and (path / "raw" / "marks").is_dir())
+    window = None
+    if since is not None or until is not None:
+        span = rows_range(path / "aligned", "end_unix_ns") if aligned else None
+        if span is None and (path / "raw" / "marks").is_dir():
+            span = rows_range(path / "raw" / "marks", "ts_unix_ns")
+        if span is None and (path / "raw" / "pipeline.jsonl").exists():
+            span = _seed_range(path)
+        window = resolve(since, until, span, str(path), flags)
+    table = _aligned_table(path, rejected, window) if aligned else None
     if table is not None:
         labels = _labels_of(table)
-        power = read_power(path, manifest, rejected) if (path / "raw").is_dir() else {}
+        power = read_power(path, manifest, rejected, window) if (path / "raw").is_dir() \
+            else {}
         view = SessionView(path, manifest.get("session_id", path.name), manifest,
                            _pairs_of(table, labels), labels,
                            {k: _power_w(v) for k, v in power.items()}, rejected)
     else:
-        view = _from_marks(path, manifest, pairs)
+        view = _from_marks(path, manifest, pairs, window)
+    view.window, view.running = window, running
     if pairs:
         view.pairs = [p for p in view.pairs if (p.stage_from, p.stage_to) in set(pairs)]
     order = {tuple(p): i for i, p in enumerate(manifest.get("config", {}).get("pairs", []))}
@@ -211,12 +235,32 @@ def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None
     return view
 
 
-def _from_marks(path: Path, manifest: dict, wanted: list[tuple[str, str]] | None
-                ) -> SessionView:
+def _running(path: Path) -> dict | None:
+    """An agent still writing the session: what it has counted so far ({} before its first
+    count), else None."""
+    if not agent_alive(path):
+        return None
+    try:
+        doc = json.loads((path / PROGRESS_NAME).read_bytes())
+        return doc if isinstance(doc, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _seed_range(path: Path) -> tuple[int, int] | None:
+    marks = read_session(path).marks
+    if not marks.num_rows:
+        return None
+    mm = pc.min_max(marks["ts_ns"])
+    return mm["min"].as_py(), mm["max"].as_py()
+
+
+def _from_marks(path: Path, manifest: dict, wanted: list[tuple[str, str]] | None,
+                window: Window | None = None) -> SessionView:
     from otel_benchlab.session.replay import ReplayResult, build_aligned, encode_marks, power_labels
 
     try:
-        stored = read_session(path)
+        stored = read_session(path, window)
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: not a session (no aligned/ rows, no raw/marks/, no "
                           f"raw/pipeline.jsonl): {exc}") from None

@@ -49,11 +49,24 @@ def _devices(manifest: dict) -> list[dict]:
     return out
 
 
+def _empty_pairs(view: SessionView) -> list[list[str]]:
+    """The configured pairs with no rows (in the window, where there is one)."""
+    have = {(p.stage_from, p.stage_to) for p in view.pairs if len(p.latency_ms)}
+    pairs = view.manifest.get("config", {}).get("pairs", [])
+    return [list(p) for p in pairs if isinstance(p, list) and len(p) == 2
+            and tuple(p) not in have]
+
+
 def session_summary(view: SessionView) -> dict:
     m = view.manifest
     summary = m.get("summary", {}) if isinstance(m.get("summary"), dict) else {}
     ended = m.get("ended_at")
     reason = m.get("end_reason") or (None if ended else "crash (not yet recovered)")
+    if view.running is not None:
+        # Still being written: its losses are the agent's own counts so far.
+        as_of = view.running.get("as_of")
+        reason = "running" + (f" (as of {as_of})" if as_of else "")
+        summary = view.running.get("summary") or {}
     losses = {"unpaired": summary.get("unpaired", {}),
               "queue_dropped": summary.get("queue_dropped", 0),
               "late": summary.get("late", {}),
@@ -69,6 +82,9 @@ def session_summary(view: SessionView) -> dict:
         "started_at": m.get("started_at"), "ended_at": ended,
         "duration_s": _seconds_between(m.get("started_at"), ended),
         "end_reason": reason, "crashed": bool(reason and reason.startswith("crash")),
+        "running": view.running is not None,
+        "window": view.window.as_json() if view.window else None,
+        "empty_pairs": _empty_pairs(view),
         "agent_version": (m.get("versions") or {}).get("otel_benchlab"),
         "pairs_configured": m.get("config", {}).get("pairs", []),
         "power_sources": view.sources, "sources": _devices(m), "losses": losses,

@@ -1,0 +1,134 @@
+"""A session's Parquet parts as they are on disk, read whole or for a window: the parts,
+then the journals of parts never completed, listed again when the folder changed while it
+was read (a running session), and a part skipped when its statistics say none of its rows
+is in the window."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from otel_benchlab.session.journal import JOURNAL_NAME, PART_NAME, part_path, read_journal
+from otel_benchlab.session.window import Window, part_range
+
+log = logging.getLogger("otel_benchlab.receivers.stored")
+
+
+@dataclass(frozen=True)
+class RowWindow:
+    """Rows whose ``column`` (unix ns) is in ``window``; parts whose statistics say they
+    hold none are not read (``otel_benchlab.session.window``)."""
+
+    window: Window
+    column: str
+
+
+def read_parts(directory: Path, columns: list[str] | None, rejected: dict[str, int],
+               dictionary: list[str], rows: RowWindow | None = None) -> list[pa.Table]:
+    """Every part, then the journals of parts never completed (a crashed agent's last
+    rows), read as they are: replay changes nothing in the session. A running session's
+    folder may change while it is read (a journal becomes a part, parts are compacted into
+    one): a file that went away between the listing and its read means the listing is
+    read again, so each row is read once."""
+    for _ in range(READ_TRIES - 1):
+        with contextlib.suppress(_Moved):
+            return _read_listing(directory, columns, rejected, dictionary, True, rows)
+    return _read_listing(directory, columns, rejected, dictionary, False, rows)
+
+
+def rows_range(directory: Path, column: str) -> tuple[int, int] | None:
+    """The range of ``column`` over a folder's parts (their statistics) and journals."""
+    lo = hi = None
+    names = sorted(os.listdir(directory)) if directory.is_dir() else []
+    for n in names:
+        r = None
+        if PART_NAME.match(n):
+            with contextlib.suppress(OSError, pa.ArrowException):
+                r = part_range(directory / n, (column,))
+        elif JOURNAL_NAME.match(n):
+            batches, _ = read_journal(directory / n)
+            values = [b.column(column) for b in batches
+                      if column in b.schema.names and b.num_rows]
+            if values:
+                mm = pc.min_max(pa.chunked_array(values))
+                r = (mm["min"].as_py(), mm["max"].as_py())
+        if r is not None and r[0] is not None:
+            lo = r[0] if lo is None else min(lo, r[0])
+            hi = r[1] if hi is None else max(hi, r[1])
+    return None if lo is None else (lo, hi)
+
+
+def _in_window(table: pa.Table, rows: RowWindow | None) -> pa.Table:
+    if rows is None or rows.column not in table.column_names:
+        return table
+    col, w = table[rows.column], rows.window
+    masks = []
+    if w.since_ns is not None:
+        masks.append(pc.greater_equal(col, w.since_ns))
+    if w.until_ns is not None:
+        masks.append(pc.less(col, w.until_ns))
+    mask = masks[0] if len(masks) == 1 else pc.and_(*masks)
+    return table.filter(mask)
+
+
+READ_TRIES = 5
+
+
+class _Moved(Exception):
+    pass
+
+
+def _read_listing(directory: Path, columns: list[str] | None, rejected: dict[str, int],
+                  dictionary: list[str], strict: bool,
+                  rows: RowWindow | None = None) -> list[pa.Table]:
+    """The files of one listing: its parts, and its journals whose part it does not have;
+    ``strict``: raise ``_Moved`` when one of them has gone since."""
+    names = sorted(os.listdir(directory)) if directory.is_dir() else []
+    parts = [directory / n for n in names if PART_NAME.match(n)]
+    done = {n for n in names if PART_NAME.match(n)}
+    journals = [directory / n for n in names if (m := JOURNAL_NAME.match(n))
+                and part_path(directory, int(m.group(1))).name not in done]
+    read_cols = columns
+    if rows is not None and columns is not None and rows.column not in columns:
+        read_cols = [*columns, rows.column]
+    tables = []
+    bad: dict[str, int] = {}
+    for part in parts:
+        try:
+            if rows is not None:
+                r = part_range(part, (rows.column,))
+                if r is not None and not rows.window.overlaps(*r):
+                    continue  # none of its rows is in the window: not read
+            t = _in_window(pq.read_table(part, columns=read_cols,
+                                         read_dictionary=dictionary), rows)
+            tables.append(t.select(columns) if read_cols is not columns else t)
+        except FileNotFoundError:
+            if strict:
+                raise _Moved from None
+        except (OSError, pa.ArrowException) as exc:
+            bad[str(part)] = bad.get(str(part), 0) + 1
+            log.warning("skipping unreadable Parquet part %s: %s", part, exc)
+    for journal in journals:
+        batches, torn = read_journal(journal)
+        if strict and not journal.exists():
+            raise _Moved  # it became a part, which this listing has not got
+        if torn:
+            log.info("%s ends in a torn batch (an agent crashed mid-write); read %d "
+                     "complete batches", journal, len(batches))
+        if batches:
+            t = _in_window(pa.Table.from_batches(batches), rows)
+            t = t.select(columns) if columns is not None else t
+            for name in dictionary:
+                i = t.schema.get_field_index(name)
+                t = t.set_column(i, name, pc.dictionary_encode(t[name]))
+            tables.append(t)
+    for k, v in bad.items():
+        rejected[k] = rejected.get(k, 0) + v
+    return tables
