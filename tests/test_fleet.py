@@ -18,8 +18,15 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-from otel_benchlab.fleet.dataset import expire_sessions, open_dataset
+from otel_benchlab.fleet.dataset import (
+    expire_sessions,
+    fetch_session,
+    find_session,
+    open_dataset,
+)
 from otel_benchlab.fleet.store import Store
+from otel_benchlab.session.window import iso, parse_time
+from otel_benchlab.views.sessions import load_session
 
 from .s3 import CREDENTIALS, MotoS3
 from .test_end_to_end import agent_cmd, agent_env
@@ -222,3 +229,38 @@ def test_a_plain_path_store_holds_the_same_layout_and_no_half_files(tmp_path):
     result = expire_sessions(Store(str(shared)), days=30, dry_run=True)
     assert not result.removed and len(result.kept) == 3
     assert pafs.LocalFileSystem().get_file_info(str(shared)).type == pafs.FileType.Directory
+
+
+def test_open_dataset_keeps_the_rows_of_a_window_by_their_own_time(fleet, monkeypatch):
+    moto, _ = fleet
+    for k, v in CREDENTIALS.items():
+        monkeypatch.setenv(k, v)
+    ends = _aligned_dataset(moto).to_table(columns=["end_unix_ns"])["end_unix_ns"]
+    cut = sorted(ends.to_pylist())[len(ends) // 2]
+    since = iso(cut)
+    lo = parse_time(since, "", None)
+    window = open_dataset(f"s3://{BUCKET}/benchlab", endpoint=moto.endpoint, since=since)
+    assert window.count_rows() == sum(1 for e in ends.to_pylist() if e >= lo)
+    before = open_dataset(f"s3://{BUCKET}/benchlab", endpoint=moto.endpoint, until=since)
+    assert before.count_rows() + window.count_rows() == len(ends)
+
+
+def test_a_window_of_a_stored_session_downloads_only_its_parts(fleet, tmp_path,
+                                                                monkeypatch):
+    moto, _ = fleet
+    for k, v in CREDENTIALS.items():
+        monkeypatch.setenv(k, v)
+    found = find_session(f"s3://{BUCKET}/benchlab/session=run-gpu-a", moto.endpoint)
+    stored = [i for i in found.store.list(found.place.folder("aligned"))
+              if i.base_name.startswith("part-")]
+    folder = fetch_session(found, tmp_path, since="1s")
+    fetched = list((folder / "aligned").glob("part-*.parquet"))
+    assert 1 <= len(fetched) < len(stored) >= 2
+    assert (folder / "session.json").exists()
+    assert not (folder / "capframex").exists()
+    whole = fetch_session(found, tmp_path / "whole")
+    ends = ds.dataset(whole / "aligned").to_table(columns=["end_unix_ns"])[
+        "end_unix_ns"].to_numpy()
+    cut = parse_time(iso(int(ends.max()) - 10**9), "", None)
+    view = load_session(folder, since="1s")
+    assert sum(len(p.end_ns) for p in view.pairs) == int((ends >= cut).sum()) > 0

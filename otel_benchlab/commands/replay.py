@@ -19,7 +19,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     setup_logging(cfg.log_format, args.log_level or LOG_LEVEL_DEFAULTS[args.command])
-    with session_folder(args.session_dir, args.endpoint or "") as folder:
+    with session_folder(args.session_dir, args.endpoint or "", args.since, args.until) as folder:
         out = args.out or (f"replay-{folder.name}" if is_store_address(args.session_dir)
                            else None)
         result = replay_session(folder, cfg, pairs=[tuple(p) for p in args.pair or []],

@@ -57,8 +57,8 @@ def open_views(stack: contextlib.ExitStack, addresses: list[str],
             if any(v is not None for v in picked):
                 since, until = picked
                 flags = first_window
-        view = load_session(stack.enter_context(session_folder(address, args.endpoint or "")),
-                            pairs_of(args), since, until, flags)
+        folder = session_folder(address, args.endpoint or "", since, until)
+        view = load_session(stack.enter_context(folder), pairs_of(args), since, until, flags)
         if is_store_address(address):
             view.path = address
         views.append(view)

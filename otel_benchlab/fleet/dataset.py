@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from otel_benchlab.fleet.store import KINDS, MANIFEST_KEY, SessionPlace, Store, local_name
+from otel_benchlab.session.journal import PART_NAME
+from otel_benchlab.session.window import TIME_COLUMNS, parse_time, part_range, resolve
 from otel_benchlab.settings import ConfigError
 
 log = logging.getLogger("otel_benchlab")
@@ -101,37 +103,67 @@ def read_stored_manifest(store: Store, place: SessionPlace) -> dict[str, Any] | 
     return manifest if isinstance(manifest, dict) else None
 
 
-def _places(store: Store, kind: str, node: str | None, since: str | None
-            ) -> list[SessionPlace]:
-    """The session folders of ``kind``, walked level by level (the filters prune)."""
+def _places(store: Store, kind: str, node: str | None, since: str | None,
+            until_date: str | None = None) -> list[SessionPlace]:
+    """The session folders of ``kind``, walked level by level (the filters prune):
+    ``since`` and ``until_date`` are dates (YYYY-MM-DD) a session started on or after,
+    on or before."""
     places = []
     for n in _dirs(store, f"kind={kind}", "node"):
         if node and n != node:
             continue
         for d in _dirs(store, f"kind={kind}/node={n}", "date"):
-            if since and d < since:
+            if since and d < since or until_date and d > until_date:
                 continue
             places += [SessionPlace(n, d, s)
                        for s in _dirs(store, f"kind={kind}/node={n}/date={d}", "session")]
     return places
 
 
+def _unix_ns(value: str | dt.datetime | None, name: str) -> int | None:
+    """A date (YYYY-MM-DD, its midnight UTC), an ISO 8601 time with an offset, or a
+    datetime with one, as unix ns."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ConfigError(f"{name}={value!r}: give the time's zone")
+        return int(value.timestamp() * 1e9)
+    text = str(value)
+    if len(text) == 10:
+        text += "T00:00:00Z"
+    return parse_time(text, name, None)
+
+
 def open_dataset(uri: str, kind: str = "aligned", endpoint: str = "",
-                 node: str | None = None, since: str | None = None):  # noqa: ANN201
+                 node: str | None = None, since: str | dt.datetime | None = None,
+                 until: str | dt.datetime | None = None):  # noqa: ANN201
     """The fleet's ``kind`` parts as one pyarrow dataset, with the hive partitions
     (``node``, ``date``, ``session``) as columns: DuckDB, pandas and Polars read it.
     Sessions may record different power sources (their ``*_<source>`` columns): the
     schema is the union of each session's, read from one part of each (a part's footer,
-    not its data); a session without a source has nulls there."""
+    not its data); a session without a source has nulls there.
+
+    ``since`` and ``until`` (a date, or an ISO 8601 time with an offset) keep the rows of
+    that window by their own time (a span's end, a sample's or mark's time), whenever
+    their session started: sessions that started after ``until`` or that ended before
+    ``since`` (their manifest says) are not listed, and of the rest a scan reads each
+    part's footer and only the row groups whose statistics overlap the window, so the
+    last day of a week-long session is not read whole."""
     import pyarrow as pa
     import pyarrow.dataset as ds
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
     store = Store(uri, endpoint)
+    lo, hi = _unix_ns(since, "since"), _unix_ns(until, "until")
+    until_date = dt.datetime.fromtimestamp(hi / 1e9, dt.timezone.utc).date().isoformat() \
+        if hi is not None else None
     files: list[str] = []
     schemas = []
-    for place in _places(store, kind, node, since):
+    for place in _places(store, kind, node, None, until_date):
+        if lo is not None and _ended_before(store, place, lo):
+            continue
         mine = sorted(i.path for i in store.list(place.folder(kind))
                       if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
                       and not i.base_name.startswith(("_", ".")))
@@ -141,9 +173,24 @@ def open_dataset(uri: str, kind: str = "aligned", endpoint: str = "",
     partitions = pa.schema([("node", pa.string()), ("date", pa.string()),
                             ("session", pa.string())])
     schema = pa.unify_schemas([*schemas, partitions]) if schemas else partitions
-    return ds.dataset(files, schema=schema, filesystem=store.fs, format="parquet",
-                      partitioning=ds.partitioning(partitions, flavor="hive"),
-                      partition_base_dir=store.path(f"kind={kind}"))
+    found = ds.dataset(files, schema=schema, filesystem=store.fs, format="parquet",
+                       partitioning=ds.partitioning(partitions, flavor="hive"),
+                       partition_base_dir=store.path(f"kind={kind}"))
+    column = TIME_COLUMNS.get(kind)
+    if (lo is None and hi is None) or column not in schema.names:
+        return found
+    keep = [ds.field(column) >= lo] * (lo is not None) + [ds.field(column) < hi] * (
+        hi is not None)
+    return found.filter(keep[0] & keep[1] if len(keep) == 2 else keep[0])
+
+
+def _ended_before(store: Store, place: SessionPlace, ns: int) -> bool:
+    ended = (read_stored_manifest(store, place) or {}).get("ended_at")
+    try:
+        return isinstance(ended, str) and \
+            dt.datetime.fromisoformat(ended).timestamp() * 1e9 < ns
+    except ValueError:
+        return False
 
 
 def list_sessions(store: Store, node: str | None = None, since: str | None = None,
@@ -183,12 +230,17 @@ def find_session(address: str, endpoint: str = "") -> StoredSession:
     return found[0]
 
 
-def fetch_session(found: StoredSession, dest: Path) -> Path:
-    """Copy the session's objects into ``dest/ID`` as the session folder it was."""
+def fetch_session(found: StoredSession, dest: Path,
+                  since: str | None = None, until: str | None = None) -> Path:
+    """Copy the session's objects into ``dest/ID`` as the session folder it was; with
+    ``since``/``until`` (``session.window``), only the parts whose rows overlap the window
+    (each part's footer says, one small read) and the manifest: the last hour of a week is
+    an hour's download."""
     import pyarrow.fs as pafs
 
     folder = dest / found.place.session
     jobs: list[tuple[str, Path]] = []
+    parts: list[tuple[str, str, Path]] = []  # (kind, key, local) of the Parquet parts
     for kind in KINDS:
         base = found.place.folder(kind)
         for info in found.store.list(base, recursive=True):
@@ -199,7 +251,14 @@ def fetch_session(found: StoredSession, dest: Path) -> Path:
                 # A plain path's writes in progress (hidden names), and never a name that
                 # could climb out of the copy's folder ("..", "a//b").
                 continue
-            jobs.append((f"{base}/{name}", folder / local_name(kind, name)))
+            local = folder / local_name(kind, name)
+            if PART_NAME.match(name):
+                parts.append((kind, f"{base}/{name}", local))
+            elif since is None and until is None or name == MANIFEST_KEY:
+                jobs.append((f"{base}/{name}", local))
+    if since is not None or until is not None:
+        parts = _parts_in_window(found, parts, since, until)
+    jobs += [(key, local) for _, key, local in parts]
     if not jobs:
         raise ConfigError(f"{found.address}: nothing stored for session {found.place.session}")
 
@@ -213,16 +272,38 @@ def fetch_session(found: StoredSession, dest: Path) -> Path:
     return folder
 
 
+def _parts_in_window(found: StoredSession, parts: list[tuple[str, str, Path]],
+                     since: str | None, until: str | None) -> list[tuple[str, str, Path]]:
+    def footer(job: tuple[str, str, Path]) -> tuple[int, int] | None:
+        kind, key, _ = job
+        with found.store.fs.open_input_file(found.store.path(key)) as fh:
+            return part_range(fh, (TIME_COLUMNS[kind],))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ranges = list(pool.map(footer, parts))
+    span = None
+    for kind in ("aligned", "marks"):  # the window counts back from the spans' end
+        mine = [r for (k, _, _), r in zip(parts, ranges, strict=True) if k == kind and r]
+        if mine:
+            span = (min(r[0] for r in mine), max(r[1] for r in mine))
+            break
+    window = resolve(since, until, span, found.address)
+    return [job for job, r in zip(parts, ranges, strict=True)
+            if r is None or window is None or window.overlaps(*r)]
+
+
 @contextlib.contextmanager
-def session_folder(address: str, endpoint: str = "") -> Iterator[Path]:
+def session_folder(address: str, endpoint: str = "", since: str | None = None,
+                   until: str | None = None) -> Iterator[Path]:
     """A local folder with the session at ``address``: the folder itself, or a copy of a
-    stored session, removed afterwards."""
+    stored session (only the window's parts with ``since``/``until``), removed
+    afterwards."""
     if not is_store_address(address):
         yield Path(address)
         return
     found = find_session(address, endpoint)
     with tempfile.TemporaryDirectory(prefix="otel-benchlab-") as tmp:
-        yield fetch_session(found, Path(tmp))
+        yield fetch_session(found, Path(tmp), since, until)
 
 
 @dataclass

@@ -18,6 +18,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from otel_benchlab.settings import ConfigError
 
@@ -99,9 +100,12 @@ def resolve(since: str | None, until: str | None, session_range: tuple[int, int]
     return w
 
 
-def part_range(path: Path, columns: tuple[str, ...]) -> tuple[int, int] | None:
-    """The range of ``columns``' values in a Parquet part, from its statistics (None: the
-    part has none of them, or no statistics)."""
+TIME_COLUMNS = {"aligned": "end_unix_ns", "marks": "ts_unix_ns", "samples": "ts_unix_ns"}
+
+
+def part_range(path: Path | Any, columns: tuple[str, ...]) -> tuple[int, int] | None:
+    """The range of ``columns``' values in a Parquet part (a path or an open file), from
+    its statistics (None: the part has none of them, or no statistics)."""
     import pyarrow.parquet as pq
 
     meta = pq.ParquetFile(path).metadata
