@@ -359,4 +359,4 @@ def recover_directory(directory: Path) -> tuple[int, int]:
 # Settings only: the runtime writes every session's parts.
 COMPONENT = Component("parquet", "parquet", settings=ParquetConfig,
                       ranges={"part_rows": (1, 100_000_000), "part_seconds": (0, 86400),
-                              "compact_every_s": (0, 30 * 86400)})
+                              "compact_every_s": (0.0, 30 * 86400)})

@@ -1,0 +1,111 @@
+"""Long sessions: time and peak RSS of ``report``, ``compare`` and a one-hour ``--since``
+report on sessions 1x, 8x and 64x a bench run, each command a whole process as a user
+runs it.
+
+A bench run is ``report_speed.make_session``'s (two pairs, four streams at 240 frames/s,
+SYS power at 10 Hz; --spans spans, 1.5 M by default: ~13 minutes). A session N x as long is
+N copies of that run's parts, each shifted in time by a run's length, as an agent that
+ran N times as long would have written them (a part per copy).
+
+    python benchmarks/long_sessions.py [--spans 1500000] [--scales 1,8,64]
+        [--whole-max 8]
+
+``--whole-max``: the largest scale whose whole-session ``report`` and ``compare`` are run
+(those read every row; at 64 x they need tens of GB today); the ``--since 1h`` report runs
+at every scale, and reads only the parts that hold its hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.report_speed import make_session  # noqa: E402
+
+# The command, then its own peak RSS (kB) on stderr's last line.
+WRAP = ("import resource, runpy, sys\n"
+        "sys.argv = ['otel-benchlab', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_module('otel_benchlab', run_name='__main__')\n"
+        "finally:\n"
+        "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+
+
+def timed(args: list[str]) -> tuple[float, float, int]:
+    """(wall s, peak RSS MB, exit status) of one whole process."""
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", WRAP, *args], capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    lines = proc.stderr.strip().splitlines()
+    peak = int(lines[-1]) / 1024 if lines and lines[-1].isdigit() else float("nan")
+    if proc.returncode:
+        print(proc.stderr[-2000:], file=sys.stderr)
+    return wall, peak, proc.returncode
+
+
+def shift(table: pa.Table, ns: int, columns: list[str]) -> pa.Table:
+    for c in columns:
+        if c in table.column_names:
+            i = table.schema.get_field_index(c)
+            table = table.set_column(i, c, pc.add(table[c], ns))
+    return table
+
+
+def scaled(run: Path, dest: Path, copies: int) -> Path:
+    """``run``'s parts ``copies`` times, each a run's length later."""
+    aligned = pq.read_table(run / "aligned")
+    samples = pq.read_table(run / "raw" / "samples")
+    length = int(pc.max(aligned["end_ns"]).as_py()) - int(pc.min(aligned["start_ns"]).as_py())
+    (dest / "aligned").mkdir(parents=True)
+    (dest / "raw" / "samples").mkdir(parents=True)
+    for k in range(copies):
+        pq.write_table(shift(aligned, k * length, ["start_ns", "end_ns", "start_unix_ns",
+                                                   "end_unix_ns"]),
+                       dest / "aligned" / f"part-{k + 1:06d}.parquet")
+        pq.write_table(shift(samples, k * length, ["ts_ns", "ts_unix_ns"]),
+                       dest / "raw" / "samples" / f"part-{k + 1:06d}.parquet")
+    manifest = json.loads((run / "session.json").read_text())
+    manifest["session_id"] = dest.name
+    (dest / "session.json").write_text(json.dumps(manifest))
+    return dest
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spans", type=int, default=1_500_000)
+    ap.add_argument("--scales", default="1,8,64")
+    ap.add_argument("--whole-max", type=int, default=8)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        run = make_session(root / "run", args.spans, 1)
+        print(f"{'session':>22} {'command':>22} {'wall s':>8} {'peak RSS':>9}  rc")
+        for n in (int(x) for x in args.scales.split(",")):
+            s = scaled(run, root / f"x{n}", n)
+            spans = args.spans * n
+            label = f"{n}x ({spans / 1e6:.1f} M spans)"
+            jobs = [("report --since 1h", ["report", str(s), "--since", "1h", "-o",
+                                           str(root / "w.html")])]
+            if n <= args.whole_max:
+                jobs = [("report", ["report", str(s), "-o", str(root / "r.html")]),
+                        ("compare (1x against it)", ["compare", str(run), str(s), "--json",
+                                                     str(root / "c.json")]), *jobs]
+            for name, cmd in jobs:
+                wall, peak, rc = timed(cmd)
+                print(f"{label:>22} {name:>22} {wall:8.1f} {peak:6.0f} MB  {rc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
