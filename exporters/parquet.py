@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from otel_benchlab.agent.heap import return_freed_memory
 from otel_benchlab.components import Component
 from otel_benchlab.session.journal import (
     JOURNAL_NAME,
@@ -319,12 +320,17 @@ class ParquetPartWriter:
             log.warning("Parquet writes to %s work again", self.directory)
             self._failing = False
         self._close_journal(remove=True)
+        rows = table.num_rows
+        # The part's rows (read back from its journal) go: hand them back to the system, or
+        # the heap keeps each part's peak.
+        del table
+        self._buf.clear()
+        return_freed_memory()
         if self._on_part is not None:
             self._on_part(final)
         self._next += 1
         self.parts_written += 1
-        self.rows_written += table.num_rows
-        self._buf.clear()
+        self.rows_written += rows
         self._rows = 0
         self._opened = self._clock()
 

@@ -38,10 +38,12 @@ def report_parser(prog: str) -> argparse.ArgumentParser:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from otel_benchlab.fleet.dataset import is_store_address
+    from otel_benchlab.views.digest_session import EXACT_ROWS
     from otel_benchlab.views.report import write_report
 
     with contextlib.ExitStack() as stack:
-        views = open_views(stack, args.sessions, args)
+        # A session longer than EXACT_ROWS is digested: memory that does not grow with it.
+        views = open_views(stack, args.sessions, args, digest_over=EXACT_ROWS)
         first = args.sessions[0]
         out = Path(args.out) if args.out else \
             Path(f"report-{views[0].session_id}.html") if is_store_address(first) else \

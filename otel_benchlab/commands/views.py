@@ -39,11 +39,12 @@ def window_options(p: argparse.ArgumentParser, what: str = "") -> None:
 
 
 def open_views(stack: contextlib.ExitStack, addresses: list[str],
-               args: argparse.Namespace, first_window: tuple[str, str] | None = None
-               ) -> list:
+               args: argparse.Namespace, first_window: tuple[str, str] | None = None,
+               digest_over: int | None = None) -> list:
     """Each session's view; a stored one is read from a copy kept for the command's run
     and named by the address it was given. ``--since``/``--until`` choose the rows; the
-    first session's come from the ``first_window`` options instead where given."""
+    first session's come from the ``first_window`` options instead where given.
+    ``digest_over``: past this many rows a session is digested (the report)."""
     from otel_benchlab.fleet.dataset import is_store_address, session_folder
     from otel_benchlab.views.sessions import load_session
 
@@ -58,7 +59,8 @@ def open_views(stack: contextlib.ExitStack, addresses: list[str],
                 since, until = picked
                 flags = first_window
         folder = session_folder(address, args.endpoint or "", since, until)
-        view = load_session(stack.enter_context(folder), pairs_of(args), since, until, flags)
+        view = load_session(stack.enter_context(folder), pairs_of(args), since, until, flags,
+                            digest_over)
         if is_store_address(address):
             view.path = address
         views.append(view)

@@ -34,6 +34,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from otel_benchlab.agent.heap import return_freed_memory
 from otel_benchlab.session.journal import JOURNAL_NAME, PART_NAME
 from otel_benchlab.session.temp_files import open_temp
 
@@ -225,6 +226,8 @@ class RunningCompaction:
                             "(tried again in %.0f s)", folder, exc, self.every_s)
                 continue
             self._staged.append((folder, staged, {p.name for p in parts}))
+        # An hour of parts went through the heap: hand it back, or RSS keeps the peak.
+        return_freed_memory()
 
     def _swap_all(self) -> None:
         staged, self._staged = self._staged, []

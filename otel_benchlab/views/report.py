@@ -118,9 +118,51 @@ def merged(rows: list[PairRows]) -> PairRows:
                     per_source("power_w"), per_source("energy_j"))
 
 
+def _digest_charts(view: SessionView) -> list[dict]:
+    """``session_charts``' pairs from a digested session (``digest.py``)."""
+    origin = view.origin_ns
+    out = []
+    primary = view.sources[0] if view.sources else None
+    for d in view.digest.pairs:
+        charts = {"name": d.name, "power_source": primary if primary in d.energy or
+                  primary in d.power else None}
+        charts["latency_time"] = d.series["latency"].series(origin) \
+            if "latency" in d.series else None
+        if charts["power_source"] and primary in view.power:
+            ts, w = view.power[primary]
+            charts["power_time"] = _series((ts - origin) / 1e9, w)
+        charts["histogram"] = d.histogram(60)
+        charts["cdf"] = d.cdf(300)
+        if d.scatter is not None:
+            order = np.argsort(d.scatter[1], kind="stable")
+            charts["scatter"] = {"x": rounded(d.scatter[1][order]),
+                                 "y": rounded(d.scatter[2][order])}
+        if "energy" in d.series:
+            charts["energy_time"] = d.series["energy"].series(origin, 1e3)
+        charts["frame_time"] = d.series["frame_time"].series(origin) \
+            if "frame_time" in d.series else None
+        mine = [s for s in view.digest.streams if (s.pipeline, s.stage_from, s.stage_to) ==
+                (d.pipeline, d.stage_from, d.stage_to)]
+        if len(mine) > 1:
+            charts["name"] += f" ({len(mine)} streams)"
+            mine.sort(key=lambda s: -(s.summary()["latency_ms"]["p95"] or 0.0))
+            charts["streams"] = [{
+                "stream": s.stream, "key": [s.pipeline, s.stage_from, s.stage_to, s.stream],
+                "power_source": primary if primary in s.energy else None,
+                "latency_time": s.series["latency"].series(origin)
+                if "latency" in s.series else None,
+                "histogram": s.histogram(30), "cdf": s.cdf(60),
+                "energy_time": s.series["energy"].series(origin, 1e3)
+                if "energy" in s.series else None,
+                "frame_time": s.series["frame_time"].series(origin)
+                if "frame_time" in s.series else None} for s in mine]
+        out.append(charts)
+    return out
+
+
 def session_charts(view: SessionView) -> dict:
     origin = view.origin_ns
-    pairs = []
+    pairs = [] if view.digest is None else _digest_charts(view)
     for rows in pair_groups(view):
         charts = pair_charts(view, merged(rows))
         if len(rows) > 1:

@@ -35,6 +35,8 @@ from otel_benchlab.session.folder import PROGRESS_NAME, agent_alive
 from otel_benchlab.session.schema import aligned_schema, column_suffix
 from otel_benchlab.session.window import Window, resolve
 from otel_benchlab.settings import ConfigError
+from otel_benchlab.views.digest import PairDigest
+from otel_benchlab.views.digest_session import SessionDigest, aligned_rows, digest_session
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +83,15 @@ class SessionView:
     window: Window | None = None  # the part of the session read (--since, --until)
     # an agent is still writing it: its counts so far (.progress.json), {} when none yet
     running: dict | None = None
+    # a session too long to hold: its figures digested (digest_session.py), pairs empty
+    digest: SessionDigest | None = None
 
     @property
     def origin_ns(self) -> int:
         """Time zero of the charts: the first frame's start, else the first sample."""
         starts = [int(p.start_ns.min()) for p in self.pairs if len(p.start_ns)]
+        if self.digest is not None:
+            starts = [d.first_start for d in self.digest.pairs if d.first_start is not None]
         if starts:
             return min(starts)
         firsts = [int(ts[0]) for ts, _ in self.power.values() if len(ts)]
@@ -192,10 +198,13 @@ def _power_w(entry: tuple[str, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.
 
 def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None,
                  since: str | None = None, until: str | None = None,
-                 flags: tuple[str, str] = ("--since", "--until")) -> SessionView:
+                 flags: tuple[str, str] = ("--since", "--until"),
+                 digest_over: int | None = None) -> SessionView:
     """The session at ``path`` (only ``pairs`` where given; only the rows of the window
     ``since`` to ``until`` where given, see ``session.window``); ``ConfigError`` naming it
-    when it is none, or when the window cannot be read or misses the session."""
+    when it is none, or when the window cannot be read or misses the session.
+    ``digest_over``: past this many aligned rows, digest them (``digest_session``)
+    instead of holding them."""
     path = Path(path)
     if not path.is_dir():
         raise ConfigError(f"{path}: no such session folder")
@@ -216,6 +225,20 @@ def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None,
         if span is None and (path / "raw" / "pipeline.jsonl").exists():
             span = _seed_range(path)
         window = resolve(since, until, span, str(path), flags)
+    if aligned and digest_over is not None and aligned_rows(path, window) > digest_over:
+        digest = digest_session(path, window)
+        if digest is not None:
+            power = read_power(path, manifest, rejected, window) \
+                if (path / "raw").is_dir() else {}
+            view = SessionView(path, manifest.get("session_id", path.name), manifest, [],
+                               digest.labels, {k: _power_w(v) for k, v in power.items()},
+                               rejected, window=window, running=running, digest=digest)
+            keep = set(pairs or [])
+            for name in ("streams", "pairs"):
+                kept = [d for d in getattr(digest, name)
+                        if not keep or (d.stage_from, d.stage_to) in keep]
+                setattr(digest, name, sorted(kept, key=lambda d: _order(manifest, d)))
+            return view
     table = _aligned_table(path, rejected, window) if aligned else None
     if table is not None:
         labels = _labels_of(table)
@@ -229,10 +252,15 @@ def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None,
     view.window, view.running = window, running
     if pairs:
         view.pairs = [p for p in view.pairs if (p.stage_from, p.stage_to) in set(pairs)]
-    order = {tuple(p): i for i, p in enumerate(manifest.get("config", {}).get("pairs", []))}
-    view.pairs.sort(key=lambda p: (p.pipeline, order.get((p.stage_from, p.stage_to),
-                                                         len(order)), p.stage_from, p.stream))
+    view.pairs.sort(key=lambda p: _order(manifest, p))
     return view
+
+
+def _order(manifest: dict, p: PairRows | PairDigest) -> tuple:
+    """Pipelines by name, pairs in the configured order, then streams by name."""
+    order = {tuple(x): i for i, x in enumerate(manifest.get("config", {}).get("pairs", []))}
+    return (p.pipeline, order.get((p.stage_from, p.stage_to), len(order)), p.stage_from,
+            p.stream)
 
 
 def _running(path: Path) -> dict | None:

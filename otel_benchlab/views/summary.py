@@ -52,6 +52,8 @@ def _devices(manifest: dict) -> list[dict]:
 def _empty_pairs(view: SessionView) -> list[list[str]]:
     """The configured pairs with no rows (in the window, where there is one)."""
     have = {(p.stage_from, p.stage_to) for p in view.pairs if len(p.latency_ms)}
+    if view.digest is not None:
+        have = {(d.stage_from, d.stage_to) for d in view.digest.pairs if d.frames}
     pairs = view.manifest.get("config", {}).get("pairs", [])
     return [list(p) for p in pairs if isinstance(p, list) and len(p) == 2
             and tuple(p) not in have]
@@ -90,5 +92,8 @@ def session_summary(view: SessionView) -> dict:
         "power_sources": view.sources, "sources": _devices(m), "losses": losses,
         "energy_j": summary.get("energy_j", {}),
         "measured_from_marks": view.from_marks,
-        "pairs": [pair_summary(p) for p in view.pairs],
+        "pairs": [d.summary() for d in view.digest.streams] if view.digest is not None
+        else [pair_summary(p) for p in view.pairs],
+        "statistics": view.digest.statistics if view.digest is not None else
+        {"percentiles": "exact"},
     }

@@ -1,0 +1,178 @@
+"""A long session's aligned rows read into digests (``digest.py``) a batch at a time: what
+``report`` reads when a session holds more rows than ``EXACT_ROWS`` (the count comes from
+the parts' footers), so its memory is a batch's and the digests', whatever the length.
+Below that the report reads every row and its percentiles are exact; the JSON says which
+(``statistics``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from otel_benchlab.receivers.stored_parts import RowWindow, _in_window
+from otel_benchlab.session.journal import JOURNAL_NAME, PART_NAME, part_path, read_journal
+from otel_benchlab.session.schema import column_suffix
+from otel_benchlab.session.window import Window, part_range
+from otel_benchlab.views.digest import REL_ERR, PairDigest
+
+# Rows a report reads whole; past it, digests (env BENCHLAB_REPORT_EXACT_ROWS).
+EXACT_ROWS = int(os.environ.get("BENCHLAB_REPORT_EXACT_ROWS", 4_000_000))
+BATCH_ROWS = 262_144
+PAIR_BUCKETS, STREAM_BUCKETS = 800, 150
+_NAMES = ("pipeline", "stream", "stage_from", "stage_to")
+
+
+@dataclass
+class SessionDigest:
+    streams: list[PairDigest]  # a pair of a stream each
+    pairs: list[PairDigest]  # a pair across its streams each
+    labels: list[str]
+    rows: int
+
+    @property
+    def statistics(self) -> dict:
+        return {"percentiles": "sketch", "relative_error": REL_ERR, "rows": self.rows}
+
+
+def _files(folder: Path, window: Window | None) -> tuple[list[Path], list[Path], int]:
+    """The parts overlapping the window, the journals of parts in progress, the rows the
+    parts hold (their footers)."""
+    names = sorted(os.listdir(folder)) if folder.is_dir() else []
+    done = {n for n in names if PART_NAME.match(n)}
+    parts, rows = [], 0
+    for n in sorted(done):
+        r = part_range(folder / n, ("end_unix_ns",)) if window else None
+        if r is None or window.overlaps(*r):
+            parts.append(folder / n)
+            rows += pq.ParquetFile(folder / n).metadata.num_rows
+    journals = [folder / n for n in names if (m := JOURNAL_NAME.match(n))
+                and part_path(folder, int(m.group(1))).name not in done]
+    return parts, journals, rows
+
+
+def aligned_rows(path: Path, window: Window | None) -> int:
+    """How many aligned rows a report of ``path`` would read (footers only)."""
+    return _files(path / "aligned", window)[2]
+
+
+def _batches(parts: list[Path], journals: list[Path], columns: list[str]):  # noqa: ANN202
+    for part in parts:
+        f = pq.ParquetFile(part)
+        cols = [c for c in columns if c in f.schema_arrow.names]
+        yield from f.iter_batches(BATCH_ROWS, columns=cols)
+    for journal in journals:
+        batches = read_journal(journal)[0]
+        if not journal.exists():  # it became a part, which this listing has not got
+            raise FileNotFoundError(journal)
+        for b in batches:
+            yield b.select([c for c in columns if c in b.schema.names])
+
+
+def _range(parts: list[Path]) -> tuple[int, int]:
+    lo, hi = [], []
+    for p in parts:
+        a, b = part_range(p, ("start_ns",)), part_range(p, ("end_ns",))
+        if a and b:
+            lo.append(a[0])
+            hi.append(b[1])
+    return (min(lo), max(hi)) if lo else (0, 1)
+
+
+def digest_session(path: Path, window: Window | None, seed: int = 0) -> SessionDigest | None:
+    """The digests of the session's aligned rows (in ``window``). A running session's
+    folder may change while it is read (a part compacted, a journal become a part): a file
+    gone from its listing means the digest starts again from a new listing."""
+    for _ in range(4):
+        try:
+            return _digest(path, window, seed)
+        except FileNotFoundError:
+            continue
+    return _digest(path, window, seed)
+
+
+def _digest(path: Path, window: Window | None, seed: int) -> SessionDigest | None:
+    folder = path / "aligned"
+    parts, journals, rows = _files(folder, window)
+    if not parts and not journals:
+        return None
+    schema = pq.read_schema(parts[0]) if parts else \
+        pa.Table.from_batches(read_journal(journals[0])[0]).schema
+    labels = None
+    sources = [c[len("power_mean_w"):] for c in schema.names if c.startswith("power_mean_w")]
+    columns = [*_NAMES, "start_ns", "end_ns", "end_unix_ns", "latency_ms", "power_source"]
+    columns += [c for sfx in sources for c in (f"power_mean_w{sfx}", f"energy_attr_j{sfx}",
+                                                f"energy_j{sfx}") if c in schema.names]
+    t0, t1 = _range(parts)
+    streams: dict[tuple, PairDigest] = {}
+    pairs: dict[tuple, PairDigest] = {}
+    rng = np.random.default_rng(seed)
+    rows_window = RowWindow(window, "end_unix_ns") if window else None
+    for batch in _batches(parts, journals, columns):
+        table = _in_window(pa.Table.from_batches([batch]), rows_window)
+        if not table.num_rows:
+            continue
+        if labels is None:
+            primary = pc.drop_null(table["power_source"])
+            labels = ([primary[0].as_py()] if len(primary) else []) + [
+                c[len("power_mean_w_"):] for c in table.column_names
+                if c.startswith("power_mean_w_")]
+        _add(table, labels, streams, (t0, t1, STREAM_BUCKETS), False, None)
+        _add(table, labels, pairs, (t0, t1, PAIR_BUCKETS), True, rng)
+    return SessionDigest(list(streams.values()), list(pairs.values()), labels or [], rows)
+
+
+def _add(table: pa.Table, labels: list[str], into: dict[tuple, PairDigest],
+         buckets: tuple[int, int, int], across: bool, rng: np.random.Generator | None) -> None:
+    """The batch's rows into the digests of their (pipeline, stream, pair), or with
+    ``across`` of their (pipeline, pair), each group in end order."""
+    n = table.num_rows
+    key = np.zeros(n, np.int64)
+    used = [c for c in _NAMES if not (across and c == "stream")]
+    dictionaries = []
+    for c in used:
+        enc = pc.dictionary_encode(table[c].combine_chunks().cast(pa.string()).fill_null(""))
+        dictionaries.append(enc.dictionary.to_pylist())
+        key = key * (len(enc.dictionary) + 1) + enc.indices.to_numpy(zero_copy_only=False)
+    end = table["end_ns"].to_numpy()
+    order = np.lexsort((end, key))
+    sk = key[order]
+    starts = np.flatnonzero(np.diff(sk, prepend=sk[0] - 1))
+    bounds = np.append(starts, n)
+
+    def col(name: str) -> np.ndarray | None:
+        if name not in table.column_names:
+            return None
+        return table[name].to_numpy(zero_copy_only=False).astype(np.float64)[order]
+
+    start, end, latency = table["start_ns"].to_numpy()[order], end[order], \
+        table["latency_ms"].to_numpy(zero_copy_only=False)[order]
+    power, energy = {}, {}
+    for i, label in enumerate(labels):
+        sfx = "" if i == 0 else "_" + column_suffix(label)
+        mean = col(f"power_mean_w{sfx}")
+        use = col(f"energy_attr_j{sfx}")
+        use = use if use is not None else col(f"energy_j{sfx}")
+        if mean is not None:
+            power[label] = mean
+        if use is not None:
+            energy[label] = use
+    primary = labels[0] if labels else None
+    for g in range(len(starts)):
+        k, sl = int(sk[starts[g]]), slice(bounds[g], bounds[g + 1])
+        names = {"stream": ""}
+        for c, d in zip(reversed(used), reversed(dictionaries), strict=True):
+            k, i = divmod(k, len(d) + 1)
+            names[c] = d[i] if i < len(d) else ""
+        pipeline, stream, a, b = (names[c] for c in _NAMES)
+        digest = into.get((pipeline, stream, a, b))
+        if digest is None:
+            digest = into[(pipeline, stream, a, b)] = PairDigest(pipeline, stream, a, b,
+                                                                 buckets)
+        digest.add(start[sl], end[sl], latency[sl], {s: v[sl] for s, v in power.items()},
+                   {s: v[sl] for s, v in energy.items()}, primary, rng)
