@@ -85,3 +85,21 @@ def test_the_report_digests_a_session_past_its_row_limit_and_says_so(both, tmp_p
     assert s["statistics"]["percentiles"] == "sketch"
     text = out.read_text()
     assert "bench decode-&gt;infer (4 streams)" in text or "decode->infer (4 streams)" in text
+
+
+def test_a_running_sessions_journal_is_digested_with_its_parts(tmp_path):
+    import pyarrow.parquet as pq
+
+    from otel_benchlab.exporters.parquet import ParquetPartWriter
+
+    folder = make_session(tmp_path / "s", 40_000, seed=5)
+    whole = pq.read_table(folder / "aligned")
+    (folder / "aligned" / "part-000001.parquet").unlink()
+    writer = ParquetPartWriter(folder / "aligned", whole.schema, part_rows=15_000)
+    for i in range(0, whole.num_rows, 5_000):
+        writer.export(whole.slice(i, 5_000))  # two parts closed, the rest in the journal
+    assert list((folder / "aligned").glob(".journal-*"))
+    exact = session_summary(load_session(folder))
+    digested = session_summary(load_session(folder, digest_over=0))
+    assert sum(p["frames"] for p in digested["pairs"]) == whole.num_rows == \
+        sum(p["frames"] for p in exact["pairs"])

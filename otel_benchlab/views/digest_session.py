@@ -103,7 +103,6 @@ def _digest(path: Path, window: Window | None, seed: int) -> SessionDigest | Non
         return None
     schema = pq.read_schema(parts[0]) if parts else \
         pa.Table.from_batches(read_journal(journals[0])[0]).schema
-    labels = None
     sources = [c[len("power_mean_w"):] for c in schema.names if c.startswith("power_mean_w")]
     columns = [*_NAMES, "start_ns", "end_ns", "end_unix_ns", "latency_ms", "power_source"]
     columns += [c for sfx in sources for c in (f"power_mean_w{sfx}", f"energy_attr_j{sfx}",
@@ -113,18 +112,27 @@ def _digest(path: Path, window: Window | None, seed: int) -> SessionDigest | Non
     pairs: dict[tuple, PairDigest] = {}
     rng = np.random.default_rng(seed)
     rows_window = RowWindow(window, "end_unix_ns") if window else None
+    labels = _labels(parts, schema)
     for batch in _batches(parts, journals, columns):
         table = _in_window(pa.Table.from_batches([batch]), rows_window)
         if not table.num_rows:
             continue
-        if labels is None:
-            primary = pc.drop_null(table["power_source"])
-            labels = ([primary[0].as_py()] if len(primary) else []) + [
-                c[len("power_mean_w_"):] for c in table.column_names
-                if c.startswith("power_mean_w_")]
         _add(table, labels, streams, (t0, t1, STREAM_BUCKETS), False, None)
         _add(table, labels, pairs, (t0, t1, PAIR_BUCKETS), True, rng)
-    return SessionDigest(list(streams.values()), list(pairs.values()), labels or [], rows)
+    return SessionDigest(list(streams.values()), list(pairs.values()), labels, rows)
+
+
+def _labels(parts: list[Path], schema: pa.Schema) -> list[str]:
+    """The power sources, primary first: the primary is every row's ``power_source``
+    (the first part that names one says it), the others have columns of their own."""
+    primary: list[str] = []
+    for p in parts:
+        named = pc.drop_null(pq.read_table(p, columns=["power_source"])["power_source"])
+        if len(named):
+            primary = [str(named[0].as_py())]
+            break
+    return primary + [c[len("power_mean_w_"):] for c in schema.names
+                      if c.startswith("power_mean_w_")]
 
 
 def _add(table: pa.Table, labels: list[str], into: dict[tuple, PairDigest],
