@@ -50,14 +50,17 @@ def compare_parser(prog: str) -> argparse.ArgumentParser:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from otel_benchlab.views import compare as cmp
+    from otel_benchlab.views.digest_session import EXACT_ROWS
 
     if not 0.5 <= args.confidence <= 0.999:
         raise ConfigError(f"--confidence {args.confidence}: give a level from 0.5 to 0.999")
     if args.threshold < 0:
         raise ConfigError(f"--threshold {args.threshold}: give a percentage of 0 or more")
     with contextlib.ExitStack() as stack:
+        # Sessions longer than EXACT_ROWS are compared from digests and blocks read in a
+        # second pass (views/compare_long.py): memory that does not grow with them.
         views = open_views(stack, [args.baseline, *args.candidates], args,
-                           ("--baseline-since", "--baseline-until"))
+                           ("--baseline-since", "--baseline-until"), digest_over=EXACT_ROWS)
         results = [cmp.compare_sessions(views[0], c, args.threshold, args.confidence)
                    for c in views[1:]]
     sys.stdout.write("\n".join(cmp.terminal_table(r) for r in results))

@@ -295,6 +295,13 @@ def compare_frames(baseline: Frames, candidate: Frames, threshold_pct: float = 2
                 for m in tails:
                     if _width(got[m]) > _width(reps[m]):
                         reps[m] = got[m]
+    return verdicts(base_v, cand_v, metrics, rb, rc, threshold_pct, confidence)
+
+
+def verdicts(base_v: dict[str, float | None], cand_v: dict[str, float | None],
+             metrics: list[str], rb: dict[str, np.ndarray], rc: dict[str, np.ndarray],
+             threshold_pct: float, confidence: float) -> list[Change]:
+    """Each metric's change, its interval from the resampled ratios, and the verdict."""
     tail = (1 - confidence) / 2 * 100
     out = []
     for m in metrics:

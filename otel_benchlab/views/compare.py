@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import html
 
+from otel_benchlab.views import compare_long as long_cmp
 from otel_benchlab.views.bootstrap import Frames, compare_frames
+from otel_benchlab.views.digest_session import digest_session, scan
 from otel_benchlab.views.page import document, fmt, rounded, static_text
 from otel_benchlab.views.sessions import PairRows, SessionView
 from otel_benchlab.views.stats import cdf
@@ -19,6 +21,9 @@ def frames_of(p: PairRows) -> Frames:
 
 def compare_sessions(baseline: SessionView, candidate: SessionView, threshold_pct: float,
                      confidence: float) -> dict:
+    if baseline.digest is not None or candidate.digest is not None:
+        pairs, missing = _digested_pairs(baseline, candidate, threshold_pct, confidence)
+        return _result(baseline, candidate, threshold_pct, confidence, pairs, missing)
     base = {p.key: p for p in baseline.pairs}
     cand = {p.key: p for p in candidate.pairs}
     pairs, missing = [], []
@@ -35,6 +40,44 @@ def compare_sessions(baseline: SessionView, candidate: SessionView, threshold_pc
                       "frames": [len(base[key].latency_ms), len(cand[key].latency_ms)],
                       "metrics": [c.as_dict() for c in changes],
                       "cdf": {"baseline": _cdf(base[key]), "candidate": _cdf(cand[key])}})
+    return _result(baseline, candidate, threshold_pct, confidence, pairs, missing)
+
+
+def _digested_pairs(baseline: SessionView, candidate: SessionView, threshold_pct: float,
+                    confidence: float) -> tuple[list[dict], list[dict]]:
+    """Sessions too long to hold (``compare_long``): both digested, then a second pass
+    over each for the blocks of every pair they share."""
+    for v in (baseline, candidate):
+        if v.digest is None:
+            v.digest = digest_session(v.local, v.window)
+    base = {d.key: d for d in baseline.digest.streams} if baseline.digest else {}
+    cand = {d.key: d for d in candidate.digest.streams} if candidate.digest else {}
+    shared = [k for k in base if k in cand]
+    missing = [{"pipeline": k[0], "stream": k[1], "from": k[2], "to": k[3],
+                "only_in": "baseline" if k in base else "candidate"}
+               for k in list(base) + [k for k in cand if k not in base] if k not in shared]
+    runs = []
+    for view, mine in ((baseline, base), (candidate, cand)):
+        wanted = {k: long_cmp.RunBlocks(long_cmp.point_values(mine[k]),
+                                        long_cmp.edges_of(base[k], cand[k]), mine[k].end_lo,
+                                        (mine[k].end_hi - mine[k].end_lo) / 1e9)
+                  for k in shared}
+        found = scan(view.local, view.window)
+        if found is not None:
+            long_cmp.second_pass(found, wanted)
+        runs.append(wanted)
+    pairs = []
+    for k in shared:
+        changes = long_cmp.compare_blocks(runs[0][k], runs[1][k], threshold_pct, confidence)
+        pairs.append({"pipeline": k[0], "stream": k[1], "from": k[2], "to": k[3],
+                      "frames": [base[k].frames, cand[k].frames],
+                      "metrics": [c.as_dict() for c in changes],
+                      "cdf": {"baseline": base[k].cdf(200), "candidate": cand[k].cdf(200)}})
+    return pairs, missing
+
+
+def _result(baseline: SessionView, candidate: SessionView, threshold_pct: float,
+            confidence: float, pairs: list[dict], missing: list[dict]) -> dict:
     return {"baseline": str(baseline.path), "candidate": str(candidate.path),
             "threshold_pct": threshold_pct, "confidence": confidence, "pairs": pairs,
             "missing": missing,

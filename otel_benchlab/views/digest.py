@@ -169,6 +169,8 @@ class PairDigest:
     first_start: int | None = None
     first_end: int | None = None
     last_end: int | None = None
+    end_lo: int | None = None  # the earliest and latest end, whatever the order
+    end_hi: int | None = None
     frames: int = 0
     frame_ms: Moments = field(default_factory=Moments)
     frame_q: Sketch = field(default_factory=Sketch)
@@ -177,6 +179,10 @@ class PairDigest:
     energy_q: dict[str, Sketch] = field(default_factory=dict)
     series: dict[str, TimeBuckets] = field(default_factory=dict)
     scatter: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (priority, x, y)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.pipeline, self.stream, self.stage_from, self.stage_to)
 
     @property
     def name(self) -> str:
@@ -200,6 +206,9 @@ class PairDigest:
         lo = int(start.min())
         self.first_start = lo if self.first_start is None else min(self.first_start, lo)
         self.first_end = int(end[0]) if self.first_end is None else self.first_end
+        lo, hi = int(end[0]), int(end[-1])
+        self.end_lo = lo if self.end_lo is None else min(self.end_lo, lo)
+        self.end_hi = hi if self.end_hi is None else max(self.end_hi, hi)
         ft = np.diff(end if self.last_end is None else np.concatenate([[self.last_end], end])
                      ) / 1e6
         self.last_end = int(end[-1])

@@ -96,9 +96,31 @@ def digest_session(path: Path, window: Window | None, seed: int = 0) -> SessionD
     return _digest(path, window, seed)
 
 
-def _digest(path: Path, window: Window | None, seed: int) -> SessionDigest | None:
-    folder = path / "aligned"
-    parts, journals, rows = _files(folder, window)
+@dataclass
+class Scan:
+    """A session's aligned rows in the window, to be read batch by batch (``tables``)."""
+
+    parts: list[Path]
+    journals: list[Path]
+    rows: int
+    labels: list[str]
+    columns: list[str]
+    window: Window | None
+
+    @property
+    def span_ns(self) -> tuple[int, int]:
+        return _range(self.parts)
+
+    def tables(self):  # noqa: ANN201
+        rows_window = RowWindow(self.window, "end_unix_ns") if self.window else None
+        for batch in _batches(self.parts, self.journals, self.columns):
+            table = _in_window(pa.Table.from_batches([batch]), rows_window)
+            if table.num_rows:
+                yield table
+
+
+def scan(path: Path, window: Window | None) -> Scan | None:
+    parts, journals, rows = _files(path / "aligned", window)
     if not parts and not journals:
         return None
     schema = pq.read_schema(parts[0]) if parts else \
@@ -107,19 +129,22 @@ def _digest(path: Path, window: Window | None, seed: int) -> SessionDigest | Non
     columns = [*_NAMES, "start_ns", "end_ns", "end_unix_ns", "latency_ms", "power_source"]
     columns += [c for sfx in sources for c in (f"power_mean_w{sfx}", f"energy_attr_j{sfx}",
                                                 f"energy_j{sfx}") if c in schema.names]
-    t0, t1 = _range(parts)
+    return Scan(parts, journals, rows, _labels(parts, schema), columns, window)
+
+
+def _digest(path: Path, window: Window | None, seed: int) -> SessionDigest | None:
+    found = scan(path, window)
+    if found is None:
+        return None
+    t0, t1 = found.span_ns
     streams: dict[tuple, PairDigest] = {}
     pairs: dict[tuple, PairDigest] = {}
     rng = np.random.default_rng(seed)
-    rows_window = RowWindow(window, "end_unix_ns") if window else None
-    labels = _labels(parts, schema)
-    for batch in _batches(parts, journals, columns):
-        table = _in_window(pa.Table.from_batches([batch]), rows_window)
-        if not table.num_rows:
-            continue
-        _add(table, labels, streams, (t0, t1, STREAM_BUCKETS), False, None)
-        _add(table, labels, pairs, (t0, t1, PAIR_BUCKETS), True, rng)
-    return SessionDigest(list(streams.values()), list(pairs.values()), labels, rows)
+    for table in found.tables():
+        _add(table, found.labels, streams, (t0, t1, STREAM_BUCKETS), False, None)
+        _add(table, found.labels, pairs, (t0, t1, PAIR_BUCKETS), True, rng)
+    return SessionDigest(list(streams.values()), list(pairs.values()), found.labels,
+                         found.rows)
 
 
 def _labels(parts: list[Path], schema: pa.Schema) -> list[str]:
@@ -135,10 +160,22 @@ def _labels(parts: list[Path], schema: pa.Schema) -> list[str]:
                       if c.startswith("power_mean_w_")]
 
 
-def _add(table: pa.Table, labels: list[str], into: dict[tuple, PairDigest],
-         buckets: tuple[int, int, int], across: bool, rng: np.random.Generator | None) -> None:
-    """The batch's rows into the digests of their (pipeline, stream, pair), or with
-    ``across`` of their (pipeline, pair), each group in end order."""
+@dataclass
+class Group:
+    """One batch's rows of one (pipeline, stream, pair), in end order."""
+
+    key: tuple[str, str, str, str]
+    start: np.ndarray
+    end: np.ndarray
+    latency: np.ndarray
+    power: dict[str, np.ndarray]
+    energy: dict[str, np.ndarray]
+
+
+def groups(table: pa.Table, labels: list[str], across: bool = False):  # noqa: ANN201
+    """The batch's rows by (pipeline, stream, pair), or with ``across`` by (pipeline,
+    pair) with stream "", each group in end order; per source the frames' mean power and
+    energy (attributed where the session has it)."""
     n = table.num_rows
     key = np.zeros(n, np.int64)
     used = [c for c in _NAMES if not (across and c == "stream")]
@@ -170,17 +207,24 @@ def _add(table: pa.Table, labels: list[str], into: dict[tuple, PairDigest],
             power[label] = mean
         if use is not None:
             energy[label] = use
-    primary = labels[0] if labels else None
     for g in range(len(starts)):
         k, sl = int(sk[starts[g]]), slice(bounds[g], bounds[g + 1])
         names = {"stream": ""}
         for c, d in zip(reversed(used), reversed(dictionaries), strict=True):
             k, i = divmod(k, len(d) + 1)
             names[c] = d[i] if i < len(d) else ""
-        pipeline, stream, a, b = (names[c] for c in _NAMES)
-        digest = into.get((pipeline, stream, a, b))
+        yield Group(tuple(names[c] for c in _NAMES), start[sl], end[sl], latency[sl],
+                    {s: v[sl] for s, v in power.items()},
+                    {s: v[sl] for s, v in energy.items()})
+
+
+def _add(table: pa.Table, labels: list[str], into: dict[tuple, PairDigest],
+         buckets: tuple[int, int, int], across: bool, rng: np.random.Generator | None) -> None:
+    """The batch's rows into the digests of their (pipeline, stream, pair), or with
+    ``across`` of their (pipeline, pair)."""
+    primary = labels[0] if labels else None
+    for g in groups(table, labels, across):
+        digest = into.get(g.key)
         if digest is None:
-            digest = into[(pipeline, stream, a, b)] = PairDigest(pipeline, stream, a, b,
-                                                                 buckets)
-        digest.add(start[sl], end[sl], latency[sl], {s: v[sl] for s, v in power.items()},
-                   {s: v[sl] for s, v in energy.items()}, primary, rng)
+            digest = into[g.key] = PairDigest(*g.key, buckets)
+        digest.add(g.start, g.end, g.latency, g.power, g.energy, primary, rng)

@@ -85,6 +85,7 @@ class SessionView:
     running: dict | None = None
     # a session too long to hold: its figures digested (digest_session.py), pairs empty
     digest: SessionDigest | None = None
+    local: Path | None = None  # the folder read (a stored session's temporary copy)
 
     @property
     def origin_ns(self) -> int:
@@ -232,7 +233,8 @@ def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None,
                 if (path / "raw").is_dir() else {}
             view = SessionView(path, manifest.get("session_id", path.name), manifest, [],
                                digest.labels, {k: _power_w(v) for k, v in power.items()},
-                               rejected, window=window, running=running, digest=digest)
+                               rejected, window=window, running=running, digest=digest,
+                               local=path)
             keep = set(pairs or [])
             for name in ("streams", "pairs"):
                 kept = [d for d in getattr(digest, name)
@@ -249,7 +251,7 @@ def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None,
                            {k: _power_w(v) for k, v in power.items()}, rejected)
     else:
         view = _from_marks(path, manifest, pairs, window)
-    view.window, view.running = window, running
+    view.window, view.running, view.local = window, running, path
     if pairs:
         view.pairs = [p for p in view.pairs if (p.stage_from, p.stage_to) in set(pairs)]
     view.pairs.sort(key=lambda p: _order(manifest, p))
