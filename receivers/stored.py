@@ -21,7 +21,7 @@ from otel_benchlab.session.window import Window
 
 from .jsonl_chunks import parse_chunk
 from .seed_lines import _int, seed_mark
-from .stored_parts import RowWindow, _in_window, read_parts, rows_range
+from .stored_parts import RowWindow, in_window, read_parts, rows_range
 
 __all__ = ["RowWindow", "StoredSession", "read_parts", "read_session", "rows_range"]
 
@@ -55,7 +55,7 @@ def read_session(path: str | Path, window: Window | None = None) -> StoredSessio
     if (path / "raw" / "pipeline.jsonl").exists():
         stored = read_seed_session(path)
         if window is not None:
-            stored.marks = _in_window(stored.marks, RowWindow(window, "ts_ns"))
+            stored.marks = in_window(stored.marks, RowWindow(window, "ts_ns"))
         return stored
     raise FileNotFoundError(f"{path}: neither raw/marks/ (otel-benchlab) nor "
                             "raw/pipeline.jsonl (seed project) found")

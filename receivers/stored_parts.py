@@ -65,7 +65,7 @@ def rows_range(directory: Path, column: str) -> tuple[int, int] | None:
     return None if lo is None else (lo, hi)
 
 
-def _in_window(table: pa.Table, rows: RowWindow | None) -> pa.Table:
+def in_window(table: pa.Table, rows: RowWindow | None) -> pa.Table:
     if rows is None or rows.column not in table.column_names:
         return table
     col, w = table[rows.column], rows.window
@@ -106,7 +106,7 @@ def _read_listing(directory: Path, columns: list[str] | None, rejected: dict[str
                 r = part_range(part, (rows.column,))
                 if r is not None and not rows.window.overlaps(*r):
                     continue  # none of its rows is in the window: not read
-            t = _in_window(pq.read_table(part, columns=read_cols,
+            t = in_window(pq.read_table(part, columns=read_cols,
                                          read_dictionary=dictionary), rows)
             tables.append(t.select(columns) if read_cols is not columns else t)
         except FileNotFoundError:
@@ -123,7 +123,7 @@ def _read_listing(directory: Path, columns: list[str] | None, rejected: dict[str
             log.info("%s ends in a torn batch (an agent crashed mid-write); read %d "
                      "complete batches", journal, len(batches))
         if batches:
-            t = _in_window(pa.Table.from_batches(batches), rows)
+            t = in_window(pa.Table.from_batches(batches), rows)
             t = t.select(columns) if columns is not None else t
             for name in dictionary:
                 i = t.schema.get_field_index(name)

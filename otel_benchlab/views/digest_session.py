@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from otel_benchlab.receivers.stored_parts import RowWindow, _in_window
+from otel_benchlab.receivers.stored_parts import RowWindow, in_window
 from otel_benchlab.session.journal import JOURNAL_NAME, PART_NAME, part_path, read_journal
 from otel_benchlab.session.schema import column_suffix
 from otel_benchlab.session.window import Window, part_range
@@ -114,7 +114,7 @@ class Scan:
     def tables(self):  # noqa: ANN201
         rows_window = RowWindow(self.window, "end_unix_ns") if self.window else None
         for batch in _batches(self.parts, self.journals, self.columns):
-            table = _in_window(pa.Table.from_batches([batch]), rows_window)
+            table = in_window(pa.Table.from_batches([batch]), rows_window)
             if table.num_rows:
                 yield table
 
