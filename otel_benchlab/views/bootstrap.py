@@ -29,6 +29,7 @@ so a resample costs a matrix product, not a sort; the figures shown are exact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -108,15 +109,28 @@ def long_block_s(runs: list[Frames]) -> float:
         sec = np.floor(f.t_s - f.t_s[0]).astype(np.int64)
         counts = np.bincount(sec)
         sums = np.bincount(sec, weights=np.nan_to_num(f.latency_ms))
-        y = sums[counts > 0] / counts[counts > 0]
-        y = y - y.mean()
-        var = float(np.dot(y, y))
-        if len(y) < 8 or var <= 0:
-            continue
-        acf = np.correlate(y, y, "full")[len(y) - 1:] / var
-        below = np.flatnonzero(acf < 1 / np.e)
-        lags.append(float(below[0]) if len(below) else len(y) / 2)
-    return float(max(BLOCK_S, min(LONG_BLOCK_LAGS * max(lags), shortest / 10)))
+        lag = first_lag(sums[counts > 0] / counts[counts > 0])
+        if lag is not None:
+            lags.append(lag)
+    return long_block_of(lags, shortest)
+
+
+def first_lag(y: np.ndarray) -> float | None:
+    """The lag (in the series' steps) at which the autocorrelation of ``y`` first falls
+    below 1/e, half the series where it never does; None for a short or flat series."""
+    y = y - y.mean()
+    var = float(np.dot(y, y))
+    if len(y) < 8 or var <= 0:
+        return None
+    acf = np.correlate(y, y, "full")[len(y) - 1:] / var
+    below = np.flatnonzero(acf < 1 / np.e)
+    return float(below[0]) if len(below) else len(y) / 2
+
+
+def long_block_of(lags_s: list[float], shortest_s: float) -> float:
+    """Twice the longest of the runs' lags (s), at least 1 s and at most a tenth of the
+    shortest run."""
+    return float(max(BLOCK_S, min(LONG_BLOCK_LAGS * max(lags_s), shortest_s / 10)))
 
 
 def long_run_ratio(y: np.ndarray) -> float:
@@ -272,26 +286,59 @@ def compare_frames(baseline: Frames, candidate: Frames, threshold_pct: float = 2
                    block_s: float = BLOCK_S, rescale: bool = True) -> list[Change]:
     """Every metric both runs have: baseline, candidate, change %, its interval, verdict."""
     base_v, cand_v = point_values(baseline), point_values(candidate)
-    metrics = [m for m in base_v if m in cand_v]
     if len(baseline.t_s) < 2 or len(candidate.t_s) < 2:
-        return [Change(m, base_v[m], cand_v.get(m), None, None, "same") for m in metrics]
+        return unmeasured(base_v, cand_v)
     edges = _edges([baseline, candidate])
+    runs = [Run(v, lambda long_s, f=f: _blocks(f, long_s or block_s, edges),
+                lambda f=f, v=v: _influence_ratios(f, v))
+            for f, v in ((baseline, base_v), (candidate, cand_v))]
+    return bootstrap_changes(*runs, edges, lambda: long_block_s([baseline, candidate]),
+                             threshold_pct, confidence, resamples, seed, rescale)
+
+
+def unmeasured(base_v: dict[str, float | None], cand_v: dict[str, float | None]
+               ) -> list[Change]:
+    """Every metric both runs have, without an interval (a run of fewer than 2 frames)."""
+    return [Change(m, base_v[m], cand_v.get(m), None, None, "same")
+            for m in base_v if m in cand_v]
+
+
+@dataclass
+class Run:
+    """One run as the bootstrap draws it: its point values, its blocks (``blocks(None)``
+    the one-second ones, ``blocks(s)`` blocks of about ``s`` seconds) and the long-run
+    ratio of each metric's influence (``_influence_ratios``)."""
+
+    values: dict[str, float | None]
+    blocks: Callable[[float | None], _Blocks]
+    ratios: Callable[[], dict[str, float]]
+
+
+def bootstrap_changes(base: Run, cand: Run, edges: np.ndarray,
+                      long_s: Callable[[], float], threshold_pct: float, confidence: float,
+                      resamples: int = RESAMPLES, seed: int = 0,
+                      rescale: bool = True) -> list[Change]:
+    """The block bootstrap of two runs (held in memory, or aggregated a batch at a time,
+    ``compare_long.py``): resampled, spread by the pooled ratios, the tails also drawn in
+    long blocks; then ``verdicts``."""
+    base_v, cand_v = base.values, cand.values
+    metrics = [m for m in base_v if m in cand_v]
     rng = np.random.default_rng(seed)
-    rb = _resampled(_blocks(baseline, block_s, edges), edges, metrics, resamples, rng)
-    rc = _resampled(_blocks(candidate, block_s, edges), edges, metrics, resamples, rng)
+    rb = _resampled(base.blocks(None), edges, metrics, resamples, rng)
+    rc = _resampled(cand.blocks(None), edges, metrics, resamples, rng)
     if rescale:
         # One ratio for both runs, their mean: each run's own estimate is noisy, and the
         # question asked is whether both come from the same process.
-        qb, qc = _influence_ratios(baseline, base_v), _influence_ratios(candidate, cand_v)
+        qb, qc = base.ratios(), cand.ratios()
         pooled = {m: (qb[m] + qc[m]) / 2 for m in qb if m in qc}
         rb, rc = _rescaled(rb, pooled), _rescaled(rc, pooled)
         # A tail rests on a few frames a second and its ratio swings widely from run to
         # run (measured): long blocks are drawn too, and the wider of the two is kept.
         tails = [m for m, q in LATENCY_METRICS.items() if q >= TAIL_Q and m in metrics]
         if tails:
-            long_s = long_block_s([baseline, candidate])
-            for run, reps in ((baseline, rb), (candidate, rc)):
-                got = _resampled(_blocks(run, long_s, edges), edges, tails, resamples, rng)
+            seconds = long_s()
+            for run, reps in ((base, rb), (cand, rc)):
+                got = _resampled(run.blocks(seconds), edges, tails, resamples, rng)
                 for m in tails:
                     if _width(got[m]) > _width(reps[m]):
                         reps[m] = got[m]

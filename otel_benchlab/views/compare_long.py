@@ -24,16 +24,15 @@ from otel_benchlab.views.bootstrap import (
     BINS,
     BLOCK_S,
     LATENCY_METRICS,
-    LONG_BLOCK_LAGS,
     RESAMPLES,
-    TAIL_Q,
     Change,
+    Run,
     _Blocks,
-    _resampled,
-    _rescaled,
-    _width,
+    bootstrap_changes,
+    first_lag,
+    long_block_of,
     long_run_ratio,
-    verdicts,
+    unmeasured,
 )
 from otel_benchlab.views.digest import PairDigest, Sketch
 from otel_benchlab.views.digest_session import Group, Scan, groups
@@ -159,14 +158,11 @@ class RunBlocks:
     def lag_s(self) -> float:
         """``long_block_s``'s lag for this run, in seconds."""
         used = self.u_count > 0
-        y = self.u_lat[used] / self.u_count[used]
-        y = y - y.mean()
-        var = float(np.dot(y, y))
-        if len(y) < 8 or var <= 0:
-            return BLOCK_S / 2
-        acf = np.correlate(y, y, "full")[len(y) - 1:] / var
-        below = np.flatnonzero(acf < 1 / np.e)
-        return (float(below[0]) if len(below) else len(y) / 2) * self.unit_s
+        lag = first_lag(self.u_lat[used] / self.u_count[used])
+        return BLOCK_S / 2 if lag is None else lag * self.unit_s
+
+    def run(self) -> Run:
+        return Run(self.values, self.blocks, self.ratios)
 
 
 def second_pass(found: Scan, wanted: dict[tuple, RunBlocks]) -> None:
@@ -181,24 +177,10 @@ def compare_blocks(base: RunBlocks, cand: RunBlocks, threshold_pct: float,
                    confidence: float, resamples: int = RESAMPLES,
                    seed: int = 0) -> list[Change]:
     """``bootstrap.compare_frames`` over two runs' pass-2 aggregates."""
-    base_v, cand_v = base.values, cand.values
-    metrics = [m for m in base_v if m in cand_v]
     if base.count.sum() < 2 or cand.count.sum() < 2:
-        return [Change(m, base_v[m], cand_v.get(m), None, None, "same") for m in metrics]
-    rng = np.random.default_rng(seed)
-    rb = _resampled(base.blocks(), base.edges, metrics, resamples, rng)
-    rc = _resampled(cand.blocks(), cand.edges, metrics, resamples, rng)
-    qb, qc = base.ratios(), cand.ratios()
-    pooled = {m: (qb[m] + qc[m]) / 2 for m in qb if m in qc}
-    rb, rc = _rescaled(rb, pooled), _rescaled(rc, pooled)
-    tails = [m for m, q in LATENCY_METRICS.items() if q >= TAIL_Q and m in metrics]
-    if tails:
-        shortest = min(base.last_rel, cand.last_rel)
-        long_s = float(max(BLOCK_S, min(LONG_BLOCK_LAGS * max(BLOCK_S / 2, base.lag_s(),
-                                                              cand.lag_s()), shortest / 10)))
-        for run, reps in ((base, rb), (cand, rc)):
-            got = _resampled(run.blocks(long_s), run.edges, tails, resamples, rng)
-            for m in tails:
-                if _width(got[m]) > _width(reps[m]):
-                    reps[m] = got[m]
-    return verdicts(base_v, cand_v, metrics, rb, rc, threshold_pct, confidence)
+        return unmeasured(base.values, cand.values)
+    return bootstrap_changes(
+        base.run(), cand.run(), base.edges,
+        lambda: long_block_of([BLOCK_S / 2, base.lag_s(), cand.lag_s()],
+                              min(base.last_rel, cand.last_rel)),
+        threshold_pct, confidence, resamples, seed)
