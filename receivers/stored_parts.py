@@ -43,6 +43,16 @@ def read_parts(directory: Path, columns: list[str] | None, rejected: dict[str, i
     return _read_listing(directory, columns, rejected, dictionary, False, rows)
 
 
+def listing(directory: Path) -> tuple[list[Path], list[Path]]:
+    """One listing of a folder: its parts, and the journals of parts it has not got (the
+    parts in progress), each in order."""
+    names = sorted(os.listdir(directory)) if directory.is_dir() else []
+    done = {n for n in names if PART_NAME.match(n)}
+    return ([directory / n for n in names if n in done],
+            [directory / n for n in names if (m := JOURNAL_NAME.match(n))
+             and part_path(directory, int(m.group(1))).name not in done])
+
+
 def rows_range(directory: Path, column: str) -> tuple[int, int] | None:
     """The range of ``column`` over a folder's parts (their statistics) and journals."""
     lo = hi = None
@@ -90,11 +100,7 @@ def _read_listing(directory: Path, columns: list[str] | None, rejected: dict[str
                   rows: RowWindow | None = None) -> list[pa.Table]:
     """The files of one listing: its parts, and its journals whose part it does not have;
     ``strict``: raise ``_Moved`` when one of them has gone since."""
-    names = sorted(os.listdir(directory)) if directory.is_dir() else []
-    parts = [directory / n for n in names if PART_NAME.match(n)]
-    done = {n for n in names if PART_NAME.match(n)}
-    journals = [directory / n for n in names if (m := JOURNAL_NAME.match(n))
-                and part_path(directory, int(m.group(1))).name not in done]
+    parts, journals = listing(directory)
     read_cols = columns
     if rows is not None and columns is not None and rows.column not in columns:
         read_cols = [*columns, rows.column]

@@ -108,7 +108,11 @@ def part_range(path: Path | Any, columns: tuple[str, ...]) -> tuple[int, int] | 
     its statistics (None: the part has none of them, or no statistics)."""
     import pyarrow.parquet as pq
 
-    meta = pq.ParquetFile(path).metadata
+    return range_of(pq.ParquetFile(path).metadata, columns)
+
+
+def range_of(meta: Any, columns: tuple[str, ...]) -> tuple[int, int] | None:
+    """``part_range`` from a part's footer already read (``pq.FileMetaData``)."""
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
     lo = hi = None
     for name in columns:

@@ -6,6 +6,7 @@ Below that the report reads every row and its percentiles are exact; the JSON sa
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from otel_benchlab.receivers.stored_parts import RowWindow, in_window
-from otel_benchlab.session.journal import JOURNAL_NAME, PART_NAME, part_path, read_journal
+from otel_benchlab.receivers.stored_parts import RowWindow, in_window, listing
+from otel_benchlab.session.journal import read_journal
 from otel_benchlab.session.schema import column_suffix
-from otel_benchlab.session.window import Window, part_range
+from otel_benchlab.session.window import Window, range_of
 from otel_benchlab.views.digest import REL_ERR, PairDigest
 
 # Rows a report reads whole; past it, digests (env BENCHLAB_REPORT_EXACT_ROWS).
@@ -40,25 +41,23 @@ class SessionDigest:
         return {"percentiles": "sketch", "relative_error": REL_ERR, "rows": self.rows}
 
 
-def _files(folder: Path, window: Window | None) -> tuple[list[Path], list[Path], int]:
+def _files(folder: Path, window: Window | None
+           ) -> tuple[list[Path], list[Path], int, tuple[int, int]]:
     """The parts overlapping the window, the journals of parts in progress, the rows the
-    parts hold (their footers)."""
-    names = sorted(os.listdir(folder)) if folder.is_dir() else []
-    done = {n for n in names if PART_NAME.match(n)}
-    parts, rows = [], 0
-    for n in sorted(done):
-        r = part_range(folder / n, ("end_unix_ns",)) if window else None
+    parts hold and their span of monotonic time (start_ns to end_ns): one footer a part."""
+    parts, journals = listing(folder)
+    kept, rows, lo, hi = [], 0, [], []
+    for p in parts:
+        meta = pq.ParquetFile(p).metadata
+        r = range_of(meta, ("end_unix_ns",)) if window else None
         if r is None or window.overlaps(*r):
-            parts.append(folder / n)
-            rows += pq.ParquetFile(folder / n).metadata.num_rows
-    journals = [folder / n for n in names if (m := JOURNAL_NAME.match(n))
-                and part_path(folder, int(m.group(1))).name not in done]
-    return parts, journals, rows
-
-
-def aligned_rows(path: Path, window: Window | None) -> int:
-    """How many aligned rows a report of ``path`` would read (footers only)."""
-    return _files(path / "aligned", window)[2]
+            kept.append(p)
+            rows += meta.num_rows
+            a, b = range_of(meta, ("start_ns",)), range_of(meta, ("end_ns",))
+            if a and b:
+                lo.append(a[0])
+                hi.append(b[1])
+    return kept, journals, rows, (min(lo), max(hi)) if lo else (0, 1)
 
 
 def _batches(parts: list[Path], journals: list[Path], columns: list[str]):  # noqa: ANN202
@@ -74,26 +73,18 @@ def _batches(parts: list[Path], journals: list[Path], columns: list[str]):  # no
             yield b.select([c for c in columns if c in b.schema.names])
 
 
-def _range(parts: list[Path]) -> tuple[int, int]:
-    lo, hi = [], []
-    for p in parts:
-        a, b = part_range(p, ("start_ns",)), part_range(p, ("end_ns",))
-        if a and b:
-            lo.append(a[0])
-            hi.append(b[1])
-    return (min(lo), max(hi)) if lo else (0, 1)
-
-
-def digest_session(path: Path, window: Window | None, seed: int = 0) -> SessionDigest | None:
-    """The digests of the session's aligned rows (in ``window``). A running session's
-    folder may change while it is read (a part compacted, a journal become a part): a file
-    gone from its listing means the digest starts again from a new listing."""
+def digest_session(path: Path, window: Window | None, seed: int = 0,
+                   found: Scan | None = None) -> SessionDigest | None:
+    """The digests of the session's aligned rows (in ``window``; ``found``: its listing,
+    where the caller has it). A running session's folder may change while it is read (a
+    part compacted, a journal become a part): a file gone from its listing means the
+    digest starts again from a new listing."""
     for _ in range(4):
         try:
-            return _digest(path, window, seed)
+            return _digest(found or scan(path, window), seed)
         except FileNotFoundError:
-            continue
-    return _digest(path, window, seed)
+            found = None
+    return _digest(scan(path, window), seed)
 
 
 @dataclass
@@ -103,13 +94,14 @@ class Scan:
     parts: list[Path]
     journals: list[Path]
     rows: int
-    labels: list[str]
+    span_ns: tuple[int, int]  # the parts' monotonic time, for the charts' buckets
+    schema: pa.Schema
     columns: list[str]
     window: Window | None
 
-    @property
-    def span_ns(self) -> tuple[int, int]:
-        return _range(self.parts)
+    @functools.cached_property
+    def labels(self) -> list[str]:
+        return _labels(self.parts, self.schema)
 
     def tables(self):  # noqa: ANN201
         rows_window = RowWindow(self.window, "end_unix_ns") if self.window else None
@@ -120,7 +112,8 @@ class Scan:
 
 
 def scan(path: Path, window: Window | None) -> Scan | None:
-    parts, journals, rows = _files(path / "aligned", window)
+    """The session's aligned parts and journals in the window (None: it has none)."""
+    parts, journals, rows, span = _files(path / "aligned", window)
     if not parts and not journals:
         return None
     schema = pq.read_schema(parts[0]) if parts else \
@@ -129,11 +122,10 @@ def scan(path: Path, window: Window | None) -> Scan | None:
     columns = [*_NAMES, "start_ns", "end_ns", "end_unix_ns", "latency_ms", "power_source"]
     columns += [c for sfx in sources for c in (f"power_mean_w{sfx}", f"energy_attr_j{sfx}",
                                                 f"energy_j{sfx}") if c in schema.names]
-    return Scan(parts, journals, rows, _labels(parts, schema), columns, window)
+    return Scan(parts, journals, rows, span, schema, columns, window)
 
 
-def _digest(path: Path, window: Window | None, seed: int) -> SessionDigest | None:
-    found = scan(path, window)
+def _digest(found: Scan | None, seed: int) -> SessionDigest | None:
     if found is None:
         return None
     t0, t1 = found.span_ns

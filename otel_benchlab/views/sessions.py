@@ -36,7 +36,7 @@ from otel_benchlab.session.schema import aligned_schema, column_suffix
 from otel_benchlab.session.window import Window, resolve
 from otel_benchlab.settings import ConfigError
 from otel_benchlab.views.digest import PairDigest
-from otel_benchlab.views.digest_session import SessionDigest, aligned_rows, digest_session
+from otel_benchlab.views.digest_session import SessionDigest, digest_session, scan
 
 log = logging.getLogger(__name__)
 
@@ -226,13 +226,12 @@ def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None,
         if span is None and (path / "raw" / "pipeline.jsonl").exists():
             span = _seed_range(path)
         window = resolve(since, until, span, str(path), flags)
-    if aligned and digest_over is not None and aligned_rows(path, window) > digest_over:
-        digest = digest_session(path, window)
+    found = scan(path, window) if aligned and digest_over is not None else None
+    if found is not None and found.rows > digest_over:
+        digest = digest_session(path, window, found=found)
         if digest is not None:
-            power = read_power(path, manifest, rejected, window) \
-                if (path / "raw").is_dir() else {}
             view = SessionView(path, manifest.get("session_id", path.name), manifest, [],
-                               digest.labels, {k: _power_w(v) for k, v in power.items()},
+                               digest.labels, _power(path, manifest, rejected, window),
                                rejected, window=window, running=running, digest=digest,
                                local=path)
             keep = set(pairs or [])
@@ -244,11 +243,9 @@ def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None,
     table = _aligned_table(path, rejected, window) if aligned else None
     if table is not None:
         labels = _labels_of(table)
-        power = read_power(path, manifest, rejected, window) if (path / "raw").is_dir() \
-            else {}
         view = SessionView(path, manifest.get("session_id", path.name), manifest,
                            _pairs_of(table, labels), labels,
-                           {k: _power_w(v) for k, v in power.items()}, rejected)
+                           _power(path, manifest, rejected, window), rejected)
     else:
         view = _from_marks(path, manifest, pairs, window)
     view.window, view.running, view.local = window, running, path
@@ -256,6 +253,13 @@ def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None,
         view.pairs = [p for p in view.pairs if (p.stage_from, p.stage_to) in set(pairs)]
     view.pairs.sort(key=lambda p: _order(manifest, p))
     return view
+
+
+def _power(path: Path, manifest: dict, rejected: dict[str, int], window: Window | None
+           ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each power source's watts over time (around the window)."""
+    power = read_power(path, manifest, rejected, window) if (path / "raw").is_dir() else {}
+    return {k: _power_w(v) for k, v in power.items()}
 
 
 def _order(manifest: dict, p: PairRows | PairDigest) -> tuple:
