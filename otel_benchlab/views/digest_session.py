@@ -152,6 +152,33 @@ def _labels(parts: list[Path], schema: pa.Schema) -> list[str]:
                       if c.startswith("power_mean_w_")]
 
 
+def name_groups(table: pa.Table, columns: list[str], end: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, ...]]]:
+    """The rows grouped by the names in ``columns``, each group in end order: the rows'
+    order, the groups' bounds in it (one more than the groups) and each group's names.
+    The names are grouped as dictionary codes in one int64 key: strings of millions of
+    rows as numpy text cost seconds and gigabytes."""
+    key = np.zeros(table.num_rows, np.int64)
+    dictionaries = []
+    for c in columns:
+        enc = pc.dictionary_encode(table[c].combine_chunks().fill_null(""))
+        dictionaries.append(enc.dictionary.to_pylist())
+        key = key * (len(enc.dictionary) + 1) + enc.indices.to_numpy(zero_copy_only=False)
+    order = np.lexsort((end, key))
+    sorted_key = key[order]
+    starts = np.flatnonzero(np.diff(sorted_key, prepend=sorted_key[0] - 1)) \
+        if len(key) else np.zeros(0, np.int64)
+
+    def names_of(k: int) -> tuple[str, ...]:
+        out = []
+        for d in reversed(dictionaries):
+            k, i = divmod(k, len(d) + 1)
+            out.append(d[i])
+        return tuple(reversed(out))
+
+    return order, np.append(starts, len(key)), [names_of(int(sorted_key[i])) for i in starts]
+
+
 @dataclass
 class Group:
     """One batch's rows of one (pipeline, stream, pair), in end order."""
@@ -168,19 +195,9 @@ def groups(table: pa.Table, labels: list[str], across: bool = False):  # noqa: A
     """The batch's rows by (pipeline, stream, pair), or with ``across`` by (pipeline,
     pair) with stream "", each group in end order; per source the frames' mean power and
     energy (attributed where the session has it)."""
-    n = table.num_rows
-    key = np.zeros(n, np.int64)
     used = [c for c in _NAMES if not (across and c == "stream")]
-    dictionaries = []
-    for c in used:
-        enc = pc.dictionary_encode(table[c].combine_chunks().cast(pa.string()).fill_null(""))
-        dictionaries.append(enc.dictionary.to_pylist())
-        key = key * (len(enc.dictionary) + 1) + enc.indices.to_numpy(zero_copy_only=False)
     end = table["end_ns"].to_numpy()
-    order = np.lexsort((end, key))
-    sk = key[order]
-    starts = np.flatnonzero(np.diff(sk, prepend=sk[0] - 1))
-    bounds = np.append(starts, n)
+    order, bounds, keys = name_groups(table, used, end)
 
     def col(name: str) -> np.ndarray | None:
         if name not in table.column_names:
@@ -199,12 +216,9 @@ def groups(table: pa.Table, labels: list[str], across: bool = False):  # noqa: A
             power[label] = mean
         if use is not None:
             energy[label] = use
-    for g in range(len(starts)):
-        k, sl = int(sk[starts[g]]), slice(bounds[g], bounds[g + 1])
-        names = {"stream": ""}
-        for c, d in zip(reversed(used), reversed(dictionaries), strict=True):
-            k, i = divmod(k, len(d) + 1)
-            names[c] = d[i] if i < len(d) else ""
+    for g, got in enumerate(keys):
+        sl = slice(bounds[g], bounds[g + 1])
+        names = {"stream": "", **dict(zip(used, got, strict=True))}
         yield Group(tuple(names[c] for c in _NAMES), start[sl], end[sl], latency[sl],
                     {s: v[sl] for s, v in power.items()},
                     {s: v[sl] for s, v in energy.items()})

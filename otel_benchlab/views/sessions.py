@@ -36,7 +36,12 @@ from otel_benchlab.session.schema import aligned_schema, column_suffix
 from otel_benchlab.session.window import Window, resolve
 from otel_benchlab.settings import ConfigError
 from otel_benchlab.views.digest import PairDigest
-from otel_benchlab.views.digest_session import SessionDigest, digest_session, scan
+from otel_benchlab.views.digest_session import (
+    SessionDigest,
+    digest_session,
+    name_groups,
+    scan,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,28 +139,8 @@ def _pairs_of(table: pa.Table, labels: list[str],
               unpaired: dict[str, dict[str, int]] | None = None) -> list[PairRows]:
     cols = {name: table[name].to_numpy(zero_copy_only=False) for name in
             ("start_ns", "end_ns", "latency_ms")}
-    # The four names as dictionary codes, one int64 key: strings of millions of rows as
-    # numpy text cost seconds and gigabytes.
-    key = np.zeros(table.num_rows, np.int64)
-    dictionaries = []
-    for c in ("pipeline", "stream", "stage_from", "stage_to"):
-        enc = pc.dictionary_encode(table[c].combine_chunks().fill_null(""))
-        dictionaries.append(enc.dictionary.to_pylist())
-        key = key * (len(enc.dictionary) + 1) + enc.indices.to_numpy(zero_copy_only=False)
-    order = np.lexsort((cols["end_ns"], key))
-    sorted_key = key[order]
-    starts = np.flatnonzero(np.diff(sorted_key, prepend=sorted_key[0] - 1)) \
-        if len(key) else np.zeros(0, np.int64)
-    bounds = np.append(starts, len(key))
-
-    def names_of(k: int) -> tuple[str, ...]:
-        out = []
-        for d in reversed(dictionaries):
-            k, i = divmod(k, len(d) + 1)
-            out.append(d[i])
-        return tuple(reversed(out))
-
-    names = [names_of(int(sorted_key[i])) for i in starts]
+    order, bounds, names = name_groups(table, ["pipeline", "stream", "stage_from",
+                                                "stage_to"], cols["end_ns"])
 
     def column(name: str) -> np.ndarray | None:
         if name not in table.column_names:
