@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from otel_benchlab.views.stats import LATENCY_KEYS
+
 REL_ERR = 0.0025
 _LOG_GAMMA = math.log((1 + REL_ERR) / (1 - REL_ERR))
 SCATTER_POINTS = 3000
@@ -237,7 +239,7 @@ class PairDigest:
     def summary(self) -> dict:
         lat = self.latency
         q = self.latency_q.quantiles([0.5, 0.9, 0.95, 0.99]) if lat.n else [None] * 4
-        latency = dict.fromkeys(("min", "p50", "p90", "p95", "p99", "max", "mean", "stddev"))
+        latency = dict.fromkeys(LATENCY_KEYS)
         if lat.n:
             latency = {"min": lat.lo, "p50": float(q[0]), "p90": float(q[1]),
                        "p95": float(q[2]), "p99": float(q[3]), "max": lat.hi,
