@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from otel_benchlab.session.journal import JOURNAL_NAME, PART_NAME, part_path, read_journal
-from otel_benchlab.session.window import Window, part_range
+from otel_benchlab.session.window import Window, part_range, range_of
 
 log = logging.getLogger("otel_benchlab.receivers.stored")
 
@@ -101,17 +101,20 @@ def _read_listing(directory: Path, columns: list[str] | None, rejected: dict[str
     """The files of one listing: its parts, and its journals whose part it does not have;
     ``strict``: raise ``_Moved`` when one of them has gone since."""
     parts, journals = listing(directory)
-    read_cols = columns
-    if rows is not None and columns is not None and rows.column not in columns:
-        read_cols = [*columns, rows.column]
     tables = []
     bad: dict[str, int] = {}
     for part in parts:
         try:
+            read_cols = columns
             if rows is not None:
-                r = part_range(part, (rows.column,))
+                meta = pq.ParquetFile(part).metadata
+                r = range_of(meta, (rows.column,))
                 if r is not None and not rows.window.overlaps(*r):
                     continue  # none of its rows is in the window: not read
+                # A part without the column (an older session's) is read whole.
+                if columns is not None and rows.column not in columns and \
+                        rows.column in meta.schema.to_arrow_schema().names:
+                    read_cols = [*columns, rows.column]
             t = in_window(pq.read_table(part, columns=read_cols,
                                          read_dictionary=dictionary), rows)
             tables.append(t.select(columns) if read_cols is not columns else t)

@@ -196,3 +196,11 @@ def test_a_running_session_is_reported_as_running_with_the_agents_counts(tmp_pat
     assert sum(p["frames"] for p in s["pairs"]) > 0
     assert 'class="badge">running' in (tmp_path / "r.html").read_text()
     assert not (session / ".progress.json").exists()  # the end is in session.json now
+
+
+def test_a_window_keeps_the_power_of_parts_without_wall_clock_times(session):
+    # make_session's samples, as an older agent's, have no ts_unix_ns: read whole.
+    assert "ts_unix_ns" not in pq.read_schema(
+        next((session / "raw" / "samples").glob("part-*"))).names
+    view = load_session(session, since="5s")
+    assert len(view.power["sys"][0]) == len(load_session(session).power["sys"][0]) > 0
