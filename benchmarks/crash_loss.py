@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from otel_benchlab.receivers.stored import read_parquet_session  # noqa: E402
+from otel_benchlab.receivers.stored import read_session  # noqa: E402
 from tests.test_crash import kill_at, start_agent  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def main() -> int:
     lost_marks, lost_samples = [], []
     for i in range(args.kills):
         t_kill = kill_at(start_agent(root, f"k{i}"), rng.uniform(1.2, 6.0))
-        stored = read_parquet_session(root / "sessions" / f"k{i}")
+        stored = read_session(root / "sessions" / f"k{i}")
         lost_marks.append((t_kill - int(stored.marks["ts_ns"].to_numpy().max())) / 1e9)
         last = max(ts.max() for _, ts, _ in stored.power.values() if len(ts))
         lost_samples.append((t_kill - int(last)) / 1e9)

@@ -1,6 +1,7 @@
-"""Long sessions: time and peak RSS of ``report``, ``compare`` and a one-hour ``--since``
-report on sessions 1x, 8x and 64x a bench run, each command a whole process as a user
-runs it.
+"""Long sessions: time and peak RSS of ``report``, ``compare``, ``replay`` and a one-hour
+``--since`` report on sessions 1x, 8x and 64x a bench run, and of ``replay`` and ``report``
+on the same marks as a seed project's JSONL session, each command a whole process as a
+user runs it.
 
 A bench run is ``report_speed.make_session``'s (two pairs, four streams at 240 frames/s,
 SYS power at 10 Hz; --spans spans, 1.5 M by default: ~13 minutes). A session N x as long is
@@ -11,26 +12,32 @@ ran N times as long would have written them (a part per copy).
         [--compare-max 8]
 
 ``report`` digests a session past 4 M rows (its memory does not grow with the length);
-``compare`` still holds every frame, so it runs up to ``--compare-max`` (at 64 x it would
-need tens of GB). The ``--since 1h`` report reads only the parts that hold its hour.
+``compare`` runs up to ``--compare-max`` and ``replay`` (which pairs the marks again and
+writes the aligned Parquet and CapFrameX files, ~0.3 GB a million spans) up to
+``--replay-max``. The ``--since 1h`` report reads only the parts that hold its hour.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.report_speed import make_session  # noqa: E402
+from benchmarks.report_speed import PAIRS, make_session  # noqa: E402
+from otel_benchlab.session.schema import MARK_SCHEMA  # noqa: E402
+
+MARK_PART_ROWS = 200_000  # the agent's part_rows
 
 
 def _hwm_kb(pid: int) -> int:
@@ -72,22 +79,70 @@ def shift(table: pa.Table, ns: int, columns: list[str]) -> pa.Table:
     return table
 
 
+def marks_of(aligned: pa.Table) -> pa.Table:
+    """The stage marks the run's spans were paired from: each frame's decode and infer
+    (the first pair's start and end) and its encode (the second pair's end)."""
+    out = []
+    for (a, b), ends_only in ((PAIRS[0], False), (PAIRS[1], True)):
+        rows = aligned.filter(pc.equal(aligned["stage_from"], a))
+        for stage, col in ((a, "start"), (b, "end")):
+            if ends_only and col == "start":
+                continue
+            n = rows.num_rows
+            out.append(pa.table({
+                "ts_ns": rows[f"{col}_ns"], "ts_unix_ns": rows[f"{col}_unix_ns"],
+                "pipeline": rows["pipeline"], "stream": rows["stream"],
+                "stage": pa.array([stage]).take(np.zeros(n, np.int64)),
+                "frame": rows["frame"]}, schema=MARK_SCHEMA))
+    marks = pa.concat_tables(out)
+    return marks.take(pc.sort_indices(marks["ts_ns"]))
+
+
 def scaled(run: Path, dest: Path, copies: int) -> Path:
-    """``run``'s parts ``copies`` times, each a run's length later."""
+    """``run``'s parts ``copies`` times, each a run's length later; its marks in parts of
+    ``MARK_PART_ROWS``, as the agent writes them."""
     aligned = pq.read_table(run / "aligned")
     samples = pq.read_table(run / "raw" / "samples")
+    marks = marks_of(aligned)
     length = int(pc.max(aligned["end_ns"]).as_py()) - int(pc.min(aligned["start_ns"]).as_py())
-    (dest / "aligned").mkdir(parents=True)
-    (dest / "raw" / "samples").mkdir(parents=True)
+    for kind in ("aligned", "raw/samples", "raw/marks"):
+        (dest / kind).mkdir(parents=True)
+    part = 0
     for k in range(copies):
         pq.write_table(shift(aligned, k * length, ["start_ns", "end_ns", "start_unix_ns",
                                                    "end_unix_ns"]),
                        dest / "aligned" / f"part-{k + 1:06d}.parquet")
         pq.write_table(shift(samples, k * length, ["ts_ns", "ts_unix_ns"]),
                        dest / "raw" / "samples" / f"part-{k + 1:06d}.parquet")
+        for i in range(0, marks.num_rows, MARK_PART_ROWS):
+            part += 1
+            pq.write_table(shift(marks.slice(i, MARK_PART_ROWS), k * length,
+                                 ["ts_ns", "ts_unix_ns"]),
+                           dest / "raw" / "marks" / f"part-{part:06d}.parquet")
     manifest = json.loads((run / "session.json").read_text())
     manifest["session_id"] = dest.name
     (dest / "session.json").write_text(json.dumps(manifest))
+    return dest
+
+
+def as_seed(session: Path, dest: Path) -> Path:
+    """The session's marks and power as the seed project's raw/*.jsonl."""
+    raw = dest / "raw"
+    raw.mkdir(parents=True)
+    with open(raw / "pipeline.jsonl", "wb") as fh:
+        for f in sorted((session / "raw" / "marks").glob("part-*.parquet")):
+            t = pq.read_table(f)
+            text = pc.binary_join_element_wise(
+                '{"ts_ns": ', pc.cast(t["ts_ns"], pa.string()), ', "source": "',
+                pc.cast(t["stream"], pa.string()), '", "kv": {"stage": "',
+                pc.cast(t["stage"], pa.string()), '", "frame": ',
+                pc.cast(t["frame"], pa.string()), "}}\n", "")
+            fh.write("".join(text.to_pylist()).encode())
+    with open(raw / "benchlab.jsonl", "w") as fh:
+        for f in sorted((session / "raw" / "samples").glob("part-*.parquet")):
+            t = pq.read_table(f)
+            for ts, v in zip(t["ts_ns"].to_pylist(), t["value"].to_pylist(), strict=True):
+                fh.write(f'{{"ts_ns": {ts}, "source": "benchlab", "kv": {{"p_sys": {v}}}}}\n')
     return dest
 
 
@@ -97,6 +152,8 @@ def main() -> int:
     ap.add_argument("--spans", type=int, default=1_500_000)
     ap.add_argument("--scales", default="1,8,64")
     ap.add_argument("--compare-max", type=int, default=8)
+    ap.add_argument("--replay-max", type=int, default=8,
+                    help="replay up to this scale (its output is ~0.3 GB a million spans)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -112,9 +169,22 @@ def main() -> int:
             if n <= args.compare_max:
                 jobs.insert(1, ("compare (1x against it)", ["compare", str(run), str(s),
                                                             "--json", str(root / "c.json")]))
+            seed = None
+            if n <= args.replay_max:
+                seed = as_seed(s, root / f"seed{n}")
+                jobs += [("replay", ["replay", str(s), "--out", str(root / f"rp{n}")]),
+                         ("replay (seed JSONL)", ["replay", str(seed), "--pair", "decode",
+                                                  "infer", "--pair", "infer", "encode",
+                                                  "--out", str(root / f"rs{n}")]),
+                         ("report (seed JSONL)", ["report", str(seed), "--pair", "decode",
+                                                  "infer", "--pair", "infer", "encode", "-o",
+                                                  str(root / "s.html")])]
             for name, cmd in jobs:
                 wall, peak, rc = timed(cmd)
-                print(f"{label:>22} {name:>22} {wall:8.1f} {peak:6.0f} MB  {rc}")
+                print(f"{label:>22} {name:>22} {wall:8.1f} {peak:6.0f} MB  {rc}", flush=True)
+            for d in (root / f"rp{n}", root / f"rs{n}", seed, s):
+                if d is not None:
+                    shutil.rmtree(d, ignore_errors=True)
     return 0
 
 

@@ -25,8 +25,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,19 +278,6 @@ class ParquetPartWriter:
     def _write_part(self, table: pa.Table, number: int) -> Path:
         return write_part(self.directory, table, number)
 
-    def write_all(self, table: pa.Table, threads: int = 2) -> None:
-        """Write a whole table at once as parts of ``part_rows``, on several threads (for
-        replay, where everything is at hand); Arrow releases the GIL while writing."""
-        self.force_flush()
-        slices = [table.slice(i, self.part_rows) for i in range(0, table.num_rows,
-                                                                 self.part_rows)]
-        numbers = list(range(self._next, self._next + len(slices)))
-        self._next += len(slices)
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(self._write_part, slices, numbers))
-        self.parts_written += len(slices)
-        self.rows_written += table.num_rows
-
     def _write(self) -> None:
         if not self._buf and self._journal is not None:  # the rows are in the journal alone
             self._close_journal()  # ends its stream; a part that fails keeps them in memory
@@ -366,3 +352,72 @@ def recover_directory(directory: Path) -> tuple[int, int]:
 COMPONENT = Component("parquet", "parquet", settings=ParquetConfig,
                       ranges={"part_rows": (1, 100_000_000), "part_seconds": (0, 86400),
                               "compact_every_s": (0.0, 30 * 86400)})
+
+
+
+@contextlib.contextmanager
+def parquet_file(target: Path, schema: pa.Schema) -> Iterator:
+    """A ``pq.ParquetWriter`` onto ``target`` under a temporary name: at the end it is
+    closed, fsynced and renamed; on an error the temporary file is removed."""
+    import pyarrow.parquet as pq  # here: 8 MB the agent carries only once it compacts
+
+    fh, tmp = open_temp(target)
+    try:
+        with fh:
+            writer = pq.ParquetWriter(fh, schema, **parquet_settings(schema))
+            try:
+                yield writer
+            finally:
+                writer.close()
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+class PartStream:
+    """Parts of about ``part_rows`` written as row groups as tables come (replay's
+    output): a part is open under a temporary name, then fsynced and renamed, so what is
+    held is the table in hand, not a part's worth."""
+
+    def __init__(self, directory: Path, schema: pa.Schema, part_rows: int) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self.part_rows = part_rows
+        self._next = 1 + max((int(m.group(m.lastindex)) for p in self.directory.iterdir()
+                              if (m := PART_NAME.match(p.name))), default=0)
+        self._open: tuple | None = None  # (the file's context, its writer, its final path)
+        self._rows = 0
+        self.parts: list[Path] = []
+
+    def write(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        if self._open is None:
+            final = part_path(self.directory, self._next)
+            context = parquet_file(final, self.schema)
+            self._open = (context, context.__enter__(), final)
+            self._next += 1
+        self._open[1].write_table(table.cast(self.schema) if table.schema != self.schema
+                                  else table)
+        self._rows += table.num_rows
+        if self._rows >= self.part_rows:
+            self.close()
+
+    def close(self) -> None:
+        if self._open is not None:
+            context, _, final = self._open
+            self._open, self._rows = None, 0
+            context.__exit__(None, None, None)
+            self.parts.append(final)
+
+    def abandon(self) -> None:
+        if self._open is not None:
+            context, _, _ = self._open
+            self._open = None
+            with contextlib.suppress(OSError, pa.ArrowException, InterruptedError):
+                context.__exit__(InterruptedError, InterruptedError("abandoned"), None)

@@ -21,7 +21,7 @@ from otel_benchlab.session.window import Window
 
 from .jsonl_chunks import parse_chunk
 from .seed_lines import _int, seed_mark
-from .stored_parts import RowWindow, in_window, read_parts, rows_range
+from .stored_parts import RowWindow, in_window, iter_parts, read_parts, rows_range
 
 __all__ = ["RowWindow", "StoredSession", "read_parts", "read_session", "rows_range"]
 
@@ -47,18 +47,47 @@ POWER_MARGIN_NS = 10 * 10**9  # power read around a window: its first and last s
 def read_session(path: str | Path, window: Window | None = None) -> StoredSession:
     """The session's marks and power; with ``window``, the marks in it (a seed session's
     times are its own ``ts_ns``) and the power around it."""
+    stored = open_session(path, window)
+    chunks = list(mark_chunks(Path(path), window, stored.rejected))
+    if chunks:
+        stored.marks = pa.concat_tables(chunks).unify_dictionaries()
+    return stored
+
+
+def open_session(path: str | Path, window: Window | None = None) -> StoredSession:
+    """The session without its marks (``marks`` empty): its manifest's pairs and power
+    sources, and its power (samples are few beside marks: 10 Hz is 0.9 M a day); its marks
+    come from ``mark_chunks``."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a session directory")
     if (path / "raw" / "marks").is_dir():
-        return read_parquet_session(path, window)
+        return _parquet_session(path, window)
     if (path / "raw" / "pipeline.jsonl").exists():
-        stored = read_seed_session(path)
-        if window is not None:
-            stored.marks = in_window(stored.marks, RowWindow(window, "ts_ns"))
-        return stored
+        rejected: dict[str, int] = {}
+        return StoredSession(path.name, SEED_MARKS.empty_table(),
+                             _seed_power(path / "raw" / "benchlab.jsonl", rejected),
+                             rejected=rejected)
     raise FileNotFoundError(f"{path}: neither raw/marks/ (otel-benchlab) nor "
                             "raw/pipeline.jsonl (seed project) found")
+
+
+MARK_COLUMNS = ["ts_ns", "ts_unix_ns", "pipeline", "stream", "stage", "frame"]
+
+
+def mark_chunks(path: Path, window: Window | None,
+                rejected: dict[str, int]) -> Iterator[pa.Table]:
+    """The session's marks a part (or a seed file's chunk) at a time, in the order they
+    were written; ``rejected`` counts what was skipped."""
+    if (path / "raw" / "marks").is_dir():
+        yield from iter_parts(path / "raw" / "marks", MARK_COLUMNS, rejected,
+                              ["pipeline", "stream", "stage"],
+                              RowWindow(window, "ts_unix_ns") if window else None)
+        return
+    for t in seed_mark_tables(path, rejected):
+        t = in_window(t, RowWindow(window, "ts_ns")) if window is not None else t
+        if t.num_rows:
+            yield t
 
 
 # -- our own sessions ------------------------------------------------------------------
@@ -98,20 +127,15 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
-def read_parquet_session(path: Path, window: Window | None = None) -> StoredSession:
+def _parquet_session(path: Path, window: Window | None = None) -> StoredSession:
+    """An otel-benchlab session without its marks (``mark_chunks``)."""
     manifest = read_manifest(path)
     rejected: dict[str, int] = {}
-    mark_cols = ["ts_ns", "ts_unix_ns", "pipeline", "stream", "stage", "frame"]
-    parts = read_parts(path / "raw" / "marks", mark_cols, rejected,
-                       ["pipeline", "stream", "stage"],
-                       RowWindow(window, "ts_unix_ns") if window else None)
-    marks = pa.concat_tables(parts).unify_dictionaries() if parts else \
-        MARK_SCHEMA.empty_table().select(mark_cols)
     power = read_power(path, manifest, rejected, window)
     cfg_pairs = manifest.get("config", {}).get("pairs", [])  # checked by _manifest
     return StoredSession(
-        session_id=manifest.get("session_id", path.name), marks=marks,
-        power=power,
+        session_id=manifest.get("session_id", path.name),
+        marks=MARK_SCHEMA.empty_table().select(MARK_COLUMNS), power=power,
         pairs=[tuple(p) for p in cfg_pairs], rejected=rejected,
         power_sources=[p.lower() for p in manifest.get("config", {}).get("power_sources", [])])
 
@@ -288,9 +312,13 @@ def _kv_floats(t: pa.Table, name: str) -> np.ndarray:
     return pc.cast(_kv_column(t, name), pa.float64()).to_numpy(zero_copy_only=False)
 
 
-def read_seed_session(path: Path) -> StoredSession:
-    rejected: dict[str, int] = {}
-    marks = []
+SEED_MARKS = pa.schema([("ts_ns", pa.int64())] + [
+    (c, pa.dictionary(pa.int32(), pa.string())) for c in ("pipeline", "stream", "stage")
+] + [("frame", pa.int64())])
+
+
+def seed_mark_tables(path: Path, rejected: dict[str, int]) -> Iterator[pa.Table]:
+    """raw/pipeline.jsonl's marks a chunk at a time, as ``SEED_MARKS`` tables."""
     for t in _jsonl_tables(path / "raw" / "pipeline.jsonl", rejected):
         n = t.num_rows
         stage = _kv_column(t, "stage")
@@ -315,13 +343,7 @@ def read_seed_session(path: Path) -> StoredSession:
             key = "pipeline.jsonl: lines without ts_ns or stage"
             rejected[key] = rejected.get(key, 0) + dropped
             tbl = tbl.filter(ok)
-        marks.append(tbl)
-    schema = pa.schema([("ts_ns", pa.int64())] + [
-        (c, pa.dictionary(pa.int32(), pa.string())) for c in ("pipeline", "stream", "stage")
-    ] + [("frame", pa.int64())])
-    table = pa.concat_tables(marks).unify_dictionaries() if marks else schema.empty_table()
-    power = _seed_power(path / "raw" / "benchlab.jsonl", rejected)
-    return StoredSession(session_id=path.name, marks=table, power=power, rejected=rejected)
+        yield tbl
 
 
 def _seed_power(path: Path, rejected: dict[str, int]) -> dict:

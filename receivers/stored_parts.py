@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,83 @@ class _Moved(Exception):
     pass
 
 
+def _read_part(part: Path, columns: list[str] | None, dictionary: list[str],
+               rows: RowWindow | None) -> pa.Table | None:
+    """One part's rows (in the window); None when its statistics say none is."""
+    read_cols = columns
+    if rows is not None:
+        meta = pq.ParquetFile(part).metadata
+        r = range_of(meta, (rows.column,))
+        if r is not None and not rows.window.overlaps(*r):
+            return None  # none of its rows is in the window: not read
+        # A part without the column (an older session's) is read whole.
+        if columns is not None and rows.column not in columns and \
+                rows.column in meta.schema.to_arrow_schema().names:
+            read_cols = [*columns, rows.column]
+    t = in_window(pq.read_table(part, columns=read_cols, read_dictionary=dictionary), rows)
+    return t.select(columns) if read_cols is not columns else t
+
+
+def _read_journal(journal: Path, columns: list[str] | None, dictionary: list[str],
+                  rows: RowWindow | None) -> pa.Table | None:
+    batches, torn = read_journal(journal)
+    if torn:
+        log.info("%s ends in a torn batch (an agent crashed mid-write); read %d "
+                 "complete batches", journal, len(batches))
+    if not batches:
+        return None
+    t = in_window(pa.Table.from_batches(batches), rows)
+    t = t.select(columns) if columns is not None else t
+    for name in dictionary:
+        i = t.schema.get_field_index(name)
+        t = t.set_column(i, name, pc.dictionary_encode(t[name]))
+    return t
+
+
+def _numbers(path: Path) -> set[int]:
+    m = PART_NAME.match(path.name)
+    if m:
+        first = int(m.group(1))
+        return set(range(first, int(m.group(2) or first) + 1))
+    m = JOURNAL_NAME.match(path.name)
+    return {int(m.group(1))} if m else set()
+
+
+def iter_parts(directory: Path, columns: list[str] | None, rejected: dict[str, int],
+               dictionary: list[str], rows: RowWindow | None = None) -> Iterator[pa.Table]:
+    """``read_parts`` a file at a time, for readers that hold one. A file that went away
+    meanwhile (a journal became a part, parts were compacted) is found again in a new
+    listing under its new name, whose part numbers tell what was read already. A
+    compacted part that joins parts read with parts not read yet is read whole: its rows
+    that were read are read twice (marks are paired once; the second is a duplicate)."""
+    read: set[int] = set()
+    for _ in range(READ_TRIES):
+        parts, journals = listing(directory)
+        moved = False
+        for path in parts + journals:
+            numbers = _numbers(path)
+            if numbers <= read:
+                continue
+            try:
+                t = _read_part(path, columns, dictionary, rows) if path in parts else \
+                    _read_journal(path, columns, dictionary, rows)
+            except FileNotFoundError:
+                moved = True
+                break
+            except (OSError, pa.ArrowException) as exc:
+                _unreadable(path, exc, rejected)
+                read |= numbers
+                continue
+            if path in journals and not path.exists():
+                moved = True  # it became a part while read: that part has all its rows
+                break
+            read |= numbers
+            if t is not None and t.num_rows:
+                yield t
+        if not moved:
+            return
+
+
 def _read_listing(directory: Path, columns: list[str] | None, rejected: dict[str, int],
                   dictionary: list[str], strict: bool,
                   rows: RowWindow | None = None) -> list[pa.Table]:
@@ -102,42 +180,28 @@ def _read_listing(directory: Path, columns: list[str] | None, rejected: dict[str
     ``strict``: raise ``_Moved`` when one of them has gone since."""
     parts, journals = listing(directory)
     tables = []
-    bad: dict[str, int] = {}
+    bad: dict[str, int] = {}  # into ``rejected`` once the listing is read through
     for part in parts:
         try:
-            read_cols = columns
-            if rows is not None:
-                meta = pq.ParquetFile(part).metadata
-                r = range_of(meta, (rows.column,))
-                if r is not None and not rows.window.overlaps(*r):
-                    continue  # none of its rows is in the window: not read
-                # A part without the column (an older session's) is read whole.
-                if columns is not None and rows.column not in columns and \
-                        rows.column in meta.schema.to_arrow_schema().names:
-                    read_cols = [*columns, rows.column]
-            t = in_window(pq.read_table(part, columns=read_cols,
-                                         read_dictionary=dictionary), rows)
-            tables.append(t.select(columns) if read_cols is not columns else t)
+            t = _read_part(part, columns, dictionary, rows)
+            if t is not None:
+                tables.append(t)
         except FileNotFoundError:
             if strict:
                 raise _Moved from None
         except (OSError, pa.ArrowException) as exc:
-            bad[str(part)] = bad.get(str(part), 0) + 1
-            log.warning("skipping unreadable Parquet part %s: %s", part, exc)
+            _unreadable(part, exc, bad)
     for journal in journals:
-        batches, torn = read_journal(journal)
+        t = _read_journal(journal, columns, dictionary, rows)
         if strict and not journal.exists():
             raise _Moved  # it became a part, which this listing has not got
-        if torn:
-            log.info("%s ends in a torn batch (an agent crashed mid-write); read %d "
-                     "complete batches", journal, len(batches))
-        if batches:
-            t = in_window(pa.Table.from_batches(batches), rows)
-            t = t.select(columns) if columns is not None else t
-            for name in dictionary:
-                i = t.schema.get_field_index(name)
-                t = t.set_column(i, name, pc.dictionary_encode(t[name]))
+        if t is not None:
             tables.append(t)
     for k, v in bad.items():
         rejected[k] = rejected.get(k, 0) + v
     return tables
+
+
+def _unreadable(part: Path, exc: Exception, rejected: dict[str, int]) -> None:
+    rejected[str(part)] = rejected.get(str(part), 0) + 1
+    log.warning("skipping unreadable Parquet part %s: %s", part, exc)

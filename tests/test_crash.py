@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from otel_benchlab.receivers.stored import read_parquet_session
+from otel_benchlab.receivers.stored import read_session
 from otel_benchlab.session.folder import agent_alive, crashed
 
 from .test_end_to_end import agent_cmd, agent_env, wait_started
@@ -56,7 +56,7 @@ def test_sigkill_at_random_moments_loses_at_most_the_last_batch(tmp_path):
         assert crashed(session) and not agent_alive(session)
         for part in session.rglob("part-*.parquet"):
             pq.read_table(part)  # every completed part is readable
-        stored = read_parquet_session(session)  # parts and the journals, as replay reads
+        stored = read_session(session)  # parts and the journals, as replay reads
         marks = stored.marks.to_pandas()
         if after < 0.5 and marks.empty:
             continue  # killed before the first batch was due: nothing to keep yet
@@ -78,7 +78,7 @@ def test_recover_turns_journals_into_parts_and_marks_the_crash(tmp_path):
     root = tmp_path / "data"
     kill_at(start_agent(root, "k"), 2.5)
     session = root / "sessions" / "k"
-    before = read_parquet_session(session).marks.num_rows
+    before = read_session(session).marks.num_rows
     out = subprocess.run(agent_cmd("recover", str(session)), env=agent_env(),
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -86,7 +86,7 @@ def test_recover_turns_journals_into_parts_and_marks_the_crash(tmp_path):
     manifest = json.loads((session / "session.json").read_text())
     assert manifest["end_reason"] == "crash" and manifest["ended_at"]
     assert manifest["summary"]["rows"]["marks"] == before
-    assert read_parquet_session(session).marks.num_rows == before
+    assert read_session(session).marks.num_rows == before
 
 
 def test_the_next_agent_start_recovers_a_crashed_session(tmp_path):

@@ -12,7 +12,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from otel_benchlab.receivers.stored import read_parquet_session
+from otel_benchlab.receivers.stored import read_session
 
 from .test_crash import STAGES
 from .test_end_to_end import agent_cmd, agent_env, wait_started
@@ -51,7 +51,7 @@ def test_full_disk_then_space_freed_resumes_and_loses_nothing(small_disk, tmp_pa
     for part in session.rglob("part-*.parquet"):
         pq.read_table(part)  # nothing corrupt
     assert not list(session.rglob("*.tmp")) and not list(session.rglob(".journal-*"))
-    marks = read_parquet_session(session).marks.to_pandas()
+    marks = read_session(session).marks.to_pandas()
     per_frame = marks.groupby("frame").size()
     last = int(per_frame.index.max())
     # Not one mark lost across the full stretch: the rows were kept and written later.

@@ -1,48 +1,55 @@
-"""Replay's marks as arrays: what the table said, row for row, and the table let go of once
-they are arrays (replay's peak memory is paid for in fresh pages)."""
+"""Replay's marks as arrays: what each chunk's table said, row for row, with names coded
+the same way in every chunk whatever each chunk's own dictionary."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
-from otel_benchlab.receivers.stored import StoredSession
-from otel_benchlab.session.replay import encode_marks
+from otel_benchlab.session.replay_rounds import MarkCodes
 from otel_benchlab.session.schema import MARK_SCHEMA
 
+ROWS = [(10, "p", "cam0", "ingress", 1), (12, "p", "cam1", "ingress", 1),
+        (15, "p", "cam0", "encoded", 1), (20, "q", "cam0", "ingress", None)]
 
-def session() -> StoredSession:
-    """Two chunks, as a session of two Parquet parts reads; one mark without a frame id."""
-    rows = [(10, "p", "cam0", "ingress", 1), (12, "p", "cam1", "ingress", 1),
-            (15, "p", "cam0", "encoded", 1), (20, "q", "cam0", "ingress", None)]
-    chunks = [pa.table({
+
+def chunks() -> list[pa.Table]:
+    """Two chunks, as two Parquet parts read; one mark without a frame id."""
+    return [pa.table({
         "ts_ns": [r[0] for r in part], "ts_unix_ns": [r[0] + 1000 for r in part],
         "pipeline": [r[1] for r in part], "stream": [r[2] for r in part],
         "stage": [r[3] for r in part], "frame": [r[4] for r in part]}, schema=MARK_SCHEMA)
-        for part in (rows[:2], rows[2:])]
-    return StoredSession("s", pa.concat_tables(chunks), {})
+        for part in (ROWS[:2], ROWS[2:])]
 
 
-def test_encoded_marks_say_what_the_table_said_row_for_row():
-    m = encode_marks(session())
-    assert m.ts.tolist() == [10, 12, 15, 20]
-    assert [m.pipe_names[c] for c in m.pipe] == ["p", "p", "p", "q"]
-    assert [m.stream_names[c] for c in m.stream] == ["cam0", "cam1", "cam0", "cam0"]
-    assert [m.stage_names[c] for c in m.stage] == ["ingress", "ingress", "encoded", "ingress"]
-    assert m.has_frame.tolist() == [True, True, True, False]
-    assert m.frame[:3].tolist() == [1, 1, 1]
-    assert m.offset_ns == 1000
+def encoded():
+    codes = MarkCodes.for_session("s")
+    return codes, [codes.encode(c) for c in chunks()]
 
 
-def test_a_mark_s_group_is_its_pipeline_and_stream():
-    m = encode_marks(session())
-    pairs = {(m.pipe_names[p], m.stream_names[s]) for p, s in zip(m.pipe, m.stream, strict=True)}
-    assert len(np.unique(m.group)) == len(pairs) == 3
-    assert m.group[0] == m.group[2] != m.group[1]
+def test_encoded_marks_say_what_each_chunk_said_row_for_row():
+    codes, marks = encoded()
+    ts = np.concatenate([m.ts for m in marks])
+    assert ts.tolist() == [10, 12, 15, 20]
+    pipe = np.concatenate([m.pipe for m in marks])
+    stream = np.concatenate([m.stream for m in marks])
+    stage = np.concatenate([m.stage for m in marks])
+    assert [codes.pipes.names[c] for c in pipe] == ["p", "p", "p", "q"]
+    assert [codes.streams.names[c] for c in stream] == ["cam0", "cam1", "cam0", "cam0"]
+    assert [codes.stages.names[c] for c in stage] == ["ingress", "ingress", "encoded",
+                                                      "ingress"]
+    assert np.concatenate([m.has_frame for m in marks]).tolist() == [True, True, True, False]
 
 
-def test_encoding_lets_go_of_the_marks_table():
-    stored = session()
-    encode_marks(stored)
-    assert stored.marks.num_rows == 0
-    assert stored.marks.schema == MARK_SCHEMA
+def test_a_name_has_one_code_in_every_chunk():
+    codes, marks = encoded()
+    # "encoded" is the first name of the second chunk's own dictionary, "ingress" its second
+    assert codes.stages.names == ["ingress", "encoded"]
+    assert marks[1].stage.tolist() == [1, 0]
+
+
+def test_a_mark_s_group_is_its_pipeline_and_stream_across_chunks():
+    _, marks = encoded()
+    group = np.concatenate([m.group for m in marks])
+    assert len(np.unique(group)) == 3
+    assert group[0] == group[2] != group[1]

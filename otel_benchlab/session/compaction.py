@@ -24,7 +24,6 @@ next time (and by ``recover``).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -36,7 +35,6 @@ from pathlib import Path
 
 from otel_benchlab.agent.heap import return_freed_memory
 from otel_benchlab.session.journal import JOURNAL_NAME, PART_NAME
-from otel_benchlab.session.temp_files import open_temp
 
 log = logging.getLogger("otel_benchlab")
 
@@ -73,31 +71,17 @@ def write_compacted(target: Path, parts: list[Path],
     were), under a temporary name, fsynced, then renamed; returns its rows."""
     import pyarrow.parquet as pq  # here: 8 MB the agent carries only once it compacts
 
-    from otel_benchlab.exporters.parquet import parquet_settings
+    from otel_benchlab.exporters.parquet import parquet_file
 
     schema = pq.read_schema(parts[0])
-    fh, tmp = open_temp(target)
     rows = 0
-    try:
-        with fh:
-            writer = pq.ParquetWriter(fh, schema, **parquet_settings(schema))
-            try:
-                for p in parts:
-                    if cancelled():
-                        raise InterruptedError("compaction cancelled")
-                    table = pq.read_table(p)
-                    writer.write_table(table.cast(schema) if table.schema != schema
-                                       else table)
-                    rows += table.num_rows
-            finally:
-                writer.close()
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
+    with parquet_file(target, schema) as writer:
+        for p in parts:
+            if cancelled():
+                raise InterruptedError("compaction cancelled")
+            table = pq.read_table(p)
+            writer.write_table(table.cast(schema) if table.schema != schema else table)
+            rows += table.num_rows
     return rows
 
 

@@ -1,9 +1,10 @@
 """Replay: the same processors over a stored session, for any stage pairs, after the fact.
 
-Vectorised end to end: marks stay Arrow/numpy arrays, pairing by frame id and energy
-integration run as array operations, and the aligned table is built from arrays. Marks
-without frame ids go through the live order-based pairer (they are rare and their rule is
-sequential by nature).
+Vectorised and a round at a time (``replay_aligned``): marks are read in chunks, paired by
+frame id as arrays, measured and shared out, and each round's rows are written as they are
+done, so a session of any length replays in the memory of a round. The Parquet parts are
+written on a thread of their own, beside the next round's work, and the CapFrameX
+captures, a million frames a file at most, are kept on disk until written.
 """
 
 from __future__ import annotations
@@ -12,32 +13,29 @@ import json
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from otel_benchlab.exporters.capframex import CapFrameXWriter
-from otel_benchlab.exporters.decimal_text import repeated_text
-from otel_benchlab.exporters.parquet import ParquetPartWriter
-from otel_benchlab.processors.attribution import StageShares, attribute_intervals
-from otel_benchlab.processors.ids import group_hash, hex_np, span_ids_np, trace_ids_np
-from otel_benchlab.processors.live_attribution import energy_split
-from otel_benchlab.processors.pairing import StagePairer, pair_keyed_arrays
-from otel_benchlab.processors.power_series import PowerSeries, energy_between
-from otel_benchlab.receivers.stored import StoredSession, read_session, rows_range
-from otel_benchlab.records import StageMark, StageSpan
-from otel_benchlab.session.schema import (
-    aligned_schema,
-    attributed_columns,
-    fixed_width_strings,
-    power_columns,
-    power_source_order,
+from otel_benchlab.exporters.parquet import PartStream
+from otel_benchlab.receivers.stored import (
+    StoredSession,
+    mark_chunks,
+    open_session,
+    rows_range,
 )
+from otel_benchlab.session.replay_aligned import (
+    ROUND_MARKS,
+    Pairing,
+    aligned_tables,
+    power_labels,
+)
+from otel_benchlab.session.schema import aligned_schema, power_columns
 from otel_benchlab.session.window import resolve
 from otel_benchlab.settings import ConfigError
 
@@ -46,7 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FRAME_BITS = 40  # frame ids below 2**40 share one int64 key with their (pipeline, stream)
+CAPTURE_FRAMES = 100_000  # frames a CapFrameX file, as the agent writes them
+PART_ROWS = 1_000_000  # aligned rows a Parquet part
 
 
 @dataclass
@@ -81,89 +80,130 @@ class ReplayResult:
         return lines
 
 
-def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
-    if not pa.types.is_dictionary(col.type):
-        col = pc.dictionary_encode(col)
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if isinstance(arr, pa.ChunkedArray):  # pragma: no cover
-        arr = arr.combine_chunks()
-    # int32, as Arrow holds them (no copy): replay's peak memory is its time (heap.py)
-    return arr.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False), \
-        arr.dictionary.to_pylist()
-
-
-def _string_column(codes: np.ndarray, names: list[str]) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32, copy=False)),
-                                          pa.array(names, pa.string())).cast(pa.string())
-
-
-def _hex_strings(*words: np.ndarray) -> pa.Array:
-    raw = hex_np(*words)
-    return fixed_width_strings(raw, len(raw), raw.dtype.itemsize)
-
-
 def replay_session(session_dir: str | Path, cfg: Config,
                    pairs: list[tuple[str, str]] | None = None, out: str | Path | None = None,
                    force: bool = False, since: str | None = None,
-                   until: str | None = None) -> ReplayResult:
+                   until: str | None = None, round_marks: int = ROUND_MARKS) -> ReplayResult:
     """``since``/``until``: only the marks of that window (``session.window``); a frame
     whose marks it cuts in two is unpaired."""
     t0 = time.perf_counter()
     session_dir = Path(session_dir)
     window = None
     if since is not None or until is not None:
-        marks_dir = session_dir / "raw" / "marks"
-        span = rows_range(marks_dir, "ts_unix_ns") if marks_dir.is_dir() else None
-        if span is None and (session_dir / "raw" / "pipeline.jsonl").exists():
-            ts = read_session(session_dir).marks["ts_ns"]
-            span = (pc.min(ts).as_py(), pc.max(ts).as_py()) if len(ts) else None
-        window = resolve(since, until, span, str(session_dir))
+        window = resolve(since, until, marks_range(session_dir), str(session_dir))
     try:
-        stored = read_session(session_dir, window)
+        stored = open_session(session_dir, window)
     except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from None
-    if stored.marks.num_rows == 0:
-        raise ConfigError(f"{session_dir}: no stage marks to replay"
-                          + (f" (skipped: {stored.rejected})" if stored.rejected else ""))
     pairs = pairs or stored.pairs or cfg.pair_tuples()
-    have = set(pc.unique(stored.marks["stage"]).cast(pa.string()).to_pylist())
-    for a, b in pairs:
-        for stage in (a, b):
-            if stage not in have:
-                raise ConfigError(f"{session_dir}: stage {stage!r} (pair {a}->{b}) does not "
-                                  f"occur in the session; its stages are "
-                                  f"{', '.join(sorted(have))}")
     out_dir = Path(out) if out else session_dir / "replay"
     _prepare_out(out_dir, force, named=out is not None)
-    result = ReplayResult(out_dir, stored.marks.num_rows, 0.0, rejected=dict(stored.rejected))
-    tables = build_aligned(encode_marks(stored), stored, pairs, cfg, result)
     labels = power_labels(stored, cfg)
-    schema = aligned_schema(labels)
-    table = pa.concat_tables(tables) if tables else schema.empty_table()
-    writer = ParquetPartWriter(out_dir / "aligned", schema,
-                               part_rows=max(cfg.parquet.part_rows, 1_000_000),
-                               part_seconds=1e9)
-    # The Parquet parts are written beside the CapFrameX files: both are Arrow work that
-    # runs outside the GIL.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        parquet = pool.submit(writer.write_all, table)
-        if cfg.capframex.enabled and table.num_rows:
-            cx = CapFrameXWriter(out_dir / "capframex", cfg.capframex.app,
-                                 power_columns(labels), cfg.capframex.sample_time_ms,
-                                 cfg.capframex.watch_dir or None, max_frames=1 << 62)
-            for label, (kind, ts, v) in stored.power.items():
-                if kind == "power":
-                    cx.add_power(label, ts, v)
-            for pair_table in tables:  # a pair's rows are one capture: nothing to regroup
-                cx.export(pair_table)
-            cx.shutdown()
-            result.files += cx.files_written
-        parquet.result()
-    result.files[:0] = sorted((out_dir / "aligned").glob("part-*.parquet"))
+    found = Pairing()
+    output = _Output(out_dir, labels, stored, cfg)
+    try:
+        for table in aligned_tables(stored, mark_chunks(session_dir, window, stored.rejected),
+                                    pairs, cfg, found, round_marks):
+            output.write(table)
+        output.close()
+    except BaseException:
+        output.abandon()
+        raise
+    result = ReplayResult(out_dir, found.marks, 0.0, spans=found.spans,
+                          unpaired=found.unpaired, rejected=dict(stored.rejected),
+                          files=output.files, idless_marks=found.idless_marks,
+                          energy_j=found.energy_j)
+    problem = _missing_stage(session_dir, found, pairs, stored.rejected)
+    if problem:
+        output.remove()
+        raise ConfigError(problem)
+    if found.late:
+        log.warning("%s: %d spans began more than %.0f s before marks read earlier (the "
+                    "session's files out of order): they keep their while-it-ran energy but "
+                    "get no attributed share", session_dir, found.late,
+                    cfg.pair_window_s + 1)
     (out_dir / OUTPUT_LIST).write_text(json.dumps(
         [str(p.relative_to(out_dir)) for p in result.files]))
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def marks_range(session_dir: Path) -> tuple[int, int] | None:
+    """The marks' time range: their parts' statistics, or a seed session's lines read."""
+    marks_dir = session_dir / "raw" / "marks"
+    if marks_dir.is_dir():
+        return rows_range(marks_dir, "ts_unix_ns")
+    lo = hi = None
+    for t in mark_chunks(session_dir, None, {}):
+        mm = pc.min_max(t["ts_ns"])
+        lo = mm["min"].as_py() if lo is None else min(lo, mm["min"].as_py())
+        hi = mm["max"].as_py() if hi is None else max(hi, mm["max"].as_py())
+    return None if lo is None else (lo, hi)
+
+
+def _missing_stage(session_dir: Path, found: Pairing, pairs: list[tuple[str, str]],
+                   rejected: dict[str, int]) -> str | None:
+    if not found.marks:
+        return f"{session_dir}: no stage marks to replay" + (
+            f" (skipped: {rejected})" if rejected else "")
+    for a, b in pairs:
+        for stage in (a, b):
+            if stage not in found.stages:
+                return (f"{session_dir}: stage {stage!r} (pair {a}->{b}) does not occur in "
+                        f"the session; its stages are {', '.join(sorted(found.stages))}")
+    return None
+
+
+class _Output:
+    """Aligned Parquet parts of ``PART_ROWS`` (a row group a round's table) and CapFrameX
+    captures of ``CAPTURE_FRAMES``, written on a thread of their own while the next round
+    runs."""
+
+    def __init__(self, out_dir: Path, labels: list[str], stored: StoredSession,
+                 cfg: Config) -> None:
+        self.out_dir = out_dir
+        self.parquet = PartStream(out_dir / "aligned", aligned_schema(labels), PART_ROWS)
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._writing: Future | None = None
+        self.cx = None
+        if cfg.capframex.enabled:
+            self.cx = CapFrameXWriter(out_dir / "capframex", cfg.capframex.app,
+                                      power_columns(labels), cfg.capframex.sample_time_ms,
+                                      cfg.capframex.watch_dir or None,
+                                      max_frames=CAPTURE_FRAMES)
+            for label, (kind, ts, v) in stored.power.items():
+                if kind == "power":
+                    self.cx.add_power(label, ts, v)
+        self.files: list[Path] = []
+
+    def write(self, table: pa.Table) -> None:
+        if self._writing is not None:
+            self._writing.result()  # one table in writing at a time: bounded memory
+        self._writing = self._pool.submit(self._write, table)
+
+    def _write(self, table: pa.Table) -> None:
+        self.parquet.write(table)
+        if self.cx is not None:
+            self.cx.export(table)
+
+    def close(self) -> None:
+        if self._writing is not None:
+            self._writing.result()
+        self._pool.shutdown()
+        self.parquet.close()
+        if self.cx is not None:
+            self.cx.shutdown()
+        self.files = list(self.parquet.parts)
+        if self.cx is not None:
+            self.files += self.cx.files_written
+
+    def abandon(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.parquet.abandon()
+
+    def remove(self) -> None:
+        for p in self.files:
+            p.unlink(missing_ok=True)
 
 
 OUTPUT_LIST = ".replay-files.json"  # what replay wrote: all that --force may remove
@@ -205,217 +245,3 @@ def _prepare_out(out_dir: Path, force: bool, named: bool) -> None:
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
 
 
-def power_labels(stored: StoredSession, cfg: Config) -> list[str]:
-    """The configured power sources (flag or file), else the session's own, else all."""
-    if cfg.power_sources:
-        return list(cfg.power_sources)
-    if stored.power_sources:
-        return list(stored.power_sources)
-    have = list(stored.power)
-    return power_source_order(have)
-
-
-@dataclass
-class _Marks:
-    """Marks as arrays, encoded once for all pairs."""
-
-    ts: np.ndarray
-    pipe: np.ndarray
-    pipe_names: list[str]
-    stream: np.ndarray
-    stream_names: list[str]
-    stage: np.ndarray
-    stage_names: list[str]
-    frame: np.ndarray
-    has_frame: np.ndarray
-    group: np.ndarray
-    group_hashes: np.ndarray
-    offset_ns: int
-
-
-def encode_marks(stored: StoredSession) -> _Marks:
-    """The session's marks as arrays, for every pair. The marks table is let go here
-    (``stored.marks`` becomes empty): what replay holds at its peak is what it pays for
-    in fresh pages (see heap.py), and the table is ~0.1 GB for 3 M marks."""
-    marks = stored.marks
-    stored.marks = marks.schema.empty_table()
-    pipe, pipe_names = _codes(marks["pipeline"])
-    stream, stream_names = _codes(marks["stream"])
-    stage, stage_names = _codes(marks["stage"])
-    frame_col = marks["frame"].combine_chunks() if marks.num_rows else pa.array([], pa.int64())
-    has_frame = frame_col.is_valid().to_numpy(zero_copy_only=False) if marks.num_rows else \
-        np.zeros(0, bool)
-    group = pipe.astype(np.int64) * max(len(stream_names), 1) + stream
-    hashes = np.array([group_hash(stored.session_id, p, s) for p in pipe_names
-                       for s in (stream_names or [""])], dtype=np.uint64)
-    return _Marks(marks["ts_ns"].to_numpy(), pipe, pipe_names, stream, stream_names, stage,
-                  stage_names, frame_col.fill_null(0).to_numpy(zero_copy_only=False)
-                  .astype(np.int64, copy=False), has_frame, group, hashes, _unix_offset(marks))
-
-
-def build_aligned(m: _Marks, stored: StoredSession, pairs: list[tuple[str, str]], cfg: Config,
-                  result: ReplayResult, threads: int = 2) -> list[pa.Table]:
-    """The aligned rows of each pair, a table a pair; pairs are computed in parallel
-    (numpy and Arrow release the GIL for the heavy work)."""
-    labels = power_labels(stored, cfg)
-    schema = aligned_schema(labels)
-    series = {}
-    for label in labels:
-        entry = stored.power.get(label)
-        if entry is not None:
-            kind, pts, pv = entry
-            series[label] = PowerSeries.from_power(pts, pv) if kind == "power" else \
-                PowerSeries.from_counter(pts, pv)
-    keyed = np.flatnonzero(m.has_frame)
-    all_keyed = len(keyed) == len(m.ts)
-    result.idless_marks = len(m.ts) - len(keyed)
-    key = m.frame & ((1 << FRAME_BITS) - 1)
-    key |= m.group << FRAME_BITS
-    k_key, k_stage, k_ts = (key, m.stage, m.ts) if all_keyed else (
-        key[keyed], m.stage[keyed], m.ts[keyed])
-
-    def paired(pair: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-        a, b = pair
-        counts = {"timeout": 0, "orphan": 0, "duplicate": 0}
-        start_i = end_i = np.zeros(0, np.int64)
-        if a in m.stage_names and b in m.stage_names:
-            r = pair_keyed_arrays(k_key, k_stage, k_ts, m.stage_names.index(a),
-                                  m.stage_names.index(b), int(cfg.pair_window_s * 1e9))
-            start_i, end_i = (r.start_idx, r.end_idx) if all_keyed else (
-                keyed[r.start_idx], keyed[r.end_idx])
-            counts["timeout"] += len(r.timeout_idx)
-            counts["orphan"] += len(r.orphan_idx)
-            counts["duplicate"] += len(r.duplicate_idx)
-            if not all_keyed:
-                s2, e2 = _pair_idless(np.flatnonzero(~m.has_frame), m.ts, m.pipe, m.stream,
-                                      m.stage, m.stage_names, pair,
-                                      int(cfg.pair_window_s * 1e9), counts)
-                start_i, end_i = np.concatenate([start_i, s2]), np.concatenate([end_i, e2])
-        return start_i, end_i, counts
-
-    def table(pair: tuple[str, str], indices: tuple[np.ndarray, np.ndarray, dict]) -> pa.Table:
-        return _pair_table(m, pair, indices[0], indices[1], labels, series, schema,
-                           int(cfg.power_max_gap_s * 1e9))
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        found = list(pool.map(paired, pairs))
-        tables = list(pool.map(table, pairs, found))
-    # The spans' shares of energy (all pairs at once: they overlap). After the tables, not
-    # beside them: beside them cost twice the CPU (measured), the threads' fresh pages and
-    # one malloc arena between them.
-    got = _attribution([(m.ts[s], m.ts[e], key[s], m.has_frame[s]) for s, e, _ in found],
-                       pairs, labels, series, cfg, result) if series else None
-    for (a, b), (start_i, _, counts) in zip(pairs, found, strict=True):
-        result.spans[f"{a}->{b}"] = len(start_i)
-        result.unpaired[f"{a}->{b}"] = counts
-    if got is None:
-        return tables
-    out, at = [], 0
-    columns = dict(attributed_columns(labels))
-    for t in tables:
-        for j, label in enumerate(lb for lb in labels if lb in series):
-            t = t.set_column(t.schema.get_field_index(columns[label]), columns[label],
-                             pa.array(got[at:at + t.num_rows, j], from_pandas=True))
-        out.append(t)
-        at += t.num_rows
-    return out
-
-
-def _attribution(spans: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-                 pairs: list[tuple[str, str]], labels: list[str],
-                 series: dict[str, PowerSeries], cfg: Config,
-                 result: ReplayResult) -> np.ndarray:
-    """Every pair's spans (starts, ends, frame keys, whether keyed) share each source's
-    energy, exactly, over the session: the first span's start to the last one's end.
-    Returns spans x sources (those with samples), pairs one after the other."""
-    starts = np.concatenate([s for s, _, _, _ in spans])
-    ends = np.concatenate([e for _, e, _, _ in spans])
-    known = {label: series[label] for label in labels if label in series}
-    if not len(starts):
-        return np.zeros((0, len(known)))
-    shares = StageShares(labels, cfg.attribution.sources, cfg.attribution.weights)
-    sizes = [len(s) for s, _, _, _ in spans]
-    takes = weights = None
-    if not shares.plain:
-        decided = [shares.decide(a, b) for a, b in pairs]
-        takes = np.concatenate([np.tile(d[0][[labels.index(lb) for lb in known]], (k, 1))
-                                for d, k in zip(decided, sizes, strict=True)])
-        weights = np.concatenate([np.full(k, d[1]) for d, k in zip(decided, sizes,
-                                                                   strict=True)])
-    got, idle, total = attribute_intervals(
-        known, starts, ends, np.concatenate([g for _, _, g, _ in spans]),
-        np.concatenate([k for _, _, _, k in spans]), int(starts.min()), int(ends.max()),
-        int(cfg.power_max_gap_s * 1e9), takes, weights)
-    for j, label in enumerate(known):
-        result.energy_j[label] = energy_split(total[j], np.nansum(got[:, j]), idle[j])
-    return got
-
-
-def _pair_table(m: _Marks, pair: tuple[str, str], start_i: np.ndarray, end_i: np.ndarray,
-                labels: list[str], series: dict[str, PowerSeries], schema: pa.Schema,
-                gap_ns: int) -> pa.Table:
-    """Rows of one pair, in frame order within each stream."""
-    n = len(start_i)
-    s_ns, e_ns = m.ts[start_i], m.ts[end_i]
-    has = m.has_frame[start_i]
-    frame = m.frame[start_i]
-    cols: dict[str, pa.Array] = {
-        "pipeline": _string_column(m.pipe[start_i], m.pipe_names),
-        "stream": _string_column(m.stream[start_i], m.stream_names),
-        "frame": pa.array(frame, pa.int64(), mask=~has),
-        "stage_from": repeated_text(pair[0], n), "stage_to": repeated_text(pair[1], n),
-        "start_ns": pa.array(s_ns), "end_ns": pa.array(e_ns),
-        "start_unix_ns": pa.array(s_ns + m.offset_ns), "end_unix_ns": pa.array(e_ns + m.offset_ns),
-        "latency_ms": pa.array((e_ns - s_ns) / 1e6),
-        "power_source": repeated_text(labels[0], n) if labels else pa.nulls(n, pa.string()),
-    }
-    for label, mean_col, energy_col in power_columns(labels) or [(None, "power_mean_w",
-                                                                  "energy_j")]:
-        s = series.get(label) if label else None
-        if s is None:
-            cols[mean_col] = cols[energy_col] = pa.nulls(n, pa.float64())
-            continue
-        energy, mean = energy_between(s, s_ns, e_ns, gap_ns)
-        cols[mean_col] = pa.array(mean, from_pandas=True)
-        cols[energy_col] = pa.array(energy, from_pandas=True)
-    for _, attr_col in attributed_columns(labels) or [(None, "energy_attr_j")]:
-        cols[attr_col] = pa.nulls(n, pa.float64())  # all spans' shares: build_aligned
-    groups = m.group_hashes[m.group[start_i]] if len(m.group_hashes) else \
-        np.zeros(n, np.uint64)
-    hi, lo = trace_ids_np(groups, np.where(has, frame, s_ns))
-    cols["trace_id"] = _hex_strings(hi, lo)
-    cols["span_id"] = _hex_strings(span_ids_np(lo, f"{pair[0]}->{pair[1]}"))
-    return pa.table([cols[f.name] for f in schema], schema=schema)
-
-
-def _unix_offset(marks: pa.Table) -> int:
-    if "ts_unix_ns" in marks.column_names and marks.num_rows:
-        return int(marks["ts_unix_ns"][0].as_py() - marks["ts_ns"][0].as_py())
-    return 0
-
-
-def _pair_idless(idx: np.ndarray, ts: np.ndarray, pipe: np.ndarray, stream: np.ndarray,
-                 stage: np.ndarray, stage_names: list[str], pair: tuple[str, str],
-                 window_ns: int, counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Order-based pairing of id-less marks with the live pairer; returns index arrays."""
-    pairer = StagePairer([pair], window_ns)
-    order = idx[np.argsort(ts[idx], kind="stable")]
-    codes = {stage_names.index(s) for s in pair}
-    starts, ends = [], []
-    results = []
-    for i in order.tolist():
-        if stage[i] not in codes:
-            continue
-        mark = StageMark(int(ts[i]), str(pipe[i]), str(stream[i]), stage_names[stage[i]])
-        results += pairer.push(mark)
-    results += pairer.flush()
-    by_ts: dict[tuple, int] = {}
-    for i in order.tolist():
-        by_ts.setdefault((int(ts[i]), str(pipe[i]), str(stream[i]), stage_names[stage[i]]), i)
-    for r in results:
-        if isinstance(r, StageSpan):
-            starts.append(by_ts[(r.start_ns, r.pipeline, r.stream, r.stage_from)])
-            ends.append(by_ts[(r.end_ns, r.pipeline, r.stream, r.stage_to)])
-        else:
-            counts[r.reason] = counts.get(r.reason, 0) + 1
-    return np.array(starts, np.int64), np.array(ends, np.int64)

@@ -12,8 +12,12 @@ up to the meter's), else the source's energy while it ran (sessions before attri
 
 from __future__ import annotations
 
+import atexit
+import itertools
 import json
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,10 +29,11 @@ import pyarrow.parquet as pq
 from otel_benchlab.config import Config
 from otel_benchlab.receivers.stored import (
     RowWindow,
+    mark_chunks,
+    open_session,
     read_manifest,
     read_parts,
     read_power,
-    read_session,
     rows_range,
 )
 from otel_benchlab.session.folder import PROGRESS_NAME, agent_alive
@@ -91,6 +96,8 @@ class SessionView:
     # a session too long to hold: its figures digested (digest_session.py), pairs empty
     digest: SessionDigest | None = None
     local: Path | None = None  # the folder read (a stored session's temporary copy)
+    # paired from the marks: what found no partner, by pair ("a->b")
+    marks_unpaired: dict[str, dict[str, int]] | None = None
 
     @property
     def origin_ns(self) -> int:
@@ -232,8 +239,8 @@ def load_session(path: str | Path, pairs: list[tuple[str, str]] | None = None,
                            _pairs_of(table, labels), labels,
                            _power(path, manifest, rejected, window), rejected)
     else:
-        view = _from_marks(path, manifest, pairs, window)
-    view.window, view.running, view.local = window, running, path
+        view = _from_marks(path, manifest, pairs, window, digest_over)
+    view.window, view.running, view.local = window, running, view.local or path
     if pairs:
         view.pairs = [p for p in view.pairs if (p.stage_from, p.stage_to) in set(pairs)]
     view.pairs.sort(key=lambda p: _order(manifest, p))
@@ -267,19 +274,20 @@ def _running(path: Path) -> dict | None:
 
 
 def _seed_range(path: Path) -> tuple[int, int] | None:
-    marks = read_session(path).marks
-    if not marks.num_rows:
-        return None
-    mm = pc.min_max(marks["ts_ns"])
-    return mm["min"].as_py(), mm["max"].as_py()
+    from otel_benchlab.session.replay import marks_range
+
+    return marks_range(path)
 
 
 def _from_marks(path: Path, manifest: dict, wanted: list[tuple[str, str]] | None,
-                window: Window | None = None) -> SessionView:
-    from otel_benchlab.session.replay import ReplayResult, build_aligned, encode_marks, power_labels
+                window: Window | None = None, digest_over: int | None = None) -> SessionView:
+    """The session paired again from its marks, as replay does. Past ``digest_over`` rows
+    they go to aligned parts in a temporary folder (removed at exit) and are digested
+    from there, so a session of any length is reported in bounded memory."""
+    from otel_benchlab.session.replay_aligned import Pairing, aligned_tables, power_labels
 
     try:
-        stored = read_session(path, window)
+        stored = open_session(path, window)
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: not a session (no aligned/ rows, no raw/marks/, no "
                           f"raw/pipeline.jsonl): {exc}") from None
@@ -289,28 +297,49 @@ def _from_marks(path: Path, manifest: dict, wanted: list[tuple[str, str]] | None
         if isinstance(value, (int, float)) and value > 0:
             setattr(cfg, key, float(value))
     pairs = wanted or stored.pairs or cfg.pair_tuples()
-    have = set(pc.unique(stored.marks["stage"]).cast(pa.string()).to_pylist()) \
-        if stored.marks.num_rows else set()
-    pairs = [p for p in pairs if p[0] in have and p[1] in have] or _guess_pairs(stored)
+    chunks = mark_chunks(path, window, stored.rejected)
+    first = next(chunks, None)
+    if first is not None:
+        have = set(pc.unique(first["stage"]).cast(pa.string()).to_pylist())
+        pairs = [p for p in pairs if p[0] in have and p[1] in have] or _guess_pairs(first)
+        chunks = itertools.chain([first], chunks)
     labels = power_labels(stored, cfg)
-    result = ReplayResult(path, stored.marks.num_rows, 0.0)
-    rejected = dict(stored.rejected)
-    tables = build_aligned(encode_marks(stored), stored, pairs, cfg, result) \
-        if pairs else []
-    table = pa.concat_tables(tables) if tables else aligned_schema(labels).empty_table()
-    view = SessionView(path, stored.session_id, manifest,
-                       _pairs_of(table, labels, result.unpaired) if table.num_rows else [],
-                       labels, {k: _power_w(v) for k, v in stored.power.items()}, rejected,
-                       from_marks=True)
+    found = Pairing()
+    held: list[pa.Table] = []
+    rows, spill = 0, None
+    for t in aligned_tables(stored, chunks, pairs, cfg, found) if pairs else ():
+        held.append(t)
+        rows += t.num_rows
+        if digest_over is not None and rows > digest_over:
+            spill = spill or _spill_folder(labels)
+            for h in held:
+                spill.write(h)
+            held = []
+    view = SessionView(path, stored.session_id, manifest, [], labels,
+                       {k: _power_w(v) for k, v in stored.power.items()},
+                       dict(stored.rejected), from_marks=True, marks_unpaired=found.unpaired)
+    if spill is not None:
+        spill.close()
+        view.local = spill.directory.parent
+        view.digest = digest_session(view.local, None)
+        return view
+    table = pa.concat_tables(held) if held else aligned_schema(labels).empty_table()
+    view.pairs = _pairs_of(table, labels, found.unpaired) if table.num_rows else []
     return view
 
 
-def _guess_pairs(stored) -> list[tuple[str, str]]:
+def _spill_folder(labels: list[str]):  # noqa: ANN202
+    from otel_benchlab.exporters.parquet import PartStream
+
+    folder = Path(tempfile.mkdtemp(prefix="otel-benchlab-marks-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return PartStream(folder / "aligned", aligned_schema(labels), 1_000_000)
+
+
+def _guess_pairs(marks: pa.Table) -> list[tuple[str, str]]:
     """Consecutive stages in the order frames reach them, when the session names none."""
-    if not stored.marks.num_rows:
-        return []
-    stage = stored.marks["stage"].cast(pa.string()).to_numpy(zero_copy_only=False)
-    ts = stored.marks["ts_ns"].to_numpy()
+    stage = marks["stage"].cast(pa.string()).to_numpy(zero_copy_only=False)
+    ts = marks["ts_ns"].to_numpy()
     first: dict[str, int] = {}
     for s, t in zip(stage[:10000].tolist(), ts[:10000].tolist(), strict=True):
         first.setdefault(s, t)

@@ -76,8 +76,8 @@ def session_summary(view: SessionView) -> dict:
               "export_dropped": summary.get("export_dropped", 0)}
     if view.from_marks:
         losses["unpaired"] = {}
-        for p in view.pairs:
-            for reason_, n in (p.unpaired or {}).items():
+        for counts in (view.marks_unpaired or {}).values():
+            for reason_, n in counts.items():
                 losses["unpaired"][reason_] = losses["unpaired"].get(reason_, 0) + n
     return {
         "id": view.session_id, "path": str(view.path), "host": m.get("host"),
