@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CAPTURE_FRAMES = 100_000  # frames a CapFrameX file, as the agent writes them
+CAPTURE_FRAMES = 300_000  # frames a CapFrameX file at most
 PART_ROWS = 1_000_000  # aligned rows a Parquet part
 
 

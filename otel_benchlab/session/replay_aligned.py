@@ -5,6 +5,9 @@ held is a round's marks and spans, whatever the session's length."""
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -99,7 +102,7 @@ def aligned_tables(stored: StoredSession, chunks: Iterable[pa.Table],
                   for s, p in zip(found_spans, pairs, strict=True)]
         shares.add(tables, *_span_arrays(found_spans))
 
-    for chunk in chunks:
+    for chunk in read_ahead(chunks):
         if offset is None and "ts_unix_ns" in chunk.column_names and chunk.num_rows:
             offset = int(chunk["ts_unix_ns"][0].as_py() - chunk["ts_ns"][0].as_py())
         m = codes.encode(chunk)
@@ -125,6 +128,38 @@ def aligned_tables(stored: StoredSession, chunks: Iterable[pa.Table],
                                              shares.idle_j[j])
     found.stages = set(codes.stages.names)
     found.late = shares.late
+
+
+def read_ahead(chunks: Iterable[pa.Table], depth: int = 2) -> Iterator[pa.Table]:
+    """``chunks`` read on a thread of their own, up to ``depth`` ahead: the JSON parser and
+    the Parquet reader run outside the GIL while the round before is paired."""
+    ahead: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    END = object()
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                ahead.put(chunk)
+            ahead.put(END)
+        except BaseException as exc:  # raised again where the chunks are taken
+            ahead.put(exc)
+
+    reader = threading.Thread(target=read, name="replay-read", daemon=True)
+    reader.start()
+    try:
+        while (item := ahead.get()) is not END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                ahead.get_nowait()
+        reader.join()
 
 
 def _span_arrays(found: list[RoundSpans]) -> tuple[np.ndarray, ...]:
