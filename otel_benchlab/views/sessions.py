@@ -281,9 +281,10 @@ def _seed_range(path: Path) -> tuple[int, int] | None:
 
 def _from_marks(path: Path, manifest: dict, wanted: list[tuple[str, str]] | None,
                 window: Window | None = None, digest_over: int | None = None) -> SessionView:
-    """The session paired again from its marks, as replay does. Past ``digest_over`` rows
-    they go to aligned parts in a temporary folder (removed at exit) and are digested
-    from there, so a session of any length is reported in bounded memory."""
+    """The session paired again from its marks, as replay does, into aligned parts in a
+    temporary folder (removed at exit), then read as an aligned session is: past
+    ``digest_over`` rows digested, so a session of any length is reported in bounded
+    memory."""
     from otel_benchlab.session.replay_aligned import Pairing, aligned_tables, power_labels
 
     try:
@@ -305,30 +306,27 @@ def _from_marks(path: Path, manifest: dict, wanted: list[tuple[str, str]] | None
         chunks = itertools.chain([first], chunks)
     labels = power_labels(stored, cfg)
     found = Pairing()
-    held: list[pa.Table] = []
-    rows, spill = 0, None
+    spill = _spill_folder(labels)
     for t in aligned_tables(stored, chunks, pairs, cfg, found) if pairs else ():
-        held.append(t)
-        rows += t.num_rows
-        if digest_over is not None and rows > digest_over:
-            spill = spill or _spill_folder(labels)
-            for h in held:
-                spill.write(h)
-            held = []
+        spill.write(t)
+    spill.close()
+    local = spill.directory.parent
     view = SessionView(path, stored.session_id, manifest, [], labels,
                        {k: _power_w(v) for k, v in stored.power.items()},
-                       dict(stored.rejected), from_marks=True, marks_unpaired=found.unpaired)
-    if spill is not None:
-        spill.close()
-        view.local = spill.directory.parent
-        view.digest = digest_session(view.local, None)
+                       dict(stored.rejected), from_marks=True, local=local,
+                       marks_unpaired=found.unpaired)
+    if digest_over is not None and found.marks and \
+            sum(found.spans.values()) > digest_over:
+        view.digest = digest_session(local, None)
         return view
-    table = pa.concat_tables(held) if held else aligned_schema(labels).empty_table()
-    view.pairs = _pairs_of(table, labels, found.unpaired) if table.num_rows else []
+    table = _aligned_table(local, view.rejected)
+    view.pairs = _pairs_of(table, labels, found.unpaired) if table is not None else []
     return view
 
 
 def _spill_folder(labels: list[str]):  # noqa: ANN202
+    """The rows paired from the marks go to aligned parts in a folder of their own,
+    removed at exit: read back as an aligned session's are, or digested."""
     from otel_benchlab.exporters.parquet import PartStream
 
     folder = Path(tempfile.mkdtemp(prefix="otel-benchlab-marks-"))
