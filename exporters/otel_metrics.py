@@ -62,8 +62,19 @@ class PipelineMetrics:
             "The frame's share of the source's energy from one stage to the next (power "
             "shared among the spans running at each instant: these add up to the meter's)",
             ENERGY_BUCKETS_J, "benchlab_pipeline_energy_attributed_joules")
+        self.request_energy = BatchHistogram(
+            "benchlab.genai.request.energy", "J",
+            "An LLM request's share of the source's energy: its prefill and decode shares "
+            "(queued time gets none)", ENERGY_BUCKETS_J,
+            "benchlab_genai_request_energy_joules")
+        self.token_energy = BatchHistogram(
+            "benchlab.genai.output_token.energy", "J",
+            "An LLM request's attributed energy per output token", ENERGY_BUCKETS_J,
+            "benchlab_genai_output_token_energy_joules")
         self.histograms = BatchHistograms([self.latency, self.energy,
-                                           self.energy_attributed])
+                                           self.energy_attributed, self.request_energy,
+                                           self.token_energy])
+        self.tokens = None
         if meter is not None:
             self.bind(meter)
         self._attr_cache: dict[tuple[str, str, str, str], dict[str, str]] = {}
@@ -73,6 +84,10 @@ class PipelineMetrics:
         self.unpaired = meter.create_counter(
             "benchlab.pipeline.unpaired", unit="{mark}",
             description="Stage marks that found no partner, by reason")
+        self.tokens = meter.create_counter(
+            "benchlab.genai.tokens", unit="{token}",
+            description="Tokens of the LLM requests measured, by model and type (input, "
+                        "output)")
 
     def _attrs(self, pipeline: str, a: str, b: str, source: str = "") -> dict[str, str]:
         # One dict per series, reused: building attribute dicts per record is measurable
@@ -101,6 +116,29 @@ class PipelineMetrics:
                 joules = joules[~np.isnan(joules)]
                 if joules.size:
                     self.energy_attributed.record_many(self._attrs(*key, label), joules)
+        if any(s.genai is not None for s in batch.spans):
+            self._requests(batch)
+
+    def _requests(self, batch: SpanBatch) -> None:
+        """LLM requests (``processors.genai``): energy per request and per output token by
+        model and source, and their tokens."""
+        for i, s in enumerate(batch.spans):
+            g = s.genai
+            if g is None or g.phase not in ("request", "whole"):
+                continue
+            model = {"gen_ai.response.model": g.model}
+            for label, attributed in batch.attributed.items():
+                joules = float(attributed[i])
+                if joules != joules:
+                    continue
+                attrs = {**model, "benchlab.power.source": label}
+                self.request_energy.record_many(attrs, [joules])
+                if g.output_tokens:
+                    self.token_energy.record_many(attrs, [joules / g.output_tokens])
+            if self.tokens is not None:
+                for kind, n in (("input", g.input_tokens), ("output", g.output_tokens)):
+                    if n:
+                        self.tokens.add(n, {**model, "gen_ai.token.type": kind})
 
     def export_unpaired(self, items: Iterable[Unpaired]) -> None:
         for u in items:

@@ -46,6 +46,7 @@ COMPONENT_MODULES = (
     "otel_benchlab.receivers.jsonl_tail",
     "otel_benchlab.receivers.log_pattern",
     "otel_benchlab.processors.attribution",
+    "otel_benchlab.processors.genai",
     "otel_benchlab.exporters.upload",
     "otel_benchlab.agent.limits",
     "otel_benchlab.views.live_page",

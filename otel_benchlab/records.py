@@ -115,6 +115,8 @@ class StageSpan:
     # True for a span that came with its application's own trace and span ids (OTLP
     # intake): it stays in that trace instead of the agent's per-frame trace.
     foreign: bool = False
+    # A phase of an LLM request, or the request (``processors.genai.GenAIPhase``).
+    genai: Any = field(default=None, repr=False, compare=False)
     # ``power``: a dict once anything asks for it or sets it; until then, after the energy
     # pass, row ``_row`` of its matrix ``_rows``.
     _power: dict[str, PowerFigure] | None = field(default=None, init=False, repr=False,

@@ -333,10 +333,20 @@ class StageShares:
         return takes, weight
 
     def of(self, spans: list[StageSpan]) -> tuple[np.ndarray, np.ndarray]:
-        """(spans x labels: whether it shares that source, each span's weight)."""
+        """(spans x labels: whether it shares that source, each span's weight). An LLM
+        request's phase (``genai``) weighs its pair's weight x its own (a token rate); a
+        queued phase and the request itself share none (``processors.genai``)."""
         out = [self.decide(s.stage_from, s.stage_to) for s in spans]
         takes = np.array([t for t, _ in out], bool).reshape(len(spans), len(self.labels))
-        return takes, np.array([w for _, w in out], np.float64)
+        weights = np.array([w for _, w in out], np.float64)
+        for i, s in enumerate(spans):
+            g = s.genai
+            if g is not None:
+                if g.shares_power:
+                    weights[i] *= g.weight
+                else:
+                    takes[i] = False
+        return takes, weights
 
 
 def nested_groups(group: np.ndarray, grouped: np.ndarray, starts: np.ndarray,
@@ -408,7 +418,8 @@ def attribute_spans(spans: list[StageSpan], starts: np.ndarray, ends: np.ndarray
     group = np.fromiter((hash(s.trace_id) if s.foreign else
                          hash((s.pipeline, s.stream, s.frame)) for s in spans), np.int64, n)
     grouped = np.fromiter((s.foreign or s.frame is not None for s in spans), bool, n)
-    takes, weights = (None, None) if shares.plain else shares.of(spans)
+    plain = shares.plain and not any(s.genai is not None for s in spans)
+    takes, weights = (None, None) if plain else shares.of(spans)
     return attribute_intervals(series, starts, ends, group, grouped, t0, t1, max_gap_ns,
                                takes, weights)
 

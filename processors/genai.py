@@ -147,9 +147,13 @@ class RequestSpans:
                                                    self.cfg.decode_weight), sid("decode")),
                 request]
 
-    def settle(self, spans: list[StageSpan], got: np.ndarray, labels: list[str]) -> None:
+    def settle(self, spans: list[StageSpan], got: np.ndarray, labels: list[str]) -> bool:
         """``got`` (spans x sources, attributed J) of spans released together: phases add
-        to their request's sum; a request span gets the sum (and the split by phase)."""
+        to their request's sum; a request span gets the sum (and the split by phase).
+        Whether any request span was among them."""
+        if not any(s.genai is not None for s in spans):
+            return False
+        requests = False
         for i, s in enumerate(spans):
             g = s.genai
             if g is None or g.phase not in ("prefill", "decode"):
@@ -164,12 +168,34 @@ class RequestSpans:
             g = s.genai
             if g is None or g.phase != "request":
                 continue
+            requests = True
             acc = self._open.pop(g.request, None)
             if acc is None:
                 continue
             got[i] = acc.sum(axis=0)
             g.shares = {label: {"prefill": float(acc[0, j]), "decode": float(acc[1, j])}
                         for j, label in enumerate(labels)}
+        return requests
+
+
+def request_figures(span: StageSpan) -> list[tuple[str, float]]:
+    """What a forwarded request span gains besides its power (``benchlab.energy.
+    attributed.<src>``, added as for any span): J per output token, and the prefill and
+    decode shares, per source."""
+    from otel_benchlab.session.schema import column_suffix
+
+    g = span.genai
+    if g is None or g.phase not in ("request", "whole"):
+        return []
+    out = []
+    for label, fig in span.power.items():
+        sfx = column_suffix(label)
+        if fig.energy_attr_j is not None and g.output_tokens:
+            out.append((f"benchlab.energy.per_output_token.{sfx}",
+                        fig.energy_attr_j / g.output_tokens))
+        for phase, joules in (g.shares or {}).get(label, {}).items():
+            out.append((f"benchlab.energy.{phase}.{sfx}", joules))
+    return out
 
 
 COMPONENT = Component("genai", "genai", settings=GenAIConfig,

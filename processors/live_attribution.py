@@ -9,6 +9,7 @@ import numpy as np
 from otel_benchlab.records import StageSpan
 
 from .attribution import StageShares, attribute_spans
+from .genai import GenAIConfig, RequestSpans
 from .power_series import PowerSeries
 
 
@@ -27,13 +28,15 @@ class LiveAttribution:
     ``unattributed``. Per-span bookkeeping is only for those two kinds, a few at a time."""
 
     def __init__(self, labels: list[str], max_gap_ns: int, delay_ns: int, start_ns: int,
-                 shares: StageShares | None = None) -> None:
+                 shares: StageShares | None = None, genai: GenAIConfig | None = None) -> None:
         self.labels = labels
         self.max_gap_ns = max_gap_ns
         self.delay_ns = delay_ns
         self.start_ns = start_ns
         self.done_to = start_ns  # shared out up to here
         self.shares = shares or StageShares(labels)
+        # LLM requests: each gets the sum of its phases' shares
+        self.requests = RequestSpans(genai) if genai is not None else None
         self._carry: dict[int, np.ndarray] = {}  # id(span) -> J per source so far
         self._late: set[int] = set()
         self.idle_j = np.zeros(len(labels))
@@ -77,5 +80,9 @@ class LiveAttribution:
         for i in range(n_done, n):
             self._carry[id(spans[i])] = got[i]
         self._late.difference_update(id(spans[i]) for i in late)
-        self.assigned_j += np.nansum(got[:n_done], axis=0)
+        counted = got[:n_done]
+        if self.requests is not None and self.requests.settle(done, got, self.labels):
+            # A request's figure is its phases' sum: counted once, in the phases.
+            counted = counted[[s.genai is None or s.genai.phase != "request" for s in done]]
+        self.assigned_j += np.nansum(counted, axis=0)
         return got[:n_done]

@@ -13,6 +13,7 @@ from typing import Any
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 
 from otel_benchlab.exporters.otlp_forward import OtlpForwarder
+from otel_benchlab.processors.genai import request_figures
 from otel_benchlab.records import StageSpan
 from otel_benchlab.session.schema import power_keys
 
@@ -32,6 +33,14 @@ def attribute_frame(attrs: Any, key: str) -> int | None:
                 return int(val)
             return None
     return None
+
+
+def attribute_values(attrs: Any) -> dict[str, Any]:
+    """A span's attributes as a dict of plain values (the first of a repeated key)."""
+    out: dict[str, Any] = {}
+    for kv in attrs:
+        out.setdefault(kv.key, _value(kv.value))
+    return out
 
 
 def attribute_text(attrs: Any, key: str, default: str) -> str:
@@ -108,6 +117,10 @@ class IntakeEnricher:
                         if value is not None:
                             proto.attributes.append(KeyValue(
                                 key=key, value=AnyValue(double_value=value)))
+                if s.genai is not None:
+                    for key, value in request_figures(s):
+                        proto.attributes.append(KeyValue(
+                            key=key, value=AnyValue(double_value=value)))
                 entry[1] -= 1
                 if entry[1] <= 0 and self._held.pop(id(entry[0]), None) is not None:
                     ready.append(entry[0])

@@ -46,6 +46,7 @@ from otel_benchlab.components import BuildContext, Built, Component
 from otel_benchlab.config import attribution_delay_s
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.exporters.otlp_forward import OtlpForwarder
+from otel_benchlab.processors.genai import GenAIConfig, RequestSpans
 from otel_benchlab.records import SensorInfo, StageMark, StageSpan
 from otel_benchlab.settings import ConfigError, parse_bind
 from otel_benchlab.timebase import TimeBase
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from otel_benchlab.config import Config
 
 from . import Emit
-from .otlp_enricher import IntakeEnricher, attribute_frame, attribute_text
+from .otlp_enricher import IntakeEnricher, attribute_frame, attribute_text, attribute_values
 
 
 @dataclass
@@ -84,6 +85,14 @@ REQUESTS = {"traces": trace_service_pb2.ExportTraceServiceRequest,
 RESPONSES = {"traces": trace_service_pb2.ExportTraceServiceResponse,
              "metrics": metrics_service_pb2.ExportMetricsServiceResponse,
              "logs": logs_service_pb2.ExportLogsServiceResponse}
+INCOMPLETE = {
+    "no_tokens": "an LLM request span without gen_ai.usage token counts is measured "
+                 "without per-token figures; send gen_ai.usage.input_tokens/output_tokens "
+                 "(or prompt_tokens/completion_tokens)",
+    "bad_phases": "an LLM request span's gen_ai.latency times do not fit inside it; it is "
+                  "measured as one phase",
+    "no_phases": "an LLM request span without gen_ai.latency.time_in_queue and "
+                 "time_in_model_prefill (or time_to_first_token) is measured as one phase"}
 MAX_MESSAGE = 32 << 20
 GUNZIP_PIECE = 1 << 20  # bytes unpacked at a time
 
@@ -119,8 +128,10 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
     input_source = "otlp"  # the label its counts carry (input.rejected, input.late)
 
     def __init__(self, cfg: IntakeConfig, counters: AgentCounters, forwarder: OtlpForwarder,
-                 enricher: IntakeEnricher, timebase: TimeBase | None = None) -> None:
+                 enricher: IntakeEnricher, timebase: TimeBase | None = None,
+                 requests: RequestSpans | None = None) -> None:
         self.cfg = cfg
+        self.requests = requests or RequestSpans(GenAIConfig())
         self.counters = counters
         self.forwarder = forwarder
         self.enricher = enricher
@@ -133,6 +144,8 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
         self._http: BoundedHTTPServer | None = None
         for reason in ("not_protobuf", "bad_time", "too_large"):
             counters.declare("input.rejected", source="otlp", reason=reason)
+        for reason in INCOMPLETE:
+            counters.declare("genai.incomplete", reason=reason)
 
     def sensors(self) -> list[SensorInfo]:
         return []
@@ -160,6 +173,9 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
             pipeline = attribute_text(rs.resource.attributes, "service.name", "otlp")
             for ss in rs.scope_spans:
                 for sp in ss.spans:
+                    if self.requests.matches(sp.name):
+                        self._llm_request(sp, pipeline, records, held)
+                        continue
                     measured = self._matches(sp.name)
                     if not measured and not (self.events and sp.events):
                         continue
@@ -191,6 +207,23 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
         if held and self.enricher.hold(request, held):
             return True
         return self.forwarder.forward("traces", request)
+
+    def _llm_request(self, sp: Any, service: str, records: list, held: list) -> None:
+        """An LLM request span: its phases and itself, measured (``processors.genai``)."""
+        if not sp.start_time_unix_nano or sp.end_time_unix_nano < sp.start_time_unix_nano:
+            self._reject("bad_time", f"span {sp.name!r} has no start or ends before it "
+                         "starts; it is forwarded, not measured")
+            return
+        tid = int.from_bytes(sp.trace_id, "big")
+        sid = int.from_bytes(sp.span_id, "big")
+        problems: list[str] = []
+        records += self.requests.phases(
+            attribute_values(sp.attributes), service,
+            self.timebase.to_mono_ns(sp.start_time_unix_nano),
+            self.timebase.to_mono_ns(sp.end_time_unix_nano), tid, sid, problems)
+        for reason in problems:
+            self.counters.add("genai.incomplete", 1, INCOMPLETE[reason], reason=reason)
+        held.append(((tid, sid), sp))
 
     # -- gRPC ----------------------------------------------------------------------------
     def Export(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
@@ -354,7 +387,7 @@ def build(cfg: Config, ctx: BuildContext) -> Built:
     enricher = IntakeEnricher(forwarder, hold_s, cfg.intake.forward_queue,
                               pods.devices_of if pods is not None else None)
     receiver = OtlpIntakeReceiver(cfg.intake, ctx.counters, forwarder, enricher,
-                                  ctx.timebase)
+                                  ctx.timebase, RequestSpans(cfg.genai))
     return Built(receivers=[receiver], span_sinks=[enricher])
 
 

@@ -96,8 +96,8 @@ class Agent:
         delay_ns = int(attribution_delay_s(cfg) * 1e9)
         self.attribution = LiveAttribution(
             self.labels, gap_ns, delay_ns, time.monotonic_ns(),
-            StageShares(self.labels, cfg.attribution.sources, cfg.attribution.weights)) \
-            if self.labels else None
+            StageShares(self.labels, cfg.attribution.sources, cfg.attribution.weights),
+            cfg.genai) if self.labels else None
         self.annotator = EnergyAnnotator(self.power_sources, gap_ns,
                                          keep_ns=window_ns + self.late_ns + gap_ns + delay_ns,
                                          attribution=self.attribution)

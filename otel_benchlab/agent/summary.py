@@ -60,6 +60,9 @@ def session_summary(agent: Agent) -> dict:
                    "unsampled": agent.frames.unsampled},
         "queue_dropped": agent.counters.get("queue.dropped"),
         "late": {lbl["source"]: n for lbl, n in agent.counters.items("input.late")},
+        # LLM request spans measured without per-token figures or as one phase, by why
+        "genai_incomplete": {lbl["reason"]: n for lbl, n in
+                             agent.counters.items("genai.incomplete") if n},
         **energy_summary(agent),
         "export_failures": agent.counters.get("export.failures"),
         "export_dropped": agent.counters.get("export.dropped"),

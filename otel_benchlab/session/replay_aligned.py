@@ -234,4 +234,5 @@ def _pair_table(found: RoundSpans, pair: tuple[str, str], codes: MarkCodes,
     hi, lo = trace_ids_np(groups, np.where(has, frame, s_ns))
     cols["trace_id"] = _hex_strings(hi, lo)
     cols["span_id"] = _hex_strings(span_ids_np(lo, f"{pair[0]}->{pair[1]}"))
-    return pa.table([cols[f.name] for f in schema], schema=schema)
+    return pa.table([cols[f.name] if f.name in cols else pa.nulls(n, f.type)
+                     for f in schema], schema=schema)

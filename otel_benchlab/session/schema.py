@@ -118,6 +118,9 @@ def aligned_schema(power_sources: list[str]) -> pa.Schema:
         fields += [(f"power_mean_w_{suffix}", pa.float64()), (f"energy_j_{suffix}", pa.float64()),
                    (f"energy_attr_j_{suffix}", pa.float64())]
     fields += [("trace_id", pa.string()), ("span_id", pa.string())]
+    # LLM requests (``processors.genai``): null for every other span.
+    fields += [("request_id", pa.string()), ("input_tokens", pa.int64()),
+               ("output_tokens", pa.int64())]
     return pa.schema(fields)
 
 
@@ -168,6 +171,14 @@ def spans_to_table(spans: SpanBatch | list[StageSpan], tb: TimeBase,
         cols["energy_attr_j"] = [None] * n
     cols["trace_id"] = hex_column([s.trace_id for s in batch.spans], 16)
     cols["span_id"] = hex_column([s.span_id for s in batch.spans], 8)
+    requests = [s.genai for s in batch.spans]
+    if any(g is not None for g in requests):
+        for col, attr in (("request_id", "request_id"), ("input_tokens", "input_tokens"),
+                          ("output_tokens", "output_tokens")):
+            cols[col] = [None if g is None else getattr(g, attr) for g in requests]
+    else:
+        for col in ("request_id", "input_tokens", "output_tokens"):
+            cols[col] = pa.nulls(n, schema.field(col).type)
     return pa.table({f.name: pa.array(cols[f.name], f.type) for f in schema}, schema=schema)
 
 
