@@ -67,7 +67,8 @@ def make_session(folder: Path, spans: int, seed: int, slower: float = 1.0) -> Pa
                 "trace_id": pa.array(["0" * 32]).take(np.zeros(n, np.int64)),
                 "span_id": pa.array(["0" * 16]).take(np.zeros(n, np.int64))}
         schema = aligned_schema(["sys"])
-        tables.append(pa.table([cols[f.name] for f in schema], schema=schema))
+        tables.append(pa.table([cols.get(f.name, pa.nulls(n, f.type)) for f in schema],
+                               schema=schema))
     pq.write_table(pa.concat_tables(tables), folder / "aligned" / "part-000001.parquet")
     ts = np.arange(t0, int(tables[0]["end_ns"].to_numpy().max()), 100_000_000)
     z = np.sin(2 * np.pi * ts / 20e9)

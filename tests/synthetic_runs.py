@@ -55,7 +55,8 @@ def write_session(folder: Path, pairs: dict[tuple[str, str], Frames],
                 "power_source": ["sys"] * n, "power_mean_w": f.power_w["sys"],
                 "energy_j": f.energy_j["sys"], "energy_attr_j": f.energy_j["sys"],
                 "trace_id": ["0" * 32] * n, "span_id": ["0" * 16] * n}
-        tables.append(pa.table({k: cols[k] for k in schema.names}, schema=schema))
+        tables.append(pa.table({f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in schema},
+                               schema=schema))
     pq.write_table(pa.concat_tables(tables), folder / "aligned" / "part-000001.parquet")
     (folder / "session.json").write_text(json.dumps({
         "session_id": folder.name, "started_at": "2026-12-01T10:00:00+00:00",
@@ -65,3 +66,53 @@ def write_session(folder: Path, pairs: dict[tuple[str, str], Frames],
 
 
 UNIX = 1_796_000_000_000_000_000
+
+
+def write_llm_session(folder: Path, seed: int, seconds: float = 300.0, rate: float = 8.0,
+                      decode_j_per_token: float = 0.9, prefill_j_per_token: float = 0.02,
+                      model: str = "llama-3-8b") -> Path:
+    """A served model's requests as the agent writes them (a row per phase and one per
+    request, ``processors.genai``): Poisson arrivals, a queue and prefill that follow the
+    load, output tokens decoded at ~25 ms each; each request's attributed joules are its
+    tokens times the J a token of each phase (decode's follows the load)."""
+    rng = np.random.default_rng(seed)
+    arrived = np.cumsum(rng.exponential(1 / rate, int(seconds * rate)))
+    n = len(arrived)
+    z = load(arrived, rng)
+    n_in = rng.integers(50, 1500, n)
+    n_out = rng.integers(20, 400, n)
+    queue = 0.05 * np.exp(0.1 * z + 0.3 * rng.standard_normal(n))
+    prefill = n_in * 4e-5 * np.exp(0.05 * z)
+    decode = n_out * 0.025 * np.exp(0.05 * z + 0.05 * rng.standard_normal(n))
+    e_pre = n_in * prefill_j_per_token * np.exp(0.05 * rng.standard_normal(n))
+    e_dec = n_out * decode_j_per_token * np.exp(0.08 * z + 0.1 * rng.standard_normal(n))
+    t0 = 1_000_000_000_000
+    s = t0 + (arrived * 1e9).astype(np.int64)
+    sch = s + (queue * 1e9).astype(np.int64)
+    first = sch + (prefill * 1e9).astype(np.int64)
+    end = first + (decode * 1e9).astype(np.int64)
+    phases = [("arrived", "scheduled", s, sch, np.zeros(n)),
+              ("scheduled", "first_token", sch, first, e_pre),
+              ("first_token", "finished", first, end, e_dec),
+              ("arrived", "finished", s, end, e_pre + e_dec)]
+    schema = aligned_schema(["sys"])
+    tables = []
+    for a, b, start, stop, joules in phases:
+        cols = {"pipeline": [model] * n, "stream": ["vllm"] * n, "stage_from": [a] * n,
+                "stage_to": [b] * n, "start_ns": start, "end_ns": stop,
+                "start_unix_ns": start + UNIX, "end_unix_ns": stop + UNIX,
+                "latency_ms": (stop - start) / 1e6, "power_source": ["sys"] * n,
+                "power_mean_w": np.full(n, 300.0), "energy_j": joules, "energy_attr_j": joules,
+                "trace_id": ["0" * 32] * n, "span_id": ["0" * 16] * n,
+                "request_id": [f"cmpl-{i}" for i in range(n)], "input_tokens": n_in,
+                "output_tokens": n_out}
+        tables.append(pa.table({f.name: cols.get(f.name, pa.nulls(n, f.type))
+                                for f in schema}, schema=schema))
+    (folder / "aligned").mkdir(parents=True)
+    pq.write_table(pa.concat_tables(tables), folder / "aligned" / "part-000001.parquet")
+    (folder / "session.json").write_text(json.dumps({
+        "session_id": folder.name, "started_at": "2026-12-01T10:00:00+00:00",
+        "ended_at": "2026-12-01T10:05:00+00:00", "end_reason": "stopped",
+        "config": {"pairs": []},
+        "summary": {"energy_j": {"sys": {"total": float((e_pre + e_dec).sum()) * 1.25}}}}))
+    return folder

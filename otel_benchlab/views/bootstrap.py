@@ -55,6 +55,11 @@ class Frames:
     latency_ms: np.ndarray
     energy_j: dict[str, np.ndarray] = field(default_factory=dict)
     power_w: dict[str, np.ndarray] = field(default_factory=dict)
+    # metric -> (numerator, denominator) a row: the metric is the sum of one over the
+    # sum of the other (an LLM request's joules over its output tokens)
+    ratios: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # metric -> a value a row: the metric is their sum a second (output tokens a second)
+    rates: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         order = np.argsort(self.t_s, kind="stable")
@@ -62,6 +67,8 @@ class Frames:
             self.t_s, self.latency_ms = self.t_s[order], self.latency_ms[order]
             self.energy_j = {k: v[order] for k, v in self.energy_j.items()}
             self.power_w = {k: v[order] for k, v in self.power_w.items()}
+            self.ratios = {k: (a[order], b[order]) for k, (a, b) in self.ratios.items()}
+            self.rates = {k: v[order] for k, v in self.rates.items()}
 
 
 @dataclass
@@ -96,6 +103,12 @@ def point_values(f: Frames) -> dict[str, float | None]:
         for src, v in table.items():
             v = v[np.isfinite(v)]
             out[f"{prefix}.{src}"] = float(v.mean()) if len(v) else None
+    for name, (num, den) in f.ratios.items():
+        ok = np.isfinite(num) & np.isfinite(den)
+        total = float(den[ok].sum())
+        out[name] = float(num[ok].sum()) / total if total > 0 else None
+    for name, v in f.rates.items():
+        out[name] = float(np.nansum(v)) / span if span > 0 else None
     return out
 
 
@@ -171,6 +184,7 @@ class _Blocks:
     lat_sum: np.ndarray
     hist: np.ndarray  # blocks x bins
     sums: dict[str, tuple[np.ndarray, np.ndarray]]  # metric -> (sum, count) per block
+    rates: dict[str, np.ndarray]  # metric -> sum per block (over the block's duration)
 
 
 def _blocks(f: Frames, block_s: float, edges: np.ndarray) -> _Blocks:
@@ -193,9 +207,16 @@ def _blocks(f: Frames, block_s: float, edges: np.ndarray) -> _Blocks:
             sums[f"{prefix}.{src}"] = (np.bincount(idx, weights=np.where(ok, v, 0.0),
                                                    minlength=n),
                                        np.bincount(idx, weights=ok, minlength=n))
+    for name, (num, den) in f.ratios.items():
+        ok = np.isfinite(num) & np.isfinite(den)
+        sums[name] = (np.bincount(idx, weights=np.where(ok, num, 0.0), minlength=n),
+                      np.bincount(idx, weights=np.where(ok, den, 0.0), minlength=n))
+    rates = {k: np.bincount(idx, weights=np.nan_to_num(v), minlength=n)
+             for k, v in f.rates.items()}
     keep = count > 0  # a pause in the run is no block
     return _Blocks(count[keep], duration[keep], lat_sum[keep], hist[keep],
-                   {k: (s[keep], c[keep]) for k, (s, c) in sums.items()})
+                   {k: (s[keep], c[keep]) for k, (s, c) in sums.items()},
+                   {k: v[keep] for k, v in rates.items()})
 
 
 def _hist_quantile(cum: np.ndarray, edges: np.ndarray, q: float) -> np.ndarray:
@@ -227,6 +248,8 @@ def _resampled(b: _Blocks, edges: np.ndarray, metrics: list[str], resamples: int
     for name, (s, c) in b.sums.items():
         with np.errstate(invalid="ignore", divide="ignore"):
             out[name] = (weights @ s) / (weights @ c)
+    for name, v in b.rates.items():
+        out[name] = (weights @ v) / (weights @ b.duration)
     return out
 
 
@@ -260,6 +283,12 @@ def _influence_ratios(f: Frames, values: dict[str, float | None]) -> dict[str, f
             mean = values.get(f"{prefix}.{src}")
             if mean is not None:
                 out[f"{prefix}.{src}"] = ratio(np.nan_to_num(v - mean))
+    for name, (num, den) in f.ratios.items():  # a ratio of sums: num - R den
+        if values.get(name) is not None:
+            out[name] = ratio(np.nan_to_num(num - values[name] * den))
+    for name, v in f.rates.items():
+        if values.get(name) is not None:
+            out[name] = ratio(np.nan_to_num(v))
     return out
 
 

@@ -4,8 +4,12 @@ interval and a verdict (bootstrap.py), as a terminal table, Markdown, JSON and H
 from __future__ import annotations
 
 import html
+from pathlib import Path
+
+import numpy as np
 
 from otel_benchlab.views import compare_long as long_cmp
+from otel_benchlab.views import llm
 from otel_benchlab.views.bootstrap import Frames, compare_frames
 from otel_benchlab.views.digest_session import digest_session, scan
 from otel_benchlab.views.page import document, fmt, rounded, static_text
@@ -76,8 +80,34 @@ def _digested_pairs(baseline: SessionView, candidate: SessionView, threshold_pct
     return pairs, missing
 
 
+def _models(baseline: SessionView, candidate: SessionView, threshold_pct: float,
+            confidence: float) -> list[dict]:
+    """Per model both sessions served (LLM requests, ``views.llm``): its metrics."""
+    def requests(v: SessionView) -> dict[str, llm.Requests]:
+        folder = v.local or (v.path if isinstance(v.path, Path) else None)
+        return {r.model: r for r in llm.read_requests(Path(folder), v.sources, v.window)} \
+            if folder is not None else {}
+
+    base, cand = requests(baseline), requests(candidate)
+    out = []
+    for model in [m for m in base if m in cand]:
+        b, c = base[model], cand[model]
+        out.append({"pipeline": model, "stream": "", "from": "requests", "to": "",
+                    "kind": "llm", "frames": [len(b), len(c)],
+                    "metrics": llm.compare_requests(b, c, threshold_pct, confidence),
+                    "cdf": {"baseline": _ms_cdf(b.ttft_ms), "candidate": _ms_cdf(c.ttft_ms)}})
+    return out
+
+
+def _ms_cdf(values: np.ndarray) -> dict:
+    x, y = cdf(values[np.isfinite(values)], 200)
+    return {"x": rounded(x), "y": rounded(y, 4)}
+
+
 def _result(baseline: SessionView, candidate: SessionView, threshold_pct: float,
             confidence: float, pairs: list[dict], missing: list[dict]) -> dict:
+    # LLM models are compared as pairs are, by the same bootstrap: shown and gated alike.
+    pairs = pairs + _models(baseline, candidate, threshold_pct, confidence)
     return {"baseline": str(baseline.path), "candidate": str(candidate.path),
             "threshold_pct": threshold_pct, "confidence": confidence, "pairs": pairs,
             "missing": missing,
@@ -101,6 +131,8 @@ def for_json(result: dict) -> dict:
 
 
 def _pair_name(p: dict) -> str:
+    if p.get("kind") == "llm":
+        return f"{p['pipeline']} (LLM requests)"
     return f"{p['pipeline']} {p['from']}->{p['to']}" + (f" [{p['stream']}]"
                                                         if p["stream"] else "")
 
@@ -125,7 +157,8 @@ def terminal_table(result: dict) -> str:
            f"(change with its {result['confidence'] * 100:g} % interval; a change counts when "
            f"the interval leaves out 0 and it is over {result['threshold_pct']:g} %)", ""]
     for p in result["pairs"]:
-        out.append(f"{_pair_name(p)}   frames {p['frames'][0]} vs {p['frames'][1]}")
+        unit = "requests" if p.get("kind") == "llm" else "frames"
+        out.append(f"{_pair_name(p)}   {unit} {p['frames'][0]} vs {p['frames'][1]}")
         rows = [(m["metric"], fmt(m["baseline"]), fmt(m["candidate"]), _interval(m),
                  MARK[m["verdict"]]) for m in p["metrics"]]
         widths = [max(len(r[i]) for r in rows + [("metric", "baseline", "candidate",

@@ -149,7 +149,7 @@ class RunBlocks:
             sums = {k: (summed(s), summed(c)) for k, (s, c) in sums.items()}
         keep = count > 0
         return _Blocks(count[keep], duration[keep], lat_sum[keep], hist[keep],
-                       {k: (s[keep], c[keep]) for k, (s, c) in sums.items()})
+                       {k: (s[keep], c[keep]) for k, (s, c) in sums.items()}, {})
 
     def ratios(self) -> dict[str, float]:
         used = self.u_count > 0

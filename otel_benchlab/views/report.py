@@ -251,6 +251,33 @@ def _pairs_table(s: dict) -> str:
     return f'<div class="scroll"><table class="pairs">{head}{"".join(rows)}</table></div>'
 
 
+def _llm_table(s: dict) -> str:
+    """Per model: requests and tokens, their latencies, and joules per request and per
+    output token (each request's attributed share, and the machine's meter over all the
+    output tokens, idle included, as aggregate meters count it)."""
+    sources = s["power_sources"]
+    head = ("<tr><th>model</th><th>requests</th><th>requests/s</th><th>output tokens/s</th>"
+            "<th>TTFT p50 ms</th><th>TTFT p95 ms</th><th>TPOT p50 ms</th><th>TPOT p95 ms</th>"
+            + "".join(f"<th>{src} J/request</th><th>{src} J/output token</th>"
+                      f"<th>{src} machine J/output token</th>" for src in sources) + "</tr>")
+    rows = []
+    for m in s["llm"]:
+        cells = [f"<td>{html.escape(m['model'])}</td>", cell(m["requests"], "requests"),
+                 cell(m["requests_per_s"], "requests_per_s"),
+                 cell(m["output_tokens_per_s"], "output_tokens_per_s")]
+        cells += [cell(m[k][q], f"{k}.{q}") for k in ("ttft_ms", "tpot_ms")
+                  for q in ("p50", "p95")]
+        for src in sources:
+            cells += [cell(m["energy_j_per_request"].get(src), f"energy_j_per_request.{src}"),
+                      cell(m["energy_j_per_output_token"].get(src),
+                           f"energy_j_per_output_token.{src}"),
+                      cell(m["machine_energy_j_per_output_token"].get(src),
+                           f"machine_energy_j_per_output_token.{src}")]
+        rows.append(f'<tr data-model="{html.escape(m["model"])}">' + "".join(cells) + "</tr>")
+    return (f'<div class="scroll" tabindex="0" aria-label="LLM requests by model">'
+            f'<table class="llm">{head}{"".join(rows)}</table></div>')
+
+
 def summary_csv(s: dict) -> str:
     out = io.StringIO()
     w = csv.writer(out)
@@ -346,6 +373,8 @@ def render_html(sessions: list[dict], charts: list[dict]) -> str:
         csv_b64 = base64.b64encode(summary_csv(s).encode()).decode()
         body.append(f'<section class="session" data-session="{html.escape(s["id"])}">')
         body.append(f"<h2>Session {html.escape(s['id'])}</h2>{_header_table(s)}")
+        if s.get("llm"):
+            body.append("<h3>LLM requests</h3>" + _llm_table(s))
         body.append("<h3>Per pair</h3>" + _pairs_table(s))
         body.append(f'<a class="csv" download="{html.escape(s["id"])}-summary.csv" '
                     f'href="data:text/csv;base64,{csv_b64}">Download this table as CSV</a>')

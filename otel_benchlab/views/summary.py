@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 
+from otel_benchlab.views.llm import figures, read_requests
 from otel_benchlab.views.sessions import PairRows, SessionView
 from otel_benchlab.views.stats import (
     frame_rate,
@@ -96,4 +98,15 @@ def session_summary(view: SessionView) -> dict:
         else [pair_summary(p) for p in view.pairs],
         "statistics": view.digest.statistics if view.digest is not None else
         {"percentiles": "exact"},
+        "llm": llm_summary(view, summary),
     }
+
+
+def llm_summary(view: SessionView, summary: dict) -> list[dict]:
+    """Per model, the LLM requests' figures (``views.llm``); [] where there are none."""
+    folder = view.local or (view.path if isinstance(view.path, Path) else None)
+    if folder is None:
+        return []
+    meter = {src: e["total"] for src, e in (summary.get("energy_j") or {}).items()
+             if isinstance(e, dict) and isinstance(e.get("total"), (int, float))}
+    return [figures(r, meter) for r in read_requests(Path(folder), view.sources, view.window)]
