@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import fnmatch
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from otel_benchlab.components import Component
 from otel_benchlab.processors.ids import hash64
-from otel_benchlab.records import StageSpan
+from otel_benchlab.records import SpanBatch, StageSpan
 
 PHASES = ("queued", "prefill", "decode", "request")
 STAGES = {"queued": ("arrived", "scheduled"), "prefill": ("scheduled", "first_token"),
@@ -62,6 +63,7 @@ class GenAIPhase:
     # the request span only: its phases' shares, J per source, once they are known
     shares: dict[str, dict[str, float]] | None = None
     decode_ns: int = 0  # the request span only: for time per output token
+    ttft_ns: int = 0  # the request span only: arrival to first token
 
     @property
     def shares_power(self) -> bool:
@@ -140,6 +142,7 @@ class RequestSpans:
             return [request]
         scheduled, first = cuts
         request.genai.decode_ns = end_ns - first
+        request.genai.ttft_ns = first - start_ns
         return [span("queued", start_ns, scheduled, 0.0, sid("queued")),
                 span("prefill", scheduled, first,
                      rate(n_in, scheduled, first, self.cfg.prefill_weight), sid("prefill")),
@@ -176,6 +179,17 @@ class RequestSpans:
             g.shares = {label: {"prefill": float(acc[0, j]), "decode": float(acc[1, j])}
                         for j, label in enumerate(labels)}
         return requests
+
+
+def requests_of(batch: SpanBatch, source: str | None
+                ) -> Iterator[tuple[int, GenAIPhase, float]]:
+    """The request spans of a released batch: (position, what it knows, its attributed
+    J of ``source``, NaN where none)."""
+    shares = batch.attributed.get(source) if source else None
+    for i, s in enumerate(batch.spans):
+        g = s.genai
+        if g is not None and g.phase in ("request", "whole"):
+            yield i, g, float(shares[i]) if shares is not None else float("nan")
 
 
 def request_figures(span: StageSpan) -> list[tuple[str, float]]:

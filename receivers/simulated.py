@@ -47,6 +47,9 @@ class SimulateConfig:
     # Which simulated sources run with --simulate; leave one out to use the real one
     # (real probes against simulated power: sources = ["benchlab", "gpu"]).
     sources: list[str] = field(default_factory=lambda: list(SIM_SOURCES))
+    # What the simulated machine runs: "video" (a pipeline of stage marks) or "llm" (an
+    # LLM server whose requests' spans go to the agent's OTLP intake; --simulate llm)
+    workload: str = "video"
 
 
 SIM_GPU_UUID = "GPU-00000000-sim0-0000-0000-000000000000"
@@ -195,6 +198,8 @@ def start_emulator(cfg: Config):
 
 
 def build(cfg: Config, ctx: BuildContext) -> Built:
+    if cfg.sim.workload == "llm":
+        return _build_llm(cfg, ctx)
     built = Built()
     sources = cfg.sim.sources
     if "pipeline" in sources:
@@ -207,6 +212,26 @@ def build(cfg: Config, ctx: BuildContext) -> Built:
         built.receivers.append(benchlab_receiver(cfg, ctx.counters, emulator))
     if "gpu" in sources:
         built.receivers.append(SimulatedGpu(cfg.sample_hz))
+    return built
+
+
+def _build_llm(cfg: Config, ctx: BuildContext) -> Built:
+    """The LLM server (its GPU and its spans) and a BENCHLAB whose load follows it."""
+    from .simulated_llm import LLMServerConfig, SimulatedLLMServer
+
+    built = Built()
+    server = SimulatedLLMServer(LLMServerConfig(), cfg.intake.otlp_grpc, cfg.sample_hz)
+    if "pipeline" in cfg.sim.sources or "gpu" in cfg.sim.sources:
+        built.receivers.append(server)
+    if "benchlab" in cfg.sim.sources:
+        from .benchlab import benchlab_receiver
+        from .benchlab_emulator import BenchlabEmulator
+
+        product = 0x11 if cfg.sim.benchlab_product == "benchlab2" else 0x10
+        emulator = BenchlabEmulator(product, cfg.sim.benchlab_firmware,
+                                    load=server.load).start()
+        built.cleanups.append(emulator.stop)
+        built.receivers.append(benchlab_receiver(cfg, ctx.counters, emulator))
     return built
 
 
@@ -223,6 +248,8 @@ def validate(sim: SimulateConfig) -> None:
     unknown = [x for x in sim.sources if x not in SIM_SOURCES]
     if unknown:
         raise setting_error("sim.sources", f"{unknown!r}: use any of {', '.join(SIM_SOURCES)}")
+    if sim.workload not in ("video", "llm"):
+        raise setting_error("sim.workload", "use 'video' or 'llm'")
     if not sim.streams or not all(sim.streams):
         raise setting_error("sim.streams", "needs at least one stream name")
 

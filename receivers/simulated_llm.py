@@ -31,7 +31,7 @@ SIM_LLM_GPU = "GPU-00000000-sim1-0000-0000-00000000011a"
 class LLMServerConfig:
     model: str = "sim-llama-8b"
     service: str = "vllm-sim"
-    requests_per_s: float = 6.0
+    requests_per_s: float = 4.0
     max_batch: int = 16
     input_tokens: float = 400.0  # the median prompt
     output_tokens: float = 120.0  # the median answer
@@ -145,6 +145,10 @@ class SimulatedLLMServer:
         self._threads: list[threading.Thread] = []
         self._energy_j = 0.0
         self._provider = None
+
+    def load(self, t_s: float) -> float:
+        """The machine's load in [0.1, 1], for the BENCHLAB emulator: the GPU's draw."""
+        return min(1.0, max(0.1, self.engine.power_w / self.cfg.max_w))
 
     def sensors(self) -> list[SensorInfo]:
         g = {"hw.id": SIM_LLM_GPU, "hw.type": "gpu", "hw.name": "Simulated GPU (LLM)",

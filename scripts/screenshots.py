@@ -1,8 +1,9 @@
 """Makes the README's and docs' screenshots from simulated sessions: the live page of a running
 agent, the report of its session, and the comparison with a run whose second stage is 5 %
-slower. Needs Debian's chromium and the test extras (playwright).
+slower; with --llm, the live page of ``--simulate llm`` (docs/img/llm-live.png). Needs
+Debian's chromium and the test extras (playwright).
 
-    .venv/bin/python scripts/screenshots.py [--out docs/img]
+    .venv/bin/python scripts/screenshots.py [--out docs/img] [--llm]
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def env() -> dict[str, str]:
 
 
 def agent(root: Path, session: str, seconds: int, port: int | None = None,
-          config: Path | None = None) -> subprocess.Popen:
-    args = [sys.executable, "-m", "otel_benchlab", "--simulate", "--duration", str(seconds),
+          config: Path | None = None, workload: str = "video") -> subprocess.Popen:
+    args = [sys.executable, "-m", "otel_benchlab", "--simulate", workload,
+            "--duration", str(seconds),
             "--data-root", str(root), "--session", session,
             "--prom-bind", f"127.0.0.1:{port}" if port else "off"]
     if config:
@@ -67,9 +69,20 @@ def main() -> None:
     # 3 minutes: the simulator's load has a 20 s cycle, and in shorter runs a 5 % slower
     # stage is inside the comparison's interval
     ap.add_argument("--seconds", type=int, default=180)
+    ap.add_argument("--llm", action="store_true", help="only the LLM live page")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.llm:
+        with tempfile.TemporaryDirectory() as tmp, browser() as b:
+            port = free_port()
+            proc = agent(Path(tmp), "llm", 60, port, workload="llm")
+            time.sleep(45)  # the first requests' energy is shared out ~15 s after they end
+            shoot(b, f"http://127.0.0.1:{port}/", out / "llm-live.png", 520)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
+        print(f"screenshot in {out / 'llm-live.png'}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         slower = root / "slower.toml"

@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,17 @@ DRAWN_CANVASES = """() => Array.from(document.querySelectorAll('canvas')).map(c 
   let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
   return [c.closest('.chart') ? c.closest('.chart').id : '', n];
 })"""
+
+
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+
+
+def serious_violations(page) -> list[dict]:
+    """Deque's axe-core run in the page: the violations of serious or critical impact,
+    each with its rule, impact and the first elements it names."""
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("async () => (await axe.run(document, "
+                          "{resultTypes: ['violations']})).violations")
+    return [{"rule": v["id"], "impact": v["impact"], "help": v["help"],
+             "where": [n["target"] for n in v["nodes"][:3]]}
+            for v in found if v["impact"] in ("serious", "critical")]

@@ -240,3 +240,16 @@ def test_the_plain_manifests_are_the_chart_rendered_with_its_defaults():
 
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "render_k8s.py"), "--check"])
     assert proc.returncode == 0, "k8s/otel-benchlab.yaml is stale: run scripts/render_k8s.py"
+
+
+def test_llm_serving_values_reach_the_agents_config():
+    """docs/llm-serving.md's values: vLLM's spans measured by phase, and the GPU shared
+    by the LLM phases alone."""
+    cfg = _agent_config(render({"config": {
+        "genai": {"spans": ["llm_request"], "decode_weight": 1.5},
+        "attribution": {"sources": {"gpu0": ["scheduled->first_token",
+                                             "first_token->finished"]}}}}))
+    assert cfg.genai.spans == ["llm_request"] and cfg.genai.decode_weight == 1.5
+    assert cfg.intake.otlp_grpc == "0.0.0.0:4317"
+    assert cfg.attribution.sources["gpu0"] == ["scheduled->first_token",
+                                               "first_token->finished"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .browser import DRAWN_CANVASES, browser, chromium_or_skip, visit
+from .browser import DRAWN_CANVASES, browser, chromium_or_skip, serious_violations, visit
 from .servers import free_port
 from .test_end_to_end import agent_cmd, agent_env, wait_started
 
@@ -53,6 +53,15 @@ def test_the_banner_prints_the_page_and_metrics_stay_where_they_were(agent):
     assert banner["live page"] == url + "/"
     with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
         assert b"# HELP" in r.read()
+
+
+def test_the_page_has_no_serious_accessibility_violation(agent, chromium):
+    """Deque's axe-core in Chromium, once the page has drawn: nothing serious or
+    critical."""
+    url, _ = agent
+    with visit(chromium, url + "/", url) as v:
+        _ready(v)
+        assert serious_violations(v.page) == []
 
 
 def test_the_page_draws_every_chart_from_the_agent_alone(agent, chromium):

@@ -315,3 +315,41 @@ def test_the_report_speaks_requests_and_tokens_per_model(served, tmp_path):
         total["total"] / out_tokens, rel=1e-9)
     assert model["ttft_ms"]["p50"] > 0 and model["tpot_ms"]["p50"] > 0
     assert 'data-model="llama-3-8b"' in out.read_text()
+
+
+@pytest.fixture(scope="module")
+def llm_agent(tmp_path_factory):
+    from .browser import chromium_or_skip
+
+    chromium_or_skip()
+    port = free_port()
+    root = tmp_path_factory.mktemp("llm-live")
+    proc = subprocess.Popen(
+        agent_cmd("--simulate", "llm", "--data-root", str(root), "--session", "sim",
+                  "--prom-bind", f"127.0.0.1:{port}"),
+        env=agent_env(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none",
+                      OTEL_LOGS_EXPORTER="none", BENCHLAB_PROBE_ADDR="off"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_started(proc)
+    yield f"http://127.0.0.1:{port}", root / "sessions" / "sim"
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+
+
+def test_the_simulated_server_shows_its_model_s_cards_on_the_live_page(llm_agent):
+    from .browser import browser, serious_violations, visit
+
+    url, _ = llm_agent
+    with browser() as b, visit(b, url + "/", url) as v:
+        card = "[data-model='sim-llama-8b'] [data-card='{}'] .v"
+        v.page.wait_for_function(
+            f"() => {{ const e = document.querySelector(\"{card.format('j_per_token')}\");"
+            " return e && /^[0-9.]+ J$/.test(e.textContent); }", timeout=60_000)
+        for key in ("requests_per_s", "output_tokens_per_s", "ttft_p50", "tpot_p50",
+                    "j_per_request", "machine_j_per_token"):
+            text = v.page.locator(card.format(key)).text_content()
+            assert float(text.split()[0]) > 0, key
+        # the model's phases are said as its requests, not as pairs of frames
+        assert v.page.locator("#pairs section").count() == 0
+        assert serious_violations(v.page) == []
+        assert v.errors == [] and v.outside == []

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from .browser import DRAWN_CANVASES, browser, chromium_or_skip, visit
+from .browser import DRAWN_CANVASES, browser, chromium_or_skip, serious_violations, visit
 from .test_end_to_end import agent_cmd, agent_env, wait_started
 
 pytestmark = pytest.mark.e2e
@@ -91,6 +91,16 @@ def test_the_page_draws_every_chart_and_shows_the_json_numbers(made):
         assert (value is None and want is None) or math.isclose(float(value), want)
     csv = base64.b64decode(csv_href.split(",", 1)[1]).decode().splitlines()
     assert len(csv) == 1 + len(pairs) and csv[0].startswith("session,pipeline")
+
+
+def test_the_report_has_no_serious_accessibility_violation(made):
+    """Deque's axe-core in Chromium: nothing serious or critical (a scrollable table the
+    keyboard can reach, a main landmark, named controls)."""
+    chromium_or_skip()
+    path, _ = made
+    with browser() as b, visit(b, path.as_uri(), path.parent.as_uri()) as v:
+        v.page.wait_for_function("document.body.dataset.drawn === 'yes'", timeout=10_000)
+        assert serious_violations(v.page) == []
 
 
 def test_a_killed_agents_session_is_read_from_its_journals_and_marked(tmp_path):

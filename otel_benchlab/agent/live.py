@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from otel_benchlab.agent.llm_lines import RequestLines
 from otel_benchlab.records import SpanBatch, Unpaired
 
 _BIN = np.log(1.01)  # latency histogram: 1 % wide bins from 1 us
@@ -78,18 +79,26 @@ class LiveStats:
         self._meter_w = [0.0, 0.0]
         self._meter_t = [0.0, 0.0]
         self._frames_t: dict[str, int] = {}
+        self.requests = RequestLines(primary_source)  # LLM requests, by model
+        self.energy_listeners: list = []  # told of each (meter J, idle J) shared out
 
     def add_energy(self, meter_j: float, idle_j: float) -> None:
         """The primary source's energy shared out since the last call (``meter_j``), of it
         ``idle_j`` with no span running: the same stretch of time as the spans added."""
         self._meter_w[0] += meter_j
         self._meter_w[1] += idle_j
+        for listener in self.energy_listeners:
+            listener(meter_j, idle_j)
 
     def _keys(self, keys) -> list[tuple[str, str, str]]:
+        # An LLM model's phases are said as requests and tokens (RequestLines).
+        keys = [k for k in keys if k[0] not in self.requests.models]
         return sorted(keys, key=lambda k: (self.order.get((k[1], k[2]), len(self.order)),
                                            k[1], k[2], k[0]))
 
     def add(self, batch: SpanBatch) -> None:
+        if any(s.genai is not None for s in batch.spans):
+            self.requests.add(batch)
         # Each pair's figures taken in bulk from the batch's columns.
         latency_ms = (batch.end_ns - batch.start_ns) / 1e6
         primary = batch.power.get(self.primary) if self.primary else None
@@ -162,6 +171,8 @@ class LiveStats:
         attributed energy / its frames."""
         out = []
         for pipeline, n in frames.items():
+            if pipeline in self.requests.models:
+                continue
             if not n or not self.primary or (meter[0] <= 0 and not attributed.get(pipeline)):
                 continue  # no frames, or nothing shared out yet
             mine = 1e3 * attributed.get(pipeline, 0.0) / n
@@ -202,7 +213,7 @@ class LiveStats:
         for p, n in frames.items():
             self._frames_t[p] = self._frames_t.get(p, 0) + n
         out += [f"{stamp} {line}" for line in self._per_frame(meter, frames, attributed)]
-        return out
+        return out + self.requests.lines()
 
     def summary(self, ran_s: float, session_dir: Path, counts: dict) -> list[str]:
         """The end-of-run summary: every pair over the whole run, and where the files are."""
@@ -229,6 +240,8 @@ class LiveStats:
             attributed[pipeline] = attributed.get(pipeline, 0.0) + t.attributed_sum
         out += [f"  {line}" for line in self._per_frame(self._meter_t, self._frames_t,
                                                          attributed)]
+        meter = counts.get("energy_j", {}).get(self.primary or "")
+        out += self.requests.summary(meter["total"] if meter else None)
         for label, e in counts.get("energy_j", {}).items():
             out.append(f"  energy {label}: {e['total']:.1f} J measured = "
                        f"{e['attributed']:.1f} J attributed to spans + {e['idle']:.1f} J idle")

@@ -134,7 +134,7 @@ class Agent:
 
             self.live_page = LivePage(self.labels[0] if self.labels else None,
                                       self.timebase.offset_ns, lambda: live_status(self),
-                                      cfg.pair_tuples(), cfg.live.max_bytes)
+                                      cfg.pair_tuples(), cfg.live.max_bytes, self.stats)
             self.telemetry.prometheus.routes.update(self.live_page.routes())
 
     def _write_error(self, what: str, n: int) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 from typing import TYPE_CHECKING
 
 from otel_benchlab import __version__
@@ -67,8 +68,11 @@ def agent_parser(prog: str = "otel-benchlab") -> argparse.ArgumentParser:
                                 epilog=AGENT_EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"otel-benchlab {__version__}")
-    p.add_argument("--simulate", action="store_true", default=None,
-                   help="simulated pipeline, BENCHLAB (emulator on a pseudo-terminal) and GPU")
+    p.add_argument("--simulate", nargs="?", const="video", choices=("video", "llm"),
+                   default=None, metavar="video|llm",
+                   help="simulated sources: a video pipeline (the default) or an LLM server "
+                        "(llm: it sends its requests' spans to the agent's OTLP intake), "
+                        "with a BENCHLAB (emulator on a pseudo-terminal) and a GPU")
     p.add_argument("--duration", type=float, metavar="SECONDS",
                    help="stop measuring after this long (default: until SIGINT/SIGTERM)")
     p.add_argument("--session", metavar="ID",
@@ -201,7 +205,17 @@ def config_from_args(args: argparse.Namespace) -> Config:
                  if dest != "pair"}
     if getattr(args, "pair", None):
         overrides["pairs"] = [list(p) for p in args.pair]
-    return load_config(args.config, overrides=overrides)
+    if isinstance(overrides.get("simulate"), str):  # --simulate [video|llm]
+        overrides["sim.workload"] = overrides["simulate"]
+        overrides["simulate"] = True
+    cfg = load_config(args.config, overrides=overrides)
+    if cfg.simulate and cfg.sim.workload == "llm" and not cfg.intake.otlp_grpc:
+        # The simulated server sends its spans as vLLM does, to an OTLP endpoint: the
+        # agent's own intake, on a free loopback port unless one is set.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            cfg.intake.otlp_grpc = f"127.0.0.1:{s.getsockname()[1]}"
+    return cfg
 
 
 GST_DESCRIPTION = """\

@@ -51,6 +51,10 @@ COLUMN_NOTES: dict[str, str] = {
     "aligned.energy_attr_j_<label>": "the same for each further power source",
     "aligned.trace_id": "the span's trace id (hex), also for frames not sampled into traces",
     "aligned.span_id": "the span's id (hex)",
+    "aligned.request_id": "an LLM request's id (gen_ai.request.id) on its phases' and its "
+                          "own rows (docs/llm-serving.md); null for every other span",
+    "aligned.input_tokens": "the LLM request's input (prompt) tokens",
+    "aligned.output_tokens": "the LLM request's output (completion) tokens",
     "marks.ts_ns": "when the stage was reached, host CLOCK_MONOTONIC ns",
     "marks.ts_unix_ns": "the same, Unix epoch ns",
     "marks.pipeline": "the pipeline's name",

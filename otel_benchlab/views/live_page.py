@@ -40,6 +40,7 @@ from otel_benchlab.views.live_rings import (
     FrameRing,
     per_second,
 )
+from otel_benchlab.views.llm_live import RequestRings
 from otel_benchlab.views.page import document, rounded, static_text
 from otel_benchlab.views.stats import histogram, sample_indices
 
@@ -64,7 +65,7 @@ class LivePage:
     def __init__(self, primary: str | None, offset_ns: int,
                  status: Callable[[], dict] | None = None,
                  pair_order: list[tuple[str, str]] | None = None,
-                 max_bytes: int = 64 << 20) -> None:
+                 max_bytes: int = 64 << 20, stats: object | None = None) -> None:
         self.primary = primary
         self.max_bytes = max_bytes
         self.order = {p: i for i, p in enumerate(pair_order or [])}
@@ -75,12 +76,20 @@ class LivePage:
         # window -> (made at, tables, streams then): a new stream makes the table again
         self._tables: dict[float, tuple[float, dict, int]] = {}
         self.used = 0  # bytes of all the rings' frames and settled seconds
+        # LLM requests by model, said as requests and tokens instead of their phases
+        self.requests = RequestRings(primary, offset_ns)
+        if stats is not None:  # the meter's energy as it is shared out (LiveStats)
+            stats.energy_listeners.append(lambda meter_j, idle_j: self.requests.add_energy(
+                meter_j, idle_j, time.time()))
 
     # -- fed by the runtime ------------------------------------------------------------
     def add(self, batch: SpanBatch) -> None:
         n = len(batch.end_ns)
         if not n:
             return
+        if any(s.genai is not None for s in batch.spans):
+            with self._lock:
+                self.requests.add(batch)
         values = np.empty((n, 3), np.float32)
         values[:, 0] = (batch.end_ns - batch.start_ns) / 1e6
         values[:, 1:] = np.nan
@@ -137,6 +146,8 @@ class LivePage:
             for key, ring in sorted(self._pairs.items(), key=lambda kv: (
                     kv[0][0], self.order.get(kv[0][1:], len(self.order)), kv[0])):
                 pipeline, a, b = key
+                if pipeline in self.requests.models:
+                    continue  # an LLM model: its requests, below
                 # One read covers the window and the seconds not yet settled.
                 t, v, c = ring.rows(min(since, ring.settled_to * 1_000_000_000))
                 self._settle(ring, t, v)
@@ -151,8 +162,9 @@ class LivePage:
                 pairs.append(entry)
             if fresh:
                 self._tables = {window_s: (time.monotonic(), tables, streams)}
+            llm = self.requests.snapshot(now_ns / 1e9, window_s)
         return {"now": now_ns / 1e9, "window_s": window_s, "primary": self.primary,
-                "pairs": pairs, "status": self.status()}
+                "pairs": pairs, "llm": llm, "status": self.status()}
 
     def stream(self, window_s: float, name: tuple[str, str, str, str]) -> dict:
         """One stream's cards and charts (a page asks when its row is opened)."""
@@ -234,7 +246,7 @@ class LivePage:
 <a id="csv" href="/api/live.csv?window=60" download="otel-benchlab-live.csv">CSV of this
 window</a> <span class="muted" id="updated"></span></div>
 <h3>Sources and losses</h3><div class="cards" id="status"></div>
-<div id="pairs"></div></main>"""
+<div id="llm"></div><div id="pairs"></div></main>"""
         return document("otel-benchlab live", body, {"kind": "live"}, static_text("live.js"))
 
 

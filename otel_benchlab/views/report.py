@@ -248,7 +248,9 @@ def _pairs_table(s: dict) -> str:
     if not sources:
         rows.append('<tr><td colspan="12" class="muted">no power source: latencies only'
                     '</td></tr>')
-    return f'<div class="scroll"><table class="pairs">{head}{"".join(rows)}</table></div>'
+    # Focusable, and named: a keyboard can scroll a table wider than the page.
+    return (f'<div class="scroll" tabindex="0" role="region" aria-label="per pair figures">'
+            f'<table class="pairs">{head}{"".join(rows)}</table></div>')
 
 
 def _llm_table(s: dict) -> str:
@@ -274,7 +276,8 @@ def _llm_table(s: dict) -> str:
                       cell(m["machine_energy_j_per_output_token"].get(src),
                            f"machine_energy_j_per_output_token.{src}")]
         rows.append(f'<tr data-model="{html.escape(m["model"])}">' + "".join(cells) + "</tr>")
-    return (f'<div class="scroll" tabindex="0" aria-label="LLM requests by model">'
+    return (f'<div class="scroll" tabindex="0" role="region" '
+            f'aria-label="LLM requests by model">'
             f'<table class="llm">{head}{"".join(rows)}</table></div>')
 
 

@@ -178,7 +178,31 @@
     }));
   }
 
+  // An LLM model's requests: rates, latencies and joules per request and per token.
+  function llmCards(m, primary) {
+    const src = primary ? ` ${esc(primary)}` : "";
+    return card("requests/s", m.requests_per_s, "", "requests_per_s") +
+      card("output tokens/s", m.output_tokens_per_s, "", "output_tokens_per_s") +
+      card("TTFT p50", m.ttft_ms.p50, "ms", "ttft_p50") +
+      card("TTFT p95", m.ttft_ms.p95, "ms", "ttft_p95") +
+      card("TPOT p50", m.tpot_ms.p50, "ms", "tpot_p50") +
+      card("TPOT p95", m.tpot_ms.p95, "ms", "tpot_p95") +
+      card(`J/request${src}`, m.energy_j_per_request, "J", "j_per_request") +
+      card(`J/output token${src}`, m.energy_j_per_output_token, "J", "j_per_token") +
+      card(`machine J/output token${src}`, m.machine_energy_j_per_output_token, "J",
+        "machine_j_per_token") +
+      card("requests", m.requests, "", "requests");
+  }
+
+  function drawModels(d) {
+    $("llm").innerHTML = (d.llm || []).map((m) =>
+      `<section data-model="${esc(m.model)}"><h2>${esc(m.model)} ` +
+      `<span class="muted">LLM requests</span></h2>` +
+      `<div class="cards">${llmCards(m, d.primary)}</div></section>`).join("");
+  }
+
   function draw(d) {
+    drawModels(d);
     const names = d.pairs.map((p) => p.name).join("|");
     if (names !== state.names) { build(d.pairs); state.names = names; }
     const st = d.status || {};
