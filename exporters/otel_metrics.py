@@ -15,6 +15,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
 from otel_benchlab.counters import AgentCounters
+from otel_benchlab.processors.genai import requests_of
 from otel_benchlab.records import SensorInfo, SpanBatch, Unpaired
 
 from .histograms import BatchHistogram, BatchHistograms
@@ -121,24 +122,38 @@ class PipelineMetrics:
 
     def _requests(self, batch: SpanBatch) -> None:
         """LLM requests (``processors.genai``): energy per request and per output token by
-        model and source, and their tokens."""
-        for i, s in enumerate(batch.spans):
-            g = s.genai
-            if g is None or g.phase not in ("request", "whole"):
-                continue
-            model = {"gen_ai.response.model": g.model}
+        model and source, and their tokens: a model's requests of a batch at once."""
+        by_model: dict[str, tuple[list[int], list[float], list[float]]] = {}
+        for i, g, _ in requests_of(batch, None):
+            rows, n_in, n_out = by_model.setdefault(g.model, ([], [], []))
+            rows.append(i)
+            n_in.append(g.input_tokens or 0)
+            n_out.append(g.output_tokens or 0)
+        for model, (rows, n_in, n_out) in by_model.items():
+            out = np.asarray(n_out, np.float64)
             for label, attributed in batch.attributed.items():
-                joules = float(attributed[i])
-                if joules != joules:
+                joules = attributed[rows]
+                known = ~np.isnan(joules)
+                if not known.any():
                     continue
-                attrs = {**model, "benchlab.power.source": label}
-                self.request_energy.record_many(attrs, [joules])
-                if g.output_tokens:
-                    self.token_energy.record_many(attrs, [joules / g.output_tokens])
+                attrs = self._model_attrs(model, label)
+                self.request_energy.record_many(attrs, joules[known])
+                per_token = known & (out > 0)
+                if per_token.any():
+                    self.token_energy.record_many(attrs, joules[per_token] / out[per_token])
             if self.tokens is not None:
-                for kind, n in (("input", g.input_tokens), ("output", g.output_tokens)):
+                for kind, n in (("input", sum(n_in)), ("output", sum(n_out))):
                     if n:
-                        self.tokens.add(n, {**model, "gen_ai.token.type": kind})
+                        self.tokens.add(n, {"gen_ai.response.model": model,
+                                            "gen_ai.token.type": kind})
+
+    def _model_attrs(self, model: str, label: str) -> dict[str, str]:
+        key = ("\0genai", model, label, "")
+        attrs = self._attr_cache.get(key)
+        if attrs is None:
+            attrs = self._attr_cache[key] = {"gen_ai.response.model": model,
+                                             "benchlab.power.source": label}
+        return attrs
 
     def export_unpaired(self, items: Iterable[Unpaired]) -> None:
         for u in items:

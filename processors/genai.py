@@ -157,6 +157,7 @@ class RequestSpans:
         if not any(s.genai is not None for s in spans):
             return False
         requests = False
+        known = np.nan_to_num(got[:len(spans)])
         for i, s in enumerate(spans):
             g = s.genai
             if g is None or g.phase not in ("prefill", "decode"):
@@ -166,7 +167,7 @@ class RequestSpans:
                 acc = self._open[g.request] = np.zeros((2, len(labels)))
                 while len(self._open) > self.MAX_OPEN:
                     self._open.popitem(last=False)
-            acc[0 if g.phase == "prefill" else 1] += np.nan_to_num(got[i])
+            acc[0 if g.phase == "prefill" else 1] += known[i]
         for i, s in enumerate(spans):
             g = s.genai
             if g is None or g.phase != "request":

@@ -72,11 +72,13 @@ class LiveAttribution:
             self.idle_j += idle
             self.total_j += total
             self.done_to = to_ns
-        for i in early:
-            before = self._carry.pop(id(spans[i]), None)
-            if before is not None:  # NaN until a stretch of it had known power
-                row = got[i]
-                got[i] = np.where(np.isnan(before), row, before + np.nan_to_num(row))
+        carried = [(i, before) for i in early
+                   if (before := self._carry.pop(id(spans[i]), None)) is not None]
+        if carried:  # NaN until a stretch of it had known power; all at once
+            rows = np.array([i for i, _ in carried])
+            before = np.array([b for _, b in carried])
+            now = got[rows]
+            got[rows] = np.where(np.isnan(before), now, before + np.nan_to_num(now))
         for i in range(n_done, n):
             self._carry[id(spans[i])] = got[i]
         self._late.difference_update(id(spans[i]) for i in late)

@@ -48,8 +48,10 @@ class RequestLines:
         self._t: dict[str, _Model] = {}
 
     def add(self, batch: SpanBatch) -> None:
+        latencies: dict[str, tuple[list[float], list[float]]] = {}
         for i, g, joules in requests_of(batch, self.primary):
             m = self._w.setdefault(g.model, _Model())
+            ttft, tpot = latencies.setdefault(g.model, ([], []))
             m.requests += 1
             m.input_tokens += g.input_tokens or 0
             m.output_tokens += g.output_tokens or 0
@@ -57,15 +59,18 @@ class RequestLines:
             m.first_end = min(m.first_end or end, end)
             m.last_end = max(m.last_end, end)
             if g.ttft_ns:
-                m.ttft_ms.add(np.array([g.ttft_ns / 1e6]))
+                ttft.append(g.ttft_ns / 1e6)
             if g.output_tokens and g.output_tokens > 1 and g.decode_ns:
-                m.tpot_ms.add(np.array([g.decode_ns / 1e6 / (g.output_tokens - 1)]))
+                tpot.append(g.decode_ns / 1e6 / (g.output_tokens - 1))
             if joules == joules:
                 m.energy_j += joules
                 m.energy_n += 1
                 if g.output_tokens:
                     m.token_j += joules
                     m.token_n += g.output_tokens
+        for model, (ttft, tpot) in latencies.items():  # a sketch takes a batch at once
+            self._w[model].ttft_ms.add(np.asarray(ttft))
+            self._w[model].tpot_ms.add(np.asarray(tpot))
 
     def _line(self, model: str, m: _Model, seconds: float | None,
               meter_j: float | None = None) -> str:

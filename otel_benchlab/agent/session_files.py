@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from otel_benchlab.exporters.capframex import CapFrameXWriter
 from otel_benchlab.exporters.parquet import ParquetPartWriter
@@ -120,7 +121,11 @@ class SessionFiles:
             if self.parquet:
                 self.parquet["aligned"].export(table)
             if self.capframex:
-                self.capframex.export(self._capture_names(table, batch))
+                table = self._capture_names(table, batch)
+                if table["request_id"].null_count < table.num_rows:
+                    # LLM requests are not frames: no capture (docs/llm-serving.md)
+                    table = table.filter(pc.is_null(table["request_id"]))
+                self.capframex.export(table)
         if self.capframex is not None:
             for label, (ts, v) in self._cx_power.items():
                 if ts:

@@ -34,8 +34,10 @@ class RequestRings:
 
     def add(self, batch: SpanBatch) -> None:
         for i, g, joules in requests_of(batch, self.primary):
-            rows, count = self._rings.setdefault(g.model, (np.full((RING, FIELDS), np.nan),
-                                                           [0]))
+            ring = self._rings.get(g.model)
+            if ring is None:
+                ring = self._rings[g.model] = (np.full((RING, FIELDS), np.nan), [0])
+            rows, count = ring
             n_out = g.output_tokens
             rows[count[0] % RING] = (
                 (int(batch.end_ns[i]) + self.offset_ns) / 1e9,
