@@ -37,4 +37,5 @@ PY=${PYTHON:-python3}
 .venv/bin/python -c "import gi" 2>/dev/null || .venv/bin/python -m pip install -q "PyGObject<3.52"
 
 .venv/bin/ruff check .
-.venv/bin/python -m pytest "$@"
+# A module's tests stay on one worker (--dist loadfile): their shared agent runs once.
+.venv/bin/python -m pytest -n 2 --dist loadfile "$@"

@@ -63,7 +63,10 @@ def test_reads_both_products_over_a_pty_with_time_and_round_trip(emulator):
     s = out.samples
     assert {x.source for x in s} == {emulator.uid.hex().upper()}
     assert all(b.ts_ns > a.ts_ns for a, b in zip(s, s[1:], strict=False))
-    assert all(0 < x.rtt_ns < 50_000_000 for x in s)
+    # Every sample has its round trip; a loaded machine (a parallel test run) may stretch a
+    # few, not the typical one.
+    assert all(0 < x.rtt_ns < 1_000_000_000 for x in s)
+    assert sorted(x.rtt_ns for x in s)[len(s) // 2] < 50_000_000
     assert rx.identities()[0]["product"] == ("BENCHLAB 2" if emulator.product_id == 0x11
                                              else "BENCHLAB ORIGINAL")
     assert s[-1].values["SYS"] == pytest.approx(30 + 35 + 22 + (70 + 230 + 6) * 0.5, abs=0.01)
