@@ -420,6 +420,11 @@ def attribute_spans(spans: list[StageSpan], starts: np.ndarray, ends: np.ndarray
     grouped = np.fromiter((s.foreign or s.frame is not None for s in spans), bool, n)
     plain = shares.plain and not any(s.genai is not None for s in spans)
     takes, weights = (None, None) if plain else shares.of(spans)
+    if takes is not None:
+        # A span that shares no source (an LLM request around its phases, a queued phase)
+        # gets nothing with or without the spans inside it: leaving it out of the nesting
+        # keeps the usual case (nothing nested) on the vectorised path.
+        grouped &= takes.any(axis=1)
     return attribute_intervals(series, starts, ends, group, grouped, t0, t1, max_gap_ns,
                                takes, weights)
 

@@ -21,6 +21,7 @@ end) make it one phase, ``arrived -> finished``, that shares the power; both are
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -70,10 +71,19 @@ class GenAIPhase:
         return self.phase in SHARING
 
 
+# The span attributes ``RequestSpans.phases`` reads (the intake looks up only these).
+REQUEST_ATTRIBUTES = frozenset({
+    "gen_ai.response.model", "gen_ai.request.model", "gen_ai.request.id",
+    "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
+    "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
+    "gen_ai.latency.time_in_queue", "gen_ai.latency.time_in_model_prefill",
+    "gen_ai.latency.time_to_first_token"})
+
+
 def _number(attrs: dict, *keys: str) -> float | None:
     for k in keys:
         v = attrs.get(k)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             return float(v)
     return None
 

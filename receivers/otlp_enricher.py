@@ -4,10 +4,12 @@ its pod holds); and the attribute look-ups both halves use."""
 
 from __future__ import annotations
 
+import functools
+import struct
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
@@ -35,11 +37,14 @@ def attribute_frame(attrs: Any, key: str) -> int | None:
     return None
 
 
-def attribute_values(attrs: Any) -> dict[str, Any]:
-    """A span's attributes as a dict of plain values (the first of a repeated key)."""
+def attribute_values(attrs: Any, keys: frozenset[str] | None = None) -> dict[str, Any]:
+    """A span's attributes (only ``keys``, when given) as a dict of plain values (the
+    first of a repeated key)."""
     out: dict[str, Any] = {}
     for kv in attrs:
-        out.setdefault(kv.key, _value(kv.value))
+        key = kv.key
+        if (keys is None or key in keys) and key not in out:
+            out[key] = _value(kv.value)
     return out
 
 
@@ -49,6 +54,34 @@ def attribute_text(attrs: Any, key: str, default: str) -> str:
             val = _value(kv.value)
             return str(val) if val not in (None, "") else default
     return default
+
+
+_DOUBLE = struct.Struct("<d").pack
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _double_attribute_head(key: str) -> bytes:
+    """A Span's ``attributes`` entry (field 9: KeyValue{1: key, 2: AnyValue{4: double}})
+    up to the double's 8 bytes."""
+    k = key.encode()
+    kv = b"\x0a" + _varint(len(k)) + k + b"\x12\x09\x21"
+    return b"\x4a" + _varint(len(kv) + 8) + kv
+
+
+def add_double_attributes(span: Any, pairs: Iterable[tuple[str, float]]) -> None:
+    """Append ``(key, value)`` double attributes to a proto Span as one merge of their
+    wire bytes: a tenth of the cost of a KeyValue message each (an LLM request span gains
+    two dozen), and the same message."""
+    span.MergeFromString(b"".join([_double_attribute_head(k) + _DOUBLE(v) for k, v in pairs]))
 
 
 class IntakeEnricher:
@@ -112,15 +145,12 @@ class IntakeEnricher:
                 if found is None:
                     continue
                 entry, proto = found
-                for label, fig in s.power.items():
-                    for key, value in zip(power_keys(label), fig, strict=True):
-                        if value is not None:
-                            proto.attributes.append(KeyValue(
-                                key=key, value=AnyValue(double_value=value)))
+                added = [(key, value) for label, fig in s.power.items()
+                         for key, value in zip(power_keys(label), fig, strict=True)
+                         if value is not None]
                 if s.genai is not None:
-                    for key, value in request_figures(s):
-                        proto.attributes.append(KeyValue(
-                            key=key, value=AnyValue(double_value=value)))
+                    added += request_figures(s)
+                add_double_attributes(proto, added)
                 entry[1] -= 1
                 if entry[1] <= 0 and self._held.pop(id(entry[0]), None) is not None:
                     ready.append(entry[0])

@@ -46,7 +46,7 @@ from otel_benchlab.components import BuildContext, Built, Component
 from otel_benchlab.config import attribution_delay_s
 from otel_benchlab.counters import AgentCounters
 from otel_benchlab.exporters.otlp_forward import OtlpForwarder
-from otel_benchlab.processors.genai import GenAIConfig, RequestSpans
+from otel_benchlab.processors.genai import REQUEST_ATTRIBUTES, GenAIConfig, RequestSpans
 from otel_benchlab.records import SensorInfo, StageMark, StageSpan
 from otel_benchlab.settings import ConfigError, parse_bind
 from otel_benchlab.timebase import TimeBase
@@ -218,7 +218,7 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
         sid = int.from_bytes(sp.span_id, "big")
         problems: list[str] = []
         records += self.requests.phases(
-            attribute_values(sp.attributes), service,
+            attribute_values(sp.attributes, REQUEST_ATTRIBUTES), service,
             self.timebase.to_mono_ns(sp.start_time_unix_nano),
             self.timebase.to_mono_ns(sp.end_time_unix_nano), tid, sid, problems)
         for reason in problems:

@@ -13,6 +13,8 @@ import time
 
 import pyarrow.dataset as ds
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from otel_benchlab.config import ConfigError
 from otel_benchlab.receivers.otlp_intake import IntakeConfig, refuse_loop
@@ -278,3 +280,19 @@ def test_a_compressed_bomb_is_refused_at_the_cap_without_taking_memory(tmp_path)
     assert peak - before < 64 << 10, (before, peak)  # KiB: within tens of MB of before
     assert "past the intake's limit of 32 MiB was refused with 413" in err
     assert err.count("refused with 413") == 1  # said once
+
+
+@given(st.lists(st.tuples(st.text(max_size=300), st.floats()), max_size=30))
+def test_added_double_attributes_are_the_bytes_keyvalue_messages_make(pairs):
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+    from otel_benchlab.receivers.otlp_enricher import add_double_attributes
+
+    made = Span(name="llm_request", attributes=[KeyValue(key="k", value=AnyValue(int_value=1))])
+    merged = Span()
+    merged.CopyFrom(made)
+    for key, value in pairs:
+        made.attributes.append(KeyValue(key=key, value=AnyValue(double_value=value)))
+    add_double_attributes(merged, pairs)
+    assert merged.SerializeToString() == made.SerializeToString()
