@@ -6,6 +6,7 @@ to the meter."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -315,6 +316,24 @@ def test_the_report_speaks_requests_and_tokens_per_model(served, tmp_path):
         total["total"] / out_tokens, rel=1e-9)
     assert model["ttft_ms"]["p50"] > 0 and model["tpot_ms"]["p50"] > 0
     assert 'data-model="llama-3-8b"' in out.read_text()
+
+
+def test_the_report_shows_a_request_as_its_phases_and_stacks_them_without_the_request(
+        served, tmp_path):
+    _, _, session, _, _ = served
+    out = tmp_path / "r.html"
+    done = subprocess.run([sys.executable, "-m", "otel_benchlab", "report", str(session),
+                           "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    phases = re.search(r'aria-label="LLM request phases">(.*?)</table>', page).group(1)
+    names = re.findall(r"<td>llama-3-8b (\w+) \(", phases)
+    assert names == ["queued", "prefill", "decode", "request"]
+    assert "<th>requests</th>" in phases and "low fps" not in phases
+    assert 'aria-label="per pair figures"' not in page  # no frames in this session
+    stacked = set(re.findall(r'<div style="flex:[^"]*" title="(\w+):', page))
+    assert stacked <= {"queued", "prefill", "decode"} and "decode" in stacked
+    assert "median time per request" in page and "median time per frame" not in page
 
 
 @pytest.fixture(scope="module")

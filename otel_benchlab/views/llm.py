@@ -18,6 +18,19 @@ from otel_benchlab.views.bootstrap import Frames, compare_frames
 
 REQUEST, PREFILL, DECODE = ("arrived", "finished"), ("scheduled", "first_token"), \
     ("first_token", "finished")
+# An LLM request's pairs as the report names them (``processors.genai`` makes them).
+PHASE_OF = {("arrived", "scheduled"): "queued", PREFILL: "prefill", DECODE: "decode",
+            REQUEST: "request"}
+
+
+def pair_title(pipeline: str, a: str, b: str, stream: str = "") -> str:
+    """A pair as the report titles it: an LLM request's by its phase (``llama prefill
+    (scheduled→first_token)``), any other by its stages."""
+    phase = PHASE_OF.get((a, b))
+    return (f"{pipeline} {phase} ({a}→{b})" if phase else f"{pipeline} {a}→{b}") + (
+        f" [{stream}]" if stream else "")
+
+
 RENAMED = {"latency_p50_ms": "ttft_p50_ms", "latency_p95_ms": "ttft_p95_ms",
            "latency_p99_ms": "ttft_p99_ms", "latency_mean_ms": "ttft_mean_ms",
            "fps": "requests_per_s"}

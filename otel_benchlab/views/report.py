@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from otel_benchlab.session.temp_files import replace_with
+from otel_benchlab.views.digest import PairDigest
+from otel_benchlab.views.llm import PHASE_OF, pair_title
 from otel_benchlab.views.page import cell, document, fmt, rounded, static_text
 from otel_benchlab.views.sessions import PairRows, SessionView
 from otel_benchlab.views.stats import (
@@ -45,11 +47,17 @@ def _series(t: np.ndarray, y: np.ndarray, scale: float = 1.0,
     return {"t": rounded(mid, 6), "min": rounded(lo), "mean": rounded(mean), "max": rounded(hi)}
 
 
+def _title(p: PairRows | PairDigest) -> str:
+    """An LLM request's phase by its name; other pairs as they are named everywhere."""
+    phase = (p.stage_from, p.stage_to) in PHASE_OF
+    return pair_title(p.pipeline, p.stage_from, p.stage_to, p.stream) if phase else p.name
+
+
 def pair_charts(view: SessionView, p: PairRows) -> dict:
     origin = view.origin_ns
     t_end = (p.end_ns - origin) / 1e9
     primary = next((s for s in view.sources if s in p.energy_j or s in p.power_w), None)
-    out: dict = {"name": p.name, "power_source": primary,
+    out: dict = {"name": _title(p), "power_source": primary,
                  "latency_time": _series(t_end, p.latency_ms)}
     if primary and primary in view.power:
         ts, w = view.power[primary]
@@ -124,7 +132,7 @@ def _digest_charts(view: SessionView) -> list[dict]:
     out = []
     primary = view.sources[0] if view.sources else None
     for d in view.digest.pairs:
-        charts = {"name": d.name, "power_source": primary if primary in d.energy or
+        charts = {"name": _title(d), "power_source": primary if primary in d.energy or
                   primary in d.power else None}
         charts["latency_time"] = d.series["latency"].series(origin) \
             if "latency" in d.series else None
@@ -205,7 +213,8 @@ def _header_table(s: dict) -> str:
         w = s["window"]
         rows.insert(5, ("Window", f"{html.escape(w['since'] or 'the start')} to "
                                   f"{html.escape(w['until'] or 'the end')}"))
-    if s.get("empty_pairs"):
+    llm_only = s.get("llm") and all((p["from"], p["to"]) in PHASE_OF for p in s["pairs"])
+    if s.get("empty_pairs") and not llm_only:  # an LLM server's session has no marks
         rows.append(("No rows", ", ".join(f"{a}→{b}" for a, b in s["empty_pairs"])
                      + (" (in this window)" if s.get("window") else "")))
     if s["measured_from_marks"]:
@@ -217,21 +226,29 @@ def _header_table(s: dict) -> str:
 LAT_KEYS = ("min", "p50", "p90", "p95", "p99", "max", "mean", "stddev")
 
 
-def _pairs_table(s: dict) -> str:
+def _pairs_table(s: dict, llm: bool = False) -> str:
+    """The pairs' figures: frames' pairs, or (``llm``) LLM requests' phases, a request
+    each (no 1 % low: requests are not frames)."""
     sources = s["power_sources"]
-    head = ("<tr><th>pair</th><th>frames</th><th>frames/s</th>"
+    unit = "request" if llm else "frame"
+    head = (f"<tr><th>pair</th><th>{unit}s</th><th>{unit}s/s</th>"
             + "".join(f"<th>{k} ms</th>" for k in LAT_KEYS)
-            + "<th>1 % low fps</th>"
-            + "".join(f"<th>{src} W</th><th>{src} mJ/frame mean</th><th>p50</th><th>p95</th>"
+            + ("" if llm else "<th>1 % low fps</th>")
+            + "".join(f"<th>{src} W</th><th>{src} mJ/{unit} mean</th><th>p50</th><th>p95</th>"
                       f"<th>{src} J</th>" for src in sources) + "</tr>")
     rows = []
-    for i, p in enumerate(s["pairs"]):
-        name = f"{p['pipeline']} {p['from']}→{p['to']}" + (f" [{p['stream']}]"
-                                                          if p["stream"] else "")
+    phases = list(PHASE_OF)
+    mine = [(i, p) for i, p in enumerate(s["pairs"]) if ((p["from"], p["to"]) in PHASE_OF) == llm]
+    if llm:  # a model's phases in their order, the request last
+        mine.sort(key=lambda ip: (ip[1]["pipeline"], ip[1]["stream"],
+                                  phases.index((ip[1]["from"], ip[1]["to"]))))
+    for i, p in mine:
+        name = pair_title(p["pipeline"], p["from"], p["to"], p["stream"])
         cells = [f"<td>{html.escape(name)}</td>", cell(p["frames"], "frames"),
                  cell(p["fps"], "fps")]
         cells += [cell(p["latency_ms"][k], f"latency_ms.{k}") for k in LAT_KEYS]
-        cells.append(cell(p["frame_time"]["low1_fps"], "frame_time.low1_fps"))
+        if not llm:
+            cells.append(cell(p["frame_time"]["low1_fps"], "frame_time.low1_fps"))
         for src in sources:
             e = p["energy_j_per_frame"].get(src)
             cells.append(cell(p["power_w"].get(src), f"power_w.{src}"))
@@ -249,7 +266,8 @@ def _pairs_table(s: dict) -> str:
         rows.append('<tr><td colspan="12" class="muted">no power source: latencies only'
                     '</td></tr>')
     # Focusable, and named: a keyboard can scroll a table wider than the page.
-    return (f'<div class="scroll" tabindex="0" role="region" aria-label="per pair figures">'
+    label = "LLM request phases" if llm else "per pair figures"
+    return (f'<div class="scroll" tabindex="0" role="region" aria-label="{label}">'
             f'<table class="pairs">{head}{"".join(rows)}</table></div>')
 
 
@@ -300,15 +318,24 @@ def summary_csv(s: dict) -> str:
     return out.getvalue()
 
 
+def _phase_order(group: list[dict]) -> int:
+    """An LLM request's phases in their order; other pairs as they come (a stable sort)."""
+    key = (group[0]["from"], group[0]["to"])
+    return list(PHASE_OF).index(key) if key in PHASE_OF else 0
+
+
 def _where_it_goes(s: dict) -> str:
     """Per pipeline (and stream, up to a few): the pairs' median time and energy per frame,
     stacked; a pipeline of many streams is one stack of the medians over its streams."""
-    colors = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2"]
+    # Darker than the charts' lines: white text on each meets 4.5:1 (axe-core's contrast).
+    colors = ["#1d4ed8", "#b91c1c", "#15803d", "#b45309", "#6d28d9", "#0e7490"]
     streams: dict[str, set[str]] = {}
     for p in s["pairs"]:
         streams.setdefault(p["pipeline"], set()).add(p["stream"])
     groups: dict[tuple[str, str], list[list[dict]]] = {}
     for p in s["pairs"]:
+        if PHASE_OF.get((p["from"], p["to"])) == "request":
+            continue  # its phases make it up: stacked, they are the request
         many = len(streams[p["pipeline"]]) > WORST_DRAWN
         pairs = groups.setdefault((p["pipeline"], "" if many else p["stream"]), [])
         same = next((g for g in pairs if (g[0]["from"], g[0]["to"]) == (p["from"], p["to"])),
@@ -328,16 +355,19 @@ def _where_it_goes(s: dict) -> str:
                 ("time", "ms", lambda p: p["latency_ms"]["p50"]),
                 ("energy", "mJ", lambda p: (p["energy_j_per_frame"].get(primary) or {})
                  .get("p50", 0) * 1e3 if primary else None)):
-            vals = [(g[0], float(np.median([get(p) or 0.0 for p in g]))) for g in pairs]
+            vals = [(g[0], float(np.median([get(p) or 0.0 for p in g])))
+                    for g in sorted(pairs, key=_phase_order)]
             total = sum(v for _, v in vals)
             if total <= 0:
                 continue
+            names = [html.escape(PHASE_OF.get((p["from"], p["to"]))
+                                 or f'{p["from"]}→{p["to"]}') for p, _ in vals]
             segs = "".join(
                 f'<div style="flex:{v / total:.4f};background:{colors[i % len(colors)]}" '
-                f'title="{html.escape(p["from"])}→{html.escape(p["to"])}: {fmt(v)} {unit}">'
-                f'{html.escape(p["from"])}→{html.escape(p["to"])} {fmt(v)} {unit}</div>'
-                for i, (p, v) in enumerate(vals) if v > 0)
-            label = f"median {what} per frame: {fmt(total)} {unit}" + (
+                f'title="{names[i]}: {fmt(v)} {unit}">{names[i]} {fmt(v)} {unit}</div>'
+                for i, (_, v) in enumerate(vals) if v > 0)
+            per = "request" if (vals[0][0]["from"], vals[0][0]["to"]) in PHASE_OF else "frame"
+            label = f"median {what} per {per}: {fmt(total)} {unit}" + (
                 f" ({primary}, attributed)" if what == "energy" else "")
             out.append(f'<div class="muted">{label}</div><div class="stack">{segs}</div>')
     return "".join(out)
@@ -378,7 +408,9 @@ def render_html(sessions: list[dict], charts: list[dict]) -> str:
         body.append(f"<h2>Session {html.escape(s['id'])}</h2>{_header_table(s)}")
         if s.get("llm"):
             body.append("<h3>LLM requests</h3>" + _llm_table(s))
-        body.append("<h3>Per pair</h3>" + _pairs_table(s))
+            body.append("<h3>LLM request phases</h3>" + _pairs_table(s, llm=True))
+        if not s.get("llm") or any((p["from"], p["to"]) not in PHASE_OF for p in s["pairs"]):
+            body.append("<h3>Per pair</h3>" + _pairs_table(s))
         body.append(f'<a class="csv" download="{html.escape(s["id"])}-summary.csv" '
                     f'href="data:text/csv;base64,{csv_b64}">Download this table as CSV</a>')
         body.append("<h2>Where the time and energy go</h2>" + _where_it_goes(s))
