@@ -54,6 +54,30 @@ def listing(directory: Path) -> tuple[list[Path], list[Path]]:
              and part_path(directory, int(m.group(1))).name not in done])
 
 
+def may_hold(directory: Path, column: str) -> bool:
+    """Whether any row of a folder may have ``column`` set: a part says so in its
+    statistics (no column, or every value null: not); a journal may always. Lets a reader
+    of rare rows (an LLM request's) skip a session of frames without reading it."""
+    parts, journals = listing(directory)
+    if journals:
+        return True
+    for part in parts:
+        try:
+            meta = pq.ParquetFile(part).metadata
+        except (OSError, pa.ArrowException):
+            return True  # the reader says what is wrong with it
+        names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+        if column not in names:
+            continue
+        j = names.index(column)
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(j).statistics
+            if stats is None or not stats.has_null_count or \
+                    stats.null_count < meta.row_group(g).num_rows:
+                return True
+    return False
+
+
 def rows_range(directory: Path, column: str) -> tuple[int, int] | None:
     """The range of ``column`` over a folder's parts (their statistics) and journals."""
     lo = hi = None

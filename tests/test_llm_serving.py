@@ -372,3 +372,20 @@ def test_the_simulated_server_shows_its_model_s_cards_on_the_live_page(llm_agent
         assert v.page.locator("#pairs section").count() == 0
         assert serious_violations(v.page) == []
         assert v.errors == [] and v.outside == []
+
+
+def test_a_session_of_frames_is_not_read_for_llm_requests(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from otel_benchlab.receivers.stored_parts import may_hold
+
+    folder = tmp_path / "aligned"
+    folder.mkdir()
+    frames = pa.table({"end_ns": [1, 2, 3], "request_id": pa.array([None] * 3, pa.string())})
+    pq.write_table(frames, folder / "part-000001.parquet")
+    pq.write_table(pa.table({"end_ns": [4]}), folder / "part-000002.parquet")  # older parts
+    assert not may_hold(folder, "request_id")
+    pq.write_table(pa.table({"end_ns": [5, 6], "request_id": [None, "cmpl-1"]}),
+                   folder / "part-000003.parquet")
+    assert may_hold(folder, "request_id")

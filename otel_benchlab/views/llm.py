@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from otel_benchlab.receivers.stored import RowWindow, read_parts
+from otel_benchlab.receivers.stored_parts import RowWindow, iter_parts, may_hold
 from otel_benchlab.session.window import Window
 from otel_benchlab.views.bootstrap import Frames, compare_frames
 
@@ -61,8 +61,10 @@ def read_requests(path: Path, labels: list[str], window: Window | None = None
     energy = [c for c in _energy_columns(labels)]
     columns = ["pipeline", "stage_from", "stage_to", "start_ns", "end_ns", "request_id",
                "input_tokens", "output_tokens", *energy]
-    tables = []
-    for t in read_parts(folder, None, {}, [], RowWindow(window, "end_unix_ns")
+    if not may_hold(folder, "request_id"):  # a session of frames: nothing to read
+        return []
+    tables = []  # a part at a time: only its request rows are kept
+    for t in iter_parts(folder, None, {}, [], RowWindow(window, "end_unix_ns")
                         if window else None):
         if "request_id" not in t.column_names or t["request_id"].null_count == t.num_rows:
             continue
