@@ -124,8 +124,8 @@ class PipelineMetrics:
         """LLM requests (``processors.genai``): energy per request and per output token by
         model and source, and their tokens: a model's requests of a batch at once."""
         by_model: dict[str, tuple[list[int], list[float], list[float]]] = {}
-        for i, g, _ in requests_of(batch, None):
-            rows, n_in, n_out = by_model.setdefault(g.model, ([], [], []))
+        for i, model, g, _ in requests_of(batch, None):
+            rows, n_in, n_out = by_model.setdefault(model, ([], [], []))
             rows.append(i)
             n_in.append(g.input_tokens or 0)
             n_out.append(g.output_tokens or 0)

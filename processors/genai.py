@@ -193,14 +193,18 @@ class RequestSpans:
 
 
 def requests_of(batch: SpanBatch, source: str | None
-                ) -> Iterator[tuple[int, GenAIPhase, float]]:
-    """The request spans of a released batch: (position, what it knows, its attributed
-    J of ``source``, NaN where none)."""
+                ) -> Iterator[tuple[int, str, GenAIPhase, float]]:
+    """The request spans of a released batch: (position, its model as the batch names
+    its pipeline, what it knows, its attributed J of ``source``, NaN where none). The model
+    is the batch's name, not ``GenAIPhase.model``: a batch folded at ``[limits]
+    max_pipelines`` keeps a flood of model names under ``_other`` in memory too."""
     shares = batch.attributed.get(source) if source else None
+    codes, names = batch.names()
     for i, s in enumerate(batch.spans):
         g = s.genai
         if g is not None and g.phase in ("request", "whole"):
-            yield i, g, float(shares[i]) if shares is not None else float("nan")
+            yield (i, names[codes[i]][0], g,
+                   float(shares[i]) if shares is not None else float("nan"))
 
 
 def request_figures(span: StageSpan) -> list[tuple[str, float]]:

@@ -145,3 +145,45 @@ def test_the_unpaired_of_a_folded_pipeline_are_counted_under_other():
     items = [Unpaired(p, "a", "b", "timeout", _mark("a", 1, 1)) for p in ("p", "q")]
     assert [u.pipeline for u in limits.fold_unpaired(items)] == ["p", OVERFLOW]
     assert np.all([u.mark is not None for u in limits.fold_unpaired(items)])
+
+
+def _requests(models: list[str]) -> SpanBatch:
+    """A request span (with its three phases) for each model name, as the intake makes
+    them from vLLM's attributes."""
+    from otel_benchlab.processors.genai import GenAIConfig, RequestSpans
+
+    made = RequestSpans(GenAIConfig())
+    spans = []
+    for n, model in enumerate(models):
+        attrs = {"gen_ai.response.model": model, "gen_ai.usage.prompt_tokens": 10,
+                 "gen_ai.usage.completion_tokens": 20, "gen_ai.latency.time_in_queue": 0.1,
+                 "gen_ai.latency.time_in_model_prefill": 0.1}
+        spans += made.phases(attrs, "vllm", 10**9 * n, 10**9 * n + 10**9, n + 1, n + 1, [])
+    return SpanBatch.of(spans)
+
+
+def test_a_model_past_max_pipelines_is_kept_under_other_by_the_live_page_and_lines():
+    from otel_benchlab.agent.llm_lines import RequestLines
+    from otel_benchlab.views.llm_live import RequestRings
+
+    limits = KeyLimits(LimitsConfig(max_pipelines=2), AgentCounters())
+    shown = limits.fold_batch(_requests([f"model-{i}" for i in range(50)]))
+    rings, lines = RequestRings(None, 0), RequestLines(None)
+    rings.add(shown)
+    lines.add(shown)
+    assert rings.models == {"model-0", "model-1", OVERFLOW}
+    assert set(lines._w) == {"model-0", "model-1", OVERFLOW}
+    other = next(m for m in rings.snapshot(100.0, 900.0) if m["model"] == OVERFLOW)
+    assert other["requests"] == 48
+
+
+def test_a_models_request_ring_grows_as_requests_come_and_keeps_the_newest():
+    from otel_benchlab.views import llm_live
+
+    ring = llm_live._Ring()
+    assert ring.rows.nbytes == llm_live.FIRST_ROWS * llm_live.FIELDS * 8
+    for n in range(llm_live.RING + 10):
+        ring.put((float(n),) + (0.0,) * (llm_live.FIELDS - 1))
+    assert len(ring.rows) == llm_live.RING
+    held = np.sort(ring.rows[:, 0])
+    assert held[0] == 10 and held[-1] == llm_live.RING + 9

@@ -49,9 +49,9 @@ class RequestLines:
 
     def add(self, batch: SpanBatch) -> None:
         latencies: dict[str, tuple[list[float], list[float]]] = {}
-        for i, g, joules in requests_of(batch, self.primary):
-            m = self._w.setdefault(g.model, _Model())
-            ttft, tpot = latencies.setdefault(g.model, ([], []))
+        for i, model, g, joules in requests_of(batch, self.primary):
+            m = self._w.setdefault(model, _Model())
+            ttft, tpot = latencies.setdefault(model, ([], []))
             m.requests += 1
             m.input_tokens += g.input_tokens or 0
             m.output_tokens += g.output_tokens or 0

@@ -14,15 +14,36 @@ import numpy as np
 from otel_benchlab.processors.genai import requests_of
 from otel_benchlab.records import SpanBatch
 
-RING = 1 << 16  # requests a model: 15 minutes at 70 requests a second; 2.6 MB
+RING = 1 << 16  # requests a model: 15 minutes at 70 requests a second; 3 MiB
+FIRST_ROWS = 256  # a model's ring starts here (12 KiB) and doubles as requests come
 FIELDS = 6  # end (Unix s), TTFT ms, TPOT ms, input tokens, output tokens, joules
+
+
+class _Ring:
+    """A model's newest requests, at most ``RING``; its rows are allocated as requests
+    come, so a model seen once holds 12 KiB, not 3 MiB. Models are pipelines, bounded by
+    ``[limits] max_pipelines`` (the batch the page gets is folded: ``requests_of``)."""
+
+    __slots__ = ("rows", "count")
+
+    def __init__(self) -> None:
+        self.rows = np.full((FIRST_ROWS, FIELDS), np.nan)
+        self.count = 0  # requests ever put
+
+    def put(self, row: tuple[float, ...]) -> None:
+        size = len(self.rows)
+        if self.count == size < RING:  # full before it ever wrapped: grow, order kept
+            self.rows = np.concatenate([self.rows, np.full((size, FIELDS), np.nan)])
+            size *= 2
+        self.rows[self.count % size] = row
+        self.count += 1
 
 
 class RequestRings:
     def __init__(self, primary: str | None, offset_ns: int) -> None:
         self.primary = primary
         self.offset_ns = offset_ns
-        self._rings: dict[str, tuple[np.ndarray, list[int]]] = {}  # model -> (rows, [n])
+        self._rings: dict[str, _Ring] = {}  # model -> its newest requests
         self._meter: deque[tuple[float, float]] = deque(maxlen=4096)  # (Unix s, J)
 
     @property
@@ -33,26 +54,25 @@ class RequestRings:
         self._meter.append((now_unix_s, meter_j))
 
     def add(self, batch: SpanBatch) -> None:
-        for i, g, joules in requests_of(batch, self.primary):
-            ring = self._rings.get(g.model)
+        for i, model, g, joules in requests_of(batch, self.primary):
+            ring = self._rings.get(model)
             if ring is None:
-                ring = self._rings[g.model] = (np.full((RING, FIELDS), np.nan), [0])
-            rows, count = ring
+                ring = self._rings[model] = _Ring()
             n_out = g.output_tokens
-            rows[count[0] % RING] = (
+            ring.put((
                 (int(batch.end_ns[i]) + self.offset_ns) / 1e9,
                 g.ttft_ns / 1e6 if g.ttft_ns else np.nan,
                 g.decode_ns / 1e6 / (n_out - 1) if n_out and n_out > 1 and g.decode_ns
                 else np.nan,
                 np.nan if g.input_tokens is None else g.input_tokens,
-                np.nan if n_out is None else n_out, joules)
-            count[0] += 1
+                np.nan if n_out is None else n_out, joules))
 
     def snapshot(self, now_s: float, window_s: float) -> list[dict]:
         since_s = now_s - window_s
         meter = sum(j for t, j in self._meter if t >= since_s)
         out = []
-        for model, (rows, _) in sorted(self._rings.items()):
+        for model, ring in sorted(self._rings.items()):
+            rows = ring.rows
             seen = rows[np.isfinite(rows[:, 0]), 0]
             # A page opened in the first minute: the rates over the time there has been.
             seconds = min(window_s, now_s - float(seen.min())) if len(seen) else window_s
