@@ -22,6 +22,13 @@ REQUEST, PREFILL, DECODE = ("arrived", "finished"), ("scheduled", "first_token")
 PHASE_OF = {("arrived", "scheduled"): "queued", PREFILL: "prefill", DECODE: "decode",
             REQUEST: "request"}
 
+PHASE_RANK = {pair: i for i, pair in enumerate(PHASE_OF)}  # the request after its phases
+
+
+def phase_of(p: dict) -> str | None:
+    """The LLM request phase a summary's pair is (``pairs`` entries), None for frames'."""
+    return PHASE_OF.get((p["from"], p["to"]))
+
 
 def pair_title(pipeline: str, a: str, b: str, stream: str = "") -> str:
     """A pair as the report titles it: an LLM request's by its phase (``llama prefill

@@ -21,7 +21,7 @@ import numpy as np
 
 from otel_benchlab.session.temp_files import replace_with
 from otel_benchlab.views.digest import PairDigest
-from otel_benchlab.views.llm import PHASE_OF, pair_title
+from otel_benchlab.views.llm import PHASE_OF, PHASE_RANK, pair_title, phase_of
 from otel_benchlab.views.page import cell, document, fmt, rounded, static_text
 from otel_benchlab.views.sessions import PairRows, SessionView
 from otel_benchlab.views.stats import (
@@ -213,8 +213,7 @@ def _header_table(s: dict) -> str:
         w = s["window"]
         rows.insert(5, ("Window", f"{html.escape(w['since'] or 'the start')} to "
                                   f"{html.escape(w['until'] or 'the end')}"))
-    llm_only = s.get("llm") and all((p["from"], p["to"]) in PHASE_OF for p in s["pairs"])
-    if s.get("empty_pairs") and not llm_only:  # an LLM server's session has no marks
+    if s.get("empty_pairs") and _has_frames(s):  # an LLM server's session has no marks
         rows.append(("No rows", ", ".join(f"{a}→{b}" for a, b in s["empty_pairs"])
                      + (" (in this window)" if s.get("window") else "")))
     if s["measured_from_marks"]:
@@ -237,11 +236,10 @@ def _pairs_table(s: dict, llm: bool = False) -> str:
             + "".join(f"<th>{src} W</th><th>{src} mJ/{unit} mean</th><th>p50</th><th>p95</th>"
                       f"<th>{src} J</th>" for src in sources) + "</tr>")
     rows = []
-    phases = list(PHASE_OF)
-    mine = [(i, p) for i, p in enumerate(s["pairs"]) if ((p["from"], p["to"]) in PHASE_OF) == llm]
+    mine = [(i, p) for i, p in enumerate(s["pairs"]) if (phase_of(p) is not None) == llm]
     if llm:  # a model's phases in their order, the request last
         mine.sort(key=lambda ip: (ip[1]["pipeline"], ip[1]["stream"],
-                                  phases.index((ip[1]["from"], ip[1]["to"]))))
+                                  PHASE_RANK[(ip[1]["from"], ip[1]["to"])]))
     for i, p in mine:
         name = pair_title(p["pipeline"], p["from"], p["to"], p["stream"])
         cells = [f"<td>{html.escape(name)}</td>", cell(p["frames"], "frames"),
@@ -320,8 +318,13 @@ def summary_csv(s: dict) -> str:
 
 def _phase_order(group: list[dict]) -> int:
     """An LLM request's phases in their order; other pairs as they come (a stable sort)."""
-    key = (group[0]["from"], group[0]["to"])
-    return list(PHASE_OF).index(key) if key in PHASE_OF else 0
+    return PHASE_RANK.get((group[0]["from"], group[0]["to"]), 0)
+
+
+def _has_frames(s: dict) -> bool:
+    """Whether a session's report shows pairs of frames (an LLM server's has only its
+    requests' phases)."""
+    return not s.get("llm") or any(phase_of(p) is None for p in s["pairs"])
 
 
 def _where_it_goes(s: dict) -> str:
@@ -334,7 +337,7 @@ def _where_it_goes(s: dict) -> str:
         streams.setdefault(p["pipeline"], set()).add(p["stream"])
     groups: dict[tuple[str, str], list[list[dict]]] = {}
     for p in s["pairs"]:
-        if PHASE_OF.get((p["from"], p["to"])) == "request":
+        if phase_of(p) == "request":
             continue  # its phases make it up: stacked, they are the request
         many = len(streams[p["pipeline"]]) > WORST_DRAWN
         pairs = groups.setdefault((p["pipeline"], "" if many else p["stream"]), [])
@@ -360,13 +363,12 @@ def _where_it_goes(s: dict) -> str:
             total = sum(v for _, v in vals)
             if total <= 0:
                 continue
-            names = [html.escape(PHASE_OF.get((p["from"], p["to"]))
-                                 or f'{p["from"]}→{p["to"]}') for p, _ in vals]
+            names = [html.escape(phase_of(p) or f'{p["from"]}→{p["to"]}') for p, _ in vals]
             segs = "".join(
                 f'<div style="flex:{v / total:.4f};background:{colors[i % len(colors)]}" '
                 f'title="{names[i]}: {fmt(v)} {unit}">{names[i]} {fmt(v)} {unit}</div>'
                 for i, (_, v) in enumerate(vals) if v > 0)
-            per = "request" if (vals[0][0]["from"], vals[0][0]["to"]) in PHASE_OF else "frame"
+            per = "frame" if phase_of(vals[0][0]) is None else "request"
             label = f"median {what} per {per}: {fmt(total)} {unit}" + (
                 f" ({primary}, attributed)" if what == "energy" else "")
             out.append(f'<div class="muted">{label}</div><div class="stack">{segs}</div>')
@@ -409,7 +411,7 @@ def render_html(sessions: list[dict], charts: list[dict]) -> str:
         if s.get("llm"):
             body.append("<h3>LLM requests</h3>" + _llm_table(s))
             body.append("<h3>LLM request phases</h3>" + _pairs_table(s, llm=True))
-        if not s.get("llm") or any((p["from"], p["to"]) not in PHASE_OF for p in s["pairs"]):
+        if _has_frames(s):
             body.append("<h3>Per pair</h3>" + _pairs_table(s))
         body.append(f'<a class="csv" download="{html.escape(s["id"])}-summary.csv" '
                     f'href="data:text/csv;base64,{csv_b64}">Download this table as CSV</a>')
