@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from otel_benchlab.session.journal import JOURNAL_NAME, PART_NAME, part_path, read_journal
-from otel_benchlab.session.window import Window, part_range, range_of
+from otel_benchlab.session.window import Window, column_statistics, part_range, range_of
 
 log = logging.getLogger("otel_benchlab.receivers.stored")
 
@@ -66,14 +66,8 @@ def may_hold(directory: Path, column: str) -> bool:
             meta = pq.ParquetFile(part).metadata
         except (OSError, pa.ArrowException):
             return True  # the reader says what is wrong with it
-        names = [meta.schema.column(i).name for i in range(meta.num_columns)]
-        if column not in names:
-            continue
-        j = names.index(column)
-        for g in range(meta.num_row_groups):
-            stats = meta.row_group(g).column(j).statistics
-            if stats is None or not stats.has_null_count or \
-                    stats.null_count < meta.row_group(g).num_rows:
+        for stats, rows in column_statistics(meta, column):
+            if stats is None or not stats.has_null_count or stats.null_count < rows:
                 return True
     return False
 

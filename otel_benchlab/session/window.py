@@ -111,16 +111,22 @@ def part_range(path: Path | Any, columns: tuple[str, ...]) -> tuple[int, int] | 
     return range_of(pq.ParquetFile(path).metadata, columns)
 
 
+def column_statistics(meta: Any, name: str) -> list[tuple[Any, int]]:
+    """(statistics or None, rows) of each row group's ``name`` column in a part's footer
+    (``pq.FileMetaData``); [] where the part has no such column."""
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    if name not in names:
+        return []
+    j = names.index(name)
+    return [(meta.row_group(g).column(j).statistics, meta.row_group(g).num_rows)
+            for g in range(meta.num_row_groups)]
+
+
 def range_of(meta: Any, columns: tuple[str, ...]) -> tuple[int, int] | None:
     """``part_range`` from a part's footer already read (``pq.FileMetaData``)."""
-    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
     lo = hi = None
     for name in columns:
-        if name not in names:
-            continue
-        j = names.index(name)
-        for g in range(meta.num_row_groups):
-            st = meta.row_group(g).column(j).statistics
+        for st, _ in column_statistics(meta, name):
             if st is None or not st.has_min_max:
                 return None
             lo = st.min if lo is None else min(lo, st.min)
