@@ -77,6 +77,10 @@ class OtlpForwarder:
         self._thread = threading.Thread(target=self._run, name="otlp-forward", daemon=True)
         self._thread.start()
 
+    def takes(self, signal: str) -> bool:
+        """Whether ``signal`` goes upstream (its OTLP exporter is on)."""
+        return signal in self._exporters
+
     def forward(self, signal: str, request: Any) -> bool:
         """False only when the queue is full (the intake answers 'retry later')."""
         if signal not in self._exporters:

@@ -104,7 +104,9 @@ def parse_datagram(data: bytes, names: dict[str, str] | None = None
             if f[0] == "s" and len(f) == 8 and f[5] and f[6]:
                 start, end = int(f[1]), int(f[2])
                 if end >= start:
-                    out.append(StageSpan(f[3], f[4], int(f[7]) if f[7] else None, f[5], f[6],
+                    out.append(StageSpan(get(f[3]) or name(f[3]), get(f[4]) or name(f[4]),
+                                         int(f[7]) if f[7] else None,
+                                         get(f[5]) or name(f[5]), get(f[6]) or name(f[6]),
                                          start, end))
                     continue
         except ValueError:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
 from otel_benchlab.exporters.capframex import CapFrameXWriter
 from otel_benchlab.records import PowerFigure, StageSpan
@@ -147,3 +149,12 @@ def test_a_capture_whose_write_failed_is_written_at_shutdown(tmp_path):
     rows = check_csv(tmp_path / "cam_ingress_to_encoded.csv")
     assert len(rows) == 30 and errors == [("capframex", 30)]
     assert not list(tmp_path.glob(".pending-*"))
+
+
+@given(st.lists(st.text(max_size=12), max_size=20))
+def test_stream_names_are_made_safe_in_arrow_as_safe_name_makes_one(texts):
+    import pyarrow as pa
+
+    from otel_benchlab.exporters.capframex_format import safe_name, safe_names
+
+    assert safe_names(pa.array(texts, pa.string())).to_pylist() == [safe_name(t) for t in texts]

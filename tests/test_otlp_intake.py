@@ -296,3 +296,36 @@ def test_added_double_attributes_are_the_bytes_keyvalue_messages_make(pairs):
         made.attributes.append(KeyValue(key=key, value=AnyValue(double_value=value)))
     add_double_attributes(merged, pairs)
     assert merged.SerializeToString() == made.SerializeToString()
+
+
+def test_with_no_trace_exporter_a_measured_span_is_measured_and_its_request_not_held():
+    from otel_benchlab.counters import AgentCounters
+    from otel_benchlab.exporters.otlp import OtlpConfig
+    from otel_benchlab.exporters.otlp_forward import OtlpForwarder
+    from otel_benchlab.receivers.otlp_enricher import IntakeEnricher
+    from otel_benchlab.receivers.otlp_intake import OtlpIntakeReceiver
+
+    counters = AgentCounters()
+    forwarder = OtlpForwarder(OtlpConfig(traces_exporter=["none"], metrics_exporter=["none"]),
+                              counters, {"OTEL_LOGS_EXPORTER": "none"}, max_requests=4)
+    enricher = IntakeEnricher(forwarder, 60.0, 4)
+    rx = OtlpIntakeReceiver(IntakeConfig(span_stages=["infer"]), counters, forwarder, enricher)
+    got = []
+    rx._emit = lambda r: got.append(r) or True
+    try:
+        assert rx.take_traces(_request("infer"))
+    finally:
+        forwarder.shutdown(0.5)
+    assert [(s.stage_from, s.stage_to) for s in got] == [("infer.start", "infer.end")]
+    assert not enricher._held  # nothing goes upstream: nothing to wait for
+    assert counters.get("forward.dropped", signal="traces", reason="no_upstream") == 1
+
+
+def test_a_span_names_stage_names_are_made_once():
+    from otel_benchlab.counters import AgentCounters
+    from otel_benchlab.receivers.otlp_intake import OtlpIntakeReceiver
+
+    rx = OtlpIntakeReceiver(IntakeConfig(), AgentCounters(), None, None)
+    first, again = rx._stage_names("infer"), rx._stage_names("infer")
+    assert first == ("infer.start", "infer.end")
+    assert first[0] is again[0] and first[1] is again[1]

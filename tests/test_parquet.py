@@ -190,3 +190,16 @@ def test_links_planted_at_temporary_and_journal_names_are_never_written_through(
     parts = sorted(out.glob("part-*.parquet"))
     assert ds.dataset(parts).to_table()["x"].to_pylist() == [1, 2]
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()]
+
+
+def test_a_span_measured_whole_is_written_as_the_two_raw_marks_it_stands_for():
+    from otel_benchlab.records import StageMark, StageSpan
+    from otel_benchlab.session.schema import marks_to_table, span_ends_to_table
+    from otel_benchlab.timebase import TimeBase
+
+    tb = TimeBase.measure()
+    spans = [StageSpan("p", "s1", 7, "infer.start", "infer.end", 100, 250),
+             StageSpan("p", "s2", None, "a", "b", 300, 300)]
+    marks = [StageMark(t, s.pipeline, s.stream, stage, s.frame) for s in spans
+             for t, stage in ((s.start_ns, s.stage_from), (s.end_ns, s.stage_to))]
+    assert span_ends_to_table(spans, tb).equals(marks_to_table(marks, tb))

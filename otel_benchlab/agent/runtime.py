@@ -195,10 +195,7 @@ class Agent:
         # Measured whole by its source (GStreamer's tracer, an application's span): no
         # pairing. Its two ends are kept as raw marks, so replay finds it again.
         self.measured_total += 1
-        self.files.raw_marks.append(StageMark(span.start_ns, span.pipeline, span.stream,
-                                              span.stage_from, span.frame))
-        self.files.raw_marks.append(StageMark(span.end_ns, span.pipeline, span.stream,
-                                              span.stage_to, span.frame))
+        self.files.measured.append(span)
         spans.append(span)
 
     def _sample(self, rec: Sample) -> None:

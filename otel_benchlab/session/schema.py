@@ -213,3 +213,24 @@ def marks_to_table(marks: list[StageMark], tb: TimeBase) -> pa.Table:
         "stage": pa.array([m.stage for m in marks], pa.string()),
         "frame": pa.array([m.frame for m in marks], pa.int64()),
     }, schema=MARK_SCHEMA)
+
+
+def span_ends_to_table(spans: list[StageSpan], tb: TimeBase) -> pa.Table:
+    """The raw marks of spans measured whole: each span's start and end, one after the
+    other, as ``marks_to_table`` writes the two marks they stand for."""
+    n = len(spans)
+    ts = np.empty(2 * n, np.int64)
+    ts[0::2] = np.fromiter((s.start_ns for s in spans), np.int64, n)
+    ts[1::2] = np.fromiter((s.end_ns for s in spans), np.int64, n)
+
+    def twice(values: list) -> list:
+        return [v for v in values for _ in (0, 1)]
+
+    stages = [x for s in spans for x in (s.stage_from, s.stage_to)]
+    return pa.table({
+        "ts_ns": ts, "ts_unix_ns": ts + tb.offset_ns,
+        "pipeline": pa.array(twice([s.pipeline for s in spans]), pa.string()),
+        "stream": pa.array(twice([s.stream for s in spans]), pa.string()),
+        "stage": pa.array(stages, pa.string()),
+        "frame": pa.array(twice([s.frame for s in spans]), pa.int64()),
+    }, schema=MARK_SCHEMA)
