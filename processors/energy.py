@@ -6,13 +6,13 @@ known (and, with attribution, shared out), then gives it mean power and energy p
 
 from __future__ import annotations
 
-from collections import deque
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from otel_benchlab.records import PowerRows, SpanBatch, StageSpan
 
+from .pending_spans import PendingSpans
 from .power_series import PowerSeries, energy_between
 
 if TYPE_CHECKING:
@@ -90,7 +90,9 @@ class EnergyAnnotator:
         self.timelines = {label: PowerTimeline(kind) for label, kind in sources.items()}
         self.max_gap_ns = max_gap_ns
         self.keep_ns = keep_ns
-        self._pending: deque[StageSpan] = deque()
+        # Spans whose share attribution carries, or that came late, keep their identity.
+        self._pending = PendingSpans(attribution.holds if attribution is not None
+                                     else lambda s: False)
         self.cut = False  # the last release left ready spans for the next
         # Spans are held until their interval's energy has been shared out (a watermark
         # ``delay_ns`` behind now); without it, released as soon as their power is known.
@@ -102,7 +104,7 @@ class EnergyAnnotator:
             tl.add(ts_ns, value)
 
     def add_span(self, span: StageSpan) -> None:
-        self._pending.append(span)
+        self._pending.add(span)
         if self.attribution is not None:
             self.attribution.admit(span)
 
@@ -120,20 +122,15 @@ class EnergyAnnotator:
         shares = self.attribution
         if shares is not None:  # and once the energy up to their end is shared out
             ready_to = min(ready_to, now_ns - shares.delay_ns)
-            if flush:
-                ready_to = max((s.end_ns for s in self._pending), default=ready_to)
+            if flush and len(self._pending):
+                ready_to = int(self._pending.ends().max())
         if max_spans is not None and len(self._pending) > max_spans:
-            ends = np.fromiter((s.end_ns for s in self._pending), np.int64,
-                               len(self._pending))
+            ends = self._pending.ends()
             ready = ends if flush else ends[ends <= ready_to]
             if len(ready) > max_spans:
                 ready_to = int(np.partition(ready, max_spans - 1)[max_spans - 1])
                 flush, self.cut = False, True
-        out: list[StageSpan] = []
-        keep: deque[StageSpan] = deque()
-        for span in self._pending:
-            (out if flush or span.end_ns <= ready_to else keep).append(span)
-        self._pending = keep
+        out = self._pending.take(ready_to, everything=flush)
         lo = min((s.start_ns for s in out), default=0)
         hi = max((s.end_ns for s in out), default=0)
         attributed = None
@@ -141,10 +138,11 @@ class EnergyAnnotator:
             lo, hi = min(lo, shares.done_to) if out else shares.done_to, max(hi, ready_to)
         series = {k: tl.series(lo, hi) for k, tl in self.timelines.items()}
         if shares is not None:
-            running = [s for s in keep if s.start_ns < ready_to]
-            attributed = shares.share(out, running, ready_to, series)
+            attributed = shares.share(out, self._pending.running(ready_to), ready_to,
+                                      series)
         done = annotate(out, series, self.max_gap_ns, attributed)
-        oldest = min((s.start_ns for s in self._pending), default=now_ns)
+        self._pending.pack()
+        oldest = self._pending.oldest_start(now_ns)
         for tl in self.timelines.values():
             tl.trim(min(oldest, now_ns - self.keep_ns))
         return done

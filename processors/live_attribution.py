@@ -49,6 +49,11 @@ class LiveAttribution:
             self._late.add(id(span))
             self.unattributed += 1
 
+    def holds(self, span: StageSpan) -> bool:
+        """Whether it keeps something of this span's by its identity (a late span, a
+        running span's share so far)."""
+        return id(span) in self._late or id(span) in self._carry
+
     def share(self, done: list[StageSpan], running: list[StageSpan], to_ns: int,
               series: dict[str, PowerSeries]) -> np.ndarray:
         """Share [done_to, to_ns] out among ``done`` (spans that end by ``to_ns``, released

@@ -237,9 +237,11 @@ def test_a_stage_named_for_no_source_shares_the_sources_named_for_none():
     assert list(takes) == [True, False] and weight == 1.0
 
 
-# None: everything ready at once; 7: a burst released a slice of 7 spans at a time
-@pytest.mark.parametrize("max_spans", [None, 7])
-def test_live_attribution_in_intervals_equals_one_pass_over_the_session(max_spans):
+# None: everything ready at once; 7: a burst released a slice of 7 spans at a time;
+# packed: waiting spans packed into columns past 10 of them (pending_spans)
+@pytest.mark.parametrize("max_spans,packed", [(None, False), (7, False), (None, True),
+                                              (7, True)])
+def test_live_attribution_in_intervals_equals_one_pass_over_the_session(max_spans, packed):
     from otel_benchlab.processors.energy import EnergyAnnotator
     from otel_benchlab.processors.live_attribution import LiveAttribution
     from otel_benchlab.records import StageSpan
@@ -251,6 +253,8 @@ def test_live_attribution_in_intervals_equals_one_pass_over_the_session(max_span
              for i in order]
     live = LiveAttribution(["sys"], GAP, 2 * S, 0)
     annotator = EnergyAnnotator({"sys": "power"}, GAP, keep_ns=60 * S, attribution=live)
+    if packed:
+        annotator._pending.pack_from, annotator._pending.pack_min = 10, 3
     watts = lambda t: 150.0 + 40.0 * np.sin(t / 0.9e9)  # noqa: E731
     got: dict[int, float] = {}
     k = cuts = 0
@@ -270,6 +274,7 @@ def test_live_attribution_in_intervals_equals_one_pass_over_the_session(max_span
             cuts += 1
     assert len(got) == len(spans) and live.unattributed == 0
     assert (cuts > 0) == (max_spans is not None)
+    assert annotator._pending.packed_total > 0 if packed else not annotator._pending.packs
     ts = np.arange(0, 12 * S, 10_000_000)
     series = {"sys": PowerSeries.from_power(ts, watts(ts))}
     whole = attribute(series["sys"], starts, ends, 0, live.done_to, GAP)

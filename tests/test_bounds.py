@@ -60,19 +60,27 @@ def test_a_batch_within_the_limits_is_returned_as_it_is():
     assert limits.fold_batch(batch) is batch
 
 
-def _add(page: LivePage, pair: str, n: int, fps: float = 60.0, streams: int = 1) -> None:
+def _add(page: LivePage, pair: str, n: int, fps: float = 60.0, streams: int = 1,
+         first: int = 0) -> None:
     gap = int(1e9 / fps)
     page.add(SpanBatch.of([StageSpan("p", f"s{k % streams}", k, pair, "z", k * gap,
-                                     k * gap + 5_000_000) for k in range(n)]))
+                                     k * gap + 5_000_000) for k in range(first, first + n)]))
 
 
 def test_a_ring_starts_small_and_grows_to_keep_15_minutes_at_its_rate():
     page = LivePage("sys", 0, max_bytes=64 << 20)
     _add(page, "slow", 1)
-    _add(page, "busy", 5000, fps=60)  # 15 minutes at 60 frames/s: 54,000 frames
+    for k in range(0, 30_000, 5000):  # 15 minutes at 60 frames/s: 54,000 frames
+        _add(page, "busy", 5000, fps=60, first=k)
     assert len(page._pairs[("p", "slow", "z")].t) == FIRST_FRAMES
     assert len(page._pairs[("p", "busy", "z")].t) == 65536
     assert page.used == (FIRST_FRAMES + 65536) * FRAME_BYTES
+
+
+def test_a_burst_grows_a_ring_to_twice_its_frames_not_to_15_minutes_of_its_rate():
+    page = LivePage("sys", 0, max_bytes=64 << 20)
+    _add(page, "burst", 20_000, fps=50_000)  # 15 minutes of that rate: 45 M frames
+    assert len(page._pairs[("p", "burst", "z")].t) == 65536  # 2 x 20,000, rounded up
 
 
 def test_a_pairs_streams_share_its_ring_and_each_frame_is_kept_once():

@@ -50,7 +50,7 @@ log = logging.getLogger("otel_benchlab")
 # (BATCH_S) anyway; each wake-up costs ~100 us of CPU on a VM, so 4 a second, not 10.
 TICK_S = 0.25
 IDLESS_WARNINGS = 100  # streams told apart in the warning about marks without frame ids
-RELEASE_SLICE = 20_000  # spans released and written at a time
+RELEASE_SLICE = 10_000  # spans released and written at a time
 BATCH_S = 1.0  # energy, metrics, traces and files work on batches of about a second
 
 
