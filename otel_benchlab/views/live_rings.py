@@ -21,7 +21,8 @@ SECOND_BYTES = 200  # a settled second's figures: a dict entry and a tuple of fi
 KEEP_S = 900
 SETTLED_S = 5.0  # a second this far behind the newest frame gets no more frames (mostly)
 RATE_S = 1.0  # a ring's rate is taken over at least this long
-GROWTH = 2  # a ring grows to at most this many times the frames it has
+GROWTH = 2  # a ring grows to at most this many times the frames of a burst
+BURST_S = 60.0  # frames that came over less than this may be a burst
 LATE_S = 10  # frames arrive in time order give or take this (batches, late senders)
 
 
@@ -56,10 +57,12 @@ class FrameRing:
         # share of the budget (LivePage._grow).
         span_s = max((int(ends.max()) - first) / 1e9, RATE_S)
         got = len(held) + len(ends)
-        # At most GROWTH times the frames it has: a burst (100,000 frames in 2 s) is not
-        # taken for a rate kept up for 15 minutes (a steady stream takes a few steps in
-        # its first minute).
-        need = min(self.cap, int(got / span_s * KEEP_S * 1.1), GROWTH * got)
+        need = min(self.cap, int(got / span_s * KEEP_S * 1.1))
+        if span_s < BURST_S:
+            # Frames of less than a minute may be a burst (100,000 in 2 s), not a rate
+            # kept up for 15 minutes: at most GROWTH times what came. A steady stream
+            # takes its 15 minutes' size once it has come for a minute.
+            need = min(need, GROWTH * got)
         want = size
         while want < need:
             want *= 2
