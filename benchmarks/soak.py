@@ -180,6 +180,7 @@ def main() -> int:
                     help="where OTLP goes: a collector that never answers, a working one, "
                     "a port nobody listens on, or OTLP off")
     ap.add_argument("--agent-python", default=sys.executable)
+    ap.add_argument("--rss-out", help="also write the RSS samples here (seconds,MB lines)")
     args = ap.parse_args()
     if args.hours_equivalent:
         speed = args.speed
@@ -203,6 +204,12 @@ def main() -> int:
     print(f"  RSS after {warm:.0f} s warm-up: first {after[0]:.1f} MB, max {max(after):.1f} MB, "
           f"last {after[-1]:.1f} MB, floor slope {slope:+.3f} MB/min "
           f"= {slope * 60 / speed:+.2f} MB per hour of default load")
+    # A leak raises the floor all along; a heap growing to its working size, early on.
+    late = res.floor_slope_mb_per_min(seconds / 2, 60.0, until_s=seconds)
+    print(f"  floor slope over the second half {late:+.3f} MB/min = "
+          f"{late * 60 / speed:+.2f} MB per hour of default load")
+    if args.rss_out:
+        Path(args.rss_out).write_text("".join(f"{t:.1f},{mb:.2f}\n" for t, mb in res.rss_mb))
     print(f"  CPU {res.cpu_percent:.1f} % of one core")
     step = max(60.0, seconds / 12)
     marks = np.arange(0, seconds + 1, step)
