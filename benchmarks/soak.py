@@ -204,7 +204,14 @@ def main() -> int:
     print(f"  RSS after {warm:.0f} s warm-up: first {after[0]:.1f} MB, max {max(after):.1f} MB, "
           f"last {after[-1]:.1f} MB, floor slope {slope:+.3f} MB/min "
           f"= {slope * 60 / speed:+.2f} MB per hour of default load")
-    # A leak raises the floor all along; a heap growing to its working size, early on.
+    # A leak raises the floor all along; a heap growing to its working size, early on:
+    # the agent has its working size once each of its periodic jobs (parts, captures, the
+    # hourly compaction) has run, i.e. after one hour of the default load.
+    hour = 3600 / speed
+    if args.hours_equivalent and seconds > 2 * hour:
+        settled = res.floor_slope_mb_per_min(hour, 60.0, until_s=seconds)
+        print(f"  floor slope after the first hour of default load ({hour / 60:.0f} min) "
+              f"{settled:+.3f} MB/min = {settled * 60 / speed:+.2f} MB per hour of default load")
     late = res.floor_slope_mb_per_min(seconds / 2, 60.0, until_s=seconds)
     print(f"  floor slope over the second half {late:+.3f} MB/min = "
           f"{late * 60 / speed:+.2f} MB per hour of default load")

@@ -22,7 +22,7 @@ KEEP_S = 900
 SETTLED_S = 5.0  # a second this far behind the newest frame gets no more frames (mostly)
 RATE_S = 1.0  # a ring's rate is taken over at least this long
 GROWTH = 2  # a ring grows to at most this many times the frames of a burst
-BURST_S = 60.0  # frames that came over less than this may be a burst
+BURST_S = 30.0  # frames that came over less than this may be a burst
 LATE_S = 10  # frames arrive in time order give or take this (batches, late senders)
 
 
@@ -37,6 +37,7 @@ class FrameRing:
         self.streams: list[str] = []
         self.codes: dict[str, int] = {}
         self.cap = cap
+        self.as_burst = False  # sized for the frames of a burst, not yet for a rate
         self.n = 0  # frames ever added
         # Per-second figures of seconds that are done: second -> row
         self.seconds: dict[int, tuple[float, ...]] = {}
@@ -49,7 +50,7 @@ class FrameRing:
     def wanted(self, ends: np.ndarray) -> int:
         """The size to hold ``KEEP_S`` at the rate frames come, once these do not fit."""
         size = len(self.t)
-        if self.n + len(ends) <= size or size >= self.cap:
+        if size >= self.cap or (self.n + len(ends) <= size and not self.as_burst):
             return size
         held = self.t[:min(self.n, size)]
         first = min(int(held.min()), int(ends.min())) if len(held) else int(ends.min())
@@ -58,10 +59,12 @@ class FrameRing:
         span_s = max((int(ends.max()) - first) / 1e9, RATE_S)
         got = len(held) + len(ends)
         need = min(self.cap, int(got / span_s * KEEP_S * 1.1))
-        if span_s < BURST_S:
-            # Frames of less than a minute may be a burst (100,000 in 2 s), not a rate
-            # kept up for 15 minutes: at most GROWTH times what came. A steady stream
-            # takes its 15 minutes' size once it has come for a minute.
+        # Frames of less than BURST_S may be a burst (100,000 in 2 s), not a rate kept
+        # up for 15 minutes: at most GROWTH times what came. A ring sized so is looked at
+        # again with each batch, so a steady stream takes its 15 minutes' size once it
+        # has come for BURST_S (before a soak's warm-up ends: a step later reads as a leak).
+        self.as_burst = span_s < BURST_S
+        if self.as_burst:
             need = min(need, GROWTH * got)
         want = size
         while want < need:
