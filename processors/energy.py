@@ -120,12 +120,15 @@ class EnergyAnnotator:
         covered = -1 if None in last else min(last, default=1 << 62)
         ready_to = max(covered, now_ns - self.max_gap_ns - 1)
         shares = self.attribution
+        waiting = len(self._pending)
+        over = max_spans is not None and waiting > max_spans
+        # Every waiting span's end, read once where it is needed (a flush, a burst).
+        ends = self._pending.ends() if waiting and (flush or over) else None
         if shares is not None:  # and once the energy up to their end is shared out
             ready_to = min(ready_to, now_ns - shares.delay_ns)
-            if flush and len(self._pending):
-                ready_to = int(self._pending.ends().max())
-        if max_spans is not None and len(self._pending) > max_spans:
-            ends = self._pending.ends()
+            if flush and ends is not None:
+                ready_to = int(ends.max())
+        if over and ends is not None:
             ready = ends if flush else ends[ends <= ready_to]
             if len(ready) > max_spans:
                 ready_to = int(np.partition(ready, max_spans - 1)[max_spans - 1])

@@ -19,13 +19,15 @@ from otel_benchlab.records import StageSpan
 PACK_FROM = 16_384  # spans waiting before the packing starts
 PACK_MIN = 1_024  # spans a pack holds at least (a pack's arrays cost ~1 KB)
 _MASK64 = (1 << 64) - 1
+_NUMBERS = ("seq", "start", "end", "frame", "no_frame", "trace_hi", "trace_lo", "span_id",
+            "foreign")  # a pack's arrays
+_NAMES = ("pipeline", "stream", "stage_from", "stage_to")  # its lists of strings
 
 
 class SpanPack:
     """Spans as columns: numbers in arrays, names as the spans' own strings."""
 
-    __slots__ = ("seq", "start", "end", "frame", "no_frame", "trace_hi", "trace_lo",
-                 "span_id", "foreign", "pipeline", "stream", "stage_from", "stage_to")
+    __slots__ = _NUMBERS + _NAMES
 
     def __init__(self, spans: list[StageSpan], seq: np.ndarray) -> None:
         n = len(spans)
@@ -77,11 +79,10 @@ class SpanPack:
         if len(keep) == len(self):
             return self
         rest = object.__new__(SpanPack)
-        for name in ("seq", "start", "end", "frame", "no_frame", "trace_hi", "trace_lo",
-                     "span_id", "foreign"):
+        for name in _NUMBERS:
             setattr(rest, name, getattr(self, name)[keep])
         at = keep.tolist()
-        for name in ("pipeline", "stream", "stage_from", "stage_to"):
+        for name in _NAMES:
             column = getattr(self, name)
             setattr(rest, name, [column[i] for i in at])
         return rest
@@ -121,63 +122,60 @@ class PendingSpans:
     def take(self, ready_to: int, everything: bool = False) -> list[StageSpan]:
         """The spans that end by ``ready_to`` (all with ``everything``), in the order
         they came; the rest stay."""
-        out: list[StageSpan] = []
-        seqs: list[int] = []
-        keep: list[StageSpan] = []
-        keep_seqs: list[int] = []
+        out, seqs = self._split(lambda s: everything or s.end_ns <= ready_to)
+        unpacked, unpacked_seqs = self._unpack(
+            lambda p: np.ones(len(p), bool) if everything else p.end <= ready_to)
+        out += unpacked
+        order = np.asarray(seqs + unpacked_seqs, np.int64)
+        if len(order) > 1 and (order[1:] < order[:-1]).any():  # unpacked ones among them
+            out = [out[i] for i in np.argsort(order, kind="stable").tolist()]
+        return out
+
+    def running(self, at_ns: int) -> list[StageSpan]:
+        """The waiting spans that start before ``at_ns``, as spans that stay themselves
+        (packed ones are unpacked: attribution carries their share by identity)."""
+        unpacked, unpacked_seqs = self._unpack(lambda p: p.start < at_ns)
+        self.spans += unpacked
+        self.seqs += unpacked_seqs
+        return [s for s in self.spans if s.start_ns < at_ns]
+
+    def _split(self, chosen: Callable[[StageSpan], bool]) -> tuple[list[StageSpan], list[int]]:
+        """The unpacked spans ``chosen`` picks and their arrival numbers, taken out."""
+        out, seqs, keep, keep_seqs = [], [], [], []
         for s, q in zip(self.spans, self.seqs, strict=True):
-            if everything or s.end_ns <= ready_to:
+            if chosen(s):
                 out.append(s)
                 seqs.append(q)
             else:
                 keep.append(s)
                 keep_seqs.append(q)
         self.spans, self.seqs = keep, keep_seqs
+        return out, seqs
+
+    def _unpack(self, rows_of: Callable[[SpanPack], np.ndarray]
+                ) -> tuple[list[StageSpan], list[int]]:
+        """The packed spans ``rows_of`` picks (a mask a pack), made again, and their
+        arrival numbers, taken out of their packs."""
+        out: list[StageSpan] = []
+        seqs: list[int] = []
         packs = []
         for p in self.packs:
-            gone = np.ones(len(p), bool) if everything else p.end <= ready_to
-            rows = np.flatnonzero(gone)
+            chosen = rows_of(p)
+            rows = np.flatnonzero(chosen)
             if len(rows):
                 out += p.spans(rows)
                 seqs += p.seq[rows].tolist()
-            rest = p.without(gone)
-            if rest is not None:
-                packs.append(rest)
-        order = np.asarray(seqs, np.int64)
-        if len(order) > 1 and (order[1:] < order[:-1]).any():  # unpacked ones among them
-            out = [out[i] for i in np.argsort(order, kind="stable").tolist()]
-        self.packs = packs
-        return out
-
-    def running(self, at_ns: int) -> list[StageSpan]:
-        """The waiting spans that start before ``at_ns``, as spans that stay themselves
-        (packed ones are unpacked: attribution carries their share by identity)."""
-        packs = []
-        for p in self.packs:
-            early = p.start < at_ns
-            rows = np.flatnonzero(early)
-            if len(rows):
-                self.spans += p.spans(rows)
-                self.seqs += p.seq[rows].tolist()
-            rest = p.without(early)
+            rest = p.without(chosen)
             if rest is not None:
                 packs.append(rest)
         self.packs = packs
-        return [s for s in self.spans if s.start_ns < at_ns]
+        return out, seqs
 
     def pack(self) -> None:
         """Past ``pack_from`` waiting, the spans that may be packed are."""
         if len(self.spans) < self.pack_min or len(self) < self.pack_from:
             return
-        loose, loose_seqs, stay, stay_seqs = [], [], [], []
-        for s, q in zip(self.spans, self.seqs, strict=True):
-            if SpanPack.fits(s) and not self.pinned(s):
-                loose.append(s)
-                loose_seqs.append(q)
-            else:
-                stay.append(s)
-                stay_seqs.append(q)
+        loose, loose_seqs = self._split(lambda s: SpanPack.fits(s) and not self.pinned(s))
         if loose:
             self.packs.append(SpanPack(loose, np.asarray(loose_seqs, np.int64)))
             self.packed_total += len(loose)
-        self.spans, self.seqs = stay, stay_seqs

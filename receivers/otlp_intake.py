@@ -24,6 +24,7 @@ the stream from ``benchlab.stream`` (default ``main``), the pipeline from the re
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import os
 import socket
@@ -93,9 +94,15 @@ INCOMPLETE = {
                   "measured as one phase",
     "no_phases": "an LLM request span without gen_ai.latency.time_in_queue and "
                  "time_in_model_prefill (or time_to_first_token) is measured as one phase"}
-MAX_SPAN_NAMES = 4096  # span names whose stage names are kept made
 MAX_MESSAGE = 32 << 20
 GUNZIP_PIECE = 1 << 20  # bytes unpacked at a time
+
+
+@functools.lru_cache(maxsize=4096)  # bounded: span names come from outside
+def stage_names(name: str) -> tuple[str, str]:
+    """A measured span's two stage names, made once a span name: spans wait seconds for
+    their energy, and two new strings a span were ~120 B of each at a flood."""
+    return f"{name}.start", f"{name}.end"
 
 
 def gunzip_capped(data: bytes, cap: int) -> bytes | None:
@@ -140,9 +147,6 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
         self.exact = {p for p in cfg.span_stages if not any(c in p for c in "*?[")}
         self.globs = [p for p in cfg.span_stages if p not in self.exact]
         self.events = set(cfg.event_stages)
-        # A span name's two stage names, made once: spans wait for their energy for
-        # seconds, and two new strings a span were ~120 B of each at a flood.
-        self._stages: dict[str, tuple[str, str]] = {}
         self._emit: Emit | None = None
         self._grpc: grpc.Server | None = None
         self._http: BoundedHTTPServer | None = None
@@ -161,14 +165,6 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
     # -- measuring ---------------------------------------------------------------------
     def _matches(self, name: str) -> bool:
         return name in self.exact or any(fnmatch.fnmatchcase(name, g) for g in self.globs)
-
-    def _stage_names(self, name: str) -> tuple[str, str]:
-        stages = self._stages.get(name)
-        if stages is None:
-            if len(self._stages) >= MAX_SPAN_NAMES:  # a cache: names from outside are many
-                self._stages.clear()
-            stages = self._stages[name] = (f"{name}.start", f"{name}.end")
-        return stages
 
     def _reject(self, reason: str, what: str) -> None:
         self.counters.add("input.rejected", 1, what, source="otlp", reason=reason)
@@ -202,7 +198,7 @@ class OtlpIntakeReceiver(trace_service_pb2_grpc.TraceServiceServicer,
                             tid = int.from_bytes(sp.trace_id, "big")
                             sid = int.from_bytes(sp.span_id, "big")
                             records.append(StageSpan(
-                                pipeline, stream, frame, *self._stage_names(sp.name),
+                                pipeline, stream, frame, *stage_names(sp.name),
                                 to_mono(sp.start_time_unix_nano),
                                 to_mono(sp.end_time_unix_nano), tid, sid, foreign=True))
                             held.append(((tid, sid), sp))

@@ -322,10 +322,8 @@ def test_with_no_trace_exporter_a_measured_span_is_measured_and_its_request_not_
 
 
 def test_a_span_names_stage_names_are_made_once():
-    from otel_benchlab.counters import AgentCounters
-    from otel_benchlab.receivers.otlp_intake import OtlpIntakeReceiver
+    from otel_benchlab.receivers.otlp_intake import stage_names
 
-    rx = OtlpIntakeReceiver(IntakeConfig(), AgentCounters(), None, None)
-    first, again = rx._stage_names("infer"), rx._stage_names("infer")
+    first, again = stage_names("infer"), stage_names("infer")
     assert first == ("infer.start", "infer.end")
     assert first[0] is again[0] and first[1] is again[1]
